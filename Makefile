@@ -1,0 +1,163 @@
+# Makefile -- builds the subway node, the client library and CLI, and runs the tests.
+#
+#   make                 bin/subway, bin/subway-cli, lib/libsubway.{a,so}
+#   make run             a dev node (embedded Kafka) with a demo producer
+#   make test            unit + integration tests, then the same under ASan+UBSan
+#   make test SANITIZER=address|undefined   one pass, under that sanitizer
+#   make install PREFIX=/usr/local DESTDIR=
+#   V=1 shows the commands, WERROR= drops -Werror.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= gcc
+WERROR ?= -Werror
+SANITIZER ?=
+PKGS := rdkafka hiredis libevent libevent_pthreads msgpack
+
+# Each sanitizer gets its own object and output tree so builds never mix.
+ifeq ($(SANITIZER),)
+  O := .
+  OBJ := build/obj
+  SANFLAGS :=
+else
+  O := build/$(SANITIZER)
+  OBJ := build/$(SANITIZER)/obj
+  SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+BIN := $(O)/bin
+LIB := $(O)/lib
+
+DEPS_OK := $(shell pkg-config --exists $(PKGS) cmocka 2>/dev/null && echo yes)
+ifeq ($(DEPS_OK),yes)
+  PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+  PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+  CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
+else
+  PKG_LIBS := -lrdkafka -lhiredis -levent -levent_pthreads -lmsgpackc
+  CMOCKA_LIBS := -lcmocka
+endif
+
+SUBWAY_VERSION := 0.1.0
+WARN := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I. $(PKG_CFLAGS) \
+              -DSUBWAY_VERSION='"$(SUBWAY_VERSION)"' $(CFLAGS)
+ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
+
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+LIBSUBWAY_SRC := proto/codec.c proto/client.c
+CLI_SRC := proto/cli.c
+BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
+
+.SECONDARY:
+.PHONY: all deps run test test-unit test-integration test-one check install uninstall clean cluster bench
+all: deps-check $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
+
+# Installs what is missing (Debian packages) when pkg-config cannot find it.
+deps-check:
+ifneq ($(DEPS_OK),yes)
+	$(Q)bash deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory $(MAKECMDGOALS)
+	$(Q)exit 0
+endif
+
+deps:
+	$(Q)bash deploy/install-deps.sh
+
+$(OBJ)/%.o: %.c
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB)/libsubway.a: $(call objs,$(LIBSUBWAY_SRC))
+	$(call say,AR,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIB)/libsubway.so: $(call objs,$(LIBSUBWAY_SRC))
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -shared -Wl,-soname,libsubway.so.0 -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
+
+$(OBJ)/libbroker.a: $(call objs,$(BROKER_SRC))
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN)/subway: $(call objs,broker/main.c) $(OBJ)/libbroker.a $(LIB)/libsubway.a
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+
+$(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
+
+$(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(PKG_LIBS) -lpthread -lm
+
+$(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+
+# ------------------------------------------------------------------- running
+run: all
+	$(Q)bash deploy/run-dev.sh $(BIN)
+
+# ------------------------------------------------------------------- testing
+test-unit: all $(UNIT_BINS)
+	$(Q)bash tests/run-unit.sh $(BIN)/tests
+
+test-integration: all $(TOOL_BINS)
+	$(Q)python3 tests/integration/run.py --bin $(BIN)
+
+test-one: test-unit test-integration
+
+# The plain pass, then the same suite under AddressSanitizer+UBSan.
+ifeq ($(SANITIZER),)
+test: deps-check
+	$(Q)$(MAKE) --no-print-directory test-one
+	$(Q)$(MAKE) --no-print-directory test-one SANITIZER=address,undefined
+else
+test: deps-check
+	$(Q)$(MAKE) --no-print-directory test-one
+endif
+
+check: test
+
+# ------------------------------------------------------------------ installing
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/subway $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BIN)/subway $(BIN)/subway-cli $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB)/libsubway.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB)/libsubway.so $(DESTDIR)$(PREFIX)/lib/libsubway.so.0
+	ln -sf libsubway.so.0 $(DESTDIR)$(PREFIX)/lib/libsubway.so
+	install -m 644 proto/subway.h proto/proto.h $(DESTDIR)$(PREFIX)/include/subway/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SUBWAY_VERSION)|g' proto/subway.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/subway.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/subway $(DESTDIR)$(PREFIX)/bin/subway-cli
+	rm -f $(DESTDIR)$(PREFIX)/lib/libsubway.a $(DESTDIR)$(PREFIX)/lib/libsubway.so $(DESTDIR)$(PREFIX)/lib/libsubway.so.0
+	rm -rf $(DESTDIR)$(PREFIX)/include/subway
+	rm -f $(DESTDIR)$(PREFIX)/lib/pkgconfig/subway.pc
+
+clean:
+	rm -rf build bin lib
+
+-include $(shell find build -name '*.d' 2>/dev/null)

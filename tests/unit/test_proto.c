@@ -1,0 +1,1009 @@
+/* test_proto.c -- table-driven tests of the frame codec: golden vectors, partial, oversized and malformed input. */
+
+#include "proto/proto.h"
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <msgpack.h>
+
+/* ================================================================ helpers */
+
+/* A byte string literal as proto_bytes. */
+#define B(s) { s, sizeof(s) - 1 }
+
+/* Hex with optional spaces to bytes, malloc'd; *len gets the size. */
+static char *unhex(const char *hex, size_t *len) {
+    char *out = malloc(strlen(hex) / 2 + 1);
+    assert_non_null(out);
+    size_t n = 0;
+    for (const char *p = hex; *p; ) {
+        if (*p == ' ') {
+            p++;
+            continue;
+        }
+        unsigned v;
+        if (sscanf(p, "%2x", &v) != 1 || p[1] == '\0' || p[1] == ' ')
+            fail_msg("bad hex in test table: %s", hex);
+        out[n++] = (char)v;
+        p += 2;
+    }
+    *len = n;
+    return out;
+}
+
+/* A frame (length prefix + body) around a body given in hex, malloc'd. */
+static char *frame_of_body(const char *body_hex, size_t *len) {
+    size_t blen;
+    char *body = unhex(body_hex, &blen);
+    char *out = malloc(blen + 4);
+    assert_non_null(out);
+    out[0] = (char)(blen >> 24);
+    out[1] = (char)(blen >> 16);
+    out[2] = (char)(blen >> 8);
+    out[3] = (char)blen;
+    memcpy(out + 4, body, blen);
+    free(body);
+    *len = blen + 4;
+    return out;
+}
+
+static void put_be32(char *p, uint32_t v) {
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
+static void check_bytes(const char *what, const char *field, proto_bytes got, proto_bytes want) {
+    if ((got.ptr == NULL) != (want.ptr == NULL))
+        fail_msg("%s: %s is %s, want %s", what, field, got.ptr ? "bytes" : "nil",
+                 want.ptr ? "bytes" : "nil");
+    if (got.ptr == NULL) return;
+    if (got.len != want.len || memcmp(got.ptr, want.ptr, got.len) != 0)
+        fail_msg("%s: %s is \"%.*s\", want \"%.*s\"", what, field, (int)got.len, got.ptr,
+                 (int)want.len, want.ptr);
+}
+
+#define CHECK_NUM(what, field, got, want) do { \
+        if ((uint64_t)(got) != (uint64_t)(want)) \
+            fail_msg("%s: %s is %" PRIu64 ", want %" PRIu64, what, field, \
+                     (uint64_t)(got), (uint64_t)(want)); \
+    } while (0)
+
+/* Compares every field of two frames; the decoder zeroes unused fields. */
+static void check_frame(const char *what, const proto_frame *got, const proto_frame *want) {
+    CHECK_NUM(what, "type", got->type, want->type);
+    CHECK_NUM(what, "req_id", got->req_id, want->req_id);
+    CHECK_NUM(what, "version", got->version, want->version);
+    check_bytes(what, "name", got->name, want->name);
+    CHECK_NUM(what, "heartbeat_ms", got->heartbeat_ms, want->heartbeat_ms);
+    CHECK_NUM(what, "max_frame", got->max_frame, want->max_frame);
+    check_bytes(what, "topic", got->topic, want->topic);
+    check_bytes(what, "key", got->key, want->key);
+    check_bytes(what, "value", got->value, want->value);
+    CHECK_NUM(what, "feed", got->feed, want->feed);
+    CHECK_NUM(what, "partition_cnt", got->partition_cnt, want->partition_cnt);
+    for (size_t i = 0; i < want->partition_cnt; i++)
+        CHECK_NUM(what, "partitions[i]", got->partitions[i], want->partitions[i]);
+    CHECK_NUM(what, "partition", got->partition, want->partition);
+    CHECK_NUM(what, "offset", got->offset, want->offset);
+    CHECK_NUM(what, "timestamp_ms", got->timestamp_ms, want->timestamp_ms);
+    CHECK_NUM(what, "header_cnt", got->header_cnt, want->header_cnt);
+    for (size_t i = 0; i < want->header_cnt; i++) {
+        check_bytes(what, "headers[i].name", got->headers[i].name, want->headers[i].name);
+        check_bytes(what, "headers[i].value", got->headers[i].value, want->headers[i].value);
+    }
+    CHECK_NUM(what, "token", got->token, want->token);
+    CHECK_NUM(what, "code", got->code, want->code);
+    check_bytes(what, "text", got->text, want->text);
+    CHECK_NUM(what, "count", got->count, want->count);
+}
+
+/* Decodes buf expecting PROTO_BAD_INPUT with exactly this code, text and *consumed. */
+static void check_error(const char *what, proto_decoder *d, const char *buf, size_t len,
+                        proto_err code, const char *text, size_t want_consumed) {
+    proto_frame f;
+    size_t consumed = 12345;
+    proto_status st = proto_decode(d, buf, len, &consumed, &f);
+    if (st != PROTO_BAD_INPUT)
+        fail_msg("%s: status %d, want PROTO_BAD_INPUT", what, (int)st);
+    if (proto_decoder_err(d) != code)
+        fail_msg("%s: error %s, want %s (%s)", what, proto_err_name(proto_decoder_err(d)),
+                 proto_err_name(code), proto_decoder_errstr(d));
+    if (strcmp(proto_decoder_errstr(d), text) != 0)
+        fail_msg("%s: error text \"%s\", want \"%s\"", what, proto_decoder_errstr(d), text);
+    if (consumed != want_consumed)
+        fail_msg("%s: consumed %zu, want %zu", what, consumed, want_consumed);
+}
+
+/* ========================================================= golden vectors */
+
+static const uint32_t parts_a[] = { 0, 5, 300 };
+static const proto_header headers_a[] = {
+    { B("trace"), B("abc") },
+    { B("empty"), { NULL, 0 } },
+};
+
+typedef struct golden {
+    const char *name;
+    proto_frame frame;
+    const char *hex;          /* length prefix, then the body field by field */
+} golden;
+
+/* PROTOCOL.md lists exactly these vectors; keep the two in step. */
+static const golden goldens[] = {
+    { "HELLO",
+      { .type = PROTO_HELLO, .version = 1, .name = B("demo") },
+      "00000008 93 01 01 a464656d6f" },
+    { "WELCOME",
+      { .type = PROTO_WELCOME, .version = 1, .name = B("node-a"), .heartbeat_ms = 5000,
+        .max_frame = 1048576 },
+      "00000012 95 02 01 a66e6f64652d61 cd1388 ce00100000" },
+    { "SUBSCRIBE",
+      { .type = PROTO_SUBSCRIBE, .req_id = 7, .topic = B("orders"), .key = B("user-42") },
+      "00000013 94 03 07 a66f7264657273 c407757365722d3432" },
+    { "SUBSCRIBE every key",
+      { .type = PROTO_SUBSCRIBE, .req_id = 8, .topic = B("orders"), .key = { NULL, 0 } },
+      "0000000b 94 03 08 a66f7264657273 c0" },
+    { "SUBSCRIBED",
+      { .type = PROTO_SUBSCRIBED, .req_id = 7, .feed = 3, .partitions = parts_a,
+        .partition_cnt = 3 },
+      "0000000a 94 04 07 03 93 00 05 cd012c" },
+    { "SUBSCRIBED no partitions",
+      { .type = PROTO_SUBSCRIBED, .req_id = 8, .feed = 4 },
+      "00000005 94 04 08 04 90" },
+    { "UNSUBSCRIBE",
+      { .type = PROTO_UNSUBSCRIBE, .req_id = 9, .feed = 3 },
+      "00000004 93 05 09 03" },
+    { "UNSUBSCRIBED",
+      { .type = PROTO_UNSUBSCRIBED, .req_id = 9, .feed = 3 },
+      "00000004 93 06 09 03" },
+    { "MESSAGE",
+      { .type = PROTO_MESSAGE, .feed = 3, .partition = 5, .offset = 1234567,
+        .timestamp_ms = 1700000000000, .key = B("user-42"), .value = B("{\"qty\":2}") },
+      "00000026 97 07 03 05 ce0012d687 cf0000018bcfe56800 c407757365722d3432 "
+      "c4097b22717479223a327d" },
+    { "MESSAGE with headers",
+      { .type = PROTO_MESSAGE, .feed = 4, .partition = 0, .offset = 0, .timestamp_ms = -1,
+        .key = { NULL, 0 }, .value = B("hi"), .headers = headers_a, .header_cnt = 2 },
+      "00000020 98 07 04 00 00 ff c0 c4026869 92 92a57472616365c403616263 "
+      "92a5656d707479c0" },
+    { "PUBLISH",
+      { .type = PROTO_PUBLISH, .req_id = 10, .topic = B("orders"), .key = B("user-42"),
+        .value = B("hello") },
+      "0000001a 95 08 0a a66f7264657273 c407757365722d3432 c40568656c6c6f" },
+    { "PUBLISH no key",
+      { .type = PROTO_PUBLISH, .req_id = 11, .topic = B("orders"), .key = { NULL, 0 },
+        .value = B("") },
+      "0000000d 95 08 0b a66f7264657273 c0 c400" },
+    { "PUBACK",
+      { .type = PROTO_PUBACK, .req_id = 10, .partition = 2, .offset = 70000 },
+      "00000009 94 09 0a 02 ce00011170" },
+    { "PING",
+      { .type = PROTO_PING, .token = 4294967296 },
+      "0000000b 92 0a cf0000000100000000" },
+    { "PONG",
+      { .type = PROTO_PONG, .token = 42 },
+      "00000003 92 0b 2a" },
+    { "ERROR",
+      { .type = PROTO_ERROR, .req_id = 7, .code = PROTO_E_UNKNOWN_TOPIC,
+        .text = B("no such topic: orderz") },
+      "0000001a 94 0c 07 0a b56e6f207375636820746f7069633a206f726465727a" },
+    { "DROPPED",
+      { .type = PROTO_DROPPED, .feed = 3, .count = 128 },
+      "00000005 93 0d 03 cc80" },
+    { "GOAWAY",
+      { .type = PROTO_GOAWAY, .text = B("shutting down") },
+      "00000010 92 0e ad7368757474696e6720646f776e" },
+};
+
+#define N_GOLDEN (sizeof(goldens) / sizeof(goldens[0]))
+
+static void test_golden_covers_every_type(void **state) {
+    int seen[PROTO_TYPE_MAX + 1] = { 0 };
+    for (size_t i = 0; i < N_GOLDEN; i++) seen[goldens[i].frame.type]++;
+    for (int t = 1; t <= PROTO_TYPE_MAX; t++)
+        if (!seen[t]) fail_msg("no golden vector for %s", proto_type_name((uint64_t)t));
+}
+
+static void test_golden_encode(void **state) {
+    proto_buf all;
+    proto_buf_init(&all);
+    size_t all_len = 0;
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        const golden *g = &goldens[i];
+        size_t want_len;
+        char *want = unhex(g->hex, &want_len);
+        proto_buf b = { 0 };
+        if (proto_encode(&b, &g->frame) != 0) fail_msg("%s: encode failed", g->name);
+        if (b.len != want_len || memcmp(b.data, want, want_len) != 0)
+            fail_msg("%s: encoding differs from the golden vector", g->name);
+        /* Encoding appends: all vectors in one buffer are their concatenation. */
+        assert_int_equal(proto_encode(&all, &g->frame), 0);
+        assert_memory_equal(all.data + all_len, want, want_len);
+        all_len += want_len;
+        assert_int_equal(all.len, all_len);
+        proto_buf_free(&b);
+        free(want);
+    }
+    proto_buf_free(&all);
+}
+
+static void test_golden_decode(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        const golden *g = &goldens[i];
+        size_t len;
+        char *buf = unhex(g->hex, &len);
+        proto_frame f;
+        size_t consumed = 0;
+        if (proto_decode(d, buf, len, &consumed, &f) != PROTO_FRAME)
+            fail_msg("%s: %s", g->name, proto_decoder_errstr(d));
+        if (consumed != len) fail_msg("%s: consumed %zu of %zu", g->name, consumed, len);
+        check_frame(g->name, &f, &g->frame);
+        /* Byte strings point into the input, not into a copy. */
+        const proto_bytes *bs[] = { &f.name, &f.topic, &f.key, &f.value, &f.text };
+        for (size_t j = 0; j < sizeof(bs) / sizeof(bs[0]); j++)
+            if (bs[j]->ptr && bs[j]->len && (bs[j]->ptr < buf || bs[j]->ptr >= buf + len))
+                fail_msg("%s: a decoded byte string points outside the input", g->name);
+        free(buf);
+    }
+    proto_decoder_free(d);
+}
+
+/* Every proper prefix of a frame is incomplete, never an error. */
+static void test_golden_partial(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        size_t len;
+        char *buf = unhex(goldens[i].hex, &len);
+        for (size_t n = 0; n < len; n++) {
+            /* A copy of exactly n bytes, so ASan catches any read past them. */
+            char *part = malloc(n ? n : 1);
+            assert_non_null(part);
+            memcpy(part, buf, n);
+            proto_frame f;
+            size_t consumed = 99;
+            proto_status st = proto_decode(d, part, n, &consumed, &f);
+            if (st != PROTO_NEED_MORE || consumed != 0)
+                fail_msg("%s: prefix of %zu bytes gave status %d, consumed %zu",
+                         goldens[i].name, n, (int)st, consumed);
+            free(part);
+        }
+        free(buf);
+    }
+    proto_decoder_free(d);
+}
+
+
+/* All vectors back to back decode in sequence, then the decoder wants more. */
+static void test_back_to_back(void **state) {
+    char *all = NULL;
+    size_t all_len = 0;
+    size_t ends[N_GOLDEN];
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        size_t len;
+        char *buf = unhex(goldens[i].hex, &len);
+        all = realloc(all, all_len + len);
+        assert_non_null(all);
+        memcpy(all + all_len, buf, len);
+        all_len += len;
+        ends[i] = all_len;
+        free(buf);
+    }
+
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    size_t pos = 0;
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        proto_frame f;
+        size_t consumed;
+        if (proto_decode(d, all + pos, all_len - pos, &consumed, &f) != PROTO_FRAME)
+            fail_msg("%s: %s", goldens[i].name, proto_decoder_errstr(d));
+        check_frame(goldens[i].name, &f, &goldens[i].frame);
+        pos += consumed;
+        assert_int_equal(pos, ends[i]);
+    }
+    proto_frame f;
+    size_t consumed = 1;
+    assert_int_equal(proto_decode(d, all + pos, 0, &consumed, &f), PROTO_NEED_MORE);
+    assert_int_equal(consumed, 0);
+
+    /* Two frames where the second is cut short: the first still decodes. */
+    size_t cut = ends[1] - 1;
+    assert_int_equal(proto_decode(d, all, cut, &consumed, &f), PROTO_FRAME);
+    check_frame("first of two", &f, &goldens[0].frame);
+    assert_int_equal(proto_decode(d, all + consumed, cut - consumed, &consumed, &f),
+                     PROTO_NEED_MORE);
+
+    proto_decoder_free(d);
+    free(all);
+}
+
+/* ========================================================= oversize frames */
+
+static void test_oversize(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    char hdr[4];
+
+    /* Refused from the 4-byte prefix alone, without waiting for the body. */
+    put_be32(hdr, 2000000);
+    check_error("2000000", d, hdr, 4, PROTO_E_FRAME_TOO_LARGE,
+                "frame of 2000000 bytes exceeds the 1048576-byte limit", 0);
+    put_be32(hdr, 1048577);
+    check_error("limit + 1", d, hdr, 4, PROTO_E_FRAME_TOO_LARGE,
+                "frame of 1048577 bytes exceeds the 1048576-byte limit", 0);
+    put_be32(hdr, UINT32_MAX);
+    check_error("UINT32_MAX", d, hdr, 4, PROTO_E_FRAME_TOO_LARGE,
+                "frame of 4294967295 bytes exceeds the 1048576-byte limit", 0);
+    /* Exactly the limit is fine: the decoder waits for the body. */
+    put_be32(hdr, 1048576);
+    proto_frame f;
+    size_t consumed;
+    assert_int_equal(proto_decode(d, hdr, 4, &consumed, &f), PROTO_NEED_MORE);
+    proto_decoder_free(d);
+
+    /* A limit below PROTO_MIN_MAX_FRAME is raised to it. */
+    d = proto_decoder_new(10);
+    assert_non_null(d);
+    put_be32(hdr, 65);
+    check_error("min limit", d, hdr, 4, PROTO_E_FRAME_TOO_LARGE,
+                "frame of 65 bytes exceeds the 64-byte limit", 0);
+    /* A 64-byte body: GOAWAY with a 60-byte text (str8). */
+    char buf[4 + 64];
+    put_be32(buf, 64);
+    memcpy(buf + 4, "\x92\x0e\xd9\x3c", 4);
+    memset(buf + 8, 'x', 60);
+    assert_int_equal(proto_decode(d, buf, sizeof(buf), &consumed, &f), PROTO_FRAME);
+    assert_int_equal(consumed, sizeof(buf));
+    assert_int_equal(f.type, PROTO_GOAWAY);
+    assert_int_equal(f.text.len, 60);
+    proto_decoder_free(d);
+}
+
+/* ========================================================== bad input */
+
+typedef struct bad_case {
+    const char *name;
+    const char *body_hex;     /* the length prefix is computed */
+    proto_err code;
+    const char *text;
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    /* MALFORMED: not exactly one msgpack value filling the body */
+    { "empty body", "", PROTO_E_MALFORMED, "frame body is empty" },
+    { "byte 0xc1", "c1", PROTO_E_MALFORMED, "frame body is not valid msgpack" },
+    { "0xc1 inside", "92 0a c1", PROTO_E_MALFORMED, "frame body is not valid msgpack" },
+    { "short array", "92 0a", PROTO_E_MALFORMED, "frame body ends inside a msgpack value" },
+    { "short str", "92 0e a5 61", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "short uint16", "92 0a cd 01", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "short str8 length", "92 0e d9", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "array32 of 2^32-1", "dd ffffffff", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "map32 of 2^32-1", "df ffffffff", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "bin32 of 2^32-1", "92 0e c6 ffffffff", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "ext32 of 2^32-1", "92 0e c9 ffffffff 01", PROTO_E_MALFORMED,
+      "frame body ends inside a msgpack value" },
+    { "trailing byte", "92 0a 01 00", PROTO_E_MALFORMED,
+      "frame body has 1 byte after its msgpack value" },
+    { "trailing garbage", "92 0a 01 de ad be", PROTO_E_MALFORMED,
+      "frame body has 3 bytes after its msgpack value" },
+    { "two values", "92 0a 01 92 0a 01", PROTO_E_MALFORMED,
+      "frame body has 3 bytes after its msgpack value" },
+
+    /* BAD_FRAME: not an array with a positive type first */
+    { "int body", "0a", PROTO_E_BAD_FRAME, "frame body is not an array" },
+    { "nil body", "c0", PROTO_E_BAD_FRAME, "frame body is not an array" },
+    { "str body", "a2 6869", PROTO_E_BAD_FRAME, "frame body is not an array" },
+    { "map body", "81 01 02", PROTO_E_BAD_FRAME, "frame body is not an array" },
+    { "empty array", "90", PROTO_E_BAD_FRAME, "frame body is an empty array" },
+    { "type 0", "91 00", PROTO_E_BAD_FRAME, "frame type must be a positive integer" },
+    { "type -1", "91 ff", PROTO_E_BAD_FRAME, "frame type must be a positive integer" },
+    { "type str", "91 a1 31", PROTO_E_BAD_FRAME, "frame type must be a positive integer" },
+    { "type nil", "91 c0", PROTO_E_BAD_FRAME, "frame type must be a positive integer" },
+    { "type float", "91 cb 3ff0000000000000", PROTO_E_BAD_FRAME,
+      "frame type must be a positive integer" },
+
+    /* UNKNOWN_TYPE: recoverable, *consumed covers the frame */
+    { "type 15", "91 0f", PROTO_E_UNKNOWN_TYPE, "unknown frame type 15" },
+    { "type 99 with fields", "93 63 01 02", PROTO_E_UNKNOWN_TYPE, "unknown frame type 99" },
+    { "type 2^64-1", "91 cf ffffffffffffffff", PROTO_E_UNKNOWN_TYPE,
+      "unknown frame type 18446744073709551615" },
+
+    /* BAD_FRAME: field counts */
+    { "HELLO no fields", "91 01", PROTO_E_BAD_FRAME, "HELLO: expected 2 fields, got 0" },
+    { "HELLO 3 fields", "94 01 01 a0 c0", PROTO_E_BAD_FRAME,
+      "HELLO: expected 2 fields, got 3" },
+    { "PING 2 fields", "93 0a 01 02", PROTO_E_BAD_FRAME, "PING: expected 1 field, got 2" },
+    { "GOAWAY no text", "91 0e", PROTO_E_BAD_FRAME, "GOAWAY: expected 1 field, got 0" },
+    { "MESSAGE 5 fields", "96 07 01 02 03 04 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: expected 6 or 7 fields, got 5" },
+    { "MESSAGE 8 fields", "99 07 01 02 03 04 c0 c0 90 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: expected 6 or 7 fields, got 8" },
+
+    /* BAD_FRAME: field types, some for every frame type */
+    { "HELLO version -1", "93 01 ff a0", PROTO_E_BAD_FRAME,
+      "HELLO: field 1 (version) must be an unsigned integer" },
+    { "HELLO name nil", "93 01 01 c0", PROTO_E_BAD_FRAME,
+      "HELLO: field 2 (client_name) must be str or bin" },
+    { "WELCOME node_id int", "95 02 01 01 00 00", PROTO_E_BAD_FRAME,
+      "WELCOME: field 2 (node_id) must be str or bin" },
+    { "WELCOME heartbeat str", "95 02 01 a0 a0 00", PROTO_E_BAD_FRAME,
+      "WELCOME: field 3 (heartbeat_ms) must be an unsigned integer" },
+    { "WELCOME max_frame float", "95 02 01 a0 00 ca00000000", PROTO_E_BAD_FRAME,
+      "WELCOME: field 4 (max_frame) must be an unsigned integer" },
+    { "SUBSCRIBE req_id -1", "94 03 ff a174 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 1 (req_id) must be an unsigned integer" },
+    { "SUBSCRIBE topic nil", "94 03 01 c0 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 2 (topic) must be str or bin" },
+    { "SUBSCRIBE key int", "94 03 01 a174 05", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 3 (key) must be bin, str or nil" },
+    { "SUBSCRIBE key true", "94 03 01 a174 c3", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 3 (key) must be bin, str or nil" },
+    { "SUBSCRIBE key array", "94 03 01 a174 90", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 3 (key) must be bin, str or nil" },
+    { "SUBSCRIBED feed -1", "94 04 01 ff 90", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: field 2 (feed) must be an unsigned integer" },
+    { "SUBSCRIBED partitions map", "94 04 01 02 80", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: field 3 (partitions) must be an array" },
+    { "SUBSCRIBED partitions nil", "94 04 01 02 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: field 3 (partitions) must be an array" },
+    { "SUBSCRIBED partition -1", "94 04 01 02 92 00 ff", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: partitions[1] must be an unsigned integer" },
+    { "SUBSCRIBED partition str", "94 04 01 02 91 a0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: partitions[0] must be an unsigned integer" },
+    { "SUBSCRIBED partition 2^32", "94 04 01 02 91 cf0000000100000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBED: partitions[0] must be at most 4294967295" },
+    { "UNSUBSCRIBE feed nil", "93 05 01 c0", PROTO_E_BAD_FRAME,
+      "UNSUBSCRIBE: field 2 (feed) must be an unsigned integer" },
+    { "UNSUBSCRIBED req_id str", "93 06 a0 01", PROTO_E_BAD_FRAME,
+      "UNSUBSCRIBED: field 1 (req_id) must be an unsigned integer" },
+    { "MESSAGE feed bin", "97 07 c400 05 06 07 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 1 (feed) must be an unsigned integer" },
+    { "MESSAGE partition -1", "97 07 03 ff 06 07 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 2 (partition) must be an unsigned integer" },
+    { "MESSAGE partition 2^32", "97 07 03 cf0000000100000000 06 07 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 2 (partition) must be at most 4294967295" },
+    { "MESSAGE offset -1", "97 07 03 05 ff 07 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 3 (offset) must be an unsigned integer" },
+    { "MESSAGE timestamp float", "97 07 03 05 06 ca00000000 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 4 (timestamp_ms) must be an integer" },
+    { "MESSAGE timestamp 2^63", "97 07 03 05 06 cf8000000000000000 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 4 (timestamp_ms) must be at most 9223372036854775807" },
+    { "MESSAGE key int", "97 07 03 05 06 07 01 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 5 (key) must be bin, str or nil" },
+    { "MESSAGE value array", "97 07 03 05 06 07 c0 90", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 6 (value) must be bin, str or nil" },
+    { "MESSAGE headers nil", "98 07 03 05 06 07 c0 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: field 7 (headers) must be an array" },
+    { "MESSAGE header not array", "98 07 03 05 06 07 c0 c0 91 a0", PROTO_E_BAD_FRAME,
+      "MESSAGE: headers[0] must be a 2-element array" },
+    { "MESSAGE header of 1", "98 07 03 05 06 07 c0 c0 91 91 a0", PROTO_E_BAD_FRAME,
+      "MESSAGE: headers[0] must be a 2-element array" },
+    { "MESSAGE header of 3", "98 07 03 05 06 07 c0 c0 91 93 a0 c0 c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: headers[0] must be a 2-element array" },
+    { "MESSAGE header name nil", "98 07 03 05 06 07 c0 c0 92 92a0c0 92c0c0", PROTO_E_BAD_FRAME,
+      "MESSAGE: headers[1] name must be str or bin" },
+    { "MESSAGE header value int", "98 07 03 05 06 07 c0 c0 91 92a001", PROTO_E_BAD_FRAME,
+      "MESSAGE: headers[0] value must be bin, str or nil" },
+    { "PUBLISH topic int", "95 08 01 05 c0 c0", PROTO_E_BAD_FRAME,
+      "PUBLISH: field 2 (topic) must be str or bin" },
+    { "PUBLISH key map", "95 08 01 a174 80 c0", PROTO_E_BAD_FRAME,
+      "PUBLISH: field 3 (key) must be bin, str or nil" },
+    { "PUBLISH value int", "95 08 01 a174 c0 05", PROTO_E_BAD_FRAME,
+      "PUBLISH: field 4 (value) must be bin, str or nil" },
+    { "PUBACK partition 2^32", "94 09 01 cf0000000100000000 02", PROTO_E_BAD_FRAME,
+      "PUBACK: field 2 (partition) must be at most 4294967295" },
+    { "PUBACK offset -128", "94 09 01 02 d080", PROTO_E_BAD_FRAME,
+      "PUBACK: field 3 (offset) must be an unsigned integer" },
+    { "PING token float", "92 0a cb0000000000000000", PROTO_E_BAD_FRAME,
+      "PING: field 1 (token) must be an unsigned integer" },
+    { "PONG token -1", "92 0b ff", PROTO_E_BAD_FRAME,
+      "PONG: field 1 (token) must be an unsigned integer" },
+    { "ERROR code str", "94 0c 00 a0 a0", PROTO_E_BAD_FRAME,
+      "ERROR: field 2 (code) must be an unsigned integer" },
+    { "ERROR text nil", "94 0c 00 01 c0", PROTO_E_BAD_FRAME,
+      "ERROR: field 3 (text) must be str or bin" },
+    { "DROPPED count -1", "93 0d 01 ff", PROTO_E_BAD_FRAME,
+      "DROPPED: field 2 (count) must be an unsigned integer" },
+    { "GOAWAY text int", "92 0e 01", PROTO_E_BAD_FRAME,
+      "GOAWAY: field 1 (text) must be str or bin" },
+};
+
+static void test_bad_input(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    size_t ping_len;
+    char *ping = unhex("00000003 92 0a 2a", &ping_len);
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const bad_case *c = &bad_cases[i];
+        size_t len;
+        char *frame = frame_of_body(c->body_hex, &len);
+        size_t want_consumed = c->code == PROTO_E_UNKNOWN_TYPE ? len : 0;
+        check_error(c->name, d, frame, len, c->code, c->text, want_consumed);
+
+        /* A following frame changes nothing; after an unknown type it decodes. */
+        char *two = malloc(len + ping_len);
+        assert_non_null(two);
+        memcpy(two, frame, len);
+        memcpy(two + len, ping, ping_len);
+        check_error(c->name, d, two, len + ping_len, c->code, c->text, want_consumed);
+        if (c->code == PROTO_E_UNKNOWN_TYPE) {
+            proto_frame f;
+            size_t consumed;
+            if (proto_decode(d, two + len, ping_len, &consumed, &f) != PROTO_FRAME)
+                fail_msg("%s: frame after the unknown one: %s", c->name,
+                         proto_decoder_errstr(d));
+            assert_int_equal(f.type, PROTO_PING);
+            assert_int_equal(f.token, 42);
+        }
+
+        /* The body is judged only once complete (an empty one at once). */
+        for (size_t n = 0; len > 4 && n < len; n++) {
+            proto_frame f;
+            size_t consumed;
+            if (proto_decode(d, frame, n, &consumed, &f) != PROTO_NEED_MORE)
+                fail_msg("%s: prefix of %zu bytes is not PROTO_NEED_MORE", c->name, n);
+        }
+        free(two);
+        free(frame);
+    }
+    free(ping);
+    proto_decoder_free(d);
+}
+
+/* ===================================================== field-by-field sweep */
+
+enum { W_UINT, W_INT, W_TEXT, W_BYTES, W_ARRAY };
+
+static const char *const want_text[] = {
+    [W_UINT] = "an unsigned integer",
+    [W_INT] = "an integer",
+    [W_TEXT] = "str or bin",
+    [W_BYTES] = "bin, str or nil",
+    [W_ARRAY] = "an array",
+};
+
+/* The field list of proto.h, written out again independently of codec.c. */
+typedef struct sweep_spec {
+    unsigned nfields, nopt;
+    const char *names[7];
+    int want[7];
+} sweep_spec;
+
+static const sweep_spec sweep_specs[PROTO_TYPE_MAX + 1] = {
+    [PROTO_HELLO] = { 2, 0, { "version", "client_name" }, { W_UINT, W_TEXT } },
+    [PROTO_WELCOME] = { 4, 0, { "version", "node_id", "heartbeat_ms", "max_frame" },
+                        { W_UINT, W_TEXT, W_UINT, W_UINT } },
+    [PROTO_SUBSCRIBE] = { 3, 0, { "req_id", "topic", "key" }, { W_UINT, W_TEXT, W_BYTES } },
+    [PROTO_SUBSCRIBED] = { 3, 0, { "req_id", "feed", "partitions" },
+                           { W_UINT, W_UINT, W_ARRAY } },
+    [PROTO_UNSUBSCRIBE] = { 2, 0, { "req_id", "feed" }, { W_UINT, W_UINT } },
+    [PROTO_UNSUBSCRIBED] = { 2, 0, { "req_id", "feed" }, { W_UINT, W_UINT } },
+    [PROTO_MESSAGE] = { 6, 1, { "feed", "partition", "offset", "timestamp_ms", "key", "value",
+                                "headers" },
+                        { W_UINT, W_UINT, W_UINT, W_INT, W_BYTES, W_BYTES, W_ARRAY } },
+    [PROTO_PUBLISH] = { 4, 0, { "req_id", "topic", "key", "value" },
+                        { W_UINT, W_TEXT, W_BYTES, W_BYTES } },
+    [PROTO_PUBACK] = { 3, 0, { "req_id", "partition", "offset" }, { W_UINT, W_UINT, W_UINT } },
+    [PROTO_PING] = { 1, 0, { "token" }, { W_UINT } },
+    [PROTO_PONG] = { 1, 0, { "token" }, { W_UINT } },
+    [PROTO_ERROR] = { 3, 0, { "req_id", "code", "text" }, { W_UINT, W_UINT, W_TEXT } },
+    [PROTO_DROPPED] = { 2, 0, { "feed", "count" }, { W_UINT, W_UINT } },
+    [PROTO_GOAWAY] = { 1, 0, { "text" }, { W_TEXT } },
+};
+
+/* A frame whose body is root's array cut or padded with nil to `count`
+ * elements, element `replace` (if < count) swapped for `true`. malloc'd. */
+static char *repack(const msgpack_object *root, uint32_t count, uint32_t replace, size_t *len) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(msgpack_pack_array(&pk, count), 0);
+    for (uint32_t i = 0; i < count; i++) {
+        if (i == replace)
+            msgpack_pack_true(&pk);
+        else if (i < root->via.array.size)
+            msgpack_pack_object(&pk, root->via.array.ptr[i]);
+        else
+            msgpack_pack_nil(&pk);
+    }
+    char *out = malloc(sb.size + 4);
+    assert_non_null(out);
+    put_be32(out, (uint32_t)sb.size);
+    memcpy(out + 4, sb.data, sb.size);
+    *len = sb.size + 4;
+    msgpack_sbuffer_destroy(&sb);
+    return out;
+}
+
+static void count_text(char *out, size_t size, uint64_t type, uint32_t got) {
+    const sweep_spec *s = &sweep_specs[type];
+    if (s->nopt)
+        snprintf(out, size, "%s: expected %u or %u fields, got %" PRIu32,
+                 proto_type_name(type), s->nfields, s->nfields + s->nopt, got);
+    else
+        snprintf(out, size, "%s: expected %u field%s, got %" PRIu32, proto_type_name(type),
+                 s->nfields, s->nfields == 1 ? "" : "s", got);
+}
+
+/* Each golden vector with each field in turn replaced by `true` (wrong for
+ * every field), with one field fewer and with one more. */
+static void test_field_sweep(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        const golden *g = &goldens[i];
+        const sweep_spec *s = &sweep_specs[g->frame.type];
+        size_t glen;
+        char *gbuf = unhex(g->hex, &glen);
+        msgpack_zone z;
+        assert_true(msgpack_zone_init(&z, 1024));
+        msgpack_object root;
+        size_t off = 0;
+        assert_int_equal(msgpack_unpack(gbuf + 4, glen - 4, &off, &z, &root),
+                         MSGPACK_UNPACK_SUCCESS);
+        uint32_t size = root.via.array.size;
+        char what[128], text[160];
+
+        for (uint32_t fno = 1; fno < size; fno++) {
+            size_t len;
+            char *frame = repack(&root, size, fno, &len);
+            snprintf(what, sizeof(what), "%s, field %" PRIu32 " = true", g->name, fno);
+            snprintf(text, sizeof(text), "%s: field %" PRIu32 " (%s) must be %s",
+                     proto_type_name(g->frame.type), fno, s->names[fno - 1],
+                     want_text[s->want[fno - 1]]);
+            check_error(what, d, frame, len, PROTO_E_BAD_FRAME, text, 0);
+            free(frame);
+        }
+
+        /* One field fewer: only a MESSAGE with headers stays valid. */
+        size_t len;
+        char *frame = repack(&root, size - 1, UINT32_MAX, &len);
+        snprintf(what, sizeof(what), "%s, last field dropped", g->name);
+        if (size - 2 >= s->nfields) {
+            proto_frame f;
+            size_t consumed;
+            if (proto_decode(d, frame, len, &consumed, &f) != PROTO_FRAME)
+                fail_msg("%s: %s", what, proto_decoder_errstr(d));
+            assert_int_equal(f.header_cnt, 0);
+        } else {
+            count_text(text, sizeof(text), g->frame.type, size - 2);
+            check_error(what, d, frame, len, PROTO_E_BAD_FRAME, text, 0);
+        }
+        free(frame);
+
+        /* One field more (nil): an optional field that must not be nil, or too many. */
+        frame = repack(&root, size + 1, UINT32_MAX, &len);
+        snprintf(what, sizeof(what), "%s, nil field added", g->name);
+        if (size <= s->nfields + s->nopt)
+            snprintf(text, sizeof(text), "%s: field %" PRIu32 " (%s) must be %s",
+                     proto_type_name(g->frame.type), size, s->names[size - 1],
+                     want_text[s->want[size - 1]]);
+        else
+            count_text(text, sizeof(text), g->frame.type, size);
+        check_error(what, d, frame, len, PROTO_E_BAD_FRAME, text, 0);
+        free(frame);
+
+        msgpack_zone_destroy(&z);
+        free(gbuf);
+    }
+    proto_decoder_free(d);
+}
+
+/* ===================================================== lenient decoding */
+
+typedef struct lenient_case {
+    const char *name;
+    const char *body_hex;
+    proto_frame frame;
+} lenient_case;
+
+/* Encodings no encoder here writes, which decoders must still accept. */
+static const lenient_case lenient_cases[] = {
+    { "type and token as uint16/uint8", "92 cc0a cd0102",
+      { .type = PROTO_PING, .token = 258 } },
+    { "positive int8 type and version, bin name", "93 d001 d001 c4026869",
+      { .type = PROTO_HELLO, .version = 1, .name = B("hi") } },
+    { "uint64 req_id, bin topic, str key", "94 03 cf0000000000000007 c40174 a16b",
+      { .type = PROTO_SUBSCRIBE, .req_id = 7, .topic = B("t"), .key = B("k") } },
+    { "empty str key is not nil", "94 03 01 a174 a0",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"), .key = B("") } },
+    { "str16 and str32 topic", "95 08 01 da000174 db0000000174 c0",
+      { .type = PROTO_PUBLISH, .req_id = 1, .topic = B("t"), .key = B("t"),
+        .value = { NULL, 0 } } },
+    { "timestamp INT64_MIN, partition UINT32_MAX",
+      "97 07 00 ceffffffff 00 d38000000000000000 c0 c0",
+      { .type = PROTO_MESSAGE, .partition = UINT32_MAX, .timestamp_ms = INT64_MIN } },
+    { "timestamp INT64_MAX, str value", "97 07 00 00 00 cf7fffffffffffffff c0 a3616263",
+      { .type = PROTO_MESSAGE, .timestamp_ms = INT64_MAX, .value = B("abc") } },
+    { "timestamp as int16", "97 07 00 00 00 d1fc18 c0 c0",
+      { .type = PROTO_MESSAGE, .timestamp_ms = -1000 } },
+    { "empty headers array", "98 07 01 02 03 04 c0 c0 90",
+      { .type = PROTO_MESSAGE, .feed = 1, .partition = 2, .offset = 3, .timestamp_ms = 4 } },
+    { "header name bin, value str", "98 07 01 02 03 04 c0 c0 91 92c4016ba176",
+      { .type = PROTO_MESSAGE, .feed = 1, .partition = 2, .offset = 3, .timestamp_ms = 4,
+        .headers = (const proto_header[]){ { B("k"), B("v") } }, .header_cnt = 1 } },
+    { "partitions as uint32 and uint64", "94 04 01 02 92 ce00000007 cf00000000ffffffff",
+      { .type = PROTO_SUBSCRIBED, .req_id = 1, .feed = 2,
+        .partitions = (const uint32_t[]){ 7, UINT32_MAX }, .partition_cnt = 2 } },
+    { "ERROR with a code this codec does not know", "94 0c 00 cd03e7 a0",
+      { .type = PROTO_ERROR, .code = 999, .text = B("") } },
+    { "WELCOME with a future version", "95 02 02 a0 00 00",
+      { .type = PROTO_WELCOME, .version = 2, .name = B("") } },
+    { "max uint64 values", "93 0d cfffffffffffffffff cfffffffffffffffff",
+      { .type = PROTO_DROPPED, .feed = UINT64_MAX, .count = UINT64_MAX } },
+};
+
+static void test_lenient_decode(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    for (size_t i = 0; i < sizeof(lenient_cases) / sizeof(lenient_cases[0]); i++) {
+        const lenient_case *c = &lenient_cases[i];
+        size_t len;
+        char *frame = frame_of_body(c->body_hex, &len);
+        proto_frame f;
+        size_t consumed;
+        if (proto_decode(d, frame, len, &consumed, &f) != PROTO_FRAME)
+            fail_msg("%s: %s", c->name, proto_decoder_errstr(d));
+        assert_int_equal(consumed, len);
+        check_frame(c->name, &f, &c->frame);
+        free(frame);
+    }
+    proto_decoder_free(d);
+}
+
+/* ===================================================== limits */
+
+/* A frame: the body prefix in hex, an array32 header of n, n copies of item. */
+static char *big_array_frame(const char *prefix_hex, uint32_t n, const char *item,
+                             size_t item_len, size_t *len) {
+    size_t plen;
+    char *prefix = unhex(prefix_hex, &plen);
+    size_t body = plen + 5 + (size_t)n * item_len;
+    char *out = malloc(4 + body);
+    assert_non_null(out);
+    put_be32(out, (uint32_t)body);
+    memcpy(out + 4, prefix, plen);
+    char *p = out + 4 + plen;
+    *p++ = (char)0xdd;
+    put_be32(p, n);
+    p += 4;
+    for (uint32_t i = 0; i < n; i++, p += item_len) memcpy(p, item, item_len);
+    free(prefix);
+    *len = 4 + body;
+    return out;
+}
+
+static void test_limits(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    proto_frame f;
+    size_t consumed, len;
+    char *frame;
+
+    frame = big_array_frame("94 04 01 02", 100000, "\x07", 1, &len);
+    assert_int_equal(proto_decode(d, frame, len, &consumed, &f), PROTO_FRAME);
+    assert_int_equal(f.partition_cnt, 100000);
+    assert_int_equal(f.partitions[99999], 7);
+    free(frame);
+    frame = big_array_frame("94 04 01 02", 100001, "\x07", 1, &len);
+    check_error("100001 partitions", d, frame, len, PROTO_E_BAD_FRAME,
+                "SUBSCRIBED: 100001 partitions exceed the 100000 limit", 0);
+    free(frame);
+
+    frame = big_array_frame("98 07 01 02 03 04 c0 c0", 10000, "\x92\xa1k\xc0", 4, &len);
+    assert_int_equal(proto_decode(d, frame, len, &consumed, &f), PROTO_FRAME);
+    assert_int_equal(f.header_cnt, 10000);
+    assert_int_equal(f.headers[9999].name.len, 1);
+    assert_null(f.headers[9999].value.ptr);
+    free(frame);
+    frame = big_array_frame("98 07 01 02 03 04 c0 c0", 10001, "\x92\xa1k\xc0", 4, &len);
+    check_error("10001 headers", d, frame, len, PROTO_E_BAD_FRAME,
+                "MESSAGE: 10001 headers exceed the 10000 limit", 0);
+    free(frame);
+
+    /* Nesting: 32 containers are msgpack (then a bad frame), 33 are not. */
+    char buf[4 + 40];
+    memset(buf + 4, 0x91, 32);
+    buf[4 + 32] = 0x01;
+    put_be32(buf, 33);
+    check_error("32 levels", d, buf, 4 + 33, PROTO_E_BAD_FRAME,
+                "frame type must be a positive integer", 0);
+    buf[4 + 31] = (char)0x90;   /* the 32nd container empty */
+    put_be32(buf, 32);
+    check_error("32 levels, innermost empty", d, buf, 4 + 32, PROTO_E_BAD_FRAME,
+                "frame type must be a positive integer", 0);
+    memset(buf + 4, 0x91, 33);
+    buf[4 + 33] = 0x01;
+    put_be32(buf, 34);
+    check_error("33 levels", d, buf, 4 + 34, PROTO_E_MALFORMED,
+                "frame body nests deeper than 32 levels", 0);
+    buf[4 + 32] = (char)0x90;   /* the 33rd container empty */
+    put_be32(buf, 33);
+    check_error("33 levels, innermost empty", d, buf, 4 + 33, PROTO_E_MALFORMED,
+                "frame body nests deeper than 32 levels", 0);
+    memcpy(buf + 4 + 33, "\x81\x01", 2);   /* a map as the 33rd */
+    put_be32(buf, 35);
+    check_error("33 levels, innermost map", d, buf, 4 + 35, PROTO_E_MALFORMED,
+                "frame body nests deeper than 32 levels", 0);
+
+    proto_decoder_free(d);
+}
+
+/* Big and small frames in turn: the zone is reused and nothing goes stale. */
+static void test_zone_reuse(void **state) {
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    size_t big_len, small_len;
+    char *big = big_array_frame("94 04 01 02", 5000, "\xcd\x01\x2c", 3, &big_len);
+    char *small = unhex(goldens[0].hex, &small_len);
+    for (int i = 0; i < 200; i++) {
+        proto_frame f;
+        size_t consumed;
+        if (i % 3 == 0) {
+            assert_int_equal(proto_decode(d, big, big_len, &consumed, &f), PROTO_FRAME);
+            assert_int_equal(f.partition_cnt, 5000);
+            assert_int_equal(f.partitions[0], 300);
+            assert_int_equal(f.partitions[4999], 300);
+        } else {
+            assert_int_equal(proto_decode(d, small, small_len, &consumed, &f), PROTO_FRAME);
+            check_frame("small", &f, &goldens[0].frame);
+        }
+    }
+    free(big);
+    free(small);
+    proto_decoder_free(d);
+    proto_decoder_free(NULL);
+}
+
+/* ===================================================== encoder edge cases */
+
+static void test_encode_errors(void **state) {
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_frame ping = { .type = PROTO_PING, .token = 1 };
+    assert_int_equal(proto_encode(&b, &ping), 0);
+    size_t len0 = b.len;
+    char before[16];
+    memcpy(before, b.data, len0);
+
+    /* Each refusal leaves the buffer as it was. */
+    proto_frame bad[] = {
+        { .type = (proto_type)0 },
+        { .type = (proto_type)15 },
+        { .type = PROTO_SUBSCRIBED, .partitions = NULL, .partition_cnt = 2 },
+        { .type = PROTO_SUBSCRIBED, .partitions = (const uint32_t[1]){ 0 },
+          .partition_cnt = 100001 },
+        { .type = PROTO_MESSAGE, .headers = NULL, .header_cnt = 1 },
+        { .type = PROTO_MESSAGE, .headers = (const proto_header[1]){ { B("a"), B("b") } },
+          .header_cnt = 10001 },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (proto_encode(&b, &bad[i]) != -1) fail_msg("bad frame %zu was encoded", i);
+        assert_int_equal(b.len, len0);
+        assert_memory_equal(b.data, before, len0);
+    }
+
+    /* Text is never nil on the wire: NULL text goes out as "". */
+    proto_buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    proto_frame goaway = { .type = PROTO_GOAWAY };
+    assert_int_equal(proto_encode(&b, &goaway), 0);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "\x00\x00\x00\x03\x92\x0e\xa0", 7);
+    proto_frame hdr = { .type = PROTO_MESSAGE, .header_cnt = 1,
+                        .headers = (const proto_header[1]){ { { NULL, 0 }, { NULL, 0 } } } };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_encode(&b, &hdr), 0);
+    assert_int_equal(b.len, 16);
+    assert_memory_equal(b.data, "\x00\x00\x00\x0c\x98\x07\x00\x00\x00\x00\xc0\xc0\x91\x92\xa0\xc0",
+                        16);
+
+    /* headers set but header_cnt 0: no headers element. */
+    proto_frame nohdr = { .type = PROTO_MESSAGE, .headers = headers_a, .header_cnt = 0 };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_encode(&b, &nohdr), 0);
+    assert_int_equal(b.len, 12);
+    assert_memory_equal(b.data, "\x00\x00\x00\x08\x97\x07\x00\x00\x00\x00\xc0\xc0", 12);
+
+    proto_buf_free(&b);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    proto_buf_free(&b);
+    proto_buf_free(NULL);
+}
+
+/* A large value goes out with 32-bit lengths and comes back intact. */
+static void test_round_trip_large(void **state) {
+    size_t vlen = 70000;
+    char *v = malloc(vlen);
+    assert_non_null(v);
+    for (size_t i = 0; i < vlen; i++) v[i] = (char)(i * 7);
+    proto_frame m = { .type = PROTO_PUBLISH, .req_id = 1, .topic = B("t"),
+                      .key = B("k"), .value = { v, vlen } };
+    proto_buf b = { 0 };
+    assert_int_equal(proto_encode(&b, &m), 0);
+    assert_int_equal(proto_peek_length(b.data), b.len - 4);
+    assert_int_equal((unsigned char)b.data[4 + 1 + 1 + 1 + 2 + 3], 0xc6);   /* bin32 */
+
+    proto_decoder *d = proto_decoder_new(PROTO_DEFAULT_MAX_FRAME);
+    assert_non_null(d);
+    proto_frame f;
+    size_t consumed;
+    assert_int_equal(proto_decode(d, b.data, b.len, &consumed, &f), PROTO_FRAME);
+    check_frame("large PUBLISH", &f, &m);
+    proto_decoder_free(d);
+    proto_buf_free(&b);
+    free(v);
+}
+
+/* ===================================================== names and helpers */
+
+static void test_names(void **state) {
+    static const char *const types[] = {
+        "UNKNOWN", "HELLO", "WELCOME", "SUBSCRIBE", "SUBSCRIBED", "UNSUBSCRIBE",
+        "UNSUBSCRIBED", "MESSAGE", "PUBLISH", "PUBACK", "PING", "PONG", "ERROR", "DROPPED",
+        "GOAWAY", "UNKNOWN",
+    };
+    for (uint64_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+        assert_string_equal(proto_type_name(t), types[t]);
+    assert_string_equal(proto_type_name(UINT64_MAX), "UNKNOWN");
+
+    static const char *const errs[] = {
+        "NONE", "VERSION", "FRAME_TOO_LARGE", "MALFORMED", "BAD_FRAME", "UNKNOWN_TYPE",
+        "HELLO_REQUIRED", "TOO_MANY_SUBS", "TOO_MANY_CONNS", "INVALID_ARG", "UNKNOWN_TOPIC",
+        "ALREADY_SUBSCRIBED", "NOT_SUBSCRIBED", "KAFKA", "HEARTBEAT_TIMEOUT", "SLOW_CONSUMER",
+        "SHUTTING_DOWN", "UNAVAILABLE", "INTERNAL", "UNKNOWN",
+    };
+    for (uint64_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++)
+        assert_string_equal(proto_err_name(e), errs[e]);
+    assert_string_equal(proto_err_name(UINT64_MAX), "UNKNOWN");
+    assert_int_equal(PROTO_ERR_MAX, 18);
+    assert_int_equal(PROTO_TYPE_MAX, 14);
+}
+
+static void test_peek_length(void **state) {
+    assert_int_equal(proto_peek_length("\x00\x00\x00\x00"), 0);
+    assert_int_equal(proto_peek_length("\x00\x10\x00\x00"), 1048576);
+    assert_int_equal(proto_peek_length("\xff\xfe\xfd\xfc"), 0xfffefdfcu);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_covers_every_type),
+        cmocka_unit_test(test_golden_encode),
+        cmocka_unit_test(test_golden_decode),
+        cmocka_unit_test(test_golden_partial),
+        cmocka_unit_test(test_back_to_back),
+        cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_field_sweep),
+        cmocka_unit_test(test_lenient_decode),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_zone_reuse),
+        cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_round_trip_large),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_peek_length),
+    };
+    return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
+}
