@@ -1,0 +1,79 @@
+/* broker.h -- the node's shared state: event loop, connections, feeds, Kafka handles, counters. */
+#ifndef SUBWAY_BROKER_H
+#define SUBWAY_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "coord/coord.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct evhttp;
+
+typedef struct conn conn;
+typedef struct sub sub;
+typedef struct feed feed;
+typedef struct topic topic;
+typedef struct feed_table feed_table;
+typedef struct upstream upstream;
+typedef struct producer producer;
+typedef struct dev_kafka dev_kafka;
+
+/* Monotonic counters, shown by GET /stats. */
+typedef struct broker_counters {
+    uint64_t records_in;          /* records taken from Kafka */
+    uint64_t records_out;         /* MESSAGE frames queued to clients */
+    uint64_t dropped;             /* MESSAGE frames dropped for slow clients */
+    uint64_t slow_closed;         /* clients closed as slow consumers */
+    uint64_t heartbeat_closed;    /* clients closed for silence */
+    uint64_t protocol_errors;     /* clients closed for bad input */
+    uint64_t conns_accepted;
+    uint64_t conns_refused;       /* over --max-conns */
+} broker_counters;
+
+typedef struct broker {
+    config *cfg;                  /* not owned */
+    struct event_base *base;
+    char node_id[128];
+    char *kafka_bootstrap;        /* what the node reads from */
+    uint64_t start_ms;
+
+    struct evconnlistener *listener;
+    struct evhttp *admin;
+    struct event *tick_ev;        /* heartbeats, slow-consumer timeouts */
+    struct event *flush_ev;       /* writes queued output once per loop turn */
+    int flush_armed;
+    struct event *sig_ev[2];      /* SIGTERM, SIGINT */
+    struct event *drain_ev;       /* drain deadline */
+
+    conn *conns;                  /* every open connection */
+    size_t nconns;
+    conn *flush_list;             /* connections with output to write */
+    conn *free_list;              /* closed connections, freed by flush_ev */
+    uint64_t next_conn_id;
+    int draining;
+
+    feed_table *feeds;
+    upstream *up;
+    producer *prod;
+    coord *coord;
+    dev_kafka *dev;
+
+    broker_counters ctr;
+} broker;
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t broker_now_ms(void);
+
+/* Puts c (if not NULL) on the flush list and arms the flush event, so queued
+ * output is written and closed connections freed at the end of this loop turn. */
+void broker_schedule_flush(broker *b, conn *c);
+
+/* Starts the SIGTERM drain: GOAWAY to every client, stop accepting, exit
+ * once flushed or after --drain-timeout-ms. */
+void broker_drain(broker *b);
+
+#endif

@@ -1,0 +1,301 @@
+/* config.c -- the node's options: defaults, command line, config file, --help. */
+#include "broker/config.h"
+#include "broker/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_kind { OPT_STR, OPT_UINT, OPT_FLAG, OPT_KV, OPT_FILE };
+
+typedef struct opt {
+    const char *name;
+    enum opt_kind kind;
+    size_t off;                   /* field in struct config */
+    size_t cnt_off;               /* OPT_KV: the count field */
+    const char *def;              /* default, as text */
+    const char *help;
+} opt;
+
+#define F(x) offsetof(config, x)
+static const opt opts[] = {
+    {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
+    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /healthz), or off"},
+    {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
+    {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
+    {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
+    {"node-id", OPT_STR, F(node_id), 0, NULL, "node name in WELCOME and /stats (default HOSTNAME-PID)"},
+    {"log-level", OPT_STR, F(log_level), 0, "info", "debug, info, warn or error"},
+    {"heartbeat-ms", OPT_UINT, F(heartbeat_ms), 0, "5000", "interval of the node's PINGs, announced in WELCOME"},
+    {"heartbeat-timeout-ms", OPT_UINT, F(heartbeat_timeout_ms), 0, "15000", "close a client silent this long"},
+    {"max-frame", OPT_UINT, F(max_frame), 0, "1048576", "largest frame body accepted, in bytes"},
+    {"max-subs", OPT_UINT, F(max_subs), 0, "1024", "subscriptions per connection"},
+    {"max-conns", OPT_UINT, F(max_conns), 0, "10000", "client connections per node"},
+    {"max-key", OPT_UINT, F(max_key), 0, "1024", "longest key in a SUBSCRIBE or PUBLISH, in bytes"},
+    {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
+    {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
+    {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
+    {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
+    {"drain-timeout-ms", OPT_UINT, F(drain_timeout_ms), 0, "5000", "on SIGTERM, wait this long for GOAWAYs to flush"},
+    {"dev-partitions", OPT_UINT, F(dev_partitions), 0, "4", "partitions of topics the --dev Kafka creates"},
+    {"default-partitioner", OPT_STR, F(default_partitioner), 0, "murmur2", "murmur2 (Java client), crc32 (librdkafka consistent_random) or all"},
+    {"partitioner", OPT_KV, F(partitioners), F(partitioner_cnt), NULL, "TOPIC=murmur2|crc32|all, repeatable"},
+    {"kafka-opt", OPT_KV, F(kafka_opts), F(kafka_opt_cnt), NULL, "librdkafka property KEY=VALUE, repeatable"},
+};
+#undef F
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const opt *opt_find(const char *name) {
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strcmp(opts[i].name, name) == 0) return &opts[i];
+    return NULL;
+}
+
+static int parse_uint(const char *s, uint64_t *out) {
+    char *end;
+    if (*s == '\0' || *s == '-') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0') return -1;
+    *out = v;
+    return 0;
+}
+
+static int opt_set(config *c, const opt *o, const char *value, char *err, size_t errlen) {
+    char *base = (char *)c;
+    switch (o->kind) {
+    case OPT_STR: {
+        char **field = (char **)(base + o->off);
+        char *dup = strdup(value);
+        if (!dup) goto oom;
+        free(*field);
+        *field = dup;
+        return 0;
+    }
+    case OPT_UINT:
+        if (parse_uint(value, (uint64_t *)(base + o->off)) < 0) {
+            snprintf(err, errlen, "--%s: '%s' is not a non-negative integer", o->name, value);
+            return -1;
+        }
+        return 0;
+    case OPT_FLAG:
+        if (strcmp(value, "1") && strcmp(value, "true") && strcmp(value, "yes") &&
+            strcmp(value, "0") && strcmp(value, "false") && strcmp(value, "no")) {
+            snprintf(err, errlen, "--%s: '%s' is not true or false", o->name, value);
+            return -1;
+        }
+        *(int *)(base + o->off) = value[0] == '1' || value[0] == 't' || value[0] == 'y';
+        return 0;
+    case OPT_KV: {
+        const char *eq = strchr(value, '=');
+        if (!eq || eq == value) {
+            snprintf(err, errlen, "--%s: '%s' is not NAME=VALUE", o->name, value);
+            return -1;
+        }
+        config_kv **arr = (config_kv **)(base + o->off);
+        size_t *cnt = (size_t *)(base + o->cnt_off);
+        config_kv *n = realloc(*arr, (*cnt + 1) * sizeof(**arr));
+        if (!n) goto oom;
+        *arr = n;
+        n[*cnt].name = strndup(value, (size_t)(eq - value));
+        n[*cnt].value = strdup(eq + 1);
+        if (!n[*cnt].name || !n[*cnt].value) {
+            free(n[*cnt].name);
+            free(n[*cnt].value);
+            goto oom;
+        }
+        (*cnt)++;
+        return 0;
+    }
+    case OPT_FILE:
+        return config_parse_file(c, value, err, errlen);
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int config_defaults(config *c) {
+    char err[64];
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].def && opt_set(c, &opts[i], opts[i].def, err, sizeof(err)) < 0) return -1;
+    return 0;
+}
+
+int config_parse_args(config *c, int argc, char **argv, char *err, size_t errlen) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            config_usage();
+            return 1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("subway %s\n", SUBWAY_VERSION);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return -1;
+        }
+        char name[64];
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nlen >= sizeof(name)) nlen = sizeof(name) - 1;
+        memcpy(name, a + 2, nlen);
+        name[nlen] = '\0';
+        const opt *o = opt_find(name);
+        if (!o) {
+            snprintf(err, errlen, "unknown option '--%s' (see --help)", name);
+            return -1;
+        }
+        const char *value;
+        if (eq)
+            value = eq + 1;
+        else if (o->kind == OPT_FLAG)
+            value = "1";
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else {
+            snprintf(err, errlen, "option '--%s' needs a value", name);
+            return -1;
+        }
+        if (opt_set(c, o, value, err, errlen) < 0) return -1;
+    }
+    return 0;
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r')) *--e = '\0';
+    return s;
+}
+
+int config_parse_file(config *c, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], sub[512];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#') continue;
+        char *eq = strchr(s, '=');
+        const char *name = s, *value = "1";
+        if (eq) {
+            *eq = '\0';
+            name = trim(s);
+            value = trim(eq + 1);
+        }
+        const opt *o = opt_find(name);
+        if (!o || o->kind == OPT_FILE) {
+            snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, name);
+            rc = -1;
+        } else if (!eq && o->kind != OPT_FLAG) {
+            snprintf(err, errlen, "%s:%d: '%s' needs '= value'", path, lineno, name);
+            rc = -1;
+        } else if (opt_set(c, o, value, sub, sizeof(sub)) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+            rc = -1;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int partitioner_known(const char *p) {
+    return strcmp(p, "murmur2") == 0 || strcmp(p, "crc32") == 0 || strcmp(p, "all") == 0;
+}
+
+int config_validate(const config *c, char *err, size_t errlen) {
+    if (!c->dev && (!c->kafka || !*c->kafka)) {
+        snprintf(err, errlen,
+                 "no Kafka to read from: pass --kafka BROKERS (e.g. --kafka 127.0.0.1:9092), "
+                 "or --dev for an embedded mock Kafka");
+        return -1;
+    }
+    if (c->dev && c->kafka) {
+        snprintf(err, errlen, "--dev and --kafka exclude each other: --dev embeds its own Kafka");
+        return -1;
+    }
+    if (log_level_parse(c->log_level) < 0) {
+        snprintf(err, errlen, "--log-level: '%s' is not debug, info, warn or error", c->log_level);
+        return -1;
+    }
+    if (c->heartbeat_ms < 10 || c->heartbeat_timeout_ms <= c->heartbeat_ms) {
+        snprintf(err, errlen, "--heartbeat-ms must be >= 10 and below --heartbeat-timeout-ms");
+        return -1;
+    }
+    if (c->max_frame < 64 || c->max_frame > (64u << 20)) {
+        snprintf(err, errlen, "--max-frame must be between 64 and 67108864");
+        return -1;
+    }
+    if (c->max_subs < 1 || c->max_conns < 1 || c->max_key < 1 || c->max_key > c->max_frame) {
+        snprintf(err, errlen, "--max-subs, --max-conns and --max-key must be >= 1 (max-key <= max-frame)");
+        return -1;
+    }
+    if (c->out_hard_limit < c->out_soft_limit || c->out_soft_limit < 1) {
+        snprintf(err, errlen, "--out-hard-limit must be >= --out-soft-limit >= 1");
+        return -1;
+    }
+    if (c->dev_partitions < 1 || c->dev_partitions > 1000) {
+        snprintf(err, errlen, "--dev-partitions must be between 1 and 1000");
+        return -1;
+    }
+    if (!partitioner_known(c->default_partitioner)) {
+        snprintf(err, errlen, "--default-partitioner: '%s' is not murmur2, crc32 or all", c->default_partitioner);
+        return -1;
+    }
+    for (size_t i = 0; i < c->partitioner_cnt; i++)
+        if (!partitioner_known(c->partitioners[i].value)) {
+            snprintf(err, errlen, "--partitioner %s: '%s' is not murmur2, crc32 or all",
+                     c->partitioners[i].name, c->partitioners[i].value);
+            return -1;
+        }
+    return 0;
+}
+
+void config_usage(void) {
+    printf("usage: subway (--kafka BROKERS | --dev) [options]\n\n"
+           "A subway node: clients subscribe to topic/key feeds over TCP and share\n"
+           "one upstream Kafka consumer per feed.\n\noptions (default in brackets):\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt *o = &opts[i];
+        char left[64];
+        const char *arg = o->kind == OPT_UINT ? " N" : o->kind == OPT_FLAG ? "" : o->kind == OPT_KV ? " K=V" : o->kind == OPT_FILE ? " FILE" : " VALUE";
+        snprintf(left, sizeof(left), "--%s%s", o->name, arg);
+        printf("  %-28s %s", left, o->help);
+        if (o->def) printf(" [%s]", o->def);
+        printf("\n");
+    }
+    printf("  %-28s %s\n  %-28s %s\n", "-h, --help", "this text", "--version", "print the version");
+    printf("\nA config file takes the same names without '--', one 'name = value' per line.\n");
+}
+
+void config_free(config *c) {
+    if (!c) return;
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].kind == OPT_STR) {
+            char **field = (char **)((char *)c + opts[i].off);
+            free(*field);
+            *field = NULL;
+        }
+    for (size_t i = 0; i < c->partitioner_cnt; i++) {
+        free(c->partitioners[i].name);
+        free(c->partitioners[i].value);
+    }
+    for (size_t i = 0; i < c->kafka_opt_cnt; i++) {
+        free(c->kafka_opts[i].name);
+        free(c->kafka_opts[i].value);
+    }
+    free(c->partitioners);
+    free(c->kafka_opts);
+    c->partitioners = c->kafka_opts = NULL;
+    c->partitioner_cnt = c->kafka_opt_cnt = 0;
+}

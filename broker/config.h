@@ -1,0 +1,61 @@
+/* config.h -- the node's options: defaults, command line, config file, --help. */
+#ifndef SUBWAY_CONFIG_H
+#define SUBWAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A repeatable NAME=VALUE option (--partitioner, --kafka-opt). */
+typedef struct config_kv {
+    char *name;
+    char *value;
+} config_kv;
+
+typedef struct config {
+    char *listen;                 /* HOST:PORT for clients */
+    char *admin;                  /* HOST:PORT for the HTTP admin, or "off" */
+    char *kafka;                  /* bootstrap brokers; NULL with dev */
+    int dev;                      /* embedded mock Kafka */
+    char *node_id;
+    char *log_level;
+    uint64_t heartbeat_ms;
+    uint64_t heartbeat_timeout_ms;
+    uint64_t max_frame;
+    uint64_t max_subs;            /* per connection */
+    uint64_t max_conns;
+    uint64_t max_key;
+    uint64_t out_soft_limit;
+    uint64_t out_hard_limit;
+    uint64_t slow_timeout_ms;
+    uint64_t linger_ms;
+    uint64_t drain_timeout_ms;    /* SIGTERM: how long to flush GOAWAY */
+    uint64_t dev_partitions;      /* partitions of topics the dev Kafka creates */
+    char *default_partitioner;
+    config_kv *partitioners;      /* TOPIC=murmur2|crc32|all */
+    size_t partitioner_cnt;
+    config_kv *kafka_opts;        /* librdkafka properties */
+    size_t kafka_opt_cnt;
+} config;
+
+/* Fills c with the defaults. Returns 0, or -1 on out of memory. */
+int config_defaults(config *c);
+
+/* Applies argv (argv[0] skipped) on top of c; --config FILE is read where it
+ * appears, so later flags override it. Returns 0, 1 when --help/--version was
+ * printed (caller exits 0), or -1 with a message in err. */
+int config_parse_args(config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Reads "name = value" lines (option names without "--", # comments).
+ * Returns 0 or -1 with a message naming the file and line in err. */
+int config_parse_file(config *c, const char *path, char *err, size_t errlen);
+
+/* Checks the combination (Kafka source given, limits sane). Returns 0 or -1. */
+int config_validate(const config *c, char *err, size_t errlen);
+
+/* Prints the usage with every option and its default to stdout. */
+void config_usage(void);
+
+/* Frees everything c owns (not c itself); accepts a zeroed config. */
+void config_free(config *c);
+
+#endif

@@ -1,0 +1,451 @@
+/* conn.c -- one client connection: input decoding, requests, output queue, limits, heartbeats. */
+#include "broker/conn.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/feed.h"
+#include "broker/log.h"
+#include "broker/producer.h"
+
+#define CONN_IN_INITIAL 16384     /* grows up to max_frame + header for big frames */
+#define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
+#define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ------------------------------------------------------------- lifecycle */
+
+conn *conn_new(broker *b, int fd, const char *peer) {
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->b = b;
+    c->fd = fd;
+    c->id = ++b->next_conn_id;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    outq_init(&c->out);
+    proto_buf_init(&c->scratch);
+    c->in_cap = CONN_IN_INITIAL;
+    c->in = malloc(c->in_cap);
+    c->dec = proto_decoder_new(b->cfg->max_frame);
+    c->read_ev = event_new(b->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->write_ev = event_new(b->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+    if (!c->in || !c->dec || !c->read_ev || !c->write_ev) {
+        log_error("out of memory accepting a connection");
+        conn_free(c);             /* closes fd */
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->last_rx_ms = c->last_ping_ms = broker_now_ms();
+    c->next = b->conns;
+    if (b->conns) b->conns->prev = c;
+    b->conns = c;
+    b->nconns++;
+    b->ctr.conns_accepted++;
+    if (b->nconns > b->cfg->max_conns || b->draining) {
+        b->ctr.conns_refused++;
+        if (b->draining)
+            conn_send_error(c, 0, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
+        else
+            conn_send_error(c, 0, PROTO_E_TOO_MANY_CONNS, "node is at its limit of %llu connections",
+                            (unsigned long long)b->cfg->max_conns);
+        conn_close_after_flush(c);
+        return c;
+    }
+    event_add(c->read_ev, NULL);
+    log_debug("conn %llu: accepted from %s", (unsigned long long)c->id, c->peer);
+    return c;
+}
+
+/* Releases everything that ties the connection to feeds and Kafka. */
+static void conn_release(conn *c) {
+    while (c->nsubs > 0) {
+        sub *s = c->subs[--c->nsubs];
+        feed_unsubscribe(c->b->feeds, s);
+    }
+    producer_detach(c->b->prod, c);
+}
+
+void conn_close_after_flush(conn *c) {
+    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+    c->flags |= CONN_CLOSE_AFTER_FLUSH;
+    c->close_deadline_ms = broker_now_ms() + CONN_LINGER_CLOSE_MS;
+    event_del(c->read_ev);
+    conn_release(c);              /* nothing more is read, so nothing more is wanted */
+    broker_schedule_flush(c->b, c);
+}
+
+void conn_close(conn *c, const char *why) {
+    if (c->flags & CONN_CLOSED) return;
+    broker *b = c->b;
+    log_debug("conn %llu: closed (%s)", (unsigned long long)c->id, why);
+    c->flags |= CONN_CLOSED;
+    conn_release(c);
+    event_del(c->read_ev);
+    event_del(c->write_ev);
+    close(c->fd);
+    c->fd = -1;
+    outq_clear(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    b->nconns--;
+    c->next_free = b->free_list;
+    b->free_list = c;
+    broker_schedule_flush(b, NULL);
+}
+
+void conn_free(conn *c) {
+    if (!c) return;
+    if (c->read_ev) event_free(c->read_ev);
+    if (c->write_ev) event_free(c->write_ev);
+    if (c->fd >= 0) close(c->fd);
+    outq_clear(&c->out);
+    proto_buf_free(&c->scratch);
+    proto_decoder_free(c->dec);
+    free(c->subs);
+    free(c->in);
+    free(c);
+}
+
+/* Queues a last ERROR, writes what the socket takes now, and closes: for
+ * peers that may never read again (silent, slow). */
+static void conn_close_with_error(conn *c, proto_err code, const char *text) {
+    conn_send_error(c, 0, code, "%s", text);
+    outq_write(&c->out, c->fd);
+    conn_close(c, text);
+}
+
+/* ---------------------------------------------------------------- output */
+
+int conn_send(conn *c, const proto_frame *f) {
+    if (c->flags & CONN_CLOSED) return -1;
+    proto_buf_reset(&c->scratch);
+    if (proto_encode(&c->scratch, f) < 0 || outq_push_copy(&c->out, c->scratch.data, c->scratch.len) < 0) {
+        log_error("out of memory queueing output");
+        abort();
+    }
+    if (c->out.bytes > c->b->cfg->out_hard_limit) c->flags |= CONN_KILL;
+    broker_schedule_flush(c->b, c);
+    return c->flags & CONN_KILL ? -1 : 0;
+}
+
+void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...) {
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof(text)) n = sizeof(text) - 1;
+    proto_frame f = {.type = PROTO_ERROR, .req_id = req_id, .code = code, .text = {text, (size_t)n}};
+    conn_send(c, &f);
+}
+
+void conn_deliver(conn *c, sub *s, outq_block *block) {
+    broker *b = c->b;
+    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL)) return;
+    if (c->out.bytes >= b->cfg->out_soft_limit) {
+        s->dropped += block->records;
+        b->ctr.dropped += block->records;
+        c->has_dropped = 1;
+        if (!c->over_soft_since_ms) c->over_soft_since_ms = broker_now_ms();
+        return;
+    }
+    if (outq_push(&c->out, block) < 0) {
+        log_error("out of memory queueing records");
+        abort();
+    }
+    b->ctr.records_out += block->records;
+    if (c->out.bytes > b->cfg->out_hard_limit) c->flags |= CONN_KILL;
+    broker_schedule_flush(b, c);
+}
+
+/* Queues one DROPPED per feed that lost records, once the queue is empty. */
+static void conn_report_drops(conn *c) {
+    c->has_dropped = 0;
+    c->over_soft_since_ms = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        sub *s = c->subs[i];
+        if (s->dropped == 0 || s->state != SUB_ACTIVE) continue;
+        proto_frame f = {.type = PROTO_DROPPED, .feed = feed_sub_handle(s), .count = s->dropped};
+        s->dropped = 0;
+        conn_send(c, &f);
+    }
+}
+
+void conn_flush(conn *c) {
+    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_KILL) {
+        c->b->ctr.slow_closed++;
+        conn_close_with_error(c, PROTO_E_SLOW_CONSUMER, "output above the hard limit: closing a slow consumer");
+        return;
+    }
+    for (int round = 0; round < 2; round++) {
+        if (outq_write(&c->out, c->fd) < 0) {
+            conn_close(c, strerror(errno));
+            return;
+        }
+        if (c->out.bytes > 0 || !c->has_dropped) break;
+        conn_report_drops(c);     /* caught up: tell it what it missed */
+    }
+    if (c->out.bytes == 0) {
+        if (c->flags & CONN_WANT_WRITE) {
+            event_del(c->write_ev);
+            c->flags &= ~CONN_WANT_WRITE;
+        }
+        if (c->flags & CONN_CLOSE_AFTER_FLUSH) conn_close(c, "closed after the last frame");
+    } else if (!(c->flags & CONN_WANT_WRITE)) {
+        event_add(c->write_ev, NULL);
+        c->flags |= CONN_WANT_WRITE;
+    }
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg) {
+    conn_flush(arg);
+}
+
+/* ----------------------------------------------------------------- input */
+
+/* Refuses the connection's input for good: ERROR, then close once flushed. */
+static void conn_protocol_error(conn *c, proto_err code, const char *text) {
+    c->b->ctr.protocol_errors++;
+    log_debug("conn %llu: protocol error %s: %s", (unsigned long long)c->id, proto_err_name(code), text);
+    conn_send_error(c, 0, code, "%s", text);
+    conn_close_after_flush(c);
+}
+
+static void handle_subscribe(conn *c, const proto_frame *f) {
+    broker *b = c->b;
+    const char *key = f->key.ptr;
+    if (b->draining) {
+        conn_send_error(c, f->req_id, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
+        return;
+    }
+    if (c->nsubs >= b->cfg->max_subs) {
+        conn_send_error(c, f->req_id, PROTO_E_TOO_MANY_SUBS, "connection is at its limit of %llu subscriptions",
+                        (unsigned long long)b->cfg->max_subs);
+        return;
+    }
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (feed_sub_matches(c->subs[i], f->topic.ptr, f->topic.len, key, f->key.len)) {
+            conn_send_error(c, f->req_id, PROTO_E_ALREADY_SUBSCRIBED, "already subscribed to %.*s/%.*s",
+                            (int)f->topic.len, f->topic.ptr, key ? (int)f->key.len : 1, key ? key : "*");
+            return;
+        }
+    if (c->nsubs == c->subs_cap) {
+        size_t ncap = c->subs_cap ? c->subs_cap * 2 : 4;
+        sub **n = realloc(c->subs, ncap * sizeof(*n));
+        if (!n) {
+            conn_send_error(c, f->req_id, PROTO_E_INTERNAL, "out of memory");
+            return;
+        }
+        c->subs = n;
+        c->subs_cap = ncap;
+    }
+    proto_err code;
+    char err[256];
+    /* Linked before feed_subscribe returns? No: it may answer at once, which
+     * only queues output; the slot is reserved above so this cannot fail. */
+    sub *s = feed_subscribe(b->feeds, c, f->req_id, f->topic.ptr, f->topic.len, key, f->key.len, &code, err,
+                            sizeof(err));
+    if (!s) {
+        conn_send_error(c, f->req_id, code, "%s", err);
+        return;
+    }
+    c->subs[c->nsubs++] = s;
+}
+
+static void handle_unsubscribe(conn *c, const proto_frame *f) {
+    for (size_t i = 0; i < c->nsubs; i++) {
+        sub *s = c->subs[i];
+        if (s->state != SUB_ACTIVE || feed_sub_handle(s) != f->feed) continue;
+        c->subs[i] = c->subs[--c->nsubs];
+        feed_unsubscribe(c->b->feeds, s);
+        proto_frame r = {.type = PROTO_UNSUBSCRIBED, .req_id = f->req_id, .feed = f->feed};
+        conn_send(c, &r);
+        return;
+    }
+    conn_send_error(c, f->req_id, PROTO_E_NOT_SUBSCRIBED, "no subscription with feed handle %llu",
+                    (unsigned long long)f->feed);
+}
+
+void conn_remove_sub(conn *c, sub *s) {
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i] == s) {
+            c->subs[i] = c->subs[--c->nsubs];
+            return;
+        }
+}
+
+static void handle_frame(conn *c, const proto_frame *f) {
+    broker *b = c->b;
+    if (!(c->flags & CONN_HELLO)) {
+        if (f->type != PROTO_HELLO) {
+            conn_protocol_error(c, PROTO_E_HELLO_REQUIRED, "the first frame must be HELLO");
+            return;
+        }
+        if (f->version != PROTO_VERSION) {
+            char text[128];
+            snprintf(text, sizeof(text), "protocol version %llu is not supported; this node speaks version %d",
+                     (unsigned long long)f->version, PROTO_VERSION);
+            conn_protocol_error(c, PROTO_E_VERSION, text);
+            return;
+        }
+        c->flags |= CONN_HELLO;
+        proto_frame w = {.type = PROTO_WELCOME, .version = PROTO_VERSION,
+                         .name = {b->node_id, strlen(b->node_id)},
+                         .heartbeat_ms = b->cfg->heartbeat_ms, .max_frame = b->cfg->max_frame};
+        conn_send(c, &w);
+        return;
+    }
+    switch (f->type) {
+    case PROTO_HELLO:
+        conn_protocol_error(c, PROTO_E_HELLO_REQUIRED, "HELLO was already received");
+        return;
+    case PROTO_SUBSCRIBE:
+        handle_subscribe(c, f);
+        return;
+    case PROTO_UNSUBSCRIBE:
+        handle_unsubscribe(c, f);
+        return;
+    case PROTO_PUBLISH: {
+        proto_err code;
+        char err[256];
+        if (b->draining) {
+            conn_send_error(c, f->req_id, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
+        } else if (producer_publish(b->prod, c, f, &code, err, sizeof(err)) < 0) {
+            conn_send_error(c, f->req_id, code, "%s", err);
+        }
+        return;
+    }
+    case PROTO_PING: {
+        proto_frame p = {.type = PROTO_PONG, .token = f->token};
+        conn_send(c, &p);
+        return;
+    }
+    case PROTO_PONG:
+        return;                   /* its arrival already counted as life */
+    default: {
+        char text[128];
+        snprintf(text, sizeof(text), "%s is a node-to-client frame", proto_type_name(f->type));
+        conn_protocol_error(c, PROTO_E_BAD_FRAME, text);
+        return;
+    }
+    }
+}
+
+/* Decodes and handles every complete frame in the input buffer. */
+static void conn_process_input(conn *c) {
+    size_t off = 0;
+    while (!(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH))) {
+        size_t used = 0;
+        proto_frame f;
+        proto_status st = proto_decode(c->dec, c->in + off, c->in_len - off, &used, &f);
+        if (st == PROTO_NEED_MORE) break;
+        if (st == PROTO_BAD_INPUT) {
+            proto_err code = proto_decoder_err(c->dec);
+            if (code == PROTO_E_UNKNOWN_TYPE && used > 0) {
+                /* Newer clients may send frames we do not know: refuse, go on. */
+                conn_send_error(c, 0, code, "%s", proto_decoder_errstr(c->dec));
+                off += used;
+                continue;
+            }
+            conn_protocol_error(c, code, proto_decoder_errstr(c->dec));
+            break;
+        }
+        off += used;
+        handle_frame(c, &f);
+    }
+    if (c->flags & CONN_CLOSED) return;
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+    /* A frame larger than the buffer: grow to hold it (its size was
+     * checked against max_frame by the decoder). */
+    if (c->in_len >= PROTO_HEADER_SIZE) {
+        size_t need = PROTO_HEADER_SIZE + (size_t)proto_peek_length(c->in);
+        if (need > c->in_cap && need <= PROTO_HEADER_SIZE + c->b->cfg->max_frame) {
+            char *n = realloc(c->in, need);
+            if (!n) {
+                conn_protocol_error(c, PROTO_E_INTERNAL, "out of memory for a large frame");
+                return;
+            }
+            c->in = n;
+            c->in_cap = need;
+        }
+    }
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
+    conn *c = arg;
+    for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+        if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+        ssize_t n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n == 0) {
+            conn_close(c, "closed by peer");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) conn_close(c, strerror(errno));
+            return;
+        }
+        c->last_rx_ms = broker_now_ms();
+        c->in_len += (size_t)n;
+        size_t room = c->in_cap - c->in_len + (size_t)n;
+        conn_process_input(c);
+        if ((size_t)n < room) return; /* the socket is drained */
+    }
+}
+
+/* --------------------------------------------------------------- timers */
+
+void conn_tick(conn *c, uint64_t now) {
+    const config *cfg = c->b->cfg;
+    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_CLOSE_AFTER_FLUSH) {
+        if (now >= c->close_deadline_ms) conn_close(c, "output not flushed in time");
+        return;
+    }
+    if (now - c->last_rx_ms >= cfg->heartbeat_timeout_ms) {
+        c->b->ctr.heartbeat_closed++;
+        char text[128];
+        snprintf(text, sizeof(text), "nothing received for %llu ms", (unsigned long long)(now - c->last_rx_ms));
+        conn_close_with_error(c, PROTO_E_HEARTBEAT_TIMEOUT, text);
+        return;
+    }
+    if (c->over_soft_since_ms && now - c->over_soft_since_ms >= cfg->slow_timeout_ms) {
+        c->b->ctr.slow_closed++;
+        conn_close_with_error(c, PROTO_E_SLOW_CONSUMER, "output above the soft limit for too long: closing a slow consumer");
+        return;
+    }
+    if ((c->flags & CONN_HELLO) && now - c->last_ping_ms >= cfg->heartbeat_ms) {
+        c->last_ping_ms = now;
+        proto_frame p = {.type = PROTO_PING, .token = ++c->ping_token};
+        conn_send(c, &p);
+    }
+}
+
+void conn_goaway(conn *c, const char *text) {
+    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+    proto_frame g = {.type = PROTO_GOAWAY, .text = {text, strlen(text)}};
+    conn_send(c, &g);
+    conn_close_after_flush(c);
+    c->close_deadline_ms = broker_now_ms() + c->b->cfg->drain_timeout_ms;
+}

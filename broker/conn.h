@@ -1,0 +1,94 @@
+/* conn.h -- one client connection: input decoding, requests, output queue, limits, heartbeats. */
+#ifndef SUBWAY_CONN_H
+#define SUBWAY_CONN_H
+
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/outq.h"
+#include "proto/proto.h"
+
+struct event;
+
+enum {
+    CONN_HELLO = 1 << 0,          /* HELLO received */
+    CONN_CLOSE_AFTER_FLUSH = 1 << 1, /* stop reading; close once output is written */
+    CONN_CLOSED = 1 << 2,         /* released; waiting on the broker's free list */
+    CONN_IN_FLUSH = 1 << 3,       /* on the broker's flush list */
+    CONN_WANT_WRITE = 1 << 4,     /* write event armed: the socket was full */
+    CONN_KILL = 1 << 5,           /* over the hard output limit: close at the next flush */
+};
+
+typedef struct pub_req pub_req;
+
+struct conn {
+    broker *b;
+    uint64_t id;
+    int fd;
+    int flags;
+    char peer[64];
+    struct event *read_ev;
+    struct event *write_ev;
+    char *in;                     /* input buffer, at most max_frame + header */
+    size_t in_len;
+    size_t in_cap;
+    proto_decoder *dec;
+    proto_buf scratch;            /* control frames are encoded here first */
+    outq out;
+    uint64_t last_rx_ms;          /* anything received */
+    uint64_t last_ping_ms;
+    uint64_t ping_token;
+    uint64_t over_soft_since_ms;  /* first drop since the queue was last empty; 0 if none */
+    uint64_t close_deadline_ms;   /* CONN_CLOSE_AFTER_FLUSH: close by then regardless */
+    int has_dropped;              /* some sub has a DROPPED count to report */
+    sub **subs;                   /* pending and active subscriptions */
+    size_t nsubs;
+    size_t subs_cap;
+    pub_req *pubs;                /* PUBLISHes awaiting Kafka's ack */
+    conn *prev, *next;            /* broker's list of connections */
+    conn *next_flush;             /* broker's flush list */
+    conn *next_free;              /* broker's free list */
+};
+
+/* Takes ownership of the accepted socket fd. Returns the connection, or NULL
+ * (fd closed) on out of memory. Sends ERROR TOO_MANY_CONNS and closes when
+ * the node is at --max-conns. */
+conn *conn_new(broker *b, int fd, const char *peer);
+
+/* Queues a control frame. Returns 0, or -1 when the connection is closing or
+ * was closed for going over the hard output limit. */
+int conn_send(conn *c, const proto_frame *f);
+
+/* Queues ERROR{req_id, code, text}. */
+void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Fan-out: queues a reference to a block of s's feed's records, or drops and
+ * counts them when the connection is over its soft output limit. */
+void conn_deliver(conn *c, sub *s, outq_block *block);
+
+/* Forgets s (answered with an error by the feed table, which frees it). */
+void conn_remove_sub(conn *c, sub *s);
+
+/* Writes what the connection has queued; called by the broker's flush. */
+void conn_flush(conn *c);
+
+/* Heartbeat and slow-consumer checks, from the broker's tick. */
+void conn_tick(conn *c, uint64_t now_ms);
+
+/* Stops reading, releases the subscriptions, and closes once the queued
+ * output is written (or after a short deadline). */
+void conn_close_after_flush(conn *c);
+
+/* Sends GOAWAY and closes the connection once its output is written. */
+void conn_goaway(conn *c, const char *text);
+
+/* Closes now: releases subscriptions, stops events, and queues the memory
+ * for the broker to free after the current callback. */
+void conn_close(conn *c, const char *why);
+
+/* Frees a closed connection (the broker calls this from flush_ev). */
+void conn_free(conn *c);
+
+
+#endif

@@ -1,0 +1,122 @@
+/* main.c -- the subway node: options, start-up in dependency order, the loop, orderly shutdown. */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/admin.h"
+#include "broker/broker.h"
+#include "broker/config.h"
+#include "broker/dev.h"
+#include "broker/feed.h"
+#include "broker/log.h"
+#include "broker/producer.h"
+#include "broker/server.h"
+#include "broker/upstream.h"
+
+static int node_id_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 100) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void broker_cleanup(broker *b) {
+    /* Connections first (they release feeds), then feeds (they unassign),
+     * then the Kafka handles they used. */
+    server_stop(b);
+    admin_stop(b);
+    feed_table_free(b->feeds);
+    upstream_free(b->up);
+    producer_free(b->prod);
+    coord_free(b->coord);
+    dev_kafka_free(b->dev);
+    free(b->kafka_bootstrap);
+    if (b->base) event_base_free(b->base);
+}
+
+int main(int argc, char **argv) {
+    config cfg;
+    char err[512];
+    if (config_defaults(&cfg) < 0) {
+        fprintf(stderr, "subway: out of memory\n");
+        return 1;
+    }
+    int rc = config_parse_args(&cfg, argc, argv, err, sizeof(err));
+    if (rc == 1) {
+        config_free(&cfg);
+        return 0;
+    }
+    if (rc < 0 || config_validate(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "subway: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    log_level = log_level_parse(cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    broker b;
+    memset(&b, 0, sizeof(b));
+    b.cfg = &cfg;
+    b.start_ms = broker_now_ms();
+    if (cfg.node_id) {
+        if (!node_id_ok(cfg.node_id)) {
+            fprintf(stderr, "subway: --node-id must be 1..100 characters of A-Z a-z 0-9 . _ -\n");
+            config_free(&cfg);
+            return 2;
+        }
+        snprintf(b.node_id, sizeof(b.node_id), "%s", cfg.node_id);
+    } else {
+        char host[64] = "node";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        for (char *p = host; *p; p++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p)) *p = '_';
+        snprintf(b.node_id, sizeof(b.node_id), "%s-%d", host, (int)getpid());
+    }
+
+    rc = 1;
+    if (cfg.dev) {
+        if (!(b.dev = dev_kafka_new((int)cfg.dev_partitions, err, sizeof(err)))) goto fail;
+        b.kafka_bootstrap = strdup(dev_kafka_bootstrap(b.dev));
+        log_info("dev: embedded Kafka bootstrap %s", b.kafka_bootstrap);
+        log_info("dev: produce with: kcat -P -b %s -t demo -K: -X partitioner=murmur2_random", b.kafka_bootstrap);
+    } else {
+        b.kafka_bootstrap = strdup(cfg.kafka);
+    }
+    if (!b.kafka_bootstrap) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (!(b.base = event_base_new())) {
+        snprintf(err, sizeof(err), "cannot create the event loop");
+        goto fail;
+    }
+    if (!(b.coord = coord_memory_new()) || !(b.feeds = feed_table_new(&b))) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (!(b.up = upstream_new(&b, err, sizeof(err)))) goto fail;
+    if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
+    if (server_start(&b, err, sizeof(err)) < 0) goto fail;
+    if (admin_start(&b, err, sizeof(err)) < 0) goto fail;
+    log_info("node %s ready (subway %s, Kafka %s)", b.node_id, SUBWAY_VERSION, b.kafka_bootstrap);
+
+    event_base_dispatch(b.base);
+    log_info("stopped");
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "subway: %s\n", err);
+out:
+    broker_cleanup(&b);
+    config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/* outq.c -- per-connection output queues of reference-counted byte blocks (zero-copy fan-out). */
+#include "broker/outq.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define OUTQ_SMALL_BLOCK 4096     /* control frames are gathered into blocks this big */
+#define OUTQ_IOV_MAX 64
+
+outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t records) {
+    outq_block *b = malloc(sizeof(*b));
+    if (!b) {
+        free(data);
+        return NULL;
+    }
+    b->refs = 1;
+    b->records = records;
+    b->len = len;
+    b->cap = cap;
+    b->data = data;
+    return b;
+}
+
+outq_block *outq_block_copy(const void *data, size_t len, size_t cap) {
+    if (cap < len) cap = len;
+    char *d = malloc(cap ? cap : 1);
+    if (!d) return NULL;
+    memcpy(d, data, len);
+    return outq_block_adopt(d, len, cap, 0);
+}
+
+void outq_block_ref(outq_block *b) {
+    b->refs++;
+}
+
+void outq_block_unref(outq_block *b) {
+    if (!b || --b->refs > 0) return;
+    free(b->data);
+    free(b);
+}
+
+void outq_init(outq *q) {
+    memset(q, 0, sizeof(*q));
+}
+
+void outq_clear(outq *q) {
+    for (size_t i = 0; i < q->count; i++) outq_block_unref(q->ring[(q->head + i) % q->cap].block);
+    free(q->ring);
+    outq_init(q);
+}
+
+static int outq_grow(outq *q) {
+    size_t ncap = q->cap ? q->cap * 2 : 8;
+    outq_ref *n = malloc(ncap * sizeof(*n));
+    if (!n) return -1;
+    /* Unroll the ring so head is 0 again. */
+    for (size_t i = 0; i < q->count; i++) n[i] = q->ring[(q->head + i) % q->cap];
+    free(q->ring);
+    q->ring = n;
+    q->head = 0;
+    q->cap = ncap;
+    return 0;
+}
+
+int outq_push(outq *q, outq_block *b) {
+    if (q->count == q->cap && outq_grow(q) < 0) return -1;
+    outq_block_ref(b);
+    q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, 0};
+    q->count++;
+    q->bytes += b->len;
+    return 0;
+}
+
+int outq_push_copy(outq *q, const void *data, size_t len) {
+    if (q->count > 0) {
+        outq_block *last = q->ring[(q->head + q->count - 1) % q->cap].block;
+        /* Only a private control block (one holder, no records) may grow. */
+        if (last->refs == 1 && last->records == 0 && last->cap - last->len >= len) {
+            memcpy(last->data + last->len, data, len);
+            last->len += len;
+            q->bytes += len;
+            return 0;
+        }
+    }
+    outq_block *b = outq_block_copy(data, len, len < OUTQ_SMALL_BLOCK ? OUTQ_SMALL_BLOCK : len);
+    if (!b) return -1;
+    int rc = outq_push(q, b);
+    outq_block_unref(b);          /* the queue holds the only reference now */
+    return rc;
+}
+
+ssize_t outq_write(outq *q, int fd) {
+    ssize_t total = 0;
+    while (q->count > 0) {
+        struct iovec iov[OUTQ_IOV_MAX];
+        int n = 0;
+        for (size_t i = 0; i < q->count && n < OUTQ_IOV_MAX; i++) {
+            outq_ref *r = &q->ring[(q->head + i) % q->cap];
+            iov[n].iov_base = r->block->data + r->off;
+            iov[n].iov_len = r->block->len - r->off;
+            n++;
+        }
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return total;
+            return -1;
+        }
+        total += w;
+        q->bytes -= (size_t)w;
+        size_t left = (size_t)w;
+        while (left > 0) {
+            outq_ref *r = &q->ring[q->head];
+            size_t avail = r->block->len - r->off;
+            if (left < avail) {
+                r->off += left;
+                break;
+            }
+            left -= avail;
+            outq_block_unref(r->block);
+            q->head = (q->head + 1) % q->cap;
+            q->count--;
+        }
+        if (q->count == 0) q->head = 0;
+        /* A short write means the socket buffer is full: stop here. */
+        size_t asked = 0;
+        for (int i = 0; i < n; i++) asked += iov[i].iov_len;
+        if ((size_t)w < asked) return total;
+    }
+    return total;
+}

@@ -1,0 +1,63 @@
+/* outq.h -- per-connection output queues of reference-counted byte blocks (zero-copy fan-out). */
+#ifndef SUBWAY_OUTQ_H
+#define SUBWAY_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Immutable bytes holding one or more complete frames. A feed's records are
+ * encoded once into a block, and every subscriber's queue holds a reference
+ * to the same block: no per-subscriber copy or allocation. Holders: the
+ * creator (one reference, dropped after fan-out) and each queue entry. */
+typedef struct outq_block {
+    uint32_t refs;
+    uint32_t records;             /* MESSAGE frames inside, for DROPPED counts */
+    size_t len;
+    size_t cap;
+    char *data;                   /* malloc'd, owned */
+} outq_block;
+
+/* Returns a block owning data[0..len) (takes ownership of the malloc'd data,
+ * capacity cap), with one reference, or NULL on out of memory (data is then
+ * freed). */
+outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t records);
+
+/* Returns a block with a copy of data and room for at least cap bytes. */
+outq_block *outq_block_copy(const void *data, size_t len, size_t cap);
+
+void outq_block_ref(outq_block *b);
+/* Drops one reference; frees the block at zero. Accepts NULL. */
+void outq_block_unref(outq_block *b);
+
+typedef struct outq_ref {
+    outq_block *block;
+    size_t off;                   /* bytes of the block already written */
+} outq_ref;
+
+/* A FIFO ring of block references, with the byte total not yet written. */
+typedef struct outq {
+    outq_ref *ring;
+    size_t head;
+    size_t count;
+    size_t cap;
+    size_t bytes;
+} outq;
+
+void outq_init(outq *q);
+/* Drops every reference and frees the ring. */
+void outq_clear(outq *q);
+
+/* Queues a reference to b (takes a new reference). Returns 0, or -1 on out
+ * of memory. */
+int outq_push(outq *q, outq_block *b);
+
+/* Queues a copy of data[0..len), appended to the last block when that block
+ * is private to this queue and has room. Returns 0 or -1 (out of memory). */
+int outq_push_copy(outq *q, const void *data, size_t len);
+
+/* Writes as much as the fd takes with writev(). Returns the bytes written
+ * (0 when the socket is full), or -1 with errno on a write error. */
+ssize_t outq_write(outq *q, int fd);
+
+#endif

@@ -1,0 +1,180 @@
+/* producer.c -- PUBLISH: the node's one Kafka producer, acknowledged after Kafka's delivery report. */
+#include "broker/producer.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/conn.h"
+#include "broker/kafka_conf.h"
+#include "broker/log.h"
+
+/* One PUBLISH waiting for Kafka. Owned by librdkafka (as the message's
+ * opaque) until its delivery report; linked into its connection's list
+ * while the connection lives. */
+struct pub_req {
+    conn *c;                      /* NULL once the connection closed */
+    uint64_t req_id;
+    pub_req *prev, *next;
+};
+
+struct producer {
+    broker *b;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int pipe_fd[2];               /* librdkafka writes here when reports wait */
+    struct event *ev;
+};
+
+static void pub_unlink(pub_req *r) {
+    if (!r->c) return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->c->pubs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->c = NULL;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    pub_req *r = m->_private;
+    if (!r) return;
+    conn *c = r->c;
+    pub_unlink(r);
+    if (c) {
+        if (m->err) {
+            proto_err code = m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                                 ? PROTO_E_UNKNOWN_TOPIC
+                                 : PROTO_E_KAFKA;
+            conn_send_error(c, r->req_id, code, "publish to %s failed: %s", rd_kafka_topic_name(m->rkt),
+                            rd_kafka_err2str(m->err));
+        } else {
+            proto_frame f = {.type = PROTO_PUBACK, .req_id = r->req_id, .partition = (uint32_t)m->partition,
+                             .offset = (uint64_t)m->offset};
+            conn_send(c, &f);
+        }
+    }
+    free(r);
+}
+
+static void producer_event_cb(evutil_socket_t fd, short what, void *arg) {
+    producer *p = arg;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {}
+    /* Reports are only signalled when the queue turns non-empty: drain it. */
+    while (rd_kafka_poll(p->rk, 0) > 0) {}
+}
+
+producer *producer_new(broker *b, char *errstr, size_t errlen) {
+    producer *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    p->b = b;
+    p->pipe_fd[0] = p->pipe_fd[1] = -1;
+    rd_kafka_conf_t *conf = kafka_conf_new(b, errstr, errlen);
+    if (!conf) goto err;
+    /* murmur2_random is the Java client's partitioner, so keyed publishes
+     * land where exact-key subscribers read; linger 1 ms keeps acks fast. */
+    if (kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "linger.ms", "1", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "topic.metadata.propagation.max.ms", "1000", errstr, errlen) < 0 ||
+        kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        goto err;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen);
+    if (!p->rk) {
+        rd_kafka_conf_destroy(conf);
+        goto err;
+    }
+    if (pipe2(p->pipe_fd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(errstr, errlen, "pipe: %s", strerror(errno));
+        goto err;
+    }
+    p->q = rd_kafka_queue_get_main(p->rk);
+    rd_kafka_queue_io_event_enable(p->q, p->pipe_fd[1], "1", 1);
+    p->ev = event_new(b->base, p->pipe_fd[0], EV_READ | EV_PERSIST, producer_event_cb, p);
+    if (!p->ev || event_add(p->ev, NULL) < 0) {
+        snprintf(errstr, errlen, "cannot watch the producer's queue");
+        goto err;
+    }
+    return p;
+err:
+    producer_free(p);
+    return NULL;
+}
+
+void producer_free(producer *p) {
+    if (!p) return;
+    if (p->rk) {
+        rd_kafka_flush(p->rk, 2000);
+        /* Reports still queued carry pub_reqs: serve them, then the rest are
+         * freed by the purge's reports. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->rk, 0);
+        while (rd_kafka_poll(p->rk, 0) > 0) {}
+    }
+    if (p->ev) event_free(p->ev);
+    if (p->q) {
+        rd_kafka_queue_io_event_enable(p->q, -1, NULL, 0);
+        rd_kafka_queue_destroy(p->q);
+    }
+    if (p->rk) rd_kafka_destroy(p->rk);
+    if (p->pipe_fd[0] >= 0) close(p->pipe_fd[0]);
+    if (p->pipe_fd[1] >= 0) close(p->pipe_fd[1]);
+    free(p);
+}
+
+int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code, char *err, size_t errlen) {
+    const config *cfg = p->b->cfg;
+    if (f->topic.len < 1 || f->topic.len > 249) {
+        *code = PROTO_E_INVALID_ARG;
+        snprintf(err, errlen, "topic must be 1..249 bytes (got %zu)", f->topic.len);
+        return -1;
+    }
+    if (f->key.ptr && f->key.len > cfg->max_key) {
+        *code = PROTO_E_INVALID_ARG;
+        snprintf(err, errlen, "key must be at most %llu bytes (got %zu)", (unsigned long long)cfg->max_key,
+                 f->key.len);
+        return -1;
+    }
+    char tname[250];
+    memcpy(tname, f->topic.ptr, f->topic.len);
+    tname[f->topic.len] = '\0';
+    pub_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        *code = PROTO_E_INTERNAL;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->req_id = f->req_id;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(tname), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY((void *)f->key.ptr, f->key.ptr ? f->key.len : 0),
+        RD_KAFKA_V_VALUE((void *)f->value.ptr, f->value.ptr ? f->value.len : 0), RD_KAFKA_V_OPAQUE(r),
+        RD_KAFKA_V_END);
+    if (e) {
+        free(r);
+        *code = e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? PROTO_E_UNAVAILABLE : PROTO_E_KAFKA;
+        snprintf(err, errlen, "publish to %s refused: %s", tname, rd_kafka_err2str(e));
+        return -1;
+    }
+    r->c = c;
+    r->next = c->pubs;
+    if (c->pubs) c->pubs->prev = r;
+    c->pubs = r;
+    return 0;
+}
+
+void producer_detach(producer *p, conn *c) {
+    while (c->pubs) pub_unlink(c->pubs);
+}

@@ -1,0 +1,330 @@
+/* upstream.c -- the node's one Kafka consumer: hand-assigned partitions, metadata lookups, record dispatch. */
+#include "broker/upstream.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/dev.h"
+#include "broker/feed.h"
+#include "broker/kafka_conf.h"
+#include "broker/log.h"
+
+#define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
+#define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
+#define LOOKUP_TIMEOUT_MS 5000
+
+/* A lookup the loop cannot do without blocking (metadata, offsets): done by
+ * the lookup thread, answered back through a pipe. */
+typedef enum job_kind { JOB_TOPIC, JOB_START } job_kind;
+
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    char topic[256];
+    int32_t partition;
+    /* answer */
+    int32_t partition_cnt;        /* JOB_TOPIC */
+    int64_t offset;               /* JOB_START */
+    proto_err code;
+    char errstr[512];             /* empty when fine */
+} job;
+
+struct upstream {
+    broker *b;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int kafka_pipe[2];            /* librdkafka signals records here */
+    struct event *kafka_ev;
+    int answer_pipe[2];           /* the lookup thread writes job pointers here */
+    struct event *answer_ev;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *jobs_head, *jobs_tail;   /* under lock */
+    int stopping;                 /* under lock */
+    rd_kafka_message_t *batch[UPSTREAM_BATCH];
+    proto_header headers[UPSTREAM_MAX_HEADERS];
+};
+
+/* ------------------------------------------------------- lookup thread */
+
+static void job_topic(upstream *u, job *j) {
+    if (u->b->dev) dev_kafka_ensure_topic(u->b->dev, j->topic);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(u->rk, j->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(u->rk, 0, rkt, &md, LOOKUP_TIMEOUT_MS) : rd_kafka_last_error();
+    if (!e && (md->topic_cnt != 1 || md->topics[0].err)) e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        j->code = PROTO_E_UNKNOWN_TOPIC;
+        snprintf(j->errstr, sizeof(j->errstr), "topic '%s' does not exist", j->topic);
+    } else if (e) {
+        j->code = e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+                      ? PROTO_E_UNAVAILABLE
+                      : PROTO_E_KAFKA;
+        snprintf(j->errstr, sizeof(j->errstr), "metadata for topic '%s': %s", j->topic, rd_kafka_err2str(e));
+    } else {
+        j->partition_cnt = md->topics[0].partition_cnt;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    if (rkt) rd_kafka_topic_destroy(rkt);
+}
+
+static void job_start(upstream *u, job *j) {
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, j->topic, j->partition, &lo, &hi,
+                                                             LOOKUP_TIMEOUT_MS);
+    if (e)
+        snprintf(j->errstr, sizeof(j->errstr), "log end offset: %s", rd_kafka_err2str(e));
+    else
+        j->offset = hi;
+}
+
+static void *lookup_thread(void *arg) {
+    upstream *u = arg;
+    for (;;) {
+        pthread_mutex_lock(&u->lock);
+        while (!u->jobs_head && !u->stopping) pthread_cond_wait(&u->cond, &u->lock);
+        if (u->stopping) {
+            pthread_mutex_unlock(&u->lock);
+            return NULL;
+        }
+        job *j = u->jobs_head;
+        u->jobs_head = j->next;
+        if (!u->jobs_head) u->jobs_tail = NULL;
+        pthread_mutex_unlock(&u->lock);
+        if (j->kind == JOB_TOPIC)
+            job_topic(u, j);
+        else
+            job_start(u, j);
+        /* A pointer is written atomically to a pipe (< PIPE_BUF). */
+        if (write(u->answer_pipe[1], &j, sizeof(j)) != sizeof(j)) {
+            log_error("lookup thread: cannot answer: %s", strerror(errno));
+            free(j);
+        }
+    }
+}
+
+static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32_t partition) {
+    job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        log_error("out of memory");
+        abort();
+    }
+    j->kind = kind;
+    snprintf(j->topic, sizeof(j->topic), "%s", topic_name);
+    j->partition = partition;
+    pthread_mutex_lock(&u->lock);
+    if (u->jobs_tail)
+        u->jobs_tail->next = j;
+    else
+        u->jobs_head = j;
+    u->jobs_tail = j;
+    pthread_cond_signal(&u->cond);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void answer_cb(evutil_socket_t fd, short what, void *arg) {
+    upstream *u = arg;
+    job *j;
+    while (read(fd, &j, sizeof(j)) == sizeof(j)) {
+        if (j->kind == JOB_TOPIC)
+            feed_on_topic_resolved(u->b->feeds, j->topic, j->partition_cnt, j->code, j->errstr[0] ? j->errstr : NULL);
+        else
+            feed_on_partition_start(u->b->feeds, j->topic, j->partition, j->offset, j->errstr[0] ? j->errstr : NULL);
+        free(j);
+    }
+}
+
+void upstream_resolve_topic(upstream *u, const char *topic_name) {
+    job_submit(u, JOB_TOPIC, topic_name, -1);
+}
+
+void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
+    job_submit(u, JOB_START, topic_name, partition);
+}
+
+/* ------------------------------------------------------------ assignment */
+
+static int assign_change(upstream *u, const char *topic_name, int32_t partition, int64_t offset, int add) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic_name, partition)->offset = offset;
+    rd_kafka_error_t *e = add ? rd_kafka_incremental_assign(u->rk, l) : rd_kafka_incremental_unassign(u->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        log_error("%s %s/%d: %s", add ? "assign" : "unassign", topic_name, (int)partition, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    log_debug("%s %s/%d%s", add ? "fetching" : "released", topic_name, (int)partition, add ? " from the log end" : "");
+    return 0;
+}
+
+int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset) {
+    return assign_change(u, topic_name, partition, offset, 1);
+}
+
+int upstream_unassign(upstream *u, const char *topic_name, int32_t partition) {
+    return assign_change(u, topic_name, partition, RD_KAFKA_OFFSET_INVALID, 0);
+}
+
+/* -------------------------------------------------------------- records */
+
+static size_t message_headers(upstream *u, rd_kafka_message_t *m) {
+    rd_kafka_headers_t *hdrs;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+    size_t n = 0;
+    const char *name;
+    const void *val;
+    size_t size;
+    while (n < UPSTREAM_MAX_HEADERS && rd_kafka_header_get_all(hdrs, n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        u->headers[n].name = (proto_bytes){name, strlen(name)};
+        u->headers[n].value = (proto_bytes){val, val ? size : 0};
+        n++;
+    }
+    return n;
+}
+
+static void kafka_cb(evutil_socket_t fd, short what, void *arg) {
+    upstream *u = arg;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {}
+    /* The pipe is written only when the queue turns non-empty: drain it all,
+     * but yield to the loop after a bounded amount so clients get served. */
+    for (int rounds = 0; rounds < 16; rounds++) {
+        ssize_t n = rd_kafka_consume_batch_queue(u->q, 0, u->batch, UPSTREAM_BATCH);
+        if (n <= 0) return;
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = u->batch[i];
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    log_warn("consumer: %s", rd_kafka_message_errstr(m));
+            } else {
+                int64_t ts = rd_kafka_message_timestamp(m, NULL);
+                size_t hn = message_headers(u, m);
+                feed_on_record(u->b->feeds, rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts, m->key,
+                               m->key_len, m->payload, m->len, hn ? u->headers : NULL, hn);
+            }
+            rd_kafka_message_destroy(m);
+        }
+        feed_flush_batch(u->b->feeds);
+        if (n < UPSTREAM_BATCH) return;
+    }
+    /* Still more: come back after other events had their turn. */
+    event_active(u->kafka_ev, EV_READ, 0);
+}
+
+/* --------------------------------------------------------------- set up */
+
+upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
+    upstream *u = calloc(1, sizeof(*u));
+    if (!u) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    u->b = b;
+    u->kafka_pipe[0] = u->kafka_pipe[1] = u->answer_pipe[0] = u->answer_pipe[1] = -1;
+    pthread_mutex_init(&u->lock, NULL);
+    pthread_cond_init(&u->cond, NULL);
+    rd_kafka_conf_t *conf = kafka_conf_new(b, errstr, errlen);
+    if (!conf) goto err;
+    /* No group, no commits: partitions are assigned by hand and a feed
+     * starts at the log end. The fetch settings favour latency: a fetch
+     * returns as soon as there is one byte, or after 10 ms. */
+    char group[200];
+    /* librdkafka routes assigned partitions through a consumer queue only
+     * when a group is configured; the group is never joined (no subscribe)
+     * and never committed to. */
+    snprintf(group, sizeof(group), "subway-%s", b->node_id);
+    if (kafka_conf_set(conf, "group.id", group, errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.partition.eof", "false", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "auto.offset.reset", "latest", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "queued.min.messages", "10000", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
+        kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        goto err;
+    }
+    u->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errlen);
+    if (!u->rk) {
+        rd_kafka_conf_destroy(conf);
+        goto err;
+    }
+    rd_kafka_poll_set_consumer(u->rk);
+    if (!(u->q = rd_kafka_queue_get_consumer(u->rk))) {
+        snprintf(errstr, errlen, "the Kafka consumer has no queue");
+        goto err;
+    }
+    if (pipe2(u->kafka_pipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(u->answer_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(errstr, errlen, "pipe: %s", strerror(errno));
+        goto err;
+    }
+    rd_kafka_queue_io_event_enable(u->q, u->kafka_pipe[1], "1", 1);
+    u->kafka_ev = event_new(b->base, u->kafka_pipe[0], EV_READ | EV_PERSIST, kafka_cb, u);
+    u->answer_ev = event_new(b->base, u->answer_pipe[0], EV_READ | EV_PERSIST, answer_cb, u);
+    if (!u->kafka_ev || !u->answer_ev || event_add(u->kafka_ev, NULL) < 0 || event_add(u->answer_ev, NULL) < 0) {
+        snprintf(errstr, errlen, "cannot watch the consumer's queue");
+        goto err;
+    }
+    /* The lookup thread blocks on a pipe whose reader is the loop: keep
+     * its writes blocking so no answer is lost. */
+    fcntl(u->answer_pipe[1], F_SETFL, 0);
+    if (pthread_create(&u->thread, NULL, lookup_thread, u) != 0) {
+        snprintf(errstr, errlen, "cannot start the lookup thread");
+        goto err;
+    }
+    u->thread_started = 1;
+    return u;
+err:
+    upstream_free(u);
+    return NULL;
+}
+
+void upstream_free(upstream *u) {
+    if (!u) return;
+    if (u->thread_started) {
+        pthread_mutex_lock(&u->lock);
+        u->stopping = 1;
+        pthread_cond_signal(&u->cond);
+        pthread_mutex_unlock(&u->lock);
+        /* An answer in flight may wait on the pipe: keep reading it. */
+        fcntl(u->answer_pipe[1], F_SETFL, O_NONBLOCK);
+        pthread_join(u->thread, NULL);
+    }
+    for (job *j = u->jobs_head, *next; j; j = next) {
+        next = j->next;
+        free(j);
+    }
+    job *j;
+    while (u->answer_pipe[0] >= 0 && read(u->answer_pipe[0], &j, sizeof(j)) == sizeof(j)) free(j);
+    if (u->kafka_ev) event_free(u->kafka_ev);
+    if (u->answer_ev) event_free(u->answer_ev);
+    if (u->q) {
+        rd_kafka_queue_io_event_enable(u->q, -1, NULL, 0);
+        rd_kafka_queue_destroy(u->q);
+    }
+    if (u->rk) {
+        rd_kafka_assign(u->rk, NULL);
+        rd_kafka_consumer_close(u->rk);
+        rd_kafka_destroy(u->rk);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (u->kafka_pipe[i] >= 0) close(u->kafka_pipe[i]);
+        if (u->answer_pipe[i] >= 0) close(u->answer_pipe[i]);
+    }
+    pthread_mutex_destroy(&u->lock);
+    pthread_cond_destroy(&u->cond);
+    free(u);
+}

@@ -1,0 +1,107 @@
+/* test_coord.c -- the in-memory coordination backend: counts, first/last, wildcard vs exact keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "coord/coord.h"
+
+typedef struct result {
+    int calls;
+    coord_status status;
+    char err[128];
+} result;
+
+static void record_cb(void *cb_data, coord_status st, const char *errstr) {
+    result *r = cb_data;
+    r->calls++;
+    r->status = st;
+    snprintf(r->err, sizeof(r->err), "%s", errstr ? errstr : "");
+}
+
+static coord_status acquire(coord *c, const coord_feed *f) {
+    result r = {0};
+    coord_acquire(c, f, record_cb, &r);
+    assert_int_equal(r.calls, 1);
+    return r.status;
+}
+
+static coord_status release(coord *c, const coord_feed *f, result *out) {
+    result r = {0};
+    coord_release(c, f, record_cb, &r);
+    assert_int_equal(r.calls, 1);
+    if (out) *out = r;
+    return r.status;
+}
+
+static void test_first_and_last(void **state) {
+    coord *c = coord_memory_new();
+    coord_feed f = {"orders", "cust-1", 6, 0};
+    assert_int_equal(acquire(c, &f), COORD_FIRST);
+    assert_int_equal(acquire(c, &f), COORD_OK);
+    assert_int_equal(coord_count(c, &f), 2);
+    assert_int_equal(coord_feed_count(c), 1);
+    assert_int_equal(release(c, &f, NULL), COORD_OK);
+    assert_int_equal(release(c, &f, NULL), COORD_LAST);
+    assert_int_equal(coord_count(c, &f), 0);
+    assert_int_equal(coord_feed_count(c), 0);
+    /* back from zero: first again (the subscribe/unsubscribe/subscribe race) */
+    assert_int_equal(acquire(c, &f), COORD_FIRST);
+    coord_free(c);
+}
+
+static void test_release_unknown_is_error(void **state) {
+    coord *c = coord_memory_new();
+    coord_feed f = {"orders", "x", 1, 0};
+    result r;
+    assert_int_equal(release(c, &f, &r), COORD_ERROR);
+    assert_string_equal(r.err, "release of a feed with no subscriptions");
+    coord_free(c);
+}
+
+static void test_wildcard_distinct_from_star_key(void **state) {
+    coord *c = coord_memory_new();
+    coord_feed wild = {"t", NULL, 0, 1};
+    coord_feed star = {"t", "*", 1, 0};
+    coord_feed other_topic = {"t2", NULL, 0, 1};
+    assert_int_equal(acquire(c, &wild), COORD_FIRST);
+    assert_int_equal(acquire(c, &star), COORD_FIRST);
+    assert_int_equal(acquire(c, &other_topic), COORD_FIRST);
+    assert_int_equal(coord_count(c, &wild), 1);
+    assert_int_equal(coord_feed_count(c), 3);
+    coord_free(c);
+}
+
+static void test_binary_keys_and_growth(void **state) {
+    coord *c = coord_memory_new();
+    char key[4];
+    for (int i = 0; i < 1000; i++) {
+        memcpy(key, &i, sizeof(i));   /* keys with NUL bytes */
+        coord_feed f = {"t", key, sizeof(key), 0};
+        assert_int_equal(acquire(c, &f), COORD_FIRST);
+    }
+    assert_int_equal(coord_feed_count(c), 1000);
+    for (int i = 0; i < 1000; i++) {
+        memcpy(key, &i, sizeof(i));
+        coord_feed f = {"t", key, sizeof(key), 0};
+        assert_int_equal(coord_count(c, &f), 1);
+        assert_int_equal(release(c, &f, NULL), COORD_LAST);
+    }
+    assert_int_equal(coord_feed_count(c), 0);
+    coord_free(c);
+    coord_free(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_and_last),
+        cmocka_unit_test(test_release_unknown_is_error),
+        cmocka_unit_test(test_wildcard_distinct_from_star_key),
+        cmocka_unit_test(test_binary_keys_and_growth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

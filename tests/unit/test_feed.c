@@ -1,0 +1,341 @@
+/* test_feed.c -- the subscription table: sharing, partition targeting, linger, races, fan-out of one block. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "broker/conn.h"
+#include "broker/feed.h"
+#include "broker/upstream.h"
+
+/* The feed table talks to connections and to the Kafka consumer through a
+ * few calls; this test links recorders in their place so each decision of
+ * the table can be observed. The integration tests run the real ones. */
+
+typedef struct sent {
+    conn *c;
+    proto_type type;
+    uint64_t req_id, feed, code;
+    uint32_t parts[16];
+    size_t nparts;
+    char text[256];
+} sent;
+
+static struct {
+    sent frames[64];
+    size_t nframes;
+    char resolved[8][64];
+    size_t nresolved;
+    int32_t queried[64];
+    size_t nqueried;
+    int32_t assigned[64];
+    int64_t assigned_at[64];
+    size_t nassigned;
+    int32_t unassigned[64];
+    size_t nunassigned;
+    struct {
+        conn *c;
+        outq_block *blk;
+        uint32_t records;
+    } delivered[16];
+    size_t ndelivered;
+    size_t nremoved;
+} rec;
+
+int conn_send(conn *c, const proto_frame *f) {
+    sent *s = &rec.frames[rec.nframes++];
+    memset(s, 0, sizeof(*s));
+    s->c = c;
+    s->type = f->type;
+    s->req_id = f->req_id;
+    s->feed = f->feed;
+    s->code = f->code;
+    s->nparts = f->partition_cnt;
+    for (size_t i = 0; i < f->partition_cnt && i < 16; i++) s->parts[i] = f->partitions[i];
+    return 0;
+}
+
+void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...) {
+    sent *s = &rec.frames[rec.nframes++];
+    memset(s, 0, sizeof(*s));
+    s->c = c;
+    s->type = PROTO_ERROR;
+    s->req_id = req_id;
+    s->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->text, sizeof(s->text), fmt, ap);
+    va_end(ap);
+}
+
+void conn_deliver(conn *c, sub *s, outq_block *blk) {
+    rec.delivered[rec.ndelivered].c = c;
+    rec.delivered[rec.ndelivered].blk = blk;
+    rec.delivered[rec.ndelivered].records = blk->records;
+    rec.ndelivered++;
+}
+
+void conn_remove_sub(conn *c, sub *s) {
+    rec.nremoved++;
+}
+
+void upstream_resolve_topic(upstream *u, const char *topic_name) {
+    snprintf(rec.resolved[rec.nresolved++], 64, "%s", topic_name);
+}
+
+void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
+    rec.queried[rec.nqueried++] = partition;
+}
+
+int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset) {
+    rec.assigned_at[rec.nassigned] = offset;
+    rec.assigned[rec.nassigned++] = partition;
+    return 0;
+}
+
+int upstream_unassign(upstream *u, const char *topic_name, int32_t partition) {
+    rec.unassigned[rec.nunassigned++] = partition;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+static config cfg;
+static broker b;
+static conn *const C1 = (conn *)0x1001;
+static conn *const C2 = (conn *)0x1002;
+
+static int setup(void **state) {
+    memset(&rec, 0, sizeof(rec));
+    memset(&b, 0, sizeof(b));
+    config_defaults(&cfg);
+    cfg.linger_ms = 0;
+    b.cfg = &cfg;
+    b.base = event_base_new();
+    b.coord = coord_memory_new();
+    b.feeds = feed_table_new(&b);
+    return 0;
+}
+
+static int teardown(void **state) {
+    feed_table_free(b.feeds);
+    coord_free(b.coord);
+    event_base_free(b.base);
+    config_free(&cfg);
+    return 0;
+}
+
+static sub *subscribe(conn *c, uint64_t req, const char *topic_name, const char *key) {
+    proto_err code = PROTO_E_NONE;
+    char err[256];
+    sub *s = feed_subscribe(b.feeds, c, req, topic_name, strlen(topic_name), key, key ? strlen(key) : 0, &code,
+                            err, sizeof(err));
+    assert_non_null(s);
+    return s;
+}
+
+static int32_t murmur_part(const char *key, int32_t n) {
+    return partitioner_partition(PARTITIONER_MURMUR2, key, strlen(key), n);
+}
+
+static long count_of(const char *topic_name, const char *key) {
+    coord_feed f = {topic_name, key, key ? strlen(key) : 0, key == NULL};
+    return coord_count(b.coord, &f);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_shared_feed_one_partition_one_block(void **state) {
+    sub *s1 = subscribe(C1, 1, "orders", "cust-7");
+    sub *s2 = subscribe(C2, 2, "orders", "cust-7");
+    assert_int_equal(rec.nresolved, 1);            /* one metadata lookup for both */
+    assert_int_equal(rec.nframes, 0);              /* nothing answered yet */
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    assert_int_equal(rec.nqueried, 1);             /* only the key's partition */
+    assert_int_equal(rec.queried[0], p);
+    feed_on_partition_start(b.feeds, "orders", p, 42, NULL);
+    assert_int_equal(rec.nassigned, 1);
+    assert_int_equal(rec.assigned[0], p);
+    assert_int_equal(rec.assigned_at[0], 42);      /* from the looked-up log end */
+    assert_int_equal(rec.nframes, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rec.frames[i].type, PROTO_SUBSCRIBED);
+        assert_int_equal(rec.frames[i].nparts, 1);
+        assert_int_equal(rec.frames[i].parts[0], p);
+    }
+    assert_int_equal(rec.frames[0].feed, rec.frames[1].feed); /* one handle for the shared feed */
+    assert_int_equal(count_of("orders", "cust-7"), 2);
+
+    /* the key's record, another key's record, the key on another partition */
+    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    feed_on_record(b.feeds, "orders", p, 43, 1000, "cust-8", 6, "v2", 2, NULL, 0);
+    feed_on_record(b.feeds, "orders", (p + 1) % 6, 5, 1000, "cust-7", 6, "v3", 2, NULL, 0);
+    feed_on_record(b.feeds, "orders", p, 44, 1000, "cust-7", 6, "v4", 2, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(rec.ndelivered, 2);
+    assert_ptr_equal(rec.delivered[0].blk, rec.delivered[1].blk); /* same bytes to both */
+    assert_int_equal(rec.delivered[0].records, 2);
+
+    feed_unsubscribe(b.feeds, s1);
+    assert_int_equal(rec.nunassigned, 0);          /* s2 still reads it */
+    assert_int_equal(count_of("orders", "cust-7"), 1);
+    feed_unsubscribe(b.feeds, s2);
+    assert_int_equal(rec.nunassigned, 1);          /* linger 0: released at once */
+    assert_int_equal(rec.unassigned[0], p);
+    assert_int_equal(count_of("orders", "cust-7"), 0);
+}
+
+static void test_wildcard_reads_every_partition(void **state) {
+    subscribe(C1, 9, "t", NULL);
+    feed_on_topic_resolved(b.feeds, "t", 3, PROTO_E_NONE, NULL);
+    assert_int_equal(rec.nqueried, 3);
+    feed_on_partition_start(b.feeds, "t", 0, 0, NULL);
+    feed_on_partition_start(b.feeds, "t", 2, 0, NULL);
+    assert_int_equal(rec.nframes, 0);              /* not until every partition is fetched */
+    feed_on_partition_start(b.feeds, "t", 1, 0, NULL);
+    assert_int_equal(rec.nframes, 1);
+    assert_int_equal(rec.frames[0].nparts, 3);
+    feed_on_record(b.feeds, "t", 1, 0, 0, "any", 3, "v", 1, NULL, 0);
+    feed_on_record(b.feeds, "t", 2, 0, 0, NULL, 0, "v", 1, NULL, 0);  /* null keys too */
+    feed_flush_batch(b.feeds);
+    assert_int_equal(rec.ndelivered, 1);
+    assert_int_equal(rec.delivered[0].records, 2);
+}
+
+static void test_unknown_topic_fails_waiters_and_is_not_cached(void **state) {
+    subscribe(C1, 5, "nope", "k");
+    subscribe(C2, 6, "nope", NULL);
+    feed_on_topic_resolved(b.feeds, "nope", 0, PROTO_E_UNKNOWN_TOPIC, "topic 'nope' does not exist");
+    assert_int_equal(rec.nframes, 2);
+    assert_int_equal(rec.frames[0].type, PROTO_ERROR);
+    assert_int_equal(rec.frames[0].code, PROTO_E_UNKNOWN_TOPIC);
+    assert_string_equal(rec.frames[0].text, "topic 'nope' does not exist");
+    assert_int_equal(rec.nremoved, 2);
+    subscribe(C1, 7, "nope", "k");
+    assert_int_equal(rec.nresolved, 2);            /* asked again: it may exist now */
+}
+
+static void test_unsubscribe_before_partition_answer(void **state) {
+    /* The Lightstreamer race: subscribe, unsubscribe, subscribe on one feed. */
+    sub *s = subscribe(C1, 1, "t", "k");
+    feed_on_topic_resolved(b.feeds, "t", 4, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("k", 4);
+    feed_unsubscribe(b.feeds, s);                  /* answer still in flight */
+    assert_int_equal(count_of("t", "k"), 0);
+    feed_on_partition_start(b.feeds, "t", p, 10, NULL);
+    assert_int_equal(rec.nassigned, 0);            /* nobody wants it any more */
+    s = subscribe(C1, 2, "t", "k");
+    assert_int_equal(rec.nresolved, 2);            /* the topic went with its last feed */
+    feed_on_topic_resolved(b.feeds, "t", 4, PROTO_E_NONE, NULL);
+    feed_on_partition_start(b.feeds, "t", p, 11, NULL);
+    assert_int_equal(rec.nassigned, 1);
+    assert_int_equal(rec.frames[rec.nframes - 1].type, PROTO_SUBSCRIBED);
+    assert_int_equal(rec.frames[rec.nframes - 1].req_id, 2);
+    assert_int_equal(count_of("t", "k"), 1);
+    feed_unsubscribe(b.feeds, s);
+}
+
+static void test_resubscribe_while_query_in_flight(void **state) {
+    sub *s = subscribe(C1, 1, "t", "k");
+    feed_on_topic_resolved(b.feeds, "t", 4, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("k", 4);
+    feed_on_topic_resolved(b.feeds, "t", 4, PROTO_E_NONE, NULL); /* a stale duplicate answer is ignored */
+    subscribe(C2, 3, "t", "other-key-on-topic");
+    feed_unsubscribe(b.feeds, s);                  /* topic stays: another feed holds it */
+    s = subscribe(C1, 2, "t", "k");
+    assert_int_equal(rec.nqueried >= 1, 1);
+    size_t queried_p = 0;
+    for (size_t i = 0; i < rec.nqueried; i++) queried_p += rec.queried[i] == p;
+    assert_int_equal(queried_p, 1);                /* the in-flight query serves the new feed */
+    feed_on_partition_start(b.feeds, "t", p, 7, NULL);
+    int found = 0;
+    for (size_t i = 0; i < rec.nframes; i++)
+        if (rec.frames[i].type == PROTO_SUBSCRIBED && rec.frames[i].req_id == 2) found = 1;
+    assert_true(found);
+    feed_unsubscribe(b.feeds, s);
+}
+
+static void test_linger_keeps_partitions_then_releases(void **state) {
+    cfg.linger_ms = 30;
+    sub *s = subscribe(C1, 1, "t", "k");
+    feed_on_topic_resolved(b.feeds, "t", 2, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("k", 2);
+    feed_on_partition_start(b.feeds, "t", p, 0, NULL);
+    uint64_t handle = rec.frames[0].feed;
+    feed_unsubscribe(b.feeds, s);
+    assert_int_equal(rec.nunassigned, 0);          /* lingering */
+    s = subscribe(C2, 2, "t", "k");                /* back within the linger */
+    assert_int_equal(rec.frames[1].type, PROTO_SUBSCRIBED);
+    assert_int_equal(rec.frames[1].feed, handle);  /* same feed, nothing torn down */
+    assert_int_equal(rec.nqueried, 1);
+    feed_unsubscribe(b.feeds, s);
+    while (rec.nunassigned == 0) event_base_loop(b.base, EVLOOP_ONCE);  /* until the linger fires */
+    assert_int_equal(rec.unassigned[0], p);
+}
+
+static void test_shared_partition_counted_once(void **state) {
+    /* Two keys on one partition: fetched once, released with the last. */
+    const char *k1 = "a", *k2 = NULL;
+    static char buf[16];
+    for (int i = 0; i < 1000 && !k2; i++) {
+        snprintf(buf, sizeof(buf), "b%d", i);
+        if (murmur_part(buf, 3) == murmur_part(k1, 3)) k2 = buf;
+    }
+    assert_non_null(k2);
+    sub *s1 = subscribe(C1, 1, "t", k1);
+    sub *s2 = subscribe(C2, 2, "t", k2);
+    feed_on_topic_resolved(b.feeds, "t", 3, PROTO_E_NONE, NULL);
+    assert_int_equal(rec.nqueried, 1);
+    feed_on_partition_start(b.feeds, "t", murmur_part(k1, 3), 0, NULL);
+    assert_int_equal(rec.nframes, 2);
+    feed_unsubscribe(b.feeds, s1);
+    assert_int_equal(rec.nunassigned, 0);
+    feed_unsubscribe(b.feeds, s2);
+    assert_int_equal(rec.nunassigned, 1);
+}
+
+static void test_partition_error_fails_pending_feed(void **state) {
+    subscribe(C1, 4, "t", "k");
+    feed_on_topic_resolved(b.feeds, "t", 2, PROTO_E_NONE, NULL);
+    feed_on_partition_start(b.feeds, "t", murmur_part("k", 2), 0, "log end offset: Local: Timed out");
+    assert_int_equal(rec.nframes, 1);
+    assert_int_equal(rec.frames[0].code, PROTO_E_KAFKA);
+    char want[128];
+    snprintf(want, sizeof(want), "partition t/%d: log end offset: Local: Timed out", murmur_part("k", 2));
+    assert_string_equal(rec.frames[0].text, want);
+    assert_int_equal(rec.nremoved, 1);
+}
+
+static void test_invalid_names_refused_at_once(void **state) {
+    proto_err code;
+    char err[256];
+    assert_null(feed_subscribe(b.feeds, C1, 1, "bad topic", 9, "k", 1, &code, err, sizeof(err)));
+    assert_int_equal(code, PROTO_E_INVALID_ARG);
+    assert_string_equal(err, "topic must be 1..249 bytes of A-Z a-z 0-9 . _ - (got 9 bytes)");
+    cfg.max_key = 4;
+    assert_null(feed_subscribe(b.feeds, C1, 1, "t", 1, "12345", 5, &code, err, sizeof(err)));
+    assert_string_equal(err, "key must be 1..4 bytes (got 5); use nil for every key");
+    assert_int_equal(rec.nresolved, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shared_feed_one_partition_one_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wildcard_reads_every_partition, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_topic_fails_waiters_and_is_not_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsubscribe_before_partition_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resubscribe_while_query_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linger_keeps_partitions_then_releases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_partition_counted_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_error_fails_pending_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_names_refused_at_once, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
