@@ -168,6 +168,12 @@ void conn_deliver(conn *c, sub *s, outq_block *block) {
         if (!c->over_soft_since_ms) c->over_soft_since_ms = broker_now_ms();
         return;
     }
+    if (s->dropped) {
+        /* Caught up after a gap: say how many went missing, right where. */
+        proto_frame d = {.type = PROTO_DROPPED, .feed = feed_sub_handle(s), .count = s->dropped};
+        s->dropped = 0;
+        conn_send(c, &d);
+    }
     if (outq_push(&c->out, block) < 0) {
         log_error("out of memory queueing records");
         abort();
@@ -177,10 +183,10 @@ void conn_deliver(conn *c, sub *s, outq_block *block) {
     broker_schedule_flush(b, c);
 }
 
-/* Queues one DROPPED per feed that lost records, once the queue is empty. */
+/* Queues one DROPPED per feed that lost records and has had no record
+ * since (those were reported in front of that record). */
 static void conn_report_drops(conn *c) {
     c->has_dropped = 0;
-    c->over_soft_since_ms = 0;
     for (size_t i = 0; i < c->nsubs; i++) {
         sub *s = c->subs[i];
         if (s->dropped == 0 || s->state != SUB_ACTIVE) continue;
@@ -203,8 +209,9 @@ void conn_flush(conn *c) {
             return;
         }
         if (c->out.bytes > 0 || !c->has_dropped) break;
-        conn_report_drops(c);     /* caught up: tell it what it missed */
+        conn_report_drops(c);     /* drained: tell it what it missed */
     }
+    if (c->out.bytes < c->b->cfg->out_soft_limit) c->over_soft_since_ms = 0;
     if (c->out.bytes == 0) {
         if (c->flags & CONN_WANT_WRITE) {
             event_del(c->write_ev);

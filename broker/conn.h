@@ -38,7 +38,7 @@ struct conn {
     uint64_t last_rx_ms;          /* anything received */
     uint64_t last_ping_ms;
     uint64_t ping_token;
-    uint64_t over_soft_since_ms;  /* first drop since the queue was last empty; 0 if none */
+    uint64_t over_soft_since_ms;  /* first drop since the queue was last below the soft limit */
     uint64_t close_deadline_ms;   /* CONN_CLOSE_AFTER_FLUSH: close by then regardless */
     int has_dropped;              /* some sub has a DROPPED count to report */
     sub **subs;                   /* pending and active subscriptions */
