@@ -58,23 +58,27 @@ struct upstream {
 
 static void job_topic(upstream *u, job *j) {
     if (u->b->dev) dev_kafka_ensure_topic(u->b->dev, j->topic);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(u->rk, j->topic, NULL);
+    /* A request naming the topic may create it on brokers (and librdkafka's
+     * mock) that auto-create topics; listing every topic never does. */
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(u->rk, 0, rkt, &md, LOOKUP_TIMEOUT_MS) : rd_kafka_last_error();
-    if (!e && (md->topic_cnt != 1 || md->topics[0].err)) e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+    rd_kafka_resp_err_t e = rd_kafka_metadata(u->rk, 1, NULL, &md, LOOKUP_TIMEOUT_MS);
+    const struct rd_kafka_metadata_topic *mt = NULL;
+    for (int i = 0; !e && i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, j->topic) == 0) mt = &md->topics[i];
+    if (!e && (!mt || mt->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
         j->code = PROTO_E_UNKNOWN_TOPIC;
         snprintf(j->errstr, sizeof(j->errstr), "topic '%s' does not exist", j->topic);
-    } else if (e) {
-        j->code = e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+    } else if (e || mt->err) {
+        rd_kafka_resp_err_t te = e ? e : mt->err;
+        j->code = te == RD_KAFKA_RESP_ERR__TIMED_OUT || te == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                          te == RD_KAFKA_RESP_ERR__TRANSPORT
                       ? PROTO_E_UNAVAILABLE
                       : PROTO_E_KAFKA;
-        snprintf(j->errstr, sizeof(j->errstr), "metadata for topic '%s': %s", j->topic, rd_kafka_err2str(e));
+        snprintf(j->errstr, sizeof(j->errstr), "metadata for topic '%s': %s", j->topic, rd_kafka_err2str(te));
     } else {
-        j->partition_cnt = md->topics[0].partition_cnt;
+        j->partition_cnt = mt->partition_cnt;
     }
     if (md) rd_kafka_metadata_destroy(md);
-    if (rkt) rd_kafka_topic_destroy(rkt);
 }
 
 static void job_start(upstream *u, job *j) {
