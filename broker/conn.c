@@ -124,6 +124,16 @@ void conn_free(conn *c) {
     free(c);
 }
 
+/* Everything is written: send FIN, then read and discard until the peer
+ * closes too (or the deadline). Closing with unread input would make the
+ * kernel send RST, and an RST can destroy the last ERROR or GOAWAY before
+ * the client reads it. */
+static void conn_linger(conn *c) {
+    c->flags |= CONN_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    event_add(c->read_ev, NULL);
+}
+
 /* Queues a last ERROR, writes what the socket takes now, and closes: for
  * peers that may never read again (silent, slow). */
 static void conn_close_with_error(conn *c, proto_err code, const char *text) {
@@ -217,7 +227,7 @@ void conn_flush(conn *c) {
             event_del(c->write_ev);
             c->flags &= ~CONN_WANT_WRITE;
         }
-        if (c->flags & CONN_CLOSE_AFTER_FLUSH) conn_close(c, "closed after the last frame");
+        if ((c->flags & CONN_CLOSE_AFTER_FLUSH) && !(c->flags & CONN_LINGER)) conn_linger(c);
     } else if (!(c->flags & CONN_WANT_WRITE)) {
         event_add(c->write_ev, NULL);
         c->flags |= CONN_WANT_WRITE;
@@ -401,6 +411,13 @@ static void conn_process_input(conn *c) {
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
     conn *c = arg;
+    if (c->flags & CONN_LINGER) {
+        char sink[4096];
+        ssize_t n;
+        while ((n = read(fd, sink, sizeof(sink))) > 0) {}
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c, "closed after the last frame");
+        return;
+    }
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
         if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
         ssize_t n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);

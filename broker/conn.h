@@ -17,6 +17,7 @@ enum {
     CONN_IN_FLUSH = 1 << 3,       /* on the broker's flush list */
     CONN_WANT_WRITE = 1 << 4,     /* write event armed: the socket was full */
     CONN_KILL = 1 << 5,           /* over the hard output limit: close at the next flush */
+    CONN_LINGER = 1 << 6,         /* FIN sent; discarding input until the peer closes */
 };
 
 typedef struct pub_req pub_req;
