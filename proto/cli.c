@@ -1,0 +1,641 @@
+/* cli.c -- subway-cli: subscribe to feeds and print their records, or publish records, through libsubway. */
+#include "subway.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SUBWAY_VERSION
+#define SUBWAY_VERSION "dev"
+#endif
+
+#define DEFAULT_ADDR "127.0.0.1:7700"
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_FORMAT "%k\\t%s\\n"
+/* Records published from stdin awaiting PUBACK; bounds memory and the
+ * node's per-connection backlog while still keeping the pipe full. */
+#define MAX_INFLIGHT 1000
+/* How often the loops wake to notice signals and timeouts. */
+#define TICK_MS 200
+
+#define EXIT_OK 0                    /* done: count reached, all acked, or signalled */
+#define EXIT_FAIL 1                  /* the node refused a request, or bad input */
+#define EXIT_USAGE 2                 /* bad command line */
+#define EXIT_CONN 3                  /* connect failed, connection lost, GOAWAY, timeout */
+
+static volatile sig_atomic_t signals_seen;
+
+static void on_signal(int sig) {
+    (void)sig;
+    signals_seen++;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+"usage: subway-cli [-s HOST:PORT] [-t MS] sub TOPIC KEY [TOPIC KEY ...] [-c COUNT] [-f FORMAT] [-v]\n"
+"       subway-cli [-s HOST:PORT] [-t MS] pub TOPIC KEY VALUE|-\n"
+"       subway-cli [-s HOST:PORT] [-t MS] pub --no-key TOPIC VALUE|-\n"
+"\n"
+"Talks to a subway node over its TCP protocol.\n"
+"\n"
+"  sub    Subscribe to every TOPIC KEY pair on one connection and print each\n"
+"         record as it arrives (stdout is flushed after every record).\n"
+"         KEY * means every key of the topic.\n"
+"  pub    Publish VALUE under KEY to TOPIC and print \"PARTITION OFFSET\" once\n"
+"         the node acknowledges it. With VALUE -, publish each line of stdin\n"
+"         (without its newline) as one record, pipelined with at most %d\n"
+"         unacknowledged, printing one \"PARTITION OFFSET\" line per record in\n"
+"         input order. With --no-key, omit KEY: records get a nil key and Kafka\n"
+"         picks the partition (a KEY argument of \"\" is an empty, not nil, key).\n"
+"\n"
+"Options (anywhere on the line; put -- before arguments that start with -):\n"
+"  -s, --server HOST:PORT  node address (default: $SUBWAY_ADDR, else %s)\n"
+"  -t, --timeout MS        connect/handshake and per-reply timeout (default %d)\n"
+"  -c, --count N           sub: exit 0 after N records in total\n"
+"  -f, --format FMT        sub: record format (default '%s'):\n"
+"                            %%t topic  %%p partition  %%o offset  %%T timestamp ms\n"
+"                            %%k key  %%s value  %%K key size  %%S value size\n"
+"                            (sizes are -1 for nil)  %%h headers as name=value,...\n"
+"                            (a nil header value prints the name alone)\n"
+"                            %%%% a percent sign; \\n \\t \\r \\\\ escapes\n"
+"  -v, --verbose           sub: report SUBSCRIBED replies, DROPPED and GOAWAY\n"
+"                          notices on stderr\n"
+"      --no-key            pub: publish with a nil key (see above)\n"
+"  -h, --help              this text\n"
+"      --version           print the version\n"
+"\n"
+"Exit status:\n"
+"  0  sub: COUNT records printed, or SIGINT/SIGTERM; pub: every record acked\n"
+"     (on SIGINT/SIGTERM pub stops reading stdin and waits for the acks owed;\n"
+"     a second signal exits at once with 1)\n"
+"  1  the node refused a request (the reason is printed), or bad input\n"
+"  2  usage error\n"
+"  3  could not connect, connection lost, node going away (GOAWAY), or timeout\n",
+            MAX_INFLIGHT, DEFAULT_ADDR, DEFAULT_TIMEOUT_MS, DEFAULT_FORMAT);
+}
+
+/* One TOPIC KEY pair of `sub`. */
+typedef struct sub_spec {
+    const char *topic;
+    const char *key_arg;             /* as typed, for messages */
+    bool every_key;                  /* KEY was * */
+    bool acked;                      /* SUBSCRIBED arrived */
+    struct cli *app;
+} sub_spec;
+
+/* One stdin record of `pub -` between PUBLISH and printing its ack. */
+typedef struct pub_slot {
+    bool done;
+    int err;
+    char *errstr;                    /* owned; set when err != 0 */
+    uint32_t partition;
+    uint64_t offset;
+    int64_t sent_ms;
+    uint64_t line;                   /* input line number, for messages */
+} pub_slot;
+
+typedef struct cli {
+    const char *addr;
+    int timeout_ms;
+    long long count;                 /* 0 = no limit */
+    const char *format;
+    bool verbose;
+    bool no_key;
+    subway_client *c;
+    bool finished;                   /* stop the loop; callbacks stay quiet after */
+    int exit_code;
+    long long received;
+    sub_spec *subs;
+    size_t nsubs;
+    size_t acked;
+} cli;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reports the first failure (later ones are consequences) and stops. */
+static void cli_fail(cli *a, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void cli_fail(cli *a, int code, const char *fmt, ...) {
+    if (a->finished) return;
+    a->finished = true;
+    a->exit_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("subway-cli: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Exit status for a request that failed with err. */
+static int exit_for(int err) {
+    switch (err) {
+    case SUBWAY_E_IO: case SUBWAY_E_EOF: case SUBWAY_E_PROTOCOL: case SUBWAY_E_TIMEOUT:
+    case SUBWAY_E_CLOSED: case SUBWAY_E_GOAWAY:
+        return EXIT_CONN;
+    }
+    return EXIT_FAIL;
+}
+
+/* ================================================================ format */
+
+/* Checks fmt; returns NULL, or a static description of what is wrong. */
+static const char *format_check(const char *fmt) {
+    for (const char *p = fmt; *p; p++) {
+        if (*p == '%') {
+            if (p[1] == '\0' || !strchr("tpoTkKsSh%", p[1])) return "unknown %-token";
+            p++;
+        } else if (*p == '\\') {
+            if (p[1] == '\0' || !strchr("ntr\\", p[1])) return "unknown \\-escape";
+            p++;
+        }
+    }
+    return NULL;
+}
+
+static void put_bytes(const char *p, size_t len, FILE *out) {
+    if (p && len) fwrite(p, 1, len, out);
+}
+
+/* Writes one record as fmt (already checked) says. */
+static void format_record(const char *fmt, const subway_message *m, FILE *out) {
+    for (const char *p = fmt; *p; p++) {
+        if (*p == '\\') {
+            p++;
+            fputc(*p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : '\\', out);
+            continue;
+        }
+        if (*p != '%') {
+            fputc(*p, out);
+            continue;
+        }
+        switch (*++p) {
+        case 't': fputs(m->topic ? m->topic : "", out); break;
+        case 'p': fprintf(out, "%" PRIu32, m->partition); break;
+        case 'o': fprintf(out, "%" PRIu64, m->offset); break;
+        case 'T': fprintf(out, "%" PRId64, m->timestamp_ms); break;
+        case 'k': put_bytes(m->key, m->key_len, out); break;
+        case 's': put_bytes(m->value, m->value_len, out); break;
+        case 'K': fprintf(out, "%lld", m->key ? (long long)m->key_len : -1LL); break;
+        case 'S': fprintf(out, "%lld", m->value ? (long long)m->value_len : -1LL); break;
+        case 'h':
+            for (size_t i = 0; i < m->header_cnt; i++) {
+                const subway_header *h = &m->headers[i];
+                if (i) fputc(',', out);
+                put_bytes(h->name, h->name_len, out);
+                if (h->value) {
+                    fputc('=', out);
+                    put_bytes(h->value, h->value_len, out);
+                }
+            }
+            break;
+        default: fputc('%', out); break;
+        }
+    }
+}
+
+/* =================================================================== sub */
+
+static void sub_on_message(subway_client *c, void *cb_data, const subway_message *m) {
+    cli *a = cb_data;
+    if (a->finished) return;
+    format_record(a->format, m, stdout);
+    /* A program reading the pipe must see each record at once. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_fail(a, EXIT_FAIL, "stdout: %s", strerror(errno));
+        return;
+    }
+    a->received++;
+    if (a->count > 0 && a->received >= a->count) a->finished = true;
+}
+
+static void sub_on_dropped(subway_client *c, void *cb_data, uint64_t feed, uint64_t count) {
+    cli *a = cb_data;
+    if (a->verbose && !a->finished)
+        fprintf(stderr, "dropped feed=%" PRIu64 " count=%" PRIu64 "\n", feed, count);
+}
+
+static void sub_on_goaway(subway_client *c, void *cb_data, const char *text) {
+    cli *a = cb_data;
+    if (a->verbose && !a->finished) fprintf(stderr, "goaway: %s\n", text);
+}
+
+static void sub_on_error(subway_client *c, void *cb_data, uint64_t req_id, int code,
+                         const char *text) {
+    cli *a = cb_data;
+    /* req_id 0 errors come back as the close reason; report the rest. */
+    if (a->verbose && !a->finished && req_id != 0)
+        fprintf(stderr, "error req_id=%" PRIu64 " %s: %s\n", req_id, subway_err_name(code), text);
+}
+
+static void sub_on_reply(subway_client *c, void *cb_data, int err, const char *errstr,
+                         const subway_result *res) {
+    sub_spec *s = cb_data;
+    cli *a = s->app;
+    if (a->finished) return;
+    if (err == SUBWAY_E_CLOSED) return;   /* the poll loop reports why the connection went */
+    if (err != 0) {
+        cli_fail(a, exit_for(err), "subscribe %s/%s: %s: %s", s->topic, s->key_arg,
+                 subway_err_name(err), errstr);
+        return;
+    }
+    s->acked = true;
+    a->acked++;
+    if (a->verbose) {
+        fprintf(stderr, "subscribed %s/%s feed=%" PRIu64 " partitions=", s->topic, s->key_arg,
+                res->feed);
+        for (size_t i = 0; i < res->partition_cnt; i++)
+            fprintf(stderr, "%s%" PRIu32, i ? "," : "", res->partitions[i]);
+        fputc('\n', stderr);
+    }
+}
+
+static int run_sub(cli *a) {
+    for (size_t i = 0; i < a->nsubs && !a->finished; i++) {
+        sub_spec *s = &a->subs[i];
+        const char *key = s->every_key ? NULL : s->key_arg;
+        subway_subscribe(a->c, s->topic, key, key ? strlen(key) : 0, sub_on_reply, s);
+    }
+    int64_t ack_deadline = a->timeout_ms < 0 ? -1 : now_ms() + a->timeout_ms;
+    while (!a->finished && !signals_seen) {
+        if (subway_poll(a->c, TICK_MS) < 0) {
+            cli_fail(a, EXIT_CONN, "connection lost: %s", subway_errstr(a->c));
+            break;
+        }
+        if (a->acked < a->nsubs && ack_deadline >= 0 && now_ms() >= ack_deadline) {
+            for (size_t i = 0; i < a->nsubs; i++)
+                if (!a->subs[i].acked) {
+                    cli_fail(a, EXIT_CONN, "subscribe %s/%s: no reply within %d ms",
+                             a->subs[i].topic, a->subs[i].key_arg, a->timeout_ms);
+                    break;
+                }
+        }
+    }
+    a->finished = true;
+    return a->exit_code;
+}
+
+/* =================================================================== pub */
+
+static void pub_on_reply(subway_client *c, void *cb_data, int err, const char *errstr,
+                         const subway_result *res) {
+    pub_slot *s = cb_data;
+    s->done = true;
+    s->err = err;
+    s->partition = res->partition;
+    s->offset = res->offset;
+    if (err) {
+        free(s->errstr);
+        s->errstr = strdup(errstr);
+    }
+}
+
+static const char *pub_key(const cli *a, const char *key) {
+    return a->no_key ? NULL : key;
+}
+
+/* `pub TOPIC KEY VALUE`: one record, blocking. */
+static int pub_one(cli *a, const char *topic, const char *key, const char *value) {
+    const char *k = pub_key(a, key);
+    uint32_t partition;
+    uint64_t offset;
+    if (subway_publish_sync(a->c, topic, k, k ? strlen(k) : 0, value, strlen(value), &partition,
+                            &offset) < 0) {
+        int err = subway_request_err(a->c);
+        if (err == SUBWAY_E_CLOSED)
+            cli_fail(a, EXIT_CONN, "publish %s/%s: connection lost: %s", topic, k ? k : "(nil)",
+                     subway_request_errstr(a->c));
+        else
+            cli_fail(a, exit_for(err), "publish %s/%s: %s: %s", topic, k ? k : "(nil)",
+                     subway_err_name(err), subway_request_errstr(a->c));
+        return a->exit_code;
+    }
+    printf("%" PRIu32 " %" PRIu64 "\n", partition, offset);
+    fflush(stdout);
+    return EXIT_OK;
+}
+
+/* Prints the acks at the front of the window in input order; stops at the
+ * first record not yet acked, or failed. Returns false after reporting a
+ * failed one (with report false, just stops there). */
+static bool pub_print_done(cli *a, pub_slot *slots, uint64_t *head, uint64_t next,
+                           const char *topic, const char *key, bool report) {
+    bool printed = false;
+    bool ok = true;
+    while (*head < next && slots[*head % MAX_INFLIGHT].done) {
+        pub_slot *s = &slots[*head % MAX_INFLIGHT];
+        if (s->err) {
+            if (!report) break;
+            cli_fail(a, exit_for(s->err), "publish %s/%s (line %" PRIu64 "): %s: %s", topic,
+                     key ? key : "(nil)", s->line, subway_err_name(s->err),
+                     s->errstr ? s->errstr : "");
+            ok = false;
+            break;
+        }
+        printf("%" PRIu32 " %" PRIu64 "\n", s->partition, s->offset);
+        printed = true;
+        (*head)++;
+    }
+    if (printed) fflush(stdout);
+    return ok;
+}
+
+/* `pub TOPIC KEY -`: every stdin line a record, pipelined over the event API. */
+static int pub_stdin(cli *a, const char *topic, const char *key_arg) {
+    const char *key = pub_key(a, key_arg);
+    size_t key_len = key ? strlen(key) : 0;
+    /* A line longer than the node's max_frame could never be published. */
+    size_t line_max = subway_max_frame(a->c) ? (size_t)subway_max_frame(a->c) : 1024 * 1024;
+    size_t cap = line_max + 1;
+    char *buf = malloc(cap);
+    pub_slot *slots = calloc(MAX_INFLIGHT, sizeof(*slots));
+    if (buf == NULL || slots == NULL) cli_fail(a, EXIT_FAIL, "out of memory");
+    size_t len = 0;                  /* bytes in buf; lines are taken from the front */
+    size_t scan = 0;                 /* bytes of buf already searched for '\n' */
+    uint64_t head = 0, next = 0, lineno = 0;
+    bool eof = false, blocked = false;
+    int fd = subway_client_fd(a->c);
+
+    while (!a->finished) {
+        if (!pub_print_done(a, slots, &head, next, topic, key, true)) break;
+        if (signals_seen > 1) {
+            cli_fail(a, EXIT_FAIL, "interrupted with %" PRIu64 " records unacknowledged",
+                     next - head);
+            break;
+        }
+        if (signals_seen) {
+            /* Stop taking input; only the acks already owed are awaited. */
+            eof = true;
+            len = 0;
+        }
+        if (eof && head == next && len == 0) break;
+
+        /* Publish complete lines while the window and output buffer have room. */
+        while (!eof || len > 0) {
+            if (next - head >= MAX_INFLIGHT || blocked) break;
+            char *nl = memchr(buf + scan, '\n', len - scan);
+            size_t line_len;
+            if (nl) {
+                line_len = (size_t)(nl - buf);
+            } else if (eof && len > 0) {
+                line_len = len;      /* the last line had no newline */
+            } else {
+                scan = len;
+                break;
+            }
+            pub_slot *s = &slots[next % MAX_INFLIGHT];
+            free(s->errstr);
+            *s = (pub_slot){ .sent_ms = now_ms(), .line = lineno + 1 };
+            if (subway_publish(a->c, topic, key, key_len, buf, line_len, pub_on_reply, s) < 0 &&
+                s->err == SUBWAY_E_OUTPUT_FULL) {
+                /* Not a failure: wait for the socket to drain, then retry the line. */
+                s->done = false;
+                blocked = true;
+                break;
+            }
+            lineno++;
+            next++;
+            size_t used = nl ? line_len + 1 : line_len;
+            memmove(buf, buf + used, len - used);
+            len -= used;
+            scan = 0;
+        }
+        if (!pub_print_done(a, slots, &head, next, topic, key, true)) break;
+        if (eof && head == next && len == 0) break;
+
+        struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
+        if (subway_client_want_write(a->c)) p[0].events |= POLLOUT;
+        nfds_t n = 1;
+        if (!eof && !blocked && next - head < MAX_INFLIGHT) n = 2;
+        int wait = subway_client_timeout_ms(a->c);
+        if (wait < 0 || wait > TICK_MS) wait = TICK_MS;
+        int rc = poll(p, n, wait);
+        if (rc < 0 && errno != EINTR) {
+            cli_fail(a, EXIT_CONN, "poll: %s", strerror(errno));
+            break;
+        }
+        if (rc > 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP)) &&
+            subway_client_flush(a->c) < 0) {
+            cli_fail(a, EXIT_CONN, "connection lost: %s", subway_errstr(a->c));
+            break;
+        }
+        if (rc > 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) &&
+            subway_client_process_readable(a->c) < 0) {
+            /* Print what was acked before the loss, then say why it ended. */
+            pub_print_done(a, slots, &head, next, topic, key, false);
+            cli_fail(a, EXIT_CONN, "connection lost: %s", subway_errstr(a->c));
+            break;
+        }
+        if (subway_client_tick(a->c) < 0) {
+            cli_fail(a, EXIT_CONN, "connection lost: %s", subway_errstr(a->c));
+            break;
+        }
+        if (blocked && !subway_client_want_write(a->c)) blocked = false;
+        if (head < next && a->timeout_ms >= 0 &&
+            now_ms() - slots[head % MAX_INFLIGHT].sent_ms >= a->timeout_ms) {
+            cli_fail(a, EXIT_CONN, "publish %s/%s (line %" PRIu64 "): no reply within %d ms",
+                     topic, key ? key : "(nil)", slots[head % MAX_INFLIGHT].line, a->timeout_ms);
+            break;
+        }
+        if (n == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (len == cap) {
+                cli_fail(a, EXIT_FAIL, "stdin line %" PRIu64 " is longer than %zu bytes",
+                         lineno + 1, line_max);
+                break;
+            }
+            ssize_t got = read(0, buf + len, cap - len);
+            if (got < 0 && errno != EINTR && errno != EAGAIN) {
+                cli_fail(a, EXIT_FAIL, "stdin: %s", strerror(errno));
+                break;
+            }
+            if (got == 0) eof = true;
+            if (got > 0) len += (size_t)got;
+        }
+    }
+    a->finished = true;
+    /* Free the client before the slots: pending callbacks still write into them. */
+    subway_client_free(a->c);
+    a->c = NULL;
+    if (slots)
+        for (size_t i = 0; i < MAX_INFLIGHT; i++) free(slots[i].errstr);
+    free(slots);
+    free(buf);
+    return a->exit_code;
+}
+
+/* ================================================================== main */
+
+static int parse_int(const char *s, long long min, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+enum { OPT_NO_KEY = 256, OPT_VERSION };
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        { "server", required_argument, NULL, 's' },
+        { "timeout", required_argument, NULL, 't' },
+        { "count", required_argument, NULL, 'c' },
+        { "format", required_argument, NULL, 'f' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "no-key", no_argument, NULL, OPT_NO_KEY },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+    };
+    cli a = { .timeout_ms = DEFAULT_TIMEOUT_MS, .format = DEFAULT_FORMAT };
+    a.addr = getenv("SUBWAY_ADDR");
+    if (a.addr == NULL || a.addr[0] == '\0') a.addr = DEFAULT_ADDR;
+    bool have_count = false, have_format = false;
+
+    int ch;
+    long long v;
+    while ((ch = getopt_long(argc, argv, "s:t:c:f:vh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            a.addr = optarg;
+            break;
+        case 't':
+            if (parse_int(optarg, 1, INT_MAX, &v) < 0) {
+                fprintf(stderr, "subway-cli: -t wants milliseconds >= 1, not '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            a.timeout_ms = (int)v;
+            break;
+        case 'c':
+            if (parse_int(optarg, 1, LLONG_MAX, &a.count) < 0) {
+                fprintf(stderr, "subway-cli: -c wants a count >= 1, not '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            have_count = true;
+            break;
+        case 'f':
+            a.format = optarg;
+            have_format = true;
+            break;
+        case 'v':
+            a.verbose = true;
+            break;
+        case OPT_NO_KEY:
+            a.no_key = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        case OPT_VERSION:
+            printf("subway-cli %s\n", SUBWAY_VERSION);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    char **args = argv + optind;
+    int nargs = argc - optind;
+    if (nargs < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = args[0];
+    args++;
+    nargs--;
+    bool is_sub = strcmp(cmd, "sub") == 0, is_pub = strcmp(cmd, "pub") == 0;
+    if (!is_sub && !is_pub) {
+        fprintf(stderr, "subway-cli: unknown command '%s' (want sub or pub; -h for help)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (is_sub) {
+        if (nargs < 2 || nargs % 2 != 0) {
+            fprintf(stderr, "subway-cli: sub wants TOPIC KEY pairs (-h for help)\n");
+            return EXIT_USAGE;
+        }
+        if (a.no_key) {
+            fprintf(stderr, "subway-cli: --no-key is for pub; sub uses KEY * for every key\n");
+            return EXIT_USAGE;
+        }
+        const char *why = format_check(a.format);
+        if (why) {
+            fprintf(stderr, "subway-cli: -f '%s': %s\n", a.format, why);
+            return EXIT_USAGE;
+        }
+    } else {
+        int want = a.no_key ? 2 : 3;
+        if (nargs != want) {
+            fprintf(stderr, "subway-cli: pub wants TOPIC %sVALUE (-h for help)\n",
+                    a.no_key ? "" : "KEY ");
+            return EXIT_USAGE;
+        }
+        if (have_count || have_format || a.verbose) {
+            fprintf(stderr, "subway-cli: -c, -f and -v are for sub\n");
+            return EXIT_USAGE;
+        }
+    }
+
+    subway_options opt = { .client_name = "subway-cli", .timeout_ms = a.timeout_ms };
+    if (is_sub) {
+        a.nsubs = (size_t)nargs / 2;
+        a.subs = calloc(a.nsubs, sizeof(*a.subs));
+        if (a.subs == NULL) {
+            fprintf(stderr, "subway-cli: out of memory\n");
+            return EXIT_FAIL;
+        }
+        for (size_t i = 0; i < a.nsubs; i++)
+            a.subs[i] = (sub_spec){ .topic = args[2 * i], .key_arg = args[2 * i + 1],
+                                    .every_key = strcmp(args[2 * i + 1], "*") == 0, .app = &a };
+        opt.cb = (subway_callbacks){ .on_message = sub_on_message, .on_dropped = sub_on_dropped,
+                                     .on_goaway = sub_on_goaway, .on_error = sub_on_error,
+                                     .cb_data = &a };
+    }
+
+    a.c = subway_connect(a.addr, &opt);
+    if (a.c == NULL) {
+        fprintf(stderr, "subway-cli: out of memory\n");
+        free(a.subs);
+        return EXIT_FAIL;
+    }
+    if (subway_err(a.c)) {
+        fprintf(stderr, "subway-cli: %s\n", subway_errstr(a.c));
+        subway_client_free(a.c);
+        free(a.subs);
+        return EXIT_CONN;
+    }
+
+    /* Installed after connecting: until then the default (terminate) is right.
+     * No SA_RESTART, so poll(2) returns and the loops see the flag. */
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int rc;
+    if (is_sub) {
+        rc = run_sub(&a);
+    } else if (strcmp(args[nargs - 1], "-") == 0) {
+        rc = pub_stdin(&a, args[0], a.no_key ? NULL : args[1]);
+    } else {
+        rc = pub_one(&a, args[0], a.no_key ? NULL : args[1], args[nargs - 1]);
+    }
+    a.finished = true;
+    subway_client_free(a.c);
+    free(a.subs);
+    return rc;
+}

@@ -1,0 +1,310 @@
+/* subway.h -- libsubway, the client library for subway nodes: an event-loop API and a blocking one over it. */
+#ifndef SUBWAY_H
+#define SUBWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One subway_client is one TCP connection to one node. Two ways to drive it:
+ *
+ *  - Event loop: subway_client_new(), subway_client_connect(), then watch
+ *    subway_client_fd() for reading (and for writing while
+ *    subway_client_want_write()), call subway_client_process_readable() /
+ *    subway_client_flush() when it is ready, and subway_client_tick() when
+ *    subway_client_timeout_ms() expires. Requests queue frames and report
+ *    through callbacks.
+ *  - Blocking: subway_connect(), the *_sync() requests and subway_poll(),
+ *    which run the same machinery with poll(2) inside.
+ *
+ * A client is not thread safe: use it from one thread at a time.
+ *
+ * Errors. Functions return 0 / -1 (or a count / a req_id). A failed
+ * connection sets a sticky code and text, read with subway_err() and
+ * subway_errstr(); the client then stays failed (create a new one to
+ * reconnect). A request the node refuses does not fail the connection: its
+ * callback (or subway_request_err() for the blocking calls) gets the code.
+ * Codes are either a proto_err (1..99, see proto.h) that the node sent in an
+ * ERROR frame, or one of the client-side SUBWAY_E_* below, all >= 100.
+ * This header stands alone (it does not include proto.h) so that programs
+ * using the library do not depend on the codec's types.
+ *
+ * Callbacks. Every callback is called exactly once per event, from inside
+ * the library call that handled it (process_readable, flush, tick, poll, a
+ * request function, free, ...). Pointers passed to callbacks are valid only
+ * during the callback. Callbacks may issue requests and may call
+ * subway_client_close() or subway_client_free(); a free is deferred until the
+ * library call that ran the callback returns, which then returns -1, and the
+ * caller must not use the client after it.
+ *
+ * Bounds. Frames from the node above options.max_frame fail the connection
+ * (SUBWAY_E_PROTOCOL); the input buffer never grows beyond max_frame + 4.
+ * Queued output is bounded by options.max_output: a request that would
+ * exceed it is refused with SUBWAY_E_OUTPUT_FULL (the connection is fine,
+ * retry after flushing); PONGs may use 64 KiB beyond it, past which the node
+ * is not reading and the connection fails. Requests awaiting a reply are
+ * bounded by options.max_pending (SUBWAY_E_TOO_MANY_PENDING).
+ *
+ * Heartbeats. The node sends PING every heartbeat_ms (from WELCOME); the
+ * library answers each with PONG by itself. If nothing at all arrives for
+ * 3 x heartbeat_ms the node is considered dead and the connection fails with
+ * SUBWAY_E_TIMEOUT. Until WELCOME arrives, options.timeout_ms bounds connect
+ * plus handshake the same way.
+ */
+
+/* Client-side error codes; proto_err codes (below 100) come from the node. */
+typedef enum subway_err_code {
+    SUBWAY_OK = 0,
+    SUBWAY_E_IO = 100,               /* socket error: connect, read or write failed */
+    SUBWAY_E_EOF = 101,              /* the node closed the connection */
+    SUBWAY_E_PROTOCOL = 102,         /* the node sent an oversized, malformed or unexpected frame */
+    SUBWAY_E_TIMEOUT = 103,          /* connect/handshake, heartbeat or blocking-call timeout */
+    SUBWAY_E_NOMEM = 104,            /* out of memory */
+    SUBWAY_E_ARG = 105,              /* bad argument: address, topic, frame above the node's max_frame */
+    SUBWAY_E_STATE = 106,            /* call not valid now: not connected, blocking call in a callback */
+    SUBWAY_E_CLOSED = 107,           /* request not answered: the connection closed or the client was freed */
+    SUBWAY_E_OUTPUT_FULL = 108,      /* output buffer at options.max_output */
+    SUBWAY_E_TOO_MANY_PENDING = 109, /* options.max_pending requests already await replies */
+    SUBWAY_E_GOAWAY = 110,           /* the node closed the connection after GOAWAY */
+} subway_err_code;
+
+typedef struct subway_client subway_client;
+
+/* The request a reply belongs to; the values are the frame types. */
+typedef enum subway_req_type {
+    SUBWAY_REQ_SUBSCRIBE = 3,
+    SUBWAY_REQ_UNSUBSCRIBE = 5,
+    SUBWAY_REQ_PUBLISH = 8,
+} subway_req_type;
+
+/* One record header. name is never NULL; value NULL means nil. Not
+ * NUL-terminated. */
+typedef struct subway_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} subway_header;
+
+/* What a request's reply carried. Fields not meaningful for `type` are 0/NULL. */
+typedef struct subway_result {
+    uint64_t req_id;                 /* the request's id, as returned when it was queued */
+    subway_req_type type;
+    uint64_t feed;                   /* subscribe, unsubscribe: the feed handle */
+    const uint32_t *partitions;      /* subscribe: the feed's Kafka partitions */
+    size_t partition_cnt;
+    uint32_t partition;              /* publish: where the record went */
+    uint64_t offset;                 /* publish: its offset */
+} subway_result;
+
+/* One record of a subscribed feed. Byte strings are not NUL-terminated; a
+ * NULL pointer means msgpack nil (no key / tombstone value). */
+typedef struct subway_message {
+    uint64_t feed;                   /* the feed handle from SUBSCRIBED */
+    const char *topic;               /* the feed's topic, NUL-terminated; NULL for an unknown feed */
+    uint32_t partition;
+    uint64_t offset;
+    int64_t timestamp_ms;            /* -1 when Kafka has none */
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+    const subway_header *headers;    /* header_cnt entries; NULL when none */
+    size_t header_cnt;
+} subway_message;
+
+/* Completion of one request: err is 0, a proto_err the node refused it with,
+ * or a SUBWAY_E_* code (SUBWAY_E_CLOSED when the connection went away before
+ * the reply; errstr then says why it went away). errstr is "" on success.
+ * res is never NULL; res->req_id and res->type are always set. */
+typedef void subway_reply_cb(subway_client *c, void *cb_data, int err,
+                             const char *errstr, const subway_result *res);
+
+/* A MESSAGE frame arrived. */
+typedef void subway_message_cb(subway_client *c, void *cb_data, const subway_message *m);
+/* The node dropped `count` records of `feed` because this client was slow. */
+typedef void subway_dropped_cb(subway_client *c, void *cb_data, uint64_t feed, uint64_t count);
+/* The node is going away (draining); it will close the connection soon. */
+typedef void subway_goaway_cb(subway_client *c, void *cb_data, const char *text);
+/* An ERROR frame not tied to a pending request: req_id is 0 (a connection
+ * error, usually followed by the node closing) or an id no request has. */
+typedef void subway_error_cb(subway_client *c, void *cb_data, uint64_t req_id, int code,
+                             const char *text);
+/* WELCOME arrived: subway_node_id() and friends are now set. */
+typedef void subway_welcome_cb(subway_client *c, void *cb_data);
+/* The connection ended: err and errstr are the sticky error (SUBWAY_E_CLOSED,
+ * "client freed" when subway_client_free() closed it). Called exactly once
+ * for each client whose subway_client_connect() returned 0, after the
+ * pending requests' callbacks. */
+typedef void subway_close_cb(subway_client *c, void *cb_data, int err, const char *errstr);
+
+/* Connection-level callbacks; any may be NULL. All get cb_data. */
+typedef struct subway_callbacks {
+    subway_message_cb *on_message;
+    subway_dropped_cb *on_dropped;
+    subway_goaway_cb *on_goaway;
+    subway_error_cb *on_error;
+    subway_welcome_cb *on_welcome;
+    subway_close_cb *on_close;
+    void *cb_data;
+} subway_callbacks;
+
+/* Zero-initialise, then set what you need; 0/NULL fields take the default. */
+typedef struct subway_options {
+    const char *client_name;         /* sent in HELLO; default "libsubway" (copied) */
+    size_t max_frame;                /* largest frame body accepted from the node; default 1 MiB, min 64 */
+    size_t max_output;               /* bound on queued output bytes; default 8 MiB */
+    size_t max_pending;              /* bound on requests awaiting replies; default 65536 */
+    int timeout_ms;                  /* connect+handshake and blocking-request timeout; default 10000, <0 none */
+    subway_callbacks cb;
+} subway_options;
+
+/* --------------------------------------------------------- event-loop API */
+
+/* Returns a new, unconnected client configured from opt (NULL = defaults;
+ * opt is copied, nothing in it is kept), or NULL when out of memory. */
+subway_client *subway_client_new(const subway_options *opt);
+
+/* Starts connecting to "host:port" ("[v6addr]:port" for IPv6) and queues
+ * HELLO. The connect itself is non-blocking (name resolution is not: use a
+ * numeric address inside an event loop); it completes under
+ * subway_client_flush() / process_readable(). Requests may be queued at
+ * once; they are held back (counting against max_output) until WELCOME
+ * arrives, as the protocol asks, and checked against the default max_frame
+ * rather than the node's.
+ * Returns 0, or -1: with the sticky error set (SUBWAY_E_ARG for a bad
+ * address, SUBWAY_E_IO), or with c untouched when connect was already
+ * called. on_close is not called for a connect that returned -1. addr is
+ * not kept. */
+int subway_client_connect(subway_client *c, const char *addr);
+
+/* The socket to watch, or -1 before connect. It stays open, even after the
+ * connection failed, until subway_client_free(), so its number is never
+ * reused under your event loop. */
+int subway_client_fd(const subway_client *c);
+
+/* Reads what the socket has until it would block, decodes every complete
+ * frame and dispatches it (PINGs are answered, replies go to request
+ * callbacks, the rest to the connection callbacks), then tries to flush.
+ * Returns 0, or -1 when the connection is closed or failed (sticky error
+ * set, pending requests and on_close already called back). Called from
+ * inside a callback it does nothing and returns 0. */
+int subway_client_process_readable(subway_client *c);
+
+/* Returns 1 when output can be written (queued and, before WELCOME, part of
+ * HELLO) or the connect is still in progress: watch the fd for writing.
+ * Else 0. */
+int subway_client_want_write(const subway_client *c);
+
+/* Writes queued output until the socket would block. Returns 0 (possibly
+ * with output left: see want_write), or -1 when the connection failed. */
+int subway_client_flush(subway_client *c);
+
+/* Milliseconds until the library needs subway_client_tick() (heartbeat or
+ * handshake deadline), 0 if already due, -1 when there is no deadline. */
+int subway_client_timeout_ms(const subway_client *c);
+
+/* Fails the connection with SUBWAY_E_TIMEOUT if its deadline passed (node
+ * silent for 3 x heartbeat_ms, or no WELCOME within timeout_ms). Returns 0,
+ * or -1 when the connection is (now) closed. */
+int subway_client_tick(subway_client *c);
+
+/* Closes the connection as if it failed with SUBWAY_E_CLOSED "closed by
+ * client": pending requests and on_close are called back. Keeps the object
+ * (and its fd) for subway_err() etc. until subway_client_free(). No-op when
+ * already closed. */
+void subway_client_close(subway_client *c);
+
+/* Closes the connection if open (pending requests get SUBWAY_E_CLOSED
+ * "client freed", then on_close) and frees c; accepts NULL. From inside a
+ * callback the free is deferred, see above. Queued output not yet flushed is
+ * discarded. */
+void subway_client_free(subway_client *c);
+
+/* Requests. Each queues one frame and returns the req_id it used (counting
+ * from 1), or -1 when it could not be queued; cb has then already been
+ * called with the error (exactly once either way). cb may be NULL. Strings
+ * and byte buffers are copied; nothing is kept after the call returns. */
+
+/* SUBSCRIBE to topic (NUL-terminated) and key (key_len bytes; key NULL =
+ * every key). On success res->feed is the handle MESSAGEs will carry, and
+ * res->partitions the Kafka partitions behind it (valid during the callback;
+ * afterwards subway_feed_partitions()). */
+int64_t subway_subscribe(subway_client *c, const char *topic, const char *key, size_t key_len,
+                         subway_reply_cb *cb, void *cb_data);
+
+/* UNSUBSCRIBE feed. From this call on, MESSAGE and DROPPED frames of the
+ * feed that were already on their way are ignored (again delivered if the
+ * node refuses the request); the feed's topic stays known until the reply. */
+int64_t subway_unsubscribe(subway_client *c, uint64_t feed, subway_reply_cb *cb, void *cb_data);
+
+/* PUBLISH value (NULL = nil) under key (NULL = nil key, Kafka picks the
+ * partition) to topic. On success res->partition and res->offset are set.
+ * A frame above the node's max_frame (1 MiB, the protocol default, until WELCOME)
+ * is refused with SUBWAY_E_ARG. */
+int64_t subway_publish(subway_client *c, const char *topic, const char *key, size_t key_len,
+                       const char *value, size_t value_len, subway_reply_cb *cb, void *cb_data);
+
+/* ------------------------------------------------------------ blocking API */
+
+/* Connects to addr, sends HELLO and waits for WELCOME, at most
+ * opt->timeout_ms in all. Returns the client, NULL only when out of memory
+ * (or when one of opt's callbacks freed the client during the handshake).
+ * Check subway_err(c): non-zero means it failed (errstr says why, e.g.
+ * "connect 127.0.0.1:7700: Connection refused"); free c either way. */
+subway_client *subway_connect(const char *addr, const subway_options *opt);
+
+/* Blocking requests: queue the request, then dispatch incoming frames (all
+ * callbacks run as usual) until its reply or options.timeout_ms. Return 0
+ * and fill the out parameters (each may be NULL), or -1 with the reason in
+ * subway_request_err()/subway_request_errstr(); subway_err() is also set if
+ * the connection failed. On timeout (SUBWAY_E_TIMEOUT) the request stays
+ * outstanding: a late reply is applied (a late SUBSCRIBED still creates the
+ * feed) but reported to nobody. Not allowed inside callbacks (SUBWAY_E_STATE). */
+int subway_subscribe_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
+                          uint64_t *feed);
+int subway_unsubscribe_sync(subway_client *c, uint64_t feed);
+int subway_publish_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
+                        const char *value, size_t value_len, uint32_t *partition, uint64_t *offset);
+
+/* Flushes output and waits up to timeout_ms (-1 = no limit, 0 = just what is
+ * already there) for frames, dispatching them. Returns the number of frames
+ * handled (PINGs included) once at least one was, 0 on timeout or when a
+ * signal interrupted the wait, -1 when the connection is closed or failed
+ * (errstr says why, e.g. on heartbeat silence). Called from inside a
+ * callback it does nothing and returns 0. */
+int subway_poll(subway_client *c, int timeout_ms);
+
+/* The outcome of the last blocking request: 0, a proto_err or a SUBWAY_E_*
+ * code, and its text (owned by c, valid until the next blocking request). */
+int subway_request_err(const subway_client *c);
+const char *subway_request_errstr(const subway_client *c);
+
+/* ------------------------------------------------------------- accessors */
+
+/* The sticky connection error: 0 while healthy, else a code as above. */
+int subway_err(const subway_client *c);
+/* Its text, "" while healthy; owned by c, valid until subway_client_free(). */
+const char *subway_errstr(const subway_client *c);
+
+/* From WELCOME: the node's id (owned by c; NULL before WELCOME), its
+ * heartbeat interval and the largest frame body it accepts (0 before). */
+const char *subway_node_id(const subway_client *c);
+uint64_t subway_heartbeat_ms(const subway_client *c);
+uint64_t subway_max_frame(const subway_client *c);
+
+/* Requests queued or sent that still await a reply. */
+size_t subway_pending(const subway_client *c);
+
+/* The topic (NUL-terminated) and partitions of a feed this client holds,
+ * owned by c and valid until the feed's UNSUBSCRIBED or subway_client_free();
+ * NULL for an unknown feed (partition_cnt, if not NULL, then 0). */
+const char *subway_feed_topic(const subway_client *c, uint64_t feed);
+const uint32_t *subway_feed_partitions(const subway_client *c, uint64_t feed, size_t *partition_cnt);
+
+/* "IO", "TIMEOUT", ... for SUBWAY_E_* codes, the proto_err name
+ * ("UNKNOWN_TOPIC", ...) for the node's codes, "OK" for 0, "UNKNOWN" for
+ * anything else; never NULL, static storage. */
+const char *subway_err_name(int code);
+
+#endif
