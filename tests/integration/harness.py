@@ -1,0 +1,656 @@
+"""harness.py -- processes, ports, Kafka helpers and partitioners for the integration tests.
+
+Everything runs on loopback in a temporary directory; every process started
+here is killed (its whole process group) when the test that started it ends,
+or at exit at the latest. Readiness is always a polled condition with a
+deadline, never a fixed sleep.
+
+    kafka = MockKafka({"events": 3})                  # bin/tests/mock_kafka
+    node = Node(kafka.bootstrap, ["--linger-ms", "200"])
+    produce(kafka.bootstrap, "events", [("alice", "v1"), (None, "no key")])
+    node.wait_stats(lambda s: s["subscriptions"] == 0)
+
+The binaries come from configure(bin_dir) (run.py --bin), else $SUBWAY_BIN,
+else ./bin relative to the repository.
+"""
+
+import atexit
+import binascii
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_bin_dir = os.environ.get("SUBWAY_BIN") or os.path.join(REPO, "bin")
+_tmp_root = None
+_procs = []          # every Proc started, in order
+_used_ports = set()  # ports handed out in this run, never handed out twice
+
+
+def configure(bin_dir):
+    """Sets the directory holding subway, subway-cli and tests/mock_kafka."""
+    global _bin_dir
+    _bin_dir = os.path.abspath(bin_dir)
+
+
+def bin_path(name):
+    """Path of a built binary: "subway", "subway-cli", "tests/mock_kafka"."""
+    return os.path.join(_bin_dir, name)
+
+
+def tmp_root():
+    """The run's temporary directory (removed at exit unless
+    $SUBWAY_KEEP_TMP is set)."""
+    global _tmp_root
+    if _tmp_root is None:
+        _tmp_root = tempfile.mkdtemp(prefix="subway-it-")
+        if not os.environ.get("SUBWAY_KEEP_TMP"):
+            atexit.register(shutil.rmtree, _tmp_root, True)
+    return _tmp_root
+
+
+def tmp_path(name):
+    """A fresh path inside the run's temp dir (not created)."""
+    base = os.path.join(tmp_root(), name)
+    path, i = base, 1
+    while os.path.exists(path):
+        i += 1
+        path = "%s.%d" % (base, i)
+    return path
+
+
+# -------------------------------------------------------------------- waiting
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+class ProcExited(AssertionError):
+    """A process a wait depended on exited; ends any wait at once."""
+
+
+def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
+    """Polls cond() until it returns a true value, which is returned.
+    Raises WaitTimeout naming `what` (and the last exception cond raised,
+    if any) at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+            last_exc = None
+        except ProcExited:
+            raise
+        except Exception as e:  # a not-yet-ready server raises; keep polling
+            last_exc = e
+        if time.monotonic() >= deadline:
+            msg = "timed out after %.1fs waiting for %s" % (timeout, what)
+            if last_exc is not None:
+                msg += " (last error: %r)" % (last_exc,)
+            raise WaitTimeout(msg) from None
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- ports
+
+
+def free_port():
+    """Returns a loopback TCP port that was free a moment ago and was not
+    handed out before in this run."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def port_open(port, host="127.0.0.1"):
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- processes
+
+
+SANITIZER_RX = re.compile(r"^(==\d+==ERROR: \w+Sanitizer|.*: runtime error: )", re.M)
+
+
+class Proc:
+    """A child process in its own process group, stdout and stderr in files
+    of the run's temp dir. Stopped (SIGTERM, then SIGKILL) by stop(), by the
+    owning test's cleanup or at exit."""
+
+    def __init__(self, argv, name=None, env=None, cwd=None, stdin=None):
+        self.argv = [str(a) for a in argv]
+        self.name = name or os.path.basename(self.argv[0])
+        self.out_path = tmp_path(self.name + ".out")
+        self.err_path = tmp_path(self.name + ".err")
+        self.started = time.monotonic()
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(
+                self.argv, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
+                env=full_env, cwd=cwd, start_new_session=True)
+        self.pid = self.p.pid
+        _procs.append(self)
+
+    # ---- state
+
+    def poll(self):
+        """Exit status, or None while running."""
+        return self.p.poll()
+
+    @property
+    def returncode(self):
+        return self.p.returncode
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log(self):
+        """stderr then stdout, as text."""
+        return self.stderr() + self.stdout()
+
+    def tail(self, lines=40):
+        """The last lines of stderr and stdout, for failure reports."""
+        parts = []
+        for label, text in (("stderr", self.stderr()), ("stdout", self.stdout())):
+            t = text.splitlines()[-lines:]
+            if t:
+                parts.append("--- %s %s (pid %d, exit %s):\n%s" % (
+                    self.name, label, self.pid, self.p.poll(), "\n".join(t)))
+        if not parts:
+            parts.append("--- %s (pid %d, exit %s): no output" % (self.name, self.pid, self.p.poll()))
+        return "\n".join(parts)
+
+    # ---- waiting
+
+    def wait_ready(self, cond, timeout=15.0, what=None):
+        """Polls cond() until true; fails at once, with the log, if the
+        process exits first."""
+        what = what or "%s to become ready" % self.name
+
+        def check():
+            if self.p.poll() is not None:
+                raise ProcExited("%s exited with %s while waiting for %s\n%s"
+                                 % (self.name, self.p.returncode, what, self.tail()))
+            return cond()
+
+        try:
+            return wait_until(check, timeout, what)
+        except WaitTimeout as e:
+            raise WaitTimeout("%s\n%s" % (e, self.tail())) from None
+
+    def wait_log(self, pattern, timeout=15.0, stream="stderr"):
+        """Waits until a line of stderr (or "stdout", or "both") matches the
+        regex; returns the match."""
+        rx = re.compile(pattern, re.M)
+
+        def find():
+            text = {"stderr": self.stderr, "stdout": self.stdout, "both": self.log}[stream]()
+            return rx.search(text)
+
+        return self.wait_ready(find, timeout, "/%s/ in %s's %s" % (pattern, self.name, stream))
+
+    def wait_exit(self, timeout=15.0):
+        """Waits for the process to exit; returns its status. Raises
+        WaitTimeout (the process keeps running) at the deadline."""
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeout("%s still running after %.1fs\n%s" % (self.name, timeout, self.tail()))
+
+    # ---- stopping
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _killpg(self, sig):
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, timeout=5.0):
+        """SIGTERM to the process group, SIGKILL after timeout; returns the
+        exit status. Safe to call more than once."""
+        if self.p.poll() is None:
+            self._killpg(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._killpg(signal.SIGKILL)
+                self.p.wait()
+        else:
+            # the leader is gone; children may linger in the group
+            self._killpg(signal.SIGKILL)
+        return self.p.returncode
+
+    def kill(self):
+        self._killpg(signal.SIGKILL)
+        self.p.wait()
+
+    def stop_checked(self, timeout=10.0):
+        """stop(), then fails unless the process exited 0 on its own after
+        SIGTERM with no sanitizer report in its stderr (so that leaks and
+        errors found at shutdown under ASan/UBSan fail the run)."""
+        rc = self.stop(timeout)
+        report = SANITIZER_RX.search(self.stderr())
+        if rc != 0 or report:
+            why = ("a sanitizer report" if report else
+                   "exit status %s after SIGTERM%s" % (rc, " (killed: no exit within %.0fs)" % timeout
+                                                       if rc == -signal.SIGKILL else ""))
+            raise AssertionError("%s stopped with %s\n%s" % (self.name, why, self.tail(60)))
+        return rc
+
+
+def alive_procs():
+    """The Procs running now."""
+    return [p for p in _procs if p.alive()]
+
+
+def procs_since(t, alive_then=()):
+    """Procs started at or after monotonic time t, plus those in alive_then
+    (e.g. a class's servers running when a test began, dead or alive now)."""
+    then = set(id(p) for p in alive_then)
+    return [p for p in _procs if p.started >= t or id(p) in then]
+
+
+def _stop_all():
+    for p in reversed(_procs):
+        try:
+            p.stop(timeout=2.0)
+        except Exception:
+            pass
+
+
+atexit.register(_stop_all)
+
+
+def run(argv, timeout=30.0, input=None, env=None):
+    """Runs a command to completion; returns CompletedProcess with text
+    stdout/stderr. Kills its process group if it overruns."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(input, timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = p.communicate()
+        raise WaitTimeout("%s did not finish within %.0fs\nstdout: %s\nstderr: %s" % (
+            " ".join(map(str, argv)), timeout, out.decode(errors="replace")[-2000:],
+            err.decode(errors="replace")[-2000:]))
+    return subprocess.CompletedProcess(
+        p.args, p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+# -------------------------------------------------------------------- Kafka
+
+
+class MockKafka:
+    """bin/tests/mock_kafka with the given topics {name: partitions}.
+    Topics not listed are auto-created by the mock with 4 partitions when
+    anything (producer, consumer, metadata request naming it) asks for them."""
+
+    AUTO_CREATE_PARTITIONS = 4
+
+    def __init__(self, topics=None, brokers=1):
+        self.topics = dict(topics or {})
+        ready = tmp_path("mock_kafka.ready")
+        argv = [bin_path("tests/mock_kafka"), "--brokers", brokers, "--ready-file", ready]
+        for name, n in self.topics.items():
+            argv += ["--topic", "%s:%d" % (name, n)]
+        self.proc = Proc(argv, name="mock_kafka")
+        self.proc.wait_ready(lambda: os.path.exists(ready), 15, "mock_kafka's ready file")
+        with open(ready) as f:
+            self.bootstrap = f.read().strip()
+
+    def stop(self):
+        return self.proc.stop_checked()
+
+
+def _kcat():
+    k = shutil.which("kcat") or shutil.which("kafkacat")
+    if k is None:
+        raise unittest.SkipTest("kcat is not installed (deploy/install-deps.sh installs it)")
+    return k
+
+
+KEY_DELIM = "\x1f"   # ASCII unit separator: never in test keys
+MSG_DELIM = "\x1e"   # ASCII record separator: never in test values
+
+
+def _b(v):
+    if v is None:
+        return None
+    return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+
+
+def produce(bootstrap, topic, records, partitioner="murmur2_random", partition=None,
+            timeout=60.0, extra=()):
+    """Produces records [(key, value), ...] straight to Kafka with kcat and
+    waits until kcat exits (all delivered). key None = no key; value None
+    is sent empty. Values and keys are str or bytes without \\x1e/\\x1f. partitioner: a librdkafka
+    partitioner name, or None for kcat's default (consistent_random, CRC32).
+    partition: an explicit partition for every record."""
+    data = bytearray()
+    for key, value in records:
+        k, v = _b(key), _b(value) or b""
+        for part in (k or b"", v):
+            if KEY_DELIM.encode() in part or MSG_DELIM.encode() in part:
+                raise ValueError("record contains a harness delimiter")
+        if k is not None:
+            data += k + KEY_DELIM.encode()
+        data += v + MSG_DELIM.encode()
+    argv = [_kcat(), "-P", "-b", bootstrap, "-t", topic, "-K", "\\x1f", "-D", "\\x1e",
+            "-X", "linger.ms=5", "-X", "message.max.bytes=10000000"]
+    if partitioner:
+        argv += ["-X", "partitioner=" + partitioner]
+    if partition is not None:
+        argv += ["-p", str(partition)]
+    argv += list(extra)
+    r = run(argv, timeout=timeout, input=bytes(data))
+    if r.returncode != 0:
+        raise AssertionError("kcat produce to %s failed (exit %d): %s" % (topic, r.returncode, r.stderr))
+
+
+def consume(bootstrap, topic, partition=None, offset="beginning", count=None, timeout=30.0):
+    """Reads records with kcat until the end of the partition(s) (or count
+    records); returns [{"partition", "offset", "key", "value", "ts"}] with
+    key/value as str (None for null). Asking for a topic auto-creates it in
+    the mock."""
+    # fetch.wait.max.ms: the mock holds an empty fetch that long (default
+    # 500 ms), which kcat -e pays at least once per partition round.
+    argv = [_kcat(), "-C", "-b", bootstrap, "-t", topic, "-J", "-q", "-o", str(offset),
+            "-X", "fetch.wait.max.ms=10"]
+    if partition is not None:
+        argv += ["-p", str(partition)]
+    if count is not None:
+        argv += ["-c", str(count)]
+    else:
+        argv += ["-e"]
+    r = run(argv, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError("kcat consume from %s failed (exit %d): %s" % (topic, r.returncode, r.stderr))
+    out = []
+    for line in r.stdout.splitlines():
+        if not line.strip():
+            continue
+        j = json.loads(line)
+        out.append({"partition": j["partition"], "offset": j["offset"], "key": j["key"],
+                    "value": j["payload"], "ts": j.get("ts")})
+    return out
+
+
+def topic_partitions(bootstrap, topic=None):
+    """{topic: partition count} from kcat -L (of one topic, or all; asking
+    for one topic auto-creates it in the mock)."""
+    argv = [_kcat(), "-L", "-b", bootstrap]
+    if topic is not None:
+        argv += ["-t", topic]
+    r = run(argv, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("kcat -L failed: %s" % r.stderr)
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r'topic "([^"]+)" with (\d+) partitions', r.stdout)}
+
+
+# -------------------------------------------------------------- partitioners
+
+
+def murmur2(data):
+    """Kafka's Java client murmur2 (Utils.murmur2, seed 0x9747b28c) of bytes,
+    as a signed 32-bit int."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    length = len(data)
+    m = 0x5BD1E995
+    r = 24
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    n4 = length // 4
+    for i in range(n4):
+        k = int.from_bytes(data[i * 4:i * 4 + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length % 4
+    tail = n4 * 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def java_partition(key, n):
+    """The Java client's default partition of a keyed record (also
+    librdkafka's murmur2 / murmur2_random partitioners)."""
+    return (murmur2(key) & 0x7FFFFFFF) % n
+
+
+def crc32_partition(key, n):
+    """librdkafka's consistent / consistent_random partition of a keyed
+    record: zlib CRC-32 of the key modulo the partition count."""
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    return (binascii.crc32(key) & 0xFFFFFFFF) % n
+
+
+def keys_by_partition(n, partition_fn=java_partition, prefix="k", count=200):
+    """{partition: [keys...]} for keys prefix0..prefix{count-1}."""
+    out = {p: [] for p in range(n)}
+    for i in range(count):
+        k = "%s%d" % (prefix, i)
+        out[partition_fn(k, n)].append(k)
+    return out
+
+
+# ---------------------------------------------------------------- the node
+
+
+class Node:
+    """bin/subway on free loopback ports:
+    --listen 127.0.0.1:P --admin 127.0.0.1:A --kafka BOOTSTRAP + args.
+    Ready when GET /stats answers. bootstrap None leaves --kafka out (for
+    --dev); own_flags=False passes only args (listen_port/admin_port must
+    then match what args or the --config file say)."""
+
+    def __init__(self, bootstrap, args=(), listen_port=None, admin_port=None, wait=True,
+                 name="subway", own_flags=True):
+        self.port = listen_port or free_port()
+        self.admin_port = admin_port or free_port()
+        self.bootstrap = bootstrap
+        self.addr = ("127.0.0.1", self.port)
+        self.argv = [bin_path("subway")]
+        if own_flags:  # else args say everything (e.g. --config FILE)
+            self.argv += ["--listen", "127.0.0.1:%d" % self.port,
+                          "--admin", "127.0.0.1:%d" % self.admin_port]
+            if bootstrap is not None:
+                self.argv += ["--kafka", bootstrap]
+        self.argv += [str(a) for a in args]
+        self.proc = Proc(self.argv, name=name)
+        if wait:
+            self.wait_ready()
+
+    @property
+    def addr_str(self):
+        return "%s:%d" % self.addr
+
+    def wait_ready(self, timeout=20.0):
+        self.proc.wait_ready(lambda: self.http_get("/stats")[0] == 200, timeout,
+                             "subway's admin /stats on port %d" % self.admin_port)
+
+    def http_get(self, path, timeout=5.0):
+        """(status, body text) of GET path on the admin port."""
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+
+    def stats(self):
+        """GET /stats, parsed."""
+        status, body = self.http_get("/stats")
+        if status != 200:
+            raise AssertionError("GET /stats answered %d: %s" % (status, body))
+        return json.loads(body)
+
+    def wait_stats(self, pred, timeout=10.0, what="a /stats condition"):
+        """Polls /stats until pred(stats) is true; returns those stats. On
+        timeout the last stats are in the error."""
+        last = [None]
+
+        def check():
+            last[0] = self.stats()
+            return pred(last[0])
+
+        try:
+            self.proc.wait_ready(check, timeout, what)
+        except WaitTimeout as e:
+            raise WaitTimeout("%s\nlast /stats: %s" % (e, json.dumps(last[0]))) from None
+        return last[0]
+
+    def feed(self, topic, key, stats=None):
+        """The /stats feeds entry of topic/key (key None = every key), or None."""
+        s = stats or self.stats()
+        for f in s["feeds"]:
+            if f["topic"] == topic and f["key"] == key:
+                return f
+        return None
+
+    def assigned(self, topic, stats=None):
+        """Sorted partitions of topic in /stats assigned."""
+        s = stats or self.stats()
+        return sorted(a["partition"] for a in s["assigned"] if a["topic"] == topic)
+
+    def client(self, hello=True, **kw):
+        """A RawClient connected to this node (HELLO done unless hello=False)."""
+        from wire import RawClient
+        c = RawClient(self.addr, **kw)
+        if hello:
+            c.hello()
+        return c
+
+    def stop(self, timeout=10.0):
+        """SIGTERM; fails unless the node exits 0 within timeout, cleanly."""
+        return self.proc.stop_checked(timeout)
+
+
+def cli_argv(node_addr, *args):
+    """argv for bin/subway-cli talking to node_addr ("host:port").
+    The CLI's address option is -s HOST:PORT (default 127.0.0.1:7700)."""
+    return [bin_path("subway-cli"), "-s", node_addr] + [str(a) for a in args]
+
+
+# ---------------------------------------------------------------- test base
+
+
+class TestCase(unittest.TestCase):
+    """unittest.TestCase with helpers that clean up after the test."""
+
+    def proc(self, *a, **kw):
+        p = Proc(*a, **kw)
+        self.addCleanup(p.stop)
+        return p
+
+    def node(self, bootstrap, args=(), **kw):
+        n = Node(bootstrap, args, **kw)
+        self.addCleanup(n.stop)
+        return n
+
+    def mock_kafka(self, topics=None, **kw):
+        k = MockKafka(topics, **kw)
+        self.addCleanup(k.stop)
+        return k
+
+    def client(self, node, **kw):
+        c = node.client(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def raw_client(self, node, **kw):
+        """Connected, no HELLO."""
+        return self.client(node, hello=False, **kw)
+
+
+def class_fixture(cls, obj):
+    """Registers obj (has .stop()) to be stopped after the class's tests."""
+    cls.addClassCleanup(obj.stop)
+    return obj
+
+
+class NodeCase(TestCase):
+    """Tests sharing one mock Kafka (TOPICS: {name: partitions}) and one node
+    (NODE_ARGS) per class. Each test uses its own keys or topics, so the
+    order of tests does not matter."""
+
+    TOPICS = {}
+    NODE_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.kafka = class_fixture(cls, MockKafka(cls.TOPICS))
+        cls.bootstrap = cls.kafka.bootstrap
+        cls.node_ = class_fixture(cls, Node(cls.kafka.bootstrap, cls.NODE_ARGS))
+
+    @property
+    def n(self):
+        return self.node_
+
+    def produce(self, topic, records, **kw):
+        produce(self.bootstrap, topic, records, **kw)
