@@ -14,7 +14,7 @@ BIN=${1:-bin}
 SUBWAY="$BIN/subway"
 CLI="$BIN/subway-cli"
 BOOT_WAIT_S=30           # how long the node may take to report its bootstrap
-RATE_DELAY=0.3           # seconds between demo records (about 3 a second)
+RATE_DELAY=0.1   # 10 records/s in all: 2 a second for each user
 
 die() { echo "run-dev: $*" >&2; exit 1; }
 
@@ -109,7 +109,7 @@ cat <<EOF
 
   subway dev node        $listen   (admin: http://127.0.0.1:7701/stats)
   embedded Kafka         $bootstrap
-  demo producer          topic "demo", keys user-1..user-5, ~3 records/s
+  demo producer          topic "demo", keys user-1..user-5, ~10 records/s
 
   In another terminal:
     $CLI sub demo user-3
