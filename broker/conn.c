@@ -56,7 +56,11 @@ conn *conn_new(broker *b, int fd, const char *peer) {
     b->nconns++;
     b->ctr.conns_accepted++;
     if (b->nconns > b->cfg->max_conns || b->draining) {
+        /* A refused connection only lives to deliver its ERROR: it does
+         * not count as one of the node's connections. */
         b->ctr.conns_refused++;
+        b->nconns--;
+        c->flags |= CONN_REFUSED;
         if (b->draining)
             conn_send_error(c, 0, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
         else
@@ -105,7 +109,7 @@ void conn_close(conn *c, const char *why) {
         b->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    b->nconns--;
+    if (!(c->flags & CONN_REFUSED)) b->nconns--;
     c->next_free = b->free_list;
     b->free_list = c;
     broker_schedule_flush(b, NULL);

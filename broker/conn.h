@@ -18,6 +18,7 @@ enum {
     CONN_WANT_WRITE = 1 << 4,     /* write event armed: the socket was full */
     CONN_KILL = 1 << 5,           /* over the hard output limit: close at the next flush */
     CONN_LINGER = 1 << 6,         /* FIN sent; discarding input until the peer closes */
+    CONN_REFUSED = 1 << 7,        /* over --max-conns: not counted in nconns */
 };
 
 typedef struct pub_req pub_req;
