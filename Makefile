@@ -40,7 +40,7 @@ endif
 
 SUBWAY_VERSION := 0.1.0
 WARN := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I. $(PKG_CFLAGS) \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I. -Ibuild/gen $(PKG_CFLAGS) \
               -DSUBWAY_VERSION='"$(SUBWAY_VERSION)"' $(CFLAGS)
 ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 
@@ -76,6 +76,14 @@ endif
 
 deps:
 	$(Q)bash deploy/install-deps.sh
+
+# Lua scripts live as files; the Redis backend gets them as C strings.
+build/gen/coord_scripts.h: coord/scripts/embed.sh $(wildcard coord/scripts/*.lua)
+	$(call say,GEN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)sh coord/scripts/embed.sh $(wildcard coord/scripts/*.lua) > $@.tmp && mv $@.tmp $@
+
+$(OBJ)/coord/coord_redis.o: build/gen/coord_scripts.h
 
 $(OBJ)/%.o: %.c
 	$(call say,CC,$<)

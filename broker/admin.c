@@ -19,10 +19,11 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
     }
     const broker_counters *k = &b->ctr;
     evbuffer_add_printf(out, "{\"node_id\":\"%s\",\"version\":\"%s\",\"kafka\":\"%s\",\"uptime_ms\":%llu,"
-                        "\"draining\":%s,\"connections\":%zu,",
+                        "\"draining\":%s,\"connections\":%zu,\"coord\":\"%s\",\"redis\":\"%s\",",
                         b->node_id, SUBWAY_VERSION, b->kafka_bootstrap,
                         (unsigned long long)(broker_now_ms() - b->start_ms), b->draining ? "true" : "false",
-                        b->nconns);
+                        b->nconns, b->cfg->redis ? "redis" : "memory",
+                        !b->cfg->redis ? "none" : coord_up(b->coord) ? "connected" : "down");
     feed_table_stats_json(b->feeds, out);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
                         "\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"

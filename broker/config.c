@@ -25,6 +25,11 @@ static const opt opts[] = {
     {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
     {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
+    {"redis", OPT_STR, F(redis), 0, NULL, "Redis HOST:PORT for cluster coordination (none: single node)"},
+    {"redis-password", OPT_STR, F(redis_password), 0, NULL, "password for --redis (AUTH)"},
+    {"lease-ms", OPT_UINT, F(lease_ms), 0, "3000", "feed owner lease; a dead owner is replaced within it"},
+    {"node-ttl-ms", OPT_UINT, F(node_ttl_ms), 0, "5000", "a node silent this long is reaped by the others"},
+    {"reap-interval-ms", OPT_UINT, F(reap_interval_ms), 0, "1000", "how often a node looks for dead nodes"},
     {"node-id", OPT_STR, F(node_id), 0, NULL, "node name in WELCOME and /stats (default HOSTNAME-PID)"},
     {"log-level", OPT_STR, F(log_level), 0, "info", "debug, info, warn or error"},
     {"heartbeat-ms", OPT_UINT, F(heartbeat_ms), 0, "5000", "interval of the node's PINGs, announced in WELCOME"},
@@ -242,6 +247,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
     }
     if (c->out_hard_limit < c->out_soft_limit || c->out_soft_limit < 1) {
         snprintf(err, errlen, "--out-hard-limit must be >= --out-soft-limit >= 1");
+        return -1;
+    }
+    if (c->redis && (c->lease_ms < 30 || c->node_ttl_ms < 30 || c->reap_interval_ms < 10)) {
+        snprintf(err, errlen, "--lease-ms and --node-ttl-ms must be >= 30, --reap-interval-ms >= 10");
         return -1;
     }
     if (c->dev_partitions < 1 || c->dev_partitions > 1000) {

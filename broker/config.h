@@ -30,6 +30,11 @@ typedef struct config {
     uint64_t linger_ms;
     uint64_t drain_timeout_ms;    /* SIGTERM: how long to flush GOAWAY */
     uint64_t dev_partitions;      /* partitions of topics the dev Kafka creates */
+    char *redis;                  /* HOST:PORT of the coordination Redis, NULL for single node */
+    char *redis_password;
+    uint64_t lease_ms;            /* feed owner lease */
+    uint64_t node_ttl_ms;         /* node liveness key TTL */
+    uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
     char *default_partitioner;
     config_kv *partitioners;      /* TOPIC=murmur2|crc32|all */
     size_t partitioner_cnt;

@@ -19,6 +19,14 @@ typedef enum part_state {
     PART_ASSIGNED,                /* in the consumer's assignment */
 } part_state;
 
+typedef enum feed_role {
+    ROLE_PENDING,                 /* asked coordination who owns it */
+    ROLE_OWNER,                   /* this node consumes it from Kafka */
+    ROLE_RELAY,                   /* another node does; records come through the relay */
+} feed_role;
+
+static const char *const role_names[] = {"pending", "owner", "relay"};
+
 typedef struct tpart {
     uint32_t refs;                /* feeds reading this partition */
     part_state state;
@@ -54,6 +62,13 @@ struct feed {
     sub *waiters;                 /* SUB_WAIT_FEED */
     struct event *linger_ev;
     int lingering;
+    feed_role role;
+    int has_parts;                /* owner: holds references on its partitions */
+    long local;                   /* this node's acquired subscriptions */
+    long cluster_count;           /* cluster-wide, as last heard */
+    long nodes;                   /* nodes holding the feed, as last heard */
+    int relay_on;                 /* owner: other nodes need the records */
+    int64_t *next_off;            /* owner: next offset per partition read (-1 unknown) */
     proto_buf batch;              /* this loop turn's MESSAGE frames */
     uint32_t batch_records;
     feed *dirty_next;
@@ -74,6 +89,10 @@ struct feed_table {
     size_t nsubs;                 /* every sub, any state */
     uint32_t *scratch_parts;      /* SUBSCRIBED partition lists */
     size_t scratch_cap;
+    proto_buf relay_buf;          /* relay bytes being built */
+    int64_t relay_offsets[2 * COORD_MAX_OFFSETS];
+    proto_decoder *relay_dec;     /* decodes relayed MESSAGE frames */
+    struct event *tick_ev;
 };
 
 /* --------------------------------------------------------------- hashing */
@@ -196,65 +215,49 @@ static void topic_maybe_free(feed_table *ft, topic *t) {
 /* ----------------------------------------------------------------- feeds */
 
 static void feed_destroy(feed_table *ft, feed *f);
+static void feed_check_idle(feed_table *ft, feed *f);
 
-static void feed_linger_expired(evutil_socket_t fd, short what, void *arg) {
-    feed *f = arg;
-    log_debug("feed %s/%.*s: linger over, releasing", f->t->name, (int)f->key_len, f->key ? f->key : "*");
-    feed_destroy(f->t->ft, f);
+static coord_feed feed_coord(const feed *f) {
+    return (coord_feed){f->t->name, f->key, f->key_len, f->wildcard};
 }
 
-/* A feed with neither subscribers nor waiters lingers, then goes. */
-static void feed_check_idle(feed_table *ft, feed *f) {
-    if (f->nsubs > 0 || f->waiters) return;
-    if (!f->ready || ft->b->cfg->linger_ms == 0) {
-        feed_destroy(ft, f);
-        return;
+/* A coordination answer may come after its feed is gone: callbacks carry
+ * the feed's name and look it up again. */
+typedef struct ticket {
+    feed_table *ft;
+    int wildcard;
+    size_t key_len;
+    char topic[256];
+    char key[];
+} ticket;
+
+static ticket *ticket_new(feed_table *ft, const feed *f) {
+    ticket *tk = malloc(sizeof(*tk) + f->key_len);
+    if (!tk) {
+        log_error("out of memory");
+        abort();
     }
-    struct timeval tv = {(time_t)(ft->b->cfg->linger_ms / 1000), (suseconds_t)(ft->b->cfg->linger_ms % 1000) * 1000};
-    f->lingering = 1;
-    event_add(f->linger_ev, &tv);
+    tk->ft = ft;
+    tk->wildcard = f->wildcard;
+    tk->key_len = f->key_len;
+    snprintf(tk->topic, sizeof(tk->topic), "%s", f->t->name);
+    if (f->key_len) memcpy(tk->key, f->key, f->key_len);
+    return tk;
 }
 
-static void part_unref(feed_table *ft, topic *t, int32_t p) {
-    tpart *tp = &t->parts[p];
-    if (--tp->refs > 0) return;
-    if (tp->state == PART_ASSIGNED) {
-        upstream_unassign(ft->b->up, t->name, p);
-        tp->state = PART_IDLE;
-    }
-    /* PART_QUERYING stays: the answer is discarded when it comes. */
+static feed *feed_lookup(feed_table *ft, const char *topic_name, const char *key, size_t key_len, int wildcard) {
+    topic *t = topic_find(ft, topic_name, strlen(topic_name));
+    return t && t->ready ? feed_find(ft, t, key, key_len, wildcard) : NULL;
 }
 
-static void feed_destroy(feed_table *ft, feed *f) {
-    topic *t = f->t;
-    if (f->dirty) {
-        feed **pp = &ft->dirty;
-        while (*pp != f) pp = &(*pp)->dirty_next;
-        *pp = f->dirty_next;
-    }
-    if (f->wildcard) {
-        t->wild = NULL;
-    } else {
-        feed **pp = &ft->fbuckets[f->hash % ft->nfbuckets];
-        while (*pp != f) pp = &(*pp)->hnext;
-        *pp = f->hnext;
-    }
-    if (f->tprev)
-        f->tprev->tnext = f->tnext;
-    else
-        t->feeds = f->tnext;
-    if (f->tnext) f->tnext->tprev = f->tprev;
-    ft->nfeeds--;
-    if (f->partition >= 0)
-        part_unref(ft, t, f->partition);
-    else
-        for (int32_t p = 0; p < t->partition_cnt; p++) part_unref(ft, t, p);
-    if (f->linger_ev) event_free(f->linger_ev);
-    proto_buf_free(&f->batch);
-    free(f->key);
-    free(f);
-    topic_maybe_free(ft, t);
+/* Returns the ticket's feed or NULL, and frees the ticket. */
+static feed *ticket_take(ticket *tk) {
+    feed *f = feed_lookup(tk->ft, tk->topic, tk->key, tk->key_len, tk->wildcard);
+    free(tk);
+    return f;
 }
+
+static void feed_linger_expired(evutil_socket_t fd, short what, void *arg);
 
 /* Partitions [first, last] this feed reads. */
 static void feed_range(const feed *f, int32_t *first, int32_t *last) {
@@ -274,16 +277,217 @@ static int feed_all_assigned(const feed *f) {
     return 1;
 }
 
+static void part_unref(feed_table *ft, topic *t, int32_t p) {
+    tpart *tp = &t->parts[p];
+    if (--tp->refs > 0) return;
+    if (tp->state == PART_ASSIGNED) {
+        upstream_unassign(ft->b->up, t->name, p);
+        tp->state = PART_IDLE;
+    }
+    /* PART_QUERYING stays: the answer is discarded when it comes. */
+}
+
+/* Owner: references the feed's partitions, starting idle ones at the
+ * offset a previous owner relayed up to (from offsets pairs) or else at
+ * the log end. */
+static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, size_t noffsets) {
+    if (f->has_parts) return;
+    f->has_parts = 1;
+    topic *t = f->t;
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    for (int32_t p = a; p <= z; p++) {
+        tpart *tp = &t->parts[p];
+        f->next_off[p] = -1;
+        int64_t resume = -1;
+        for (size_t i = 0; i < noffsets; i++)
+            if (offsets[2 * i] == p) resume = offsets[2 * i + 1];
+        if (tp->refs++ > 0 || tp->state != PART_IDLE) continue;
+        if (resume >= 0 && upstream_assign(ft->b->up, t->name, p, resume) == 0) {
+            tp->state = PART_ASSIGNED;
+            log_info("feed %s: resuming partition %d at offset %lld", t->name, (int)p, (long long)resume);
+        } else {
+            tp->state = PART_QUERYING;
+            upstream_query_start(ft->b->up, t->name, p);
+        }
+    }
+}
+
+static void feed_drop_parts(feed_table *ft, feed *f) {
+    if (!f->has_parts) return;
+    f->has_parts = 0;
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    for (int32_t p = a; p <= z; p++) part_unref(ft, f->t, p);
+}
+
+static void sub_activate(feed_table *ft, feed *f, sub *s);
+
+/* Sends SUBSCRIBED to everyone waiting once the feed delivers. */
+static void feed_set_ready(feed_table *ft, feed *f) {
+    if (f->ready) return;
+    f->ready = 1;
+    while (f->waiters) {
+        sub *s = f->waiters;
+        list_del(&f->waiters, s);
+        sub_activate(ft, f, s);
+    }
+}
+
+static void feed_become_owner(feed_table *ft, feed *f, const coord_result *r) {
+    if (f->role != ROLE_OWNER) {
+        log_debug("feed %s: this node is the owner", f->t->name);
+        f->role = ROLE_OWNER;
+        coord_feed cf = feed_coord(f);
+        coord_watch(ft->b->coord, &cf, COORD_WATCH_NOTICES);
+    }
+    f->relay_on = r->nodes > (f->local > 0 ? 1 : 0);
+    feed_take_parts(ft, f, r->offsets, r->noffsets);
+    if (feed_all_assigned(f)) feed_set_ready(ft, f);
+}
+
+static void claim_done(void *cb_data, const coord_result *r);
+
+static void feed_become_relay(feed_table *ft, feed *f) {
+    if (f->role == ROLE_RELAY) return;
+    if (f->role == ROLE_OWNER) log_info("feed %s: lost ownership; relaying", f->t->name);
+    f->role = ROLE_RELAY;
+    f->relay_on = 0;
+    feed_drop_parts(ft, f);
+    coord_feed cf = feed_coord(f);
+    coord_watch(ft->b->coord, &cf, COORD_WATCH_RELAY);
+    /* Now that the relay channel is watched, tell the owner we wait: it
+     * answers with a sync marker, after which nothing it reads is missed. */
+    if (!f->ready) coord_claim(ft->b->coord, &cf, 1, claim_done, ticket_new(ft, f));
+}
+
+static void feed_update_counts(feed *f, const coord_result *r) {
+    f->cluster_count = r->count;
+    f->nodes = r->nodes;
+}
+
+static void acquire_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f) return;
+    feed_table *ft = f->t->ft;
+    if (r->status == COORD_ERROR) {
+        log_warn("feed %s: coordination failed: %s", f->t->name, r->errstr);
+        return;                   /* the waiters time out through claim retries */
+    }
+    feed_update_counts(f, r);
+    if (r->own)
+        feed_become_owner(ft, f, r);
+    else if (f->role == ROLE_PENDING)
+        feed_become_relay(ft, f);
+}
+
+static void claim_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f || r->status == COORD_ERROR) return;
+    feed_update_counts(f, r);
+    if (r->own) feed_become_owner(f->t->ft, f, r);
+}
+
+static void renew_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f || r->status == COORD_ERROR || f->role != ROLE_OWNER) return;
+    feed_table *ft = f->t->ft;
+    feed_update_counts(f, r);
+    if (!r->own) {
+        feed_become_relay(ft, f);
+        return;
+    }
+    if (r->nodes > (f->local > 0 ? 1 : 0)) f->relay_on = 1;
+    feed_check_idle(ft, f);
+}
+
+static void release_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f || r->status == COORD_ERROR) return;
+    feed_update_counts(f, r);
+    feed_check_idle(f->t->ft, f);
+}
+
+static void disown_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f) return;
+    feed_table *ft = f->t->ft;
+    if (r->status != COORD_ERROR && !r->own) {
+        feed_destroy(ft, f);
+        return;
+    }
+    /* Wanted again meanwhile (or the store is away): keep serving. */
+    if (r->status != COORD_ERROR) feed_update_counts(f, r);
+    feed_check_idle(ft, f);
+}
+
+/* A feed nobody here needs lingers, then goes; an owner waits for the
+ * cluster-wide count to reach zero first, since others rely on it. */
+static void feed_check_idle(feed_table *ft, feed *f) {
+    if (f->nsubs > 0 || f->waiters || f->local > 0 || f->lingering) return;
+    if (f->role == ROLE_OWNER && f->cluster_count > 0) return;
+    if (ft->b->cfg->linger_ms == 0 || (f->role != ROLE_OWNER && !f->ready)) {
+        feed_linger_expired(-1, 0, f);
+        return;
+    }
+    struct timeval tv = {(time_t)(ft->b->cfg->linger_ms / 1000), (suseconds_t)(ft->b->cfg->linger_ms % 1000) * 1000};
+    f->lingering = 1;
+    event_add(f->linger_ev, &tv);
+}
+
+static void feed_linger_expired(evutil_socket_t fd, short what, void *arg) {
+    feed *f = arg;
+    feed_table *ft = f->t->ft;
+    f->lingering = 0;
+    if (f->role == ROLE_OWNER) {
+        log_debug("feed %s: linger over, giving it up", f->t->name);
+        coord_feed cf = feed_coord(f);
+        coord_disown(ft->b->coord, &cf, disown_done, ticket_new(ft, f));
+        return;
+    }
+    feed_destroy(ft, f);
+}
+
+static void feed_destroy(feed_table *ft, feed *f) {
+    topic *t = f->t;
+    if (f->dirty) {
+        feed **pp = &ft->dirty;
+        while (*pp != f) pp = &(*pp)->dirty_next;
+        *pp = f->dirty_next;
+    }
+    coord_feed cf = feed_coord(f);
+    if (f->role != ROLE_PENDING && ft->b->coord) coord_watch(ft->b->coord, &cf, COORD_WATCH_NONE);
+    if (f->wildcard) {
+        t->wild = NULL;
+    } else {
+        feed **pp = &ft->fbuckets[f->hash % ft->nfbuckets];
+        while (*pp != f) pp = &(*pp)->hnext;
+        *pp = f->hnext;
+    }
+    if (f->tprev)
+        f->tprev->tnext = f->tnext;
+    else
+        t->feeds = f->tnext;
+    if (f->tnext) f->tnext->tprev = f->tprev;
+    ft->nfeeds--;
+    feed_drop_parts(ft, f);
+    if (f->linger_ev) event_free(f->linger_ev);
+    proto_buf_free(&f->batch);
+    free(f->next_off);
+    free(f->key);
+    free(f);
+    topic_maybe_free(ft, t);
+}
+
 static feed *feed_create(feed_table *ft, topic *t, const char *key, size_t key_len, int wildcard) {
     if (!wildcard && table_grow((void ***)&ft->fbuckets, &ft->nfbuckets, ft->nfeeds) < 0) return NULL;
     feed *f = calloc(1, sizeof(*f));
     if (!f) return NULL;
-    if (!wildcard && !(f->key = malloc(key_len))) {
-        free(f);
-        return NULL;
-    }
+    f->next_off = calloc((size_t)t->partition_cnt, sizeof(*f->next_off));
     f->linger_ev = event_new(ft->b->base, -1, 0, feed_linger_expired, f);
-    if (!f->linger_ev) {
+    if ((!wildcard && !(f->key = malloc(key_len))) || !f->next_off || !f->linger_ev) {
+        if (f->linger_ev) event_free(f->linger_ev);
+        free(f->next_off);
         free(f->key);
         free(f);
         return NULL;
@@ -292,6 +496,7 @@ static feed *feed_create(feed_table *ft, topic *t, const char *key, size_t key_l
     f->key_len = wildcard ? 0 : key_len;
     f->wildcard = wildcard;
     f->t = t;
+    f->role = ROLE_PENDING;
     f->handle = ++ft->next_handle ? ft->next_handle : ++ft->next_handle;
     f->hash = feed_hash(t, key, key_len, wildcard);
     f->partition = wildcard ? -1 : partitioner_partition(t->ptr, key, key_len, t->partition_cnt);
@@ -305,29 +510,10 @@ static feed *feed_create(feed_table *ft, topic *t, const char *key, size_t key_l
     if (t->feeds) t->feeds->tprev = f;
     t->feeds = f;
     ft->nfeeds++;
-
-    int32_t a, z;
-    feed_range(f, &a, &z);
-    for (int32_t p = a; p <= z; p++) {
-        tpart *tp = &t->parts[p];
-        if (tp->refs++ == 0 && tp->state == PART_IDLE) {
-            tp->state = PART_QUERYING;
-            upstream_query_start(ft->b->up, t->name, p);
-        }
-    }
-    f->ready = feed_all_assigned(f);
     return f;
 }
 
 /* ------------------------------------------------------- subscriptions */
-
-static void coord_done(void *cb_data, coord_status st, const char *errstr) {
-    if (st == COORD_ERROR) log_warn("coordination: %s", errstr ? errstr : "error");
-}
-
-static coord_feed feed_coord(const feed *f) {
-    return (coord_feed){f->t->name, f->key, f->key_len, f->wildcard};
-}
 
 /* Sends SUBSCRIBED and makes s receive records. */
 static void sub_activate(feed_table *ft, feed *f, sub *s) {
@@ -350,8 +536,6 @@ static void sub_activate(feed_table *ft, feed *f, sub *s) {
     f->nsubs++;
     proto_frame fr = {.type = PROTO_SUBSCRIBED, .req_id = s->req_id, .feed = f->handle,
                       .partitions = ft->scratch_parts, .partition_cnt = n};
-    coord_feed cf = feed_coord(f);
-    coord_acquire(ft->b->coord, &cf, coord_done, NULL);
     conn_send(s->c, &fr);
 }
 
@@ -365,8 +549,8 @@ static void sub_fail(feed_table *ft, sub *s, proto_err code, const char *text) {
     ft->nsubs--;
 }
 
-/* Attaches s (its topic ready) to its feed, creating the feed. Returns 0,
- * or -1 on out of memory with s untouched. */
+/* Attaches s (its topic ready) to its feed, creating the feed, and counts
+ * it with coordination. Returns 0, or -1 on out of memory with s untouched. */
 static int sub_attach(feed_table *ft, sub *s) {
     topic *t = s->t;
     feed *f = feed_find(ft, t, s->key, s->key_len, s->wildcard);
@@ -377,13 +561,16 @@ static int sub_attach(feed_table *ft, sub *s) {
         event_del(f->linger_ev);
         f->lingering = 0;
     }
+    s->f = f;
+    f->local++;
     if (f->ready) {
         sub_activate(ft, f, s);
     } else {
         s->state = SUB_WAIT_FEED;
-        s->f = f;
         list_push(&f->waiters, s);
     }
+    coord_feed cf = feed_coord(f);
+    coord_acquire(ft->b->coord, &cf, acquire_done, ticket_new(ft, f));
     return 0;
 }
 
@@ -403,6 +590,16 @@ sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_
     if (!topic_name_ok(topic_name, topic_len)) {
         *code = PROTO_E_INVALID_ARG;
         snprintf(err, errlen, "topic must be 1..249 bytes of A-Z a-z 0-9 . _ - (got %zu bytes)", topic_len);
+        return NULL;
+    }
+    if (key && key_len == 1 && key[0] == '*') {
+        *code = PROTO_E_INVALID_ARG;
+        snprintf(err, errlen, "key '*' names the every-key feed; subscribe with a nil key for it");
+        return NULL;
+    }
+    if (!coord_up(ft->b->coord)) {
+        *code = PROTO_E_UNAVAILABLE;
+        snprintf(err, errlen, "coordination store unreachable; retry shortly");
         return NULL;
     }
     if (key && (key_len < 1 || key_len > ft->b->cfg->max_key)) {
@@ -444,6 +641,13 @@ sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_
     return s;
 }
 
+/* Takes an attached subscription off its feed's count. */
+static void sub_detach_count(feed_table *ft, feed *f) {
+    f->local--;
+    coord_feed cf = feed_coord(f);
+    coord_release(ft->b->coord, &cf, release_done, ticket_new(ft, f));
+}
+
 void feed_unsubscribe(feed_table *ft, sub *s) {
     topic *t = s->t;
     feed *f = s->f;
@@ -454,21 +658,20 @@ void feed_unsubscribe(feed_table *ft, sub *s) {
     case SUB_WAIT_FEED:
         list_del(&f->waiters, s);
         break;
-    case SUB_ACTIVE: {
+    case SUB_ACTIVE:
         list_del(&f->subs, s);
         f->nsubs--;
-        coord_feed cf = feed_coord(f);
-        coord_release(ft->b->coord, &cf, coord_done, NULL);
         break;
-    }
     }
     free(s->key);
     free(s);
     ft->nsubs--;
-    if (f)
+    if (f) {
+        sub_detach_count(ft, f);
         feed_check_idle(ft, f);
-    else
+    } else {
         topic_maybe_free(ft, t);
+    }
 }
 
 int feed_sub_matches(const sub *s, const char *topic_name, size_t topic_len, const char *key, size_t key_len) {
@@ -530,32 +733,25 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
         tp->state = PART_IDLE;
         char text[512];
         snprintf(text, sizeof(text), "partition %s/%d: %s", t->name, (int)partition, errstr);
-        /* Fail the feeds that were waiting on it; feed_destroy may free t, so
-         * walk a snapshot of the pending feeds. */
+        /* Fail the subscriptions waiting on it; the feed then goes. */
         for (feed *f = t->feeds, *next; f; f = next) {
             next = f->tnext;
             int32_t a, z;
             feed_range(f, &a, &z);
-            if (f->ready || partition < a || partition > z) continue;
+            if (f->ready || !f->has_parts || partition < a || partition > z) continue;
             while (f->waiters) {
                 sub *s = f->waiters;
                 list_del(&f->waiters, s);
                 sub_fail(ft, s, PROTO_E_KAFKA, text);
+                sub_detach_count(ft, f);
             }
-            if (f->nsubs == 0) feed_destroy(ft, f);
+            feed_check_idle(ft, f);
         }
         return;
     }
     tp->state = PART_ASSIGNED;
-    for (feed *f = t->feeds; f; f = f->tnext) {
-        if (f->ready || !feed_all_assigned(f)) continue;
-        f->ready = 1;
-        while (f->waiters) {
-            sub *s = f->waiters;
-            list_del(&f->waiters, s);
-            sub_activate(ft, f, s);
-        }
-    }
+    for (feed *f = t->feeds; f; f = f->tnext)
+        if (!f->ready && f->has_parts && feed_all_assigned(f)) feed_set_ready(ft, f);
 }
 
 /* --------------------------------------------------------------- records */
@@ -563,8 +759,10 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
 static void feed_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, int64_t ts_ms,
                         const void *key, size_t key_len, const void *value, size_t value_len,
                         const proto_header *headers, size_t header_cnt) {
-    if (!f->ready || f->nsubs == 0) return;
+    if (!f->ready && !f->has_parts) return;  /* a relay before its sync marker */
+    if (f->nsubs == 0 && !f->relay_on) return;
     if (f->partition >= 0 && f->partition != partition) return;
+    if (f->has_parts) f->next_off[partition] = offset + 1;
     proto_frame fr = {
         .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)partition,
         .offset = (uint64_t)offset, .timestamp_ms = ts_ms,
@@ -597,12 +795,35 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
     }
 }
 
+/* Owner: hands the batch to the other nodes with the offsets to resume
+ * from. The relay bytes are "R <node>\n" and the batch's MESSAGE frames. */
+static void feed_relay_batch(feed_table *ft, feed *f) {
+    proto_buf_reset(&ft->relay_buf);
+    char head[160];
+    int n = snprintf(head, sizeof(head), "R %s\n", ft->b->node_id);
+    if (proto_buf_append(&ft->relay_buf, head, (size_t)n) < 0 ||
+        proto_buf_append(&ft->relay_buf, f->batch.data, f->batch.len) < 0) {
+        log_error("out of memory relaying");
+        abort();
+    }
+    size_t np = 0;
+    for (int32_t p = 0; p < f->t->partition_cnt; p++)
+        if (f->next_off[p] >= 0 && np < COORD_MAX_OFFSETS) {
+            ft->relay_offsets[2 * np] = p;
+            ft->relay_offsets[2 * np + 1] = f->next_off[p];
+            np++;
+        }
+    coord_feed cf = feed_coord(f);
+    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, np);
+}
+
 void feed_flush_batch(feed_table *ft) {
     while (ft->dirty) {
         feed *f = ft->dirty;
         ft->dirty = f->dirty_next;
         f->dirty = 0;
         f->dirty_next = NULL;
+        if (f->role == ROLE_OWNER && f->relay_on) feed_relay_batch(ft, f);
         outq_block *blk = outq_block_adopt(f->batch.data, f->batch.len, f->batch.cap, f->batch_records);
         proto_buf_init(&f->batch);
         f->batch_records = 0;
@@ -613,6 +834,99 @@ void feed_flush_batch(feed_table *ft) {
         for (sub *s = f->subs; s; s = s->next) conn_deliver(s->c, s, blk);
         outq_block_unref(blk);
     }
+}
+
+/* ------------------------------------------------------------ cluster */
+
+static feed *feed_of(feed_table *ft, const coord_feed *cf) {
+    return feed_lookup(ft, cf->topic, cf->key, cf->key_len, cf->wildcard);
+}
+
+void feed_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, const char *node, long nodes) {
+    feed *f = feed_of(ft, cf);
+    if (!f || f->role != ROLE_OWNER) return;
+    f->nodes = nodes;
+    if (nodes == 0) f->cluster_count = 0;
+    if (what == COORD_JOIN && strcmp(node, ft->b->node_id) != 0) {
+        /* Relay from now on, and tell the joiner where "now" is: it starts
+         * delivering at this marker, so no record read after it is lost. */
+        f->relay_on = 1;
+        char sync[160];
+        int n = snprintf(sync, sizeof(sync), "S %s\n", ft->b->node_id);
+        coord_relay(ft->b->coord, cf, sync, (size_t)n, NULL, 0);
+        return;
+    }
+    if (what == COORD_LEAVE) {
+        f->relay_on = nodes > (f->local > 0 ? 1 : 0);
+        feed_check_idle(ft, f);
+    }
+}
+
+void feed_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_t len) {
+    feed *f = feed_of(ft, cf);
+    if (!f || f->role != ROLE_RELAY || len < 2) return;
+    if (data[0] == 'S') {
+        feed_set_ready(ft, f);
+        return;
+    }
+    const char *nl = memchr(data, '\n', len);
+    if (data[0] != 'R' || !nl || !f->ready) return;
+    size_t off = (size_t)(nl + 1 - data);
+    while (off < len) {
+        size_t used;
+        proto_frame fr;
+        if (proto_decode(ft->relay_dec, data + off, len - off, &used, &fr) != PROTO_FRAME) {
+            log_warn("feed %s: undecodable relay data dropped", f->t->name);
+            break;
+        }
+        off += used;
+        if (fr.type == PROTO_MESSAGE)
+            feed_append(ft, f, (int32_t)fr.partition, (int64_t)fr.offset, fr.timestamp_ms, fr.key.ptr, fr.key.len,
+                        fr.value.ptr, fr.value.len, fr.headers, fr.header_cnt);
+    }
+    feed_flush_batch(ft);
+}
+
+static void assert_done(void *cb_data, const coord_result *r) {
+    feed *f = ticket_take(cb_data);
+    if (!f || r->status == COORD_ERROR) return;
+    feed_table *ft = f->t->ft;
+    feed_update_counts(f, r);
+    if (r->own)
+        feed_become_owner(ft, f, r);
+    else
+        feed_become_relay(ft, f);
+    feed_check_idle(ft, f);
+}
+
+size_t feed_table_count(const feed_table *ft) {
+    return ft->nfeeds;
+}
+
+void feed_on_coord_state(feed_table *ft, int up) {
+    log_info("coordination store %s", up ? "reachable: re-asserting this node's feeds" : "unreachable");
+    if (!up) return;
+    for (size_t i = 0; i < ft->ntbuckets; i++)
+        for (topic *t = ft->tbuckets[i]; t; t = t->hnext)
+            for (feed *f = t->feeds; f; f = f->tnext) {
+                coord_feed cf = feed_coord(f);
+                coord_assert(ft->b->coord, &cf, f->local, f->role == ROLE_OWNER, assert_done, ticket_new(ft, f));
+            }
+}
+
+/* Every third of a lease: owners renew, the others check the owner lives. */
+static void feed_tick(evutil_socket_t fd, short what, void *arg) {
+    feed_table *ft = arg;
+    if (!coord_up(ft->b->coord)) return;
+    for (size_t i = 0; i < ft->ntbuckets; i++)
+        for (topic *t = ft->tbuckets[i]; t; t = t->hnext)
+            for (feed *f = t->feeds; f; f = f->tnext) {
+                coord_feed cf = feed_coord(f);
+                if (f->role == ROLE_OWNER)
+                    coord_renew(ft->b->coord, &cf, renew_done, ticket_new(ft, f));
+                else
+                    coord_claim(ft->b->coord, &cf, !f->ready, claim_done, ticket_new(ft, f));
+            }
 }
 
 /* ------------------------------------------------------------------ table */
@@ -634,9 +948,19 @@ feed_table *feed_table_new(broker *b) {
     ft->nfbuckets = 64;
     ft->tbuckets = calloc(ft->ntbuckets, sizeof(*ft->tbuckets));
     ft->fbuckets = calloc(ft->nfbuckets, sizeof(*ft->fbuckets));
-    if (!ft->tbuckets || !ft->fbuckets) {
+    ft->relay_dec = proto_decoder_new(64u << 20);
+    if (!ft->tbuckets || !ft->fbuckets || !ft->relay_dec) {
         feed_table_free(ft);
         return NULL;
+    }
+    if (b->cfg->redis) {
+        uint64_t every = b->cfg->lease_ms / 3 ? b->cfg->lease_ms / 3 : 1;
+        struct timeval tv = {(time_t)(every / 1000), (suseconds_t)(every % 1000) * 1000};
+        ft->tick_ev = event_new(b->base, -1, EV_PERSIST, feed_tick, ft);
+        if (!ft->tick_ev || event_add(ft->tick_ev, &tv) < 0) {
+            feed_table_free(ft);
+            return NULL;
+        }
     }
     return ft;
 }
@@ -661,6 +985,9 @@ void feed_table_free(feed_table *ft) {
                 while (ft->tbuckets[i] == t) feed_destroy(ft, t->feeds);
         }
     }
+    if (ft->tick_ev) event_free(ft->tick_ev);
+    proto_decoder_free(ft->relay_dec);
+    proto_buf_free(&ft->relay_buf);
     free(ft->tbuckets);
     free(ft->fbuckets);
     free(ft->scratch_parts);
@@ -701,9 +1028,10 @@ void feed_table_stats_json(feed_table *ft, struct evbuffer *out) {
                 int32_t a, z;
                 feed_range(f, &a, &z);
                 for (int32_t p = a; p <= z; p++) evbuffer_add_printf(out, "%s%d", p == a ? "" : ",", (int)p);
-                evbuffer_add_printf(out, "],\"records\":%llu,\"lingering\":%s,\"ready\":%s}",
+                evbuffer_add_printf(out, "],\"records\":%llu,\"lingering\":%s,\"ready\":%s,\"role\":\"%s\","
+                                    "\"local\":%ld,\"cluster_count\":%ld}",
                                     (unsigned long long)f->records, f->lingering ? "true" : "false",
-                                    f->ready ? "true" : "false");
+                                    f->ready ? "true" : "false", role_names[f->role], f->local, f->cluster_count);
             }
     evbuffer_add_printf(out, "],\"assigned\":[");
     first = 1;

@@ -60,6 +60,14 @@ void feed_on_topic_resolved(feed_table *ft, const char *topic_name, int32_t part
 void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
                              const char *errstr);
 
+/* Cluster events from coordination (see coord_events). */
+void feed_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, const char *node, long nodes);
+void feed_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_t len);
+void feed_on_coord_state(feed_table *ft, int up);
+
+/* Feeds on this node. */
+size_t feed_table_count(const feed_table *ft);
+
 /* One record from Kafka: encoded once into each matching feed's batch. */
 void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset, int64_t ts_ms,
                     const void *key, size_t key_len, const void *value, size_t value_len,

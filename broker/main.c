@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/admin.h"
@@ -28,15 +29,36 @@ static int node_id_ok(const char *s) {
     return 1;
 }
 
+/* Coordination events go to the feed table. */
+static void ev_notice(void *cb_data, const coord_feed *f, coord_notice what, const char *node, long nodes) {
+    feed_on_notice(((broker *)cb_data)->feeds, f, what, node, nodes);
+}
+
+static void ev_relay(void *cb_data, const coord_feed *f, const char *data, size_t len) {
+    feed_on_relay(((broker *)cb_data)->feeds, f, data, len);
+}
+
+static void ev_state(void *cb_data, int up) {
+    feed_on_coord_state(((broker *)cb_data)->feeds, up);
+}
+
+static void node_stats(void *data, long *conns, long *feeds) {
+    broker *b = data;
+    *conns = (long)b->nconns;
+    *feeds = (long)feed_table_count(b->feeds);
+}
+
 static void broker_cleanup(broker *b) {
-    /* Connections first (they release feeds), then feeds (they unassign),
-     * then the Kafka handles they used. */
+    /* Connections first (they release their subscriptions), then the
+     * coordination (it sends those releases on its way out), then feeds
+     * (they unassign), then the Kafka handles they used. */
     server_stop(b);
     admin_stop(b);
+    coord_free(b->coord);
+    b->coord = NULL;
     feed_table_free(b->feeds);
     upstream_free(b->up);
     producer_free(b->prod);
-    coord_free(b->coord);
     dev_kafka_free(b->dev);
     free(b->kafka_bootstrap);
     if (b->base) event_base_free(b->base);
@@ -99,10 +121,32 @@ int main(int argc, char **argv) {
         snprintf(err, sizeof(err), "cannot create the event loop");
         goto fail;
     }
-    if (!(b.coord = coord_memory_new()) || !(b.feeds = feed_table_new(&b))) {
+    if (!(b.feeds = feed_table_new(&b))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
+    if (cfg.redis) {
+        char admin[300];
+        snprintf(admin, sizeof(admin), "%s", cfg.admin ? cfg.admin : "off");
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        coord_redis_opts ro = {
+            .addr = cfg.redis, .password = cfg.redis_password, .node_id = b.node_id,
+            .node_addr = cfg.listen, .node_admin = admin,
+            .start_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
+            .stats = node_stats, .stats_data = &b,
+            .lease_ms = cfg.lease_ms, .node_ttl_ms = cfg.node_ttl_ms, .reap_interval_ms = cfg.reap_interval_ms,
+        };
+        b.coord = coord_redis_new(b.base, &ro, err, sizeof(err));
+        if (!b.coord) goto fail;
+        log_info("coordination: Redis at %s (lease %llu ms, node TTL %llu ms)", cfg.redis,
+                 (unsigned long long)cfg.lease_ms, (unsigned long long)cfg.node_ttl_ms);
+    } else if (!(b.coord = coord_memory_new())) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    coord_events ev = {ev_notice, ev_relay, ev_state, &b};
+    coord_set_events(b.coord, &ev);
     if (!(b.up = upstream_new(&b, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;

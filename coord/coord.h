@@ -1,9 +1,11 @@
-/* coord.h -- cluster coordination of feed reference counts, behind one interface with pluggable backends. */
+/* coord.h -- cluster coordination of feeds (counts, owners, relay), behind one interface with pluggable backends. */
 #ifndef SUBWAY_COORD_H
 #define SUBWAY_COORD_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+struct event_base;
 
 /* A feed as coordination sees it: topic plus an exact key, or every key. */
 typedef struct coord_feed {
@@ -15,15 +17,49 @@ typedef struct coord_feed {
 
 typedef enum coord_status {
     COORD_ERROR = -1,             /* the change did not happen; errstr says why */
-    COORD_OK = 0,                 /* count changed, was and stays above zero */
+    COORD_OK = 0,                 /* done; count stays above zero */
     COORD_FIRST = 1,              /* acquire took the cluster-wide count 0 -> 1 */
-    COORD_LAST = 2,               /* release took the cluster-wide count 1 -> 0 */
+    COORD_LAST = 2,               /* release took the cluster-wide count to 0 */
 } coord_status;
 
-/* Completion of acquire/release: called exactly once, possibly before the
- * call that started it returns (the in-memory backend completes at once).
- * errstr is valid only during the call. */
-typedef void coord_cb(void *cb_data, coord_status status, const char *errstr);
+#define COORD_MAX_OFFSETS 1024
+
+/* What a coordination call found. Valid only during the callback. */
+typedef struct coord_result {
+    coord_status status;
+    long count;                   /* cluster-wide subscriptions after the call */
+    long nodes;                   /* nodes holding subscriptions to the feed */
+    int own;                      /* this node owns (consumes) the feed */
+    const char *owner;            /* owner's node id, "" if none */
+    const int64_t *offsets;       /* partition, next offset pairs the owner relayed */
+    size_t noffsets;              /* pairs */
+    const char *errstr;           /* COORD_ERROR only */
+} coord_result;
+
+/* Completion of a call: exactly once, possibly before the call returns (the
+ * in-memory backend completes at once). */
+typedef void coord_cb(void *cb_data, const coord_result *r);
+
+typedef enum coord_notice { COORD_JOIN, COORD_LEAVE } coord_notice;
+
+/* Events from other nodes, delivered for feeds this node watches. */
+typedef struct coord_events {
+    /* A node started (JOIN) or stopped (LEAVE) holding subscriptions to f;
+     * nodes is how many hold it now. For owners. */
+    void (*notice)(void *cb_data, const coord_feed *f, coord_notice what, const char *node, long nodes);
+    /* The owner relayed bytes for f (see relay.h for their format). For relays. */
+    void (*relay)(void *cb_data, const coord_feed *f, const char *data, size_t len);
+    /* The backend's store became reachable (up=1) or not (up=0). After a
+     * return the caller re-asserts its state with coord_assert(). */
+    void (*state)(void *cb_data, int up);
+    void *cb_data;
+} coord_events;
+
+typedef enum coord_watch_kind {
+    COORD_WATCH_NONE,             /* stop watching */
+    COORD_WATCH_NOTICES,          /* owner: joins and leaves */
+    COORD_WATCH_RELAY,            /* relay: the owner's records */
+} coord_watch_kind;
 
 typedef struct coord coord;
 
@@ -32,34 +68,94 @@ typedef struct coord_backend {
     const char *name;
     void (*acquire)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
     void (*release)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+    void (*claim)(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *cb_data);
+    void (*renew)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+    void (*disown)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+    void (*assert_state)(coord *c, const coord_feed *f, long local, int own, coord_cb *cb, void *cb_data);
+    void (*relay)(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                  size_t noffsets);
+    void (*watch)(coord *c, const coord_feed *f, coord_watch_kind kind);
+    int (*up)(coord *c);
     long (*count)(coord *c, const coord_feed *f);
-    size_t (*feed_count)(coord *c);
     void (*free)(coord *c);
 } coord_backend;
 
 struct coord {
     const coord_backend *backend;
+    coord_events ev;
 };
 
-/* The single-node backend: counts in this process. Returns NULL on OOM. */
+/* The single-node backend: counts in this process; this node owns all. */
 coord *coord_memory_new(void);
 
-/* Adds one subscription to the feed's cluster-wide count; cb learns whether
- * it was the first. Copies what it needs of f. */
+/* Options of the Redis backend. */
+typedef struct coord_redis_opts {
+    const char *addr;             /* HOST:PORT */
+    const char *password;         /* NULL for none */
+    const char *node_id;
+    const char *node_addr;        /* for subway:node:<id>: where clients connect */
+    const char *node_admin;       /* and the admin endpoint */
+    uint64_t start_ms;            /* wall clock start time */
+    void (*stats)(void *data, long *conns, long *feeds); /* live figures for the node hash */
+    void *stats_data;
+    uint64_t lease_ms;            /* owner lease */
+    uint64_t node_ttl_ms;         /* node liveness key TTL */
+    uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
+} coord_redis_opts;
+
+/* The cluster backend on hiredis's async API in base's loop. Connects (and
+ * reconnects) in the background. Returns NULL with errstr on bad options. */
+coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char *errstr, size_t errlen);
+
+/* Sets where events go; call once before any other call. */
+void coord_set_events(coord *c, const coord_events *ev);
+
+/* Adds one subscription of this node; takes ownership when the feed has no
+ * owner. The result has the count, the owner, and the offsets to resume
+ * from when this node became the owner. */
 void coord_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
 
-/* Removes one subscription; cb learns whether it was the last. Releasing a
- * feed whose count is zero completes with COORD_ERROR. */
+/* Removes one subscription of this node; COORD_LAST when the cluster-wide
+ * count reached zero. Ownership is kept (see coord_disown). */
 void coord_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
 
-/* The count as this node last knew it (cached for remote backends). */
-long coord_count(coord *c, const coord_feed *f);
+/* Takes ownership if the feed has no live owner (own=1, offsets set);
+ * otherwise, with announce, tells the owner this node waits for its
+ * records (the owner answers on the relay with a sync marker). */
+void coord_claim(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *cb_data);
 
-/* Feeds with a count above zero. */
-size_t coord_feed_count(coord *c);
+/* Owner: extends the lease. own=0 in the result means it was lost. */
+void coord_renew(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+
+/* Owner: gives the feed up if its count is still zero (own=0 after), else
+ * keeps it (own=1). */
+void coord_disown(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+
+/* Re-states this node's local count (and ownership) after the store came
+ * back, possibly empty; the result is as for acquire. */
+void coord_assert(coord *c, const coord_feed *f, long local, int own, coord_cb *cb, void *cb_data);
+
+/* Owner: sends data to the relays and records the offsets (partition,
+ * next offset pairs) a successor resumes from. Fire and forget. */
+void coord_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                 size_t noffsets);
+
+/* Chooses which events of f reach this node. */
+void coord_watch(coord *c, const coord_feed *f, coord_watch_kind kind);
+
+/* 1 when the backend's store is reachable (always for memory). */
+int coord_up(coord *c);
+
+/* The count as this node last knew it (exact for memory). */
+long coord_count(coord *c, const coord_feed *f);
 
 /* Frees the backend; accepts NULL. Pending callbacks are completed with
  * COORD_ERROR first. */
 void coord_free(coord *c);
+
+/* Writes the feed's name, "topic/key", or "topic/" and '*' for every key, into out
+ * (at least coord_feed_name_len(f) + 1 bytes); returns its length. */
+size_t coord_feed_name(const coord_feed *f, char *out);
+size_t coord_feed_name_len(const coord_feed *f);
 
 #endif

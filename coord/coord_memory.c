@@ -87,18 +87,25 @@ static mem_entry *mem_lookup(coord_memory *m, const coord_feed *f, int create, m
     return e;
 }
 
+static void mem_done(coord_cb *cb, void *cb_data, coord_status st, long count, const char *errstr) {
+    coord_result r = {.status = st, .count = count, .nodes = count > 0, .own = st != COORD_ERROR,
+                      .owner = "", .errstr = errstr};
+    cb(cb_data, &r);
+}
+
 static void mem_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
     coord_memory *m = (coord_memory *)c;
     if (m->nentries >= m->nbuckets && mem_grow(m) < 0) {
-        cb(cb_data, COORD_ERROR, "out of memory");
+        mem_done(cb, cb_data, COORD_ERROR, 0, "out of memory");
         return;
     }
     mem_entry *e = mem_lookup(m, f, 1, NULL);
     if (!e) {
-        cb(cb_data, COORD_ERROR, "out of memory");
+        mem_done(cb, cb_data, COORD_ERROR, 0, "out of memory");
         return;
     }
-    cb(cb_data, ++e->count == 1 ? COORD_FIRST : COORD_OK, NULL);
+    e->count++;
+    mem_done(cb, cb_data, e->count == 1 ? COORD_FIRST : COORD_OK, e->count, NULL);
 }
 
 static void mem_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
@@ -106,26 +113,51 @@ static void mem_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_da
     mem_entry **pp;
     mem_entry *e = mem_lookup(m, f, 0, &pp);
     if (!e) {
-        cb(cb_data, COORD_ERROR, "release of a feed with no subscriptions");
+        mem_done(cb, cb_data, COORD_ERROR, 0, "release of a feed with no subscriptions");
         return;
     }
     if (--e->count > 0) {
-        cb(cb_data, COORD_OK, NULL);
+        mem_done(cb, cb_data, COORD_OK, e->count, NULL);
         return;
     }
     *pp = e->next;
     free(e);
     m->nentries--;
-    cb(cb_data, COORD_LAST, NULL);
+    mem_done(cb, cb_data, COORD_LAST, 0, NULL);
+}
+
+/* One node: it always owns, and has nobody to relay to or hear from. */
+static void mem_own(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
+    mem_entry *e = mem_lookup((coord_memory *)c, f, 0, NULL);
+    mem_done(cb, cb_data, COORD_OK, e ? e->count : 0, NULL);
+}
+
+static void mem_claim(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *cb_data) {
+    mem_own(c, f, cb, cb_data);
+}
+
+static void mem_disown(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
+    mem_entry *e = mem_lookup((coord_memory *)c, f, 0, NULL);
+    coord_result r = {.status = COORD_OK, .count = e ? e->count : 0, .own = e != NULL, .owner = ""};
+    cb(cb_data, &r);
+}
+
+static void mem_assert(coord *c, const coord_feed *f, long local, int own, coord_cb *cb, void *cb_data) {
+    mem_own(c, f, cb, cb_data);
+}
+
+static void mem_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                      size_t noffsets) {}
+
+static void mem_watch(coord *c, const coord_feed *f, coord_watch_kind kind) {}
+
+static int mem_up(coord *c) {
+    return 1;
 }
 
 static long mem_count(coord *c, const coord_feed *f) {
     mem_entry *e = mem_lookup((coord_memory *)c, f, 0, NULL);
     return e ? e->count : 0;
-}
-
-static size_t mem_feed_count(coord *c) {
-    return ((coord_memory *)c)->nentries;
 }
 
 static void mem_free(coord *c) {
@@ -141,7 +173,8 @@ static void mem_free(coord *c) {
 }
 
 static const coord_backend memory_backend = {
-    "memory", mem_acquire, mem_release, mem_count, mem_feed_count, mem_free,
+    "memory", mem_acquire, mem_release, mem_claim, mem_own, mem_disown, mem_assert,
+    mem_relay, mem_watch, mem_up, mem_count, mem_free,
 };
 
 coord *coord_memory_new(void) {

@@ -194,6 +194,14 @@ static int buf_reserve(proto_buf *b, size_t n) {
     return 0;
 }
 
+int proto_buf_append(proto_buf *b, const void *data, size_t len) {
+    if (len == 0) return 0;
+    if (buf_reserve(b, len) < 0) return -1;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
 /* msgpack_packer write callback: appends to the proto_buf in data. */
 static int buf_write(void *data, const char *buf, size_t len) {
     proto_buf *b = data;

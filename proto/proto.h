@@ -171,6 +171,8 @@ typedef struct proto_buf {
 void proto_buf_init(proto_buf *b);
 void proto_buf_free(proto_buf *b);
 void proto_buf_reset(proto_buf *b);   /* len = 0, keeps the memory */
+/* Appends raw bytes. Returns 0, or -1 on out of memory (b unchanged). */
+int proto_buf_append(proto_buf *b, const void *data, size_t len);
 
 /* Appends the frame f (header + body) to b. Returns 0, or -1 when f->type is
  * unknown or memory ran out (b is then left as it was). */

@@ -1,0 +1,18 @@
+-- assert.lua -- after the store came back (maybe empty), a node re-states its exact count and ownership.
+-- KEYS: nodes count owner offsets   ARGV: node local lease_ms ctl_channel own
+-- Returns {count, nodes, owner, offsets(when taking ownership), local}
+local mine = tonumber(ARGV[2])
+if mine > 0 then redis.call('HSET', KEYS[1], ARGV[1], mine) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+if total > 0 then redis.call('SET', KEYS[2], total) else redis.call('DEL', KEYS[2]) end
+local owner = redis.call('GET', KEYS[3])
+local offsets = {}
+if not owner and (ARGV[5] == '1' or mine > 0) then
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
+  owner = ARGV[1]
+  offsets = redis.call('HGETALL', KEYS[4])
+end
+local nodes = redis.call('HLEN', KEYS[1])
+if mine > 0 then redis.call('PUBLISH', ARGV[4], 'join ' .. ARGV[1] .. ' ' .. nodes) end
+return {total, nodes, owner or '', offsets, mine}
