@@ -128,6 +128,10 @@ $(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 run: all
 	$(Q)bash deploy/run-dev.sh $(BIN)
 
+# Redis, a Kafka, three nodes and HAProxy from local processes (see README).
+cluster: all $(BIN)/tests/mock_kafka
+	$(Q)BIN=$(BIN) bash deploy/local-cluster.sh up
+
 # ------------------------------------------------------------------- testing
 test-unit: all $(UNIT_BINS)
 	$(Q)bash tests/run-unit.sh $(BIN)/tests

@@ -298,7 +298,6 @@ static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, siz
     feed_range(f, &a, &z);
     for (int32_t p = a; p <= z; p++) {
         tpart *tp = &t->parts[p];
-        f->next_off[p] = -1;
         int64_t resume = -1;
         for (size_t i = 0; i < noffsets; i++)
             if (offsets[2 * i] == p) resume = offsets[2 * i + 1];
@@ -492,6 +491,7 @@ static feed *feed_create(feed_table *ft, topic *t, const char *key, size_t key_l
         free(f);
         return NULL;
     }
+    for (int32_t p = 0; p < t->partition_cnt; p++) f->next_off[p] = -1; /* nothing read yet */
     if (!wildcard) memcpy(f->key, key, key_len);
     f->key_len = wildcard ? 0 : key_len;
     f->wildcard = wildcard;

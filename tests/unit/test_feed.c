@@ -319,6 +319,9 @@ static void test_invalid_names_refused_at_once(void **state) {
     assert_null(feed_subscribe(b.feeds, C1, 1, "bad topic", 9, "k", 1, &code, err, sizeof(err)));
     assert_int_equal(code, PROTO_E_INVALID_ARG);
     assert_string_equal(err, "topic must be 1..249 bytes of A-Z a-z 0-9 . _ - (got 9 bytes)");
+    assert_null(feed_subscribe(b.feeds, C1, 1, "t", 1, "*", 1, &code, err, sizeof(err)));
+    assert_int_equal(code, PROTO_E_INVALID_ARG);
+    assert_string_equal(err, "key '*' names the every-key feed; subscribe with a nil key for it");
     cfg.max_key = 4;
     assert_null(feed_subscribe(b.feeds, C1, 1, "t", 1, "12345", 5, &code, err, sizeof(err)));
     assert_string_equal(err, "key must be 1..4 bytes (got 5); use nil for every key");
