@@ -402,8 +402,8 @@ static void renew_done(void *cb_data, const coord_result *r) {
 
 static void release_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
-    if (!f || r->status == COORD_ERROR) return;
-    feed_update_counts(f, r);
+    if (!f) return;
+    if (r->status != COORD_ERROR) feed_update_counts(f, r);
     feed_check_idle(f->t->ft, f);
 }
 
@@ -641,7 +641,9 @@ sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_
     return s;
 }
 
-/* Takes an attached subscription off its feed's count. */
+/* Takes an attached subscription off its feed's count. The feed may be
+ * gone when this returns (a synchronous backend completes at once and the
+ * feed's idle check runs in the completion): callers must not touch it. */
 static void sub_detach_count(feed_table *ft, feed *f) {
     f->local--;
     coord_feed cf = feed_coord(f);
@@ -666,12 +668,10 @@ void feed_unsubscribe(feed_table *ft, sub *s) {
     free(s->key);
     free(s);
     ft->nsubs--;
-    if (f) {
+    if (f)
         sub_detach_count(ft, f);
-        feed_check_idle(ft, f);
-    } else {
+    else
         topic_maybe_free(ft, t);
-    }
 }
 
 int feed_sub_matches(const sub *s, const char *topic_name, size_t topic_len, const char *key, size_t key_len) {
@@ -739,13 +739,15 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
             int32_t a, z;
             feed_range(f, &a, &z);
             if (f->ready || !f->has_parts || partition < a || partition > z) continue;
+            long failed = 0;
             while (f->waiters) {
                 sub *s = f->waiters;
                 list_del(&f->waiters, s);
                 sub_fail(ft, s, PROTO_E_KAFKA, text);
-                sub_detach_count(ft, f);
+                failed++;
             }
-            feed_check_idle(ft, f);
+            /* The last release may free f: it is not touched after. */
+            while (failed-- > 0) sub_detach_count(ft, f);
         }
         return;
     }
