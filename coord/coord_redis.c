@@ -38,6 +38,7 @@ typedef struct coord_redis {
     redisAsyncContext *sub;       /* pub/sub: notices and relay */
     int cmd_ready, sub_ready;     /* connected and authenticated */
     int up;                       /* both ready, as last reported */
+    int self_reaped;              /* a previous process with our id was cleaned up */
     struct event *reconnect_ev;
     struct event *node_ev;        /* liveness key refresh */
     struct event *reap_ev;
@@ -56,6 +57,7 @@ typedef struct call {
 } call;
 
 static void schedule_reconnect(coord_redis *r);
+static void set_up(coord_redis *r, int up);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -412,7 +414,13 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
             free(k1), free(k2), free(k3), free(ch);
         }
         redisAsyncCommand(r->cmd, NULL, NULL, "DEL subway:node:%s:feeds", x->node);
-        redisAsyncCommand(r->cmd, NULL, NULL, "SREM subway:nodes %s", x->node);
+        if (strcmp(x->node, r->node_id) != 0) redisAsyncCommand(r->cmd, NULL, NULL, "SREM subway:nodes %s", x->node);
+    }
+    if (strcmp(x->node, r->node_id) == 0) {
+        /* Our own previous incarnation is subtracted: the scripts above are
+         * queued before anything this process will send. Now we are up. */
+        r->self_reaped = 1;
+        set_up(r, r->cmd_ready && r->sub_ready);
     }
     free(x);
 }
@@ -459,6 +467,17 @@ static void set_up(coord_redis *r, int up) {
     if (r->base.ev.state) r->base.ev.state(r->base.ev.cb_data, up);
 }
 
+/* A node restarted under the same id finds its liveness key taken over by
+ * itself before anyone reaped its previous process: it reaps that one
+ * itself, once, before it takes any subscription. */
+static void self_reap(coord_redis *r) {
+    reap_ctx *x = malloc(sizeof(*x));
+    if (!x) abort();
+    x->r = r;
+    snprintf(x->node, sizeof(x->node), "%s", r->node_id);
+    redisAsyncCommand(r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node);
+}
+
 static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     coord_redis *r = privdata;
     redisReply *rep = reply;
@@ -468,7 +487,11 @@ static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     }
     if (ac == r->cmd) r->cmd_ready = 1;
     if (ac == r->sub) r->sub_ready = 1;
-    if (r->cmd_ready && r->sub_ready) set_up(r, 1);
+    if (!r->cmd_ready || !r->sub_ready) return;
+    if (r->self_reaped)
+        set_up(r, 1);
+    else
+        self_reap(r);
 }
 
 /* One connection is gone (hiredis frees it): drop the other too and start

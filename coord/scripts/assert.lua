@@ -8,7 +8,9 @@ for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) 
 if total > 0 then redis.call('SET', KEYS[2], total) else redis.call('DEL', KEYS[2]) end
 local owner = redis.call('GET', KEYS[3])
 local offsets = {}
-if not owner and (ARGV[5] == '1' or mine > 0) then
+-- Only the previous owner re-takes a lost lease here, so a store restart does
+-- not move feeds; others claim it later if nobody does (claim.lua).
+if not owner and ARGV[5] == '1' then
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
   owner = ARGV[1]
   offsets = redis.call('HGETALL', KEYS[4])
