@@ -428,10 +428,10 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
 static void reap_check(redisAsyncContext *ac, void *reply, void *privdata) {
     reap_ctx *x = privdata;
     redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && x->r->cmd_ready) {
-        redisAsyncCommand(x->r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node);
+    /* A refused command never calls back: then x is freed here. */
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && x->r->cmd_ready &&
+        redisAsyncCommand(x->r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node) == REDIS_OK)
         return;
-    }
     free(x);
 }
 
@@ -446,7 +446,7 @@ static void reap_nodes(redisAsyncContext *ac, void *reply, void *privdata) {
         if (!x) abort();
         x->r = r;
         snprintf(x->node, sizeof(x->node), "%s", id);
-        redisAsyncCommand(r->cmd, reap_check, x, "EXISTS subway:node:%s", id);
+        if (redisAsyncCommand(r->cmd, reap_check, x, "EXISTS subway:node:%s", id) != REDIS_OK) free(x);
     }
 }
 
@@ -475,7 +475,7 @@ static void self_reap(coord_redis *r) {
     if (!x) abort();
     x->r = r;
     snprintf(x->node, sizeof(x->node), "%s", r->node_id);
-    redisAsyncCommand(r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node);
+    if (redisAsyncCommand(r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node) != REDIS_OK) free(x);
 }
 
 static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {

@@ -10,12 +10,23 @@ deadline, never a fixed sleep.
     produce(kafka.bootstrap, "events", [("alice", "v1"), (None, "no key")])
     node.wait_stats(lambda s: s["subscriptions"] == 0)
 
+For the cluster: Redis (a redis-server of its own), HAProxy (deploy/haproxy.cfg
+with the test's ports) and Cluster (Redis + MockKafka + N nodes with --redis
+and --node-id + HAProxy in front):
+
+    c = Cluster({"orders": 6}, nodes=3, node_args=["--linger-ms", "300"])
+    cl = c.client()                                   # through HAProxy
+    c.redis.call("GET", feed_key("orders", "cust-1", "count"))
+    c.node("n2").kill9(); c.node("n2").start()
+
 The binaries come from configure(bin_dir) (run.py --bin), else $SUBWAY_BIN,
 else ./bin relative to the repository.
 """
 
 import atexit
 import binascii
+import csv
+import io
 import http.client
 import json
 import os
@@ -520,6 +531,8 @@ class Node:
             if bootstrap is not None:
                 self.argv += ["--kafka", bootstrap]
         self.argv += [str(a) for a in args]
+        self.name = name
+        self.killed = False   # kill9() ended the current process on purpose
         self.proc = Proc(self.argv, name=name)
         if wait:
             self.wait_ready()
@@ -586,14 +599,515 @@ class Node:
         return c
 
     def stop(self, timeout=10.0):
-        """SIGTERM; fails unless the node exits 0 within timeout, cleanly."""
+        """SIGTERM; fails unless the node exits 0 within timeout, cleanly.
+        A node ended by kill9() and not started again is left as it is."""
+        if self.killed and not self.proc.alive():
+            return self.proc.returncode
         return self.proc.stop_checked(timeout)
+
+    def kill9(self):
+        """SIGKILL to the node (its whole process group), as a crash would;
+        returns once it is gone. start() runs it again."""
+        self.killed = True
+        self.proc.kill()
+
+    def start(self, wait=True, timeout=20.0):
+        """Starts the node again with the same argv (same ports, same
+        --node-id) after kill9() or stop(); waits for /stats unless
+        wait=False."""
+        if self.proc.alive():
+            raise AssertionError("%s (pid %d) is still running" % (self.name, self.proc.pid))
+        self.proc = Proc(self.argv, name=self.name)
+        self.killed = False
+        if wait:
+            self.wait_ready(timeout)
+        return self
 
 
 def cli_argv(node_addr, *args):
     """argv for bin/subway-cli talking to node_addr ("host:port").
     The CLI's address option is -s HOST:PORT (default 127.0.0.1:7700)."""
     return [bin_path("subway-cli"), "-s", node_addr] + [str(a) for a in args]
+
+
+# ---------------------------------------------------------------- Redis
+
+
+class RedisError(Exception):
+    """Redis answered a command with an error reply."""
+
+
+def _resp_encode(args):
+    out = bytearray(b"*%d\r\n" % len(args))
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode("utf-8")
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out += b"$%d\r\n" % len(a) + bytes(a) + b"\r\n"
+    return bytes(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("redis closed the connection")
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest.decode("utf-8", "replace")
+    if t == b"-":
+        raise RedisError(rest.decode("utf-8", "replace"))
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        if len(data) != n + 2:
+            raise ConnectionError("redis closed the connection")
+        return data[:-2].decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise ConnectionError("unexpected reply from redis: %r" % line[:64])
+
+
+def redis_call(port, *args, timeout=5.0, host="127.0.0.1"):
+    """Sends one command to the Redis on host:port over a fresh connection;
+    returns the reply (bulk strings as str, nil as None, arrays as lists).
+    Raises RedisError on an error reply, OSError when Redis is down."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(_resp_encode(args))
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+def _redis_server():
+    r = shutil.which("redis-server")
+    if r is None:
+        raise unittest.SkipTest("redis-server is not installed (deploy/install-deps.sh installs it)")
+    return r
+
+
+class Redis:
+    """A redis-server of the test's own on a free loopback port, with no
+    persistence: redis-server --port P --bind 127.0.0.1 --save '' --appendonly no
+    --dir TMP. Ready when it answers PING."""
+
+    def __init__(self, port=None, wait=True):
+        self.port = port or free_port()
+        self.dir = tmp_path("redis-%d" % self.port)
+        os.makedirs(self.dir)
+        self.proc = None
+        self.start(wait)
+
+    @property
+    def addr_str(self):
+        return "127.0.0.1:%d" % self.port
+
+    def argv(self):
+        return [_redis_server(), "--port", self.port, "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+
+    def start(self, wait=True):
+        """Starts redis-server on this object's port (again, after kill9())."""
+        if self.proc is not None and self.proc.alive():
+            raise AssertionError("redis-server (pid %d) is still running" % self.proc.pid)
+        self.proc = Proc(self.argv(), name="redis-%d" % self.port)
+        if wait:
+            self.proc.wait_ready(lambda: self.call("PING") == "PONG", 15,
+                                 "redis-server to answer PING on port %d" % self.port)
+        return self
+
+    def kill9(self):
+        """SIGKILL, as a crash would; returns once it is gone."""
+        self.proc.kill()
+
+    def restart(self, keep_data=False):
+        """kill -9, then start again on the same port. With keep_data=False
+        the new server starts empty; with keep_data=True it loads a snapshot
+        taken (SAVE) right before the kill."""
+        dump = os.path.join(self.dir, "dump.rdb")
+        if keep_data:
+            self.call("SAVE")
+        self.kill9()
+        if not keep_data and os.path.exists(dump):
+            os.unlink(dump)
+        return self.start()
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def call(self, *args, timeout=5.0):
+        """One command through a fresh connection (see redis_call)."""
+        return redis_call(self.port, *args, timeout=timeout)
+
+    def cli(self, *args, timeout=15.0):
+        """Runs redis-cli -p PORT ARGS...; returns its stdout, stripped.
+        Fails when redis-cli exits non-zero."""
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise unittest.SkipTest("redis-cli is not installed (deploy/install-deps.sh installs it)")
+        r = run([cli, "-p", self.port] + [str(a) for a in args], timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError("redis-cli %s failed (exit %d): %s%s" % (
+                " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
+        return r.stdout.strip()
+
+    def hgetall(self, key):
+        """{field: value} of a hash ({} when the key does not exist)."""
+        flat = self.call("HGETALL", key) or []
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    def smembers(self, key):
+        return set(self.call("SMEMBERS", key) or [])
+
+    def scan(self, pattern):
+        """Every key matching pattern (SCAN, so safe on a big keyspace)."""
+        keys, cursor = set(), "0"
+        while True:
+            cursor, batch = self.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            keys.update(batch)
+            if cursor == "0":
+                return keys
+
+    def stop(self):
+        return self.proc.stop() if self.proc is not None else None
+
+
+# The coordination schema in Redis (the node's contract; see README.md,
+# "Inspecting with redis-cli"). Every key of one feed shares the hash tag
+# {topic/key}; the every-key feed of a topic is {topic/*}.
+
+
+def feed_name(topic, key):
+    """"topic/key" as the node names a feed in Redis; key None or "*" =
+    every key."""
+    return "%s/%s" % (topic, "*" if key is None else key)
+
+
+def feed_key(topic, key, suffix):
+    """subway:feed:{topic/key}:SUFFIX (count, nodes, owner, offsets, relay, ctl)."""
+    return "subway:feed:{%s}:%s" % (feed_name(topic, key), suffix)
+
+
+def node_key(node_id, suffix=None):
+    """subway:node:ID, or subway:node:ID:SUFFIX (e.g. feeds)."""
+    return "subway:node:%s" % node_id + (":" + suffix if suffix else "")
+
+
+NODES_KEY = "subway:nodes"
+
+
+# -------------------------------------------------------------- HAProxy
+
+
+HAPROXY_CFG = os.path.join(REPO, "deploy", "haproxy.cfg")
+HAPROXY_BACKEND = "subway_nodes"
+HAPROXY_FRONTEND = "subway"
+
+
+def haproxy_config(servers, port, stats_port, src=HAPROXY_CFG):
+    """The text of deploy/haproxy.cfg with the frontend bound to
+    127.0.0.1:port, the stats page to 127.0.0.1:stats_port, and one server
+    line per (name, listen_port, admin_port) in place of the file's servers
+    (their options, checks and all, copied from the file's first server
+    line). Fails when the file no longer has the shape this relies on."""
+    with open(src) as f:
+        lines = f.read().split("\n")
+
+    def is_header(line):
+        return bool(line) and not line[0].isspace() and not line.startswith("#")
+
+    # the section (header line index) of every line, and which sections
+    # are the stats page
+    owner, cur, stats_sections = [], None, set()
+    for i, line in enumerate(lines):
+        if is_header(line):
+            cur = i
+        owner.append(cur)
+        if line.strip() == "stats enable":
+            stats_sections.add(cur)
+    bind_rx = re.compile(r"^(\s*)bind\s+127\.0\.0\.1:\d+\s*$")
+    server_rx = re.compile(r"^(\s*)server\s+\S+\s+127\.0\.0\.1:\d+(\s.*)?$")
+    out, binds, servers_done = [], [], False
+    for i, line in enumerate(lines):
+        m = bind_rx.match(line)
+        if m:
+            sec = owner[i]
+            which = ("stats" if sec in stats_sections else
+                     "frontend" if sec is not None and lines[sec].split()[0] == "frontend" else None)
+            if which is None or which in binds:
+                raise AssertionError("%s:%d: a bind harness.haproxy_config() does not know: %r" % (src, i + 1, line))
+            binds.append(which)
+            out.append("%sbind 127.0.0.1:%d" % (m.group(1), stats_port if which == "stats" else port))
+            continue
+        m = server_rx.match(line)
+        if m:
+            indent, rest = m.group(1), m.group(2) or ""
+            if not re.search(r"\bport \d+\b", rest):
+                raise AssertionError("%s:%d: a server line without 'check port N'" % (src, i + 1))
+            if not servers_done:
+                for name, lport, aport in servers:
+                    out.append("%sserver %s 127.0.0.1:%d%s" % (
+                        indent, name, lport, re.sub(r"\bport \d+\b", "port %d" % aport, rest)))
+                servers_done = True
+            continue
+        out.append(line)
+    missing = [w for w in ("frontend", "stats") if w not in binds] + ([] if servers_done else ["server lines"])
+    if missing:
+        raise AssertionError("%s no longer has the shape harness.haproxy_config() rewrites "
+                             "(no %s)" % (src, ", ".join(missing)))
+    return "\n".join(out)
+
+
+def _haproxy():
+    h = shutil.which("haproxy")
+    if h is None:
+        raise unittest.SkipTest("haproxy is not installed (deploy/install-deps.sh installs it)")
+    return h
+
+
+class HAProxy:
+    """haproxy -f CFG -db in front of servers [(name, listen_port,
+    admin_port)], CFG being deploy/haproxy.cfg with the test's ports
+    (haproxy_config), or the text given as config. Ready when its stats page
+    shows the frontend open."""
+
+    def __init__(self, servers, port=None, stats_port=None, config=None, wait=True):
+        self.servers = [(str(n), int(p), int(a)) for n, p, a in servers]
+        self.port = port or free_port()
+        self.stats_port = stats_port or free_port()
+        self.addr = ("127.0.0.1", self.port)
+        self.cfg_path = tmp_path("haproxy.cfg")
+        with open(self.cfg_path, "w") as f:
+            f.write(config if config is not None else
+                    haproxy_config(self.servers, self.port, self.stats_port))
+        self.proc = Proc([_haproxy(), "-f", self.cfg_path, "-db"], name="haproxy")
+        if wait:
+            self.proc.wait_ready(
+                lambda: self.stats_rows()[(HAPROXY_FRONTEND, "FRONTEND")]["status"] == "OPEN", 15,
+                "haproxy's stats page on port %d to show frontend %s open" % (self.stats_port, HAPROXY_FRONTEND))
+
+    @property
+    def addr_str(self):
+        return "%s:%d" % self.addr
+
+    def stats_rows(self):
+        """{(proxy, server): row} from the stats page's CSV (row: column ->
+        value; "status" is UP, DOWN, "UP 1/2", MAINT, OPEN, ...)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
+        try:
+            c.request("GET", "/;csv")
+            r = c.getresponse()
+            text = r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+        if text.startswith("# "):
+            text = text[2:]
+        return {(row["pxname"], row["svname"]): row for row in csv.DictReader(io.StringIO(text))}
+
+    def server_states(self):
+        """{server name: status} of the backend's servers."""
+        return {sv: row["status"] for (px, sv), row in self.stats_rows().items()
+                if px == HAPROXY_BACKEND and sv not in ("FRONTEND", "BACKEND")}
+
+    def wait_servers(self, names, status="UP", timeout=15.0):
+        """Waits until every server in names has exactly this status."""
+        names = list(names)
+        last = [None]
+
+        def check():
+            last[0] = self.server_states()
+            return all(last[0].get(n) == status for n in names)
+
+        try:
+            return self.proc.wait_ready(check, timeout, "haproxy servers %s %s" % (",".join(names), status))
+        except WaitTimeout as e:
+            raise WaitTimeout("%s\nlast server states: %s" % (e, last[0])) from None
+
+    def client(self, hello=True, **kw):
+        """A RawClient connected through HAProxy (HELLO done unless
+        hello=False; the node it reached is in .welcome.node_id)."""
+        from wire import RawClient
+        c = RawClient(self.addr, **kw)
+        if hello:
+            c.hello()
+        return c
+
+    def stop(self):
+        return self.proc.stop()
+
+
+# -------------------------------------------------------------- Cluster
+
+
+class Cluster:
+    """Redis + MockKafka(topics) + N nodes n1..nN, each started with
+    --redis 127.0.0.1:P --node-id nI + node_args, + HAProxy in front (the
+    test's copy of deploy/haproxy.cfg). Ready when every node answers /stats,
+    is listed in Redis's subway:nodes, and HAProxy sees every node UP.
+
+    Stopped in reverse: HAProxy, the nodes (each must exit 0 on SIGTERM,
+    except those ended by kill9()), Kafka, Redis."""
+
+    def __init__(self, topics=None, nodes=3, node_args=(), haproxy=True):
+        self.redis = None
+        self.kafka = None
+        self.nodes = []
+        self.haproxy = None
+        self.node_args = [str(a) for a in node_args]
+        try:
+            self.redis = Redis()
+            self.kafka = MockKafka(topics)
+            for i in range(nodes):
+                nid = "n%d" % (i + 1)
+                n = Node(self.kafka.bootstrap,
+                         ["--redis", self.redis.addr_str, "--node-id", nid] + self.node_args,
+                         wait=False, name="subway-" + nid)
+                n.node_id = nid
+                self.nodes.append(n)
+            for n in self.nodes:
+                n.wait_ready()
+            for n in self.nodes:
+                self.wait_registered(n.node_id)
+            if haproxy:
+                self.haproxy = HAProxy([(n.node_id, n.port, n.admin_port) for n in self.nodes])
+                self.haproxy.wait_servers(self.node_ids)
+        except BaseException:
+            self._stop_quietly()
+            raise
+
+    # ---- the parts
+
+    @property
+    def node_ids(self):
+        return [n.node_id for n in self.nodes]
+
+    def node(self, node_id):
+        """The Node called node_id."""
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError("no node %r in %s" % (node_id, self.node_ids))
+
+    def live_nodes(self):
+        """Nodes whose process runs."""
+        return [n for n in self.nodes if n.proc.alive()]
+
+    def client(self, hello=True, **kw):
+        """A RawClient through HAProxy; .welcome.node_id names its node."""
+        return self.haproxy.client(hello=hello, **kw)
+
+    def wait_registered(self, node_id, timeout=15.0):
+        """Waits until node_id is in subway:nodes and its subway:node:ID
+        hash exists (the node registered itself)."""
+        n = self.node(node_id)
+        n.proc.wait_ready(lambda: self.redis.call("SISMEMBER", NODES_KEY, node_id) == 1
+                          and self.redis.call("EXISTS", node_key(node_id)) == 1,
+                          timeout, "node %s registered in Redis (%s, %s)" % (node_id, NODES_KEY, node_key(node_id)))
+
+    def restart_node(self, node_id, wait_registered=True):
+        """kill -9 of node_id, then start it again with the same arguments."""
+        n = self.node(node_id)
+        n.kill9()
+        n.start()
+        if wait_registered:
+            self.wait_registered(node_id)
+        return n
+
+    # ---- what Redis and the nodes say
+
+    def feed_state(self, topic, key):
+        """(count, {node_id: n}, owner) of a feed as Redis has it: count 0
+        when the count key does not exist, owner None when there is none."""
+        count = self.redis.call("GET", feed_key(topic, key, "count"))
+        nodes = {k: int(v) for k, v in self.redis.hgetall(feed_key(topic, key, "nodes")).items()}
+        owner = self.redis.call("GET", feed_key(topic, key, "owner"))
+        return (int(count) if count is not None else 0), nodes, owner
+
+    def all_stats(self):
+        """{node_id: /stats} of every running node."""
+        return {n.node_id: n.stats() for n in self.live_nodes()}
+
+    def describe(self, feeds=()):
+        """A text dump for failure messages: each feed's state in Redis and,
+        per node, its feeds (role, subscribers, cluster_count) and assigned
+        partitions."""
+        parts = []
+        for topic, key in feeds:
+            try:
+                parts.append("redis %s: count/nodes/owner = %r" % (feed_name(topic, key), self.feed_state(topic, key)))
+            except Exception as e:
+                parts.append("redis %s: %r" % (feed_name(topic, key), e))
+        try:
+            parts.append("redis %s = %r" % (NODES_KEY, sorted(self.redis.smembers(NODES_KEY))))
+        except Exception as e:
+            parts.append("redis: %r" % (e,))
+        for n in self.nodes:
+            if not n.proc.alive():
+                parts.append("node %s: not running (exit %s)" % (n.node_id, n.proc.returncode))
+                continue
+            try:
+                s = n.stats()
+                feeds_txt = ", ".join("%s/%s role=%s subs=%s cluster_count=%s" % (
+                    f["topic"], "*" if f["key"] is None else f["key"], f.get("role"), f.get("subscribers"),
+                    f.get("cluster_count")) for f in s["feeds"])
+                parts.append("node %s: coord=%s redis=%s conns=%s feeds=[%s] assigned=%s" % (
+                    n.node_id, s.get("coord"), s.get("redis"), s.get("connections"), feeds_txt,
+                    sorted((a["topic"], a["partition"]) for a in s["assigned"])))
+            except Exception as e:
+                parts.append("node %s: /stats failed: %r" % (n.node_id, e))
+        return "\n".join(parts)
+
+    def wait(self, cond, timeout=10.0, what="a cluster condition", feeds=()):
+        """wait_until(cond), failing at once if a node that was not killed on
+        purpose exits; on timeout the error carries describe(feeds)."""
+        def check():
+            for n in self.nodes:
+                if not n.killed and not n.proc.alive():
+                    raise ProcExited("%s exited with %s while waiting for %s\n%s" % (
+                        n.name, n.proc.returncode, what, n.proc.tail()))
+            return cond()
+
+        try:
+            return wait_until(check, timeout, what)
+        except WaitTimeout as e:
+            raise WaitTimeout("%s\n%s" % (e, self.describe(feeds))) from None
+
+    # ---- stopping
+
+    def _stop_quietly(self):
+        if self.haproxy is not None:
+            self.haproxy.stop()
+        for n in reversed(self.nodes):
+            n.proc.stop()
+        if self.kafka is not None:
+            self.kafka.proc.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def stop(self):
+        """Stops everything; fails (after stopping the rest) when a node did
+        not exit cleanly on SIGTERM."""
+        errors = []
+        if self.haproxy is not None:
+            self.haproxy.stop()
+        for n in reversed(self.nodes):
+            try:
+                n.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if self.kafka is not None:
+            try:
+                self.kafka.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if self.redis is not None:
+            self.redis.stop()
+        if errors:
+            raise errors[0]
 
 
 # ---------------------------------------------------------------- test base
@@ -625,6 +1139,21 @@ class TestCase(unittest.TestCase):
     def raw_client(self, node, **kw):
         """Connected, no HELLO."""
         return self.client(node, hello=False, **kw)
+
+    def redis(self, **kw):
+        r = Redis(**kw)
+        self.addCleanup(r.stop)
+        return r
+
+    def haproxy(self, servers, **kw):
+        h = HAProxy(servers, **kw)
+        self.addCleanup(h.stop)
+        return h
+
+    def cluster(self, topics=None, nodes=3, node_args=(), **kw):
+        c = Cluster(topics, nodes, node_args, **kw)
+        self.addCleanup(c.stop)
+        return c
 
 
 def class_fixture(cls, obj):
