@@ -57,6 +57,7 @@ CLI_SRC := proto/cli.c
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 TOOL_SRC := $(wildcard tests/tools/*.c)
+BENCH_SRC := $(wildcard tests/bench/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
@@ -124,9 +125,18 @@ $(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
+$(BIN)/subway-bench: $(call objs,$(BENCH_SRC)) $(OBJ)/libbroker.a $(LIB)/libsubway.a
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+
 # ------------------------------------------------------------------- running
 run: all
 	$(Q)bash deploy/run-dev.sh $(BIN)
+
+# Benchmarks print figures; they assert nothing (see tests/bench/RESULTS.md).
+bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
+	$(Q)$(BIN)/subway-bench --bin $(BIN) $(BENCH_ARGS)
 
 # Redis, a Kafka, three nodes and HAProxy from local processes (see README).
 cluster: all $(BIN)/tests/mock_kafka

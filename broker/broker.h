@@ -25,6 +25,7 @@ typedef struct dev_kafka dev_kafka;
 /* Monotonic counters, shown by GET /stats. */
 typedef struct broker_counters {
     uint64_t records_in;          /* records taken from Kafka */
+    uint64_t bytes_in;            /* their key + value bytes: what the node read */
     uint64_t records_out;         /* MESSAGE frames queued to clients */
     uint64_t dropped;             /* MESSAGE frames dropped for slow clients */
     uint64_t slow_closed;         /* clients closed as slow consumers */

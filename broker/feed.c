@@ -789,6 +789,7 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
                     const proto_header *headers, size_t header_cnt) {
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
     ft->b->ctr.records_in++;
+    ft->b->ctr.bytes_in += key_len + value_len;
     if (!t || !t->ready) return;
     if (t->wild) feed_append(ft, t->wild, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
     if (key && key_len > 0) {
