@@ -30,6 +30,7 @@ static const opt opts[] = {
     {"lease-ms", OPT_UINT, F(lease_ms), 0, "3000", "feed owner lease; a dead owner is replaced within it"},
     {"node-ttl-ms", OPT_UINT, F(node_ttl_ms), 0, "5000", "a node silent this long is reaped by the others"},
     {"reap-interval-ms", OPT_UINT, F(reap_interval_ms), 0, "1000", "how often a node looks for dead nodes"},
+    {"demand-topic", OPT_STR, F(demand_topic), 0, NULL, "also write demand events (feed count 0->1, ->0) to this Kafka topic"},
     {"node-id", OPT_STR, F(node_id), 0, NULL, "node name in WELCOME and /stats (default HOSTNAME-PID)"},
     {"log-level", OPT_STR, F(log_level), 0, "info", "debug, info, warn or error"},
     {"heartbeat-ms", OPT_UINT, F(heartbeat_ms), 0, "5000", "interval of the node's PINGs, announced in WELCOME"},

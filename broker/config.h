@@ -35,6 +35,7 @@ typedef struct config {
     uint64_t lease_ms;            /* feed owner lease */
     uint64_t node_ttl_ms;         /* node liveness key TTL */
     uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
+    char *demand_topic;           /* Kafka topic for demand events, NULL for none */
     char *default_partitioner;
     config_kv *partitioners;      /* TOPIC=murmur2|crc32|all */
     size_t partitioner_cnt;

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/producer.h"
 #include "broker/upstream.h"
 
 /* ------------------------------------------------------------------ types */
@@ -365,6 +367,31 @@ static void feed_update_counts(feed *f, const coord_result *r) {
     f->nodes = r->nodes;
 }
 
+/* --demand-topic: the same event as the subway:demand channel carries. */
+static void feed_demand_event(feed_table *ft, const feed *f, const char *event) {
+    const char *topic_name = ft->b->cfg->demand_topic;
+    if (!topic_name) return;
+    char name[600], esc[1300], json[1600];
+    coord_feed cf = feed_coord(f);
+    if (coord_feed_name_len(&cf) >= sizeof(name)) return;
+    size_t n = coord_feed_name(&cf, name), e = 0;
+    for (size_t i = 0; i < n && e + 7 < sizeof(esc); i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch == '"' || ch == '\\')
+            e += (size_t)snprintf(esc + e, sizeof(esc) - e, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            e += (size_t)snprintf(esc + e, sizeof(esc) - e, "\\u%04x", ch);
+        else
+            esc[e++] = (char)ch;
+    }
+    esc[e] = '\0';
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int len = snprintf(json, sizeof(json), "{\"event\":\"%s\",\"feed\":\"%s\",\"node\":\"%s\",\"ts_ms\":%lld}", event, esc,
+                       ft->b->node_id, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    producer_send(ft->b->prod, topic_name, name, n, json, (size_t)len);
+}
+
 static void acquire_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
     if (!f) return;
@@ -374,6 +401,7 @@ static void acquire_done(void *cb_data, const coord_result *r) {
         return;                   /* the waiters time out through claim retries */
     }
     feed_update_counts(f, r);
+    if (r->status == COORD_FIRST) feed_demand_event(ft, f, "demand");
     if (r->own)
         feed_become_owner(ft, f, r);
     else if (f->role == ROLE_PENDING)
@@ -404,6 +432,7 @@ static void release_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
     if (!f) return;
     if (r->status != COORD_ERROR) feed_update_counts(f, r);
+    if (r->status == COORD_LAST) feed_demand_event(f->t->ft, f, "release");
     feed_check_idle(f->t->ft, f);
 }
 

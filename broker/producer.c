@@ -175,6 +175,14 @@ int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code
     return 0;
 }
 
+void producer_send(producer *p, const char *topic_name, const void *key, size_t key_len, const void *value,
+                   size_t value_len) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic_name), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY((void *)key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_END);
+    if (e) log_warn("write to %s: %s", topic_name, rd_kafka_err2str(e));
+}
+
 void producer_detach(producer *p, conn *c) {
     while (c->pubs) pub_unlink(c->pubs);
 }

@@ -18,6 +18,10 @@ void producer_free(producer *p);
  * Kafka answers. Returns 0, or -1 with *code and err when refused at once. */
 int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code, char *err, size_t errlen);
 
+/* Writes one record for the node itself (no acknowledgement wanted). */
+void producer_send(producer *p, const char *topic_name, const void *key, size_t key_len, const void *value,
+                   size_t value_len);
+
 /* Forgets c's outstanding publishes (c is closing): their reports are
  * dropped when they come. */
 void producer_detach(producer *p, conn *c);

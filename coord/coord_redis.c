@@ -46,12 +46,14 @@ typedef struct coord_redis {
     int freeing;
 } coord_redis;
 
+enum { CALL_OTHER = 0, CALL_RELEASE = 1, CALL_ACQUIRE = 2 };
+
 /* A call in flight: completes the caller's callback exactly once. */
 typedef struct call {
     coord_redis *r;
     coord_cb *cb;
     void *cb_data;
-    int is_release;
+    int kind;                     /* CALL_*: how the status is derived */
     size_t name_len;
     char name[];                  /* feed name, for the node's feed set */
 } call;
@@ -135,10 +137,11 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     coord_result res = {.status = COORD_OK, .count = (long)reply_int(rep->element[0]),
                         .nodes = (long)reply_int(rep->element[1]), .own = strcmp(owner, r->node_id) == 0,
                         .owner = owner, .offsets = offs, .noffsets = n};
-    if (c->is_release && res.count == 0) res.status = COORD_LAST;
-    /* Keep the node's feed index: reapers find its contributions there. */
     long long mine = reply_int(rep->element[4]);
-    if (c->is_release && mine == 0 && r->cmd_ready) {
+    if (c->kind == CALL_RELEASE && res.count == 0) res.status = COORD_LAST;
+    if (c->kind == CALL_ACQUIRE && res.count == 1 && mine == 1) res.status = COORD_FIRST;
+    /* Keep the node's feed index: reapers find its contributions there. */
+    if (c->kind == CALL_RELEASE && mine == 0 && r->cmd_ready) {
         char key[300];
         snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
         redisAsyncCommand(r->cmd, NULL, NULL, "SREM %s %b", key, c->name, c->name_len);
@@ -149,7 +152,7 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* Runs script over the feed's keys (suffixes) with extra arguments. */
 static void run_script(coord_redis *r, const char *script, const coord_feed *f, const char *const *suffixes,
-                       int nkeys, const char **args, size_t *arglens, int nargs, int is_release, coord_cb *cb,
+                       int nkeys, const char **args, size_t *arglens, int nargs, int kind, coord_cb *cb,
                        void *cb_data) {
     if (!r->up || !r->cmd_ready) {
         fail_cb(cb, cb_data, "redis: not connected");
@@ -162,7 +165,7 @@ static void run_script(coord_redis *r, const char *script, const coord_feed *f, 
     c->r = r;
     c->cb = cb;
     c->cb_data = cb_data;
-    c->is_release = is_release;
+    c->kind = kind;
     const char *argv[MAX_ARGS];
     size_t argl[MAX_ARGS];
     char *keys[4];
@@ -202,17 +205,17 @@ static void r_acquire(coord *base, const coord_feed *f, coord_cb *cb, void *cb_d
     size_t ctl_len;
     snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
     channel_of(f, "ctl", &ctl, &ctl_len);
-    const char *args[] = {r->node_id, lease, ctl};
-    size_t lens[] = {strlen(r->node_id), strlen(lease), ctl_len};
+    size_t nlen = coord_feed_name_len(f);
+    char name[nlen + 1];
+    coord_feed_name(f, name);
+    const char *args[] = {r->node_id, lease, ctl, name};
+    size_t lens[] = {strlen(r->node_id), strlen(lease), ctl_len, nlen};
     if (r->up) {
-        size_t nlen = coord_feed_name_len(f);
-        char name[nlen + 1];
-        coord_feed_name(f, name);
         char key[300];
         snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
         redisAsyncCommand(r->cmd, NULL, NULL, "SADD %s %b", key, name, nlen);
     }
-    run_script(r, coord_script_acquire, f, K_NCOO, 4, args, lens, 3, 0, cb, cb_data);
+    run_script(r, coord_script_acquire, f, K_NCOO, 4, args, lens, 4, CALL_ACQUIRE, cb, cb_data);
     free(ctl);
 }
 
@@ -221,9 +224,12 @@ static void r_release(coord *base, const coord_feed *f, coord_cb *cb, void *cb_d
     char *ctl;
     size_t ctl_len;
     channel_of(f, "ctl", &ctl, &ctl_len);
-    const char *args[] = {r->node_id, ctl};
-    size_t lens[] = {strlen(r->node_id), ctl_len};
-    run_script(r, coord_script_release, f, K_NCOO, 3, args, lens, 2, 1, cb, cb_data);
+    size_t nlen = coord_feed_name_len(f);
+    char name[nlen + 1];
+    coord_feed_name(f, name);
+    const char *args[] = {r->node_id, ctl, name};
+    size_t lens[] = {strlen(r->node_id), ctl_len, nlen};
+    run_script(r, coord_script_release, f, K_NCOO, 3, args, lens, 3, CALL_RELEASE, cb, cb_data);
     free(ctl);
 }
 
@@ -260,17 +266,17 @@ static void r_assert(coord *base, const coord_feed *f, long local, int own, coor
     snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
     snprintf(loc, sizeof(loc), "%ld", local);
     channel_of(f, "ctl", &ctl, &ctl_len);
-    const char *args[] = {r->node_id, loc, lease, ctl, own ? "1" : "0"};
-    size_t lens[] = {strlen(r->node_id), strlen(loc), strlen(lease), ctl_len, 1};
+    size_t nlen = coord_feed_name_len(f);
+    char name[nlen + 1];
+    coord_feed_name(f, name);
+    const char *args[] = {r->node_id, loc, lease, ctl, own ? "1" : "0", name};
+    size_t lens[] = {strlen(r->node_id), strlen(loc), strlen(lease), ctl_len, 1, nlen};
     if (local > 0) {
-        size_t nlen = coord_feed_name_len(f);
-        char name[nlen + 1];
-        coord_feed_name(f, name);
         char key[300];
         snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
         redisAsyncCommand(r->cmd, NULL, NULL, "SADD %s %b", key, name, nlen);
     }
-    run_script(r, coord_script_assert, f, K_NCOO, 4, args, lens, 5, 0, cb, cb_data);
+    run_script(r, coord_script_assert, f, K_NCOO, 4, args, lens, 6, 0, cb, cb_data);
     free(ctl);
 }
 
@@ -408,9 +414,9 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
             char *k2 = feed_key(e->str, (size_t)e->len, "count", &l2);
             char *k3 = feed_key(e->str, (size_t)e->len, "owner", &l3);
             char *ch = feed_key(e->str, (size_t)e->len, "ctl", &l4);
-            const char *argv[] = {"EVAL", coord_script_reap, "3", k1, k2, k3, x->node, ch};
-            size_t argl[] = {4, strlen(coord_script_reap), 1, l1, l2, l3, strlen(x->node), l4};
-            redisAsyncCommandArgv(r->cmd, NULL, NULL, 8, argv, argl);
+            const char *argv[] = {"EVAL", coord_script_reap, "3", k1, k2, k3, x->node, ch, e->str};
+            size_t argl[] = {4, strlen(coord_script_reap), 1, l1, l2, l3, strlen(x->node), l4, (size_t)e->len};
+            redisAsyncCommandArgv(r->cmd, NULL, NULL, 9, argv, argl);
             free(k1), free(k2), free(k3), free(ch);
         }
         redisAsyncCommand(r->cmd, NULL, NULL, "DEL subway:node:%s:feeds", x->node);

@@ -1,0 +1,95 @@
+"""test_demand.py -- demand events: a feed's cluster-wide count going 0 -> 1 and back to 0 is announced, and the
+example upstream producer (deploy/examples/demand-producer.py) fills a topic only while it is demanded.
+"""
+
+import json
+import os
+import socket
+import sys
+import threading
+
+from harness import TestCase, consume, wait_until
+import wire
+from wire import MESSAGE
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLE = os.path.join(ROOT, "deploy", "examples", "demand-producer.py")
+
+
+class DemandListener:
+    """Collects JSON events from the subway:demand channel (raw RESP)."""
+
+    def __init__(self, port):
+        self.events = []
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$13\r\nsubway:demand\r\n")
+        self.f = self.sock.makefile("rb")
+        self._read()                      # the subscribe confirmation
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        line = self.f.readline()
+        if line[:1] == b"*":
+            return [self._read() for _ in range(int(line[1:-2]))]
+        if line[:1] == b"$":
+            data = self.f.read(int(line[1:-2]) + 2)
+            return data[:-2]
+        return line[1:-2]
+
+    def _loop(self):
+        try:
+            while True:
+                msg = self._read()
+                if isinstance(msg, list) and msg and msg[0] == b"message":
+                    self.events.append(json.loads(msg[2]))
+        except (OSError, ValueError):
+            return
+
+    def of(self, feed):
+        return [e["event"] for e in self.events if e["feed"] == feed]
+
+    def close(self):
+        self.sock.close()
+
+
+class DemandTest(TestCase):
+    def test_events_once_per_cluster_transition(self):
+        """Two nodes, two subscribers: one 'demand' at the first, one
+        'release' at the last, none in between."""
+        c = self.cluster({"search.cats": 2}, nodes=2, node_args=["--linger-ms", "200"], haproxy=False)
+        ev = DemandListener(c.redis.port)
+        self.addCleanup(ev.close)
+        a = self.client(c.nodes[0])
+        b = self.client(c.nodes[1])
+        fa = a.subscribe("search.cats", b"tabby")
+        wait_until(lambda: ev.of("search.cats/tabby") == ["demand"], 5, "one demand event")
+        fb = b.subscribe("search.cats", b"tabby")
+        a.unsubscribe(fa.feed)
+        b.unsubscribe(fb.feed)
+        wait_until(lambda: ev.of("search.cats/tabby") == ["demand", "release"], 5, "demand then release")
+        e = [x for x in ev.events if x["feed"] == "search.cats/tabby"][0]
+        self.assertEqual((e["topic"], e["key"]), ("search.cats", "tabby"))
+        # the every-key feed carries key null
+        w = a.subscribe("search.cats", None)
+        wait_until(lambda: ev.of("search.cats/*") == ["demand"], 5, "demand for the every-key feed")
+        self.assertIsNone([x for x in ev.events if x["feed"] == "search.cats/*"][0]["key"])
+        a.unsubscribe(w.feed)
+
+    def test_example_producer_follows_demand(self):
+        c = self.cluster({"search.dogs": 3}, nodes=1, node_args=["--linger-ms", "100"], haproxy=False)
+        prod = self.proc([sys.executable, EXAMPLE, "--redis", c.redis.addr_str, "--kafka", c.kafka.bootstrap,
+                          "--topics", "search.*", "--interval", "0.05"], name="demand-producer")
+        prod.wait_log("ready", stream="stdout")
+        cl = self.client(c.nodes[0])
+        sub = cl.subscribe("search.dogs", b"beagle")
+        prod.wait_log("producing search.dogs/beagle", stream="stdout")
+        got = cl.messages(3, timeout=10, feed=sub.feed)       # records appear because of the demand
+        self.assertTrue(all(m.key == b"beagle" for m in got))
+        cl.unsubscribe(sub.feed)
+        prod.wait_log("stopped search.dogs/beagle", stream="stdout")
+        # once stopped, the topic stops growing
+        n1 = len(consume(c.kafka.bootstrap, "search.dogs"))
+        n2 = len(consume(c.kafka.bootstrap, "search.dogs"))
+        self.assertEqual(n1, n2)
+        self.assertGreaterEqual(n1, 3)
