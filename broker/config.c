@@ -43,6 +43,7 @@ static const opt opts[] = {
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
     {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
+    {"metadata-refresh-ms", OPT_UINT, F(metadata_refresh_ms), 0, "30000", "how often topics in use are checked for added partitions"},
     {"drain-timeout-ms", OPT_UINT, F(drain_timeout_ms), 0, "5000", "on SIGTERM, wait this long for GOAWAYs to flush"},
     {"dev-partitions", OPT_UINT, F(dev_partitions), 0, "4", "partitions of topics the --dev Kafka creates"},
     {"default-partitioner", OPT_STR, F(default_partitioner), 0, "murmur2", "murmur2 (Java client), crc32 (librdkafka consistent_random) or all"},

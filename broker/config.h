@@ -28,6 +28,7 @@ typedef struct config {
     uint64_t out_hard_limit;
     uint64_t slow_timeout_ms;
     uint64_t linger_ms;
+    uint64_t metadata_refresh_ms; /* how often topics in use are checked for new partitions */
     uint64_t drain_timeout_ms;    /* SIGTERM: how long to flush GOAWAY */
     uint64_t dev_partitions;      /* partitions of topics the dev Kafka creates */
     char *redis;                  /* HOST:PORT of the coordination Redis, NULL for single node */

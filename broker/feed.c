@@ -95,6 +95,7 @@ struct feed_table {
     int64_t relay_offsets[2 * COORD_MAX_OFFSETS];
     proto_decoder *relay_dec;     /* decodes relayed MESSAGE frames */
     struct event *tick_ev;
+    struct event *refresh_ev;
 };
 
 /* --------------------------------------------------------------- hashing */
@@ -289,28 +290,37 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
     /* PART_QUERYING stays: the answer is discarded when it comes. */
 }
 
+#define START_AT_LOG_END (-1)
+#define START_AT_BEGINNING (-2)   /* librdkafka's RD_KAFKA_OFFSET_BEGINNING */
+
+/* References partition p; the first reference starts fetching it at start
+ * (an offset, or one of the START_AT values). */
+static void part_ref(feed_table *ft, topic *t, int32_t p, int64_t start) {
+    tpart *tp = &t->parts[p];
+    if (tp->refs++ > 0 || tp->state != PART_IDLE) return;
+    if (start != START_AT_LOG_END && upstream_assign(ft->b->up, t->name, p, start) == 0) {
+        tp->state = PART_ASSIGNED;
+        log_info("topic %s: fetching partition %d from %s %lld", t->name, (int)p,
+                 start >= 0 ? "offset" : "the beginning", (long long)start);
+    } else {
+        tp->state = PART_QUERYING;
+        upstream_query_start(ft->b->up, t->name, p);
+    }
+}
+
 /* Owner: references the feed's partitions, starting idle ones at the
  * offset a previous owner relayed up to (from offsets pairs) or else at
  * the log end. */
 static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, size_t noffsets) {
     if (f->has_parts) return;
     f->has_parts = 1;
-    topic *t = f->t;
     int32_t a, z;
     feed_range(f, &a, &z);
     for (int32_t p = a; p <= z; p++) {
-        tpart *tp = &t->parts[p];
-        int64_t resume = -1;
+        int64_t start = START_AT_LOG_END;
         for (size_t i = 0; i < noffsets; i++)
-            if (offsets[2 * i] == p) resume = offsets[2 * i + 1];
-        if (tp->refs++ > 0 || tp->state != PART_IDLE) continue;
-        if (resume >= 0 && upstream_assign(ft->b->up, t->name, p, resume) == 0) {
-            tp->state = PART_ASSIGNED;
-            log_info("feed %s: resuming partition %d at offset %lld", t->name, (int)p, (long long)resume);
-        } else {
-            tp->state = PART_QUERYING;
-            upstream_query_start(ft->b->up, t->name, p);
-        }
+            if (offsets[2 * i] == p && offsets[2 * i + 1] >= 0) start = offsets[2 * i + 1];
+        part_ref(ft, f->t, p, start);
     }
 }
 
@@ -716,10 +726,63 @@ uint32_t feed_sub_handle(const sub *s) {
 
 /* ------------------------------------------------------- upstream results */
 
+/* The topic gained partitions: wildcard feeds read the new ones from their
+ * beginning (nothing written to them is missed), and an exact-key feed
+ * moves to the partition its key now maps to (from the beginning too when
+ * that partition is new, else from the log end). Subscribers keep their
+ * feed handles. */
+static void topic_grow(feed_table *ft, topic *t, int32_t cnt) {
+    int32_t old = t->partition_cnt;
+    tpart *np = realloc(t->parts, (size_t)cnt * sizeof(*np));
+    if (!np) {
+        log_error("out of memory growing topic %s", t->name);
+        return;
+    }
+    memset(np + old, 0, (size_t)(cnt - old) * sizeof(*np));
+    t->parts = np;
+    for (feed *f = t->feeds; f; f = f->tnext) {
+        int64_t *no = realloc(f->next_off, (size_t)cnt * sizeof(*no));
+        if (!no) {
+            log_error("out of memory growing topic %s", t->name);
+            return;
+        }
+        for (int32_t p = old; p < cnt; p++) no[p] = -1;
+        f->next_off = no;
+    }
+    t->partition_cnt = cnt;
+    log_info("topic %s: grew from %d to %d partitions; re-targeting its feeds", t->name, (int)old, (int)cnt);
+    for (feed *f = t->feeds; f; f = f->tnext) {
+        if (f->partition < 0) {       /* every partition: add the new ones */
+            if (f->has_parts)
+                for (int32_t p = old; p < cnt; p++) part_ref(ft, t, p, START_AT_BEGINNING);
+            continue;
+        }
+        int32_t to = partitioner_partition(t->ptr, f->key, f->key_len, cnt);
+        if (to == f->partition) continue;
+        if (f->has_parts) {
+            part_ref(ft, t, to, to >= old ? START_AT_BEGINNING : START_AT_LOG_END);
+            part_unref(ft, t, f->partition);
+        }
+        f->partition = to;
+    }
+}
+
+/* Every --metadata-refresh-ms: look again at the topics in use. */
+static void feed_refresh(evutil_socket_t fd, short what, void *arg) {
+    feed_table *ft = arg;
+    for (size_t i = 0; i < ft->ntbuckets; i++)
+        for (topic *t = ft->tbuckets[i]; t; t = t->hnext)
+            if (t->ready) upstream_resolve_topic(ft->b->up, t->name);
+}
+
 void feed_on_topic_resolved(feed_table *ft, const char *topic_name, int32_t partition_cnt, proto_err code,
                             const char *errstr) {
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
-    if (!t || t->ready) return;
+    if (!t) return;
+    if (t->ready) {               /* a refresh */
+        if (code == PROTO_E_NONE && partition_cnt > t->partition_cnt) topic_grow(ft, t, partition_cnt);
+        return;
+    }
     if (code == PROTO_E_NONE && partition_cnt > 0) {
         t->parts = calloc((size_t)partition_cnt, sizeof(*t->parts));
         if (!t->parts) code = PROTO_E_INTERNAL, errstr = "out of memory";
@@ -985,6 +1048,15 @@ feed_table *feed_table_new(broker *b) {
         feed_table_free(ft);
         return NULL;
     }
+    if (b->cfg->metadata_refresh_ms > 0) {
+        uint64_t ms = b->cfg->metadata_refresh_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        ft->refresh_ev = event_new(b->base, -1, EV_PERSIST, feed_refresh, ft);
+        if (!ft->refresh_ev || event_add(ft->refresh_ev, &tv) < 0) {
+            feed_table_free(ft);
+            return NULL;
+        }
+    }
     if (b->cfg->redis) {
         uint64_t every = b->cfg->lease_ms / 3 ? b->cfg->lease_ms / 3 : 1;
         struct timeval tv = {(time_t)(every / 1000), (suseconds_t)(every % 1000) * 1000};
@@ -1018,6 +1090,7 @@ void feed_table_free(feed_table *ft) {
         }
     }
     if (ft->tick_ev) event_free(ft->tick_ev);
+    if (ft->refresh_ev) event_free(ft->refresh_ev);
     proto_decoder_free(ft->relay_dec);
     proto_buf_free(&ft->relay_buf);
     free(ft->tbuckets);
