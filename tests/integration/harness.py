@@ -952,15 +952,18 @@ class Cluster:
     Stopped in reverse: HAProxy, the nodes (each must exit 0 on SIGTERM,
     except those ended by kill9()), Kafka, Redis."""
 
-    def __init__(self, topics=None, nodes=3, node_args=(), haproxy=True):
+    def __init__(self, topics=None, nodes=3, node_args=(), haproxy=True, kafka=None):
+        """kafka: a running Kafka (with .bootstrap) to use instead of a new
+        MockKafka(topics); the caller stops it."""
         self.redis = None
         self.kafka = None
+        self.own_kafka = kafka is None
         self.nodes = []
         self.haproxy = None
         self.node_args = [str(a) for a in node_args]
         try:
             self.redis = Redis()
-            self.kafka = MockKafka(topics)
+            self.kafka = MockKafka(topics) if kafka is None else kafka
             for i in range(nodes):
                 nid = "n%d" % (i + 1)
                 n = Node(self.kafka.bootstrap,
@@ -1083,7 +1086,7 @@ class Cluster:
             self.haproxy.stop()
         for n in reversed(self.nodes):
             n.proc.stop()
-        if self.kafka is not None:
+        if self.kafka is not None and self.own_kafka:
             self.kafka.proc.stop()
         if self.redis is not None:
             self.redis.stop()
@@ -1099,7 +1102,7 @@ class Cluster:
                 n.stop()
             except AssertionError as e:
                 errors.append(e)
-        if self.kafka is not None:
+        if self.kafka is not None and self.own_kafka:
             try:
                 self.kafka.stop()
             except AssertionError as e:

@@ -1,0 +1,216 @@
+"""test_kafka_real.py -- the Kafka behaviour subway claims, shown against Apache Kafka itself (KRaft, from Maven Central).
+
+Records are produced straight to Kafka: with Kafka's own Java console
+producer (the Java client's default partitioner) and with kcat (librdkafka's
+default consistent_random partitioner), never through subway.
+"""
+
+import glob
+import os
+import threading
+
+import harness
+from harness import TestCase, class_fixture, crc32_partition, java_partition, produce, run, wait_until
+from kafka_real import ApacheKafka, console_produce
+import wire
+
+KEYS = ["k%d" % i for i in range(1, 21)]
+
+
+def alter_partitions(bootstrap, topic, partitions):
+    """Grows a topic with Kafka's own TopicCommand."""
+    lib = os.path.join(harness.REPO, ".cache", "kafka", "lib", "*")
+    for cls in ("org.apache.kafka.tools.TopicCommand", "kafka.admin.TopicCommand"):
+        r = run(["java", "-cp", lib, cls, "--bootstrap-server", bootstrap, "--alter", "--topic", topic,
+                 "--partitions", str(partitions)], timeout=90)
+        if r.returncode == 0:
+            return
+        if "ClassNotFoundException" not in r.stderr and "Could not find or load main class" not in r.stderr:
+            raise AssertionError("TopicCommand --alter failed: %s" % r.stderr[-2000:])
+    raise AssertionError("no TopicCommand class in the fetched Kafka")
+
+
+def key_moving(n_from, n_to):
+    """A key whose Java partition differs between the two counts."""
+    for i in range(1000):
+        k = "mover-%d" % i
+        if java_partition(k.encode(), n_from) != java_partition(k.encode(), n_to):
+            return k
+    raise AssertionError("no key moves")
+
+
+class RealKafkaNodeTest(TestCase):
+    """One Apache Kafka broker, one subway node."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kafka = class_fixture(cls, ApacheKafka(brokers=1))
+        cls.kafka.create_topic("java6", 6)
+        cls.kafka.create_topic("crc4", 4)
+        cls.kafka.create_topic("grow", 2)
+        cls.n = class_fixture(cls, harness.Node(cls.kafka.bootstrap,
+                                                ["--partitioner", "crc4=crc32", "--linger-ms", "200",
+                                                 "--metadata-refresh-ms", "300"]))
+
+    def test_java_partitioner_exact_keys_read_one_partition(self):
+        subs = {}
+        for k in ("k3", "k7"):
+            c = self.client(self.n)
+            s = c.subscribe("java6", k.encode())
+            self.assertEqual(s.partitions, [java_partition(k.encode(), 6)], k)
+            subs[k] = (c, s)
+        wild = self.client(self.n)
+        ws = wild.subscribe("java6", None)
+        self.assertEqual(ws.partitions, list(range(6)))
+        console_produce(self.kafka.bootstrap, "java6", [(k, "v-" + k) for k in KEYS])
+        for k, (c, s) in subs.items():
+            got = c.messages(1, timeout=20, feed=s.feed)
+            self.assertEqual((got[0].key, got[0].value), (k.encode(), ("v-" + k).encode()))
+            self.assertEqual(got[0].partition, java_partition(k.encode(), 6))
+            self.assertEqual(c.collect(0.3), [], "only the key's records")
+        every = wild.messages(len(KEYS), timeout=20, feed=ws.feed)
+        self.assertEqual(sorted(m.key.decode() for m in every), sorted(KEYS))
+
+    def test_exact_key_feed_fetches_only_its_partition(self):
+        c = self.client(self.n)
+        s = c.subscribe("java6", b"k11")
+        p = java_partition(b"k11", 6)
+        st = self.n.stats()
+        mine = [f for f in st["feeds"] if f["topic"] == "java6" and f["key"] == "k11"]
+        self.assertEqual(mine[0]["partitions"], [p])
+        self.assertIn({"topic": "java6", "partition": p}, st["assigned"])
+        c.unsubscribe(s.feed)
+        self.n.wait_stats(lambda st: {"topic": "java6", "partition": p} not in st["assigned"]
+                          or any(f["topic"] == "java6" for f in st["feeds"]), timeout=10,
+                          what="partition released after the linger")
+
+    def test_librdkafka_default_partitioner_with_crc32_topic(self):
+        c = self.client(self.n)
+        s = c.subscribe("crc4", b"k5")
+        self.assertEqual(s.partitions, [crc32_partition(b"k5", 4)])
+        produce(self.kafka.bootstrap, "crc4", [(k, "c-" + k) for k in KEYS], partitioner="consistent_random")
+        got = c.messages(1, timeout=20, feed=s.feed)
+        self.assertEqual((got[0].key, got[0].value), (b"k5", b"c-k5"))
+
+    def test_unknown_topic_refused_and_not_created(self):
+        c = self.client(self.n)
+        with self.assertRaises(wire.ServerError) as cm:
+            c.subscribe("no.such.topic", b"k")
+        self.assertEqual(cm.exception.code, wire.E_UNKNOWN_TOPIC)
+        names = [t["topic"] for t in self.kafka.metadata()["topics"]]
+        self.assertNotIn("no.such.topic", names)
+
+    def test_partition_growth_retargets_without_losing_the_feed(self):
+        k = key_moving(2, 5)
+        c = self.client(self.n)
+        s = c.subscribe("grow", k.encode())
+        self.assertEqual(s.partitions, [java_partition(k.encode(), 2)])
+        console_produce(self.kafka.bootstrap, "grow", [(k, "before")])
+        self.assertEqual(c.messages(1, timeout=20, feed=s.feed)[0].value, b"before")
+        alter_partitions(self.kafka.bootstrap, "grow", 5)
+        new_p = java_partition(k.encode(), 5)
+        self.n.wait_stats(lambda st: any(f["topic"] == "grow" and f["partitions"] == [new_p] for f in st["feeds"]),
+                          timeout=20, what="feed re-targeted to partition %d" % new_p)
+        # the Java producer learns the new count on its own metadata refresh;
+        # the record lands on the new partition (checked), and reaches us
+        console_produce(self.kafka.bootstrap, "grow", [(k, "after")])
+        got = c.messages(1, timeout=30, feed=s.feed)[0]
+        self.assertEqual((got.value, got.partition), (b"after", new_p))
+
+
+class RealKafkaClusterTest(TestCase):
+    """One Apache Kafka broker, Redis, three subway nodes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kafka = class_fixture(cls, ApacheKafka(brokers=1))
+        cls.kafka.create_topic("orders", 6)
+
+    def cluster_on_kafka(self):
+        return self.cluster(nodes=3, haproxy=False, kafka=self.kafka,
+                            node_args=["--linger-ms", "300", "--lease-ms", "1000", "--node-ttl-ms", "1000",
+                                       "--reap-interval-ms", "250"])
+
+    def test_shared_feed_one_owner_release_at_zero(self):
+        cl = self.cluster_on_kafka()
+        a = self.client(cl.nodes[0])
+        b = self.client(cl.nodes[1])
+        sa = a.subscribe("orders", b"cust-1")
+        sb = b.subscribe("orders", b"cust-1")
+        p = java_partition(b"cust-1", 6)
+        owners = [n for n in cl.nodes if {"topic": "orders", "partition": p} in n.stats()["assigned"]]
+        self.assertEqual(len(owners), 1, "exactly one node reads the partition")
+        self.assertEqual(cl.redis.cli("GET", "subway:feed:{orders/cust-1}:count"), "2")
+        console_produce(self.kafka.bootstrap, "orders", [("cust-1", "o1"), ("cust-2", "x"), ("cust-1", "o2")])
+        for c, s in ((a, sa), (b, sb)):
+            self.assertEqual([m.value for m in c.messages(2, timeout=20, feed=s.feed)], [b"o1", b"o2"])
+        a.unsubscribe(sa.feed)
+        b.unsubscribe(sb.feed)
+        wait_until(lambda: all({"topic": "orders", "partition": p} not in n.stats()["assigned"] for n in cl.nodes),
+                   10, "partition released everywhere after the linger")
+        self.assertEqual(cl.redis.cli("EXISTS", "subway:feed:{orders/cust-1}:owner"), "0")
+
+    def test_owner_kill9_no_record_lost(self):
+        cl = self.cluster_on_kafka()
+        clients = [self.client(n) for n in cl.nodes[:2]]
+        subs = [c.subscribe("orders", b"cust-9") for c in clients]
+        owner_id = cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner")
+        survivor = [i for i, n in enumerate(cl.nodes[:2]) if n.node_id != owner_id]
+        self.assertEqual(len(survivor), 1, "the owner is one of the two subscribed nodes")
+        i = survivor[0]
+        stop = threading.Event()
+        sent = []
+
+        def producer():
+            seq = 0
+            while not stop.is_set() and seq < 400:
+                batch = [("cust-9", "r%d" % (seq + j)) for j in range(20)]
+                produce(self.kafka.bootstrap, "orders", batch)
+                sent.extend(v for _, v in batch)
+                seq += 20
+
+        t = threading.Thread(target=producer)
+        t.start()
+        try:
+            wait_until(lambda: len(sent) >= 60, 30, "records flowing")
+            cl.node(owner_id).kill9()
+            wait_until(lambda: cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner")
+                       == cl.nodes[i].node_id, 10, "the survivor owns the feed")
+        finally:
+            stop.set()
+            t.join()
+        want = set(sent)
+        got = set()
+
+        def all_in():
+            for m in clients[i].collect(0.2):
+                if m.type == wire.MESSAGE and m.feed == subs[i].feed:
+                    got.add(m.value.decode())
+            return want <= got
+
+        wait_until(all_in, 30, "every produced record at the survivor's client")
+
+
+class RealKafkaLeaderChangeTest(TestCase):
+    """Three Apache Kafka brokers: a partition leader goes away and comes back."""
+
+    def test_feed_survives_leader_change(self):
+        kafka = ApacheKafka(brokers=3)
+        self.addCleanup(kafka.stop)
+        kafka.create_topic("rep", 3, rf=3)
+        n = self.node(kafka.bootstrap, ["--linger-ms", "200"])
+        c = self.client(n)
+        s = c.subscribe("rep", b"key-1")
+        p = java_partition(b"key-1", 3)
+        produce(kafka.bootstrap, "rep", [("key-1", "before")], extra=["-X", "acks=all"])
+        self.assertEqual(c.messages(1, timeout=20, feed=s.feed)[0].value, b"before")
+        leader = kafka.leaders("rep")[p]
+        kafka.stop_broker(leader)
+        kafka.wait_leaders("rep", lambda l: l[p] not in (-1, leader), timeout=60,
+                           what="a new leader for partition %d" % p)
+        produce(kafka.bootstrap, "rep", [("key-1", "after-%d" % j) for j in range(5)], extra=["-X", "acks=all"])
+        got = [m.value for m in c.messages(5, timeout=60, feed=s.feed)]
+        self.assertEqual(got, [b"after-%d" % j for j in range(5)])
+        kafka.start_broker(leader)
+        produce(kafka.bootstrap, "rep", [("key-1", "back")], extra=["-X", "acks=all"])
+        self.assertEqual(c.messages(1, timeout=60, feed=s.feed)[0].value, b"back")
