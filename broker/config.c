@@ -3,11 +3,12 @@
 #include "broker/log.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_kind { OPT_STR, OPT_UINT, OPT_FLAG, OPT_KV, OPT_FILE };
+enum opt_kind { OPT_STR, OPT_UINT, OPT_FLAG, OPT_KV, OPT_FILE, OPT_LIST };
 
 typedef struct opt {
     const char *name;
@@ -30,6 +31,10 @@ static const opt opts[] = {
     {"lease-ms", OPT_UINT, F(lease_ms), 0, "3000", "feed owner lease; a dead owner is replaced within it"},
     {"node-ttl-ms", OPT_UINT, F(node_ttl_ms), 0, "5000", "a node silent this long is reaped by the others"},
     {"reap-interval-ms", OPT_UINT, F(reap_interval_ms), 0, "1000", "how often a node looks for dead nodes"},
+    {"free-topic", OPT_LIST, F(free_topics), F(free_topic_cnt), NULL, "glob of topics created on first subscription and deleted when unused, repeatable"},
+    {"free-topic-partitions", OPT_UINT, F(free_topic_partitions), 0, "1", "partitions of a free topic"},
+    {"free-topic-replication", OPT_UINT, F(free_topic_replication), 0, "1", "replication factor of a free topic"},
+    {"free-topic-grace-ms", OPT_UINT, F(free_topic_grace_ms), 0, "60000", "delete a free topic this long after its cluster-wide use ended"},
     {"demand-topic", OPT_STR, F(demand_topic), 0, NULL, "also write demand events (feed count 0->1, ->0) to this Kafka topic"},
     {"node-id", OPT_STR, F(node_id), 0, NULL, "node name in WELCOME and /stats (default HOSTNAME-PID)"},
     {"log-level", OPT_STR, F(log_level), 0, "info", "debug, info, warn or error"},
@@ -117,6 +122,16 @@ static int opt_set(config *c, const opt *o, const char *value, char *err, size_t
     }
     case OPT_FILE:
         return config_parse_file(c, value, err, errlen);
+    case OPT_LIST: {
+        char ***arr = (char ***)(base + o->off);
+        size_t *cnt = (size_t *)(base + o->cnt_off);
+        char **n = realloc(*arr, (*cnt + 1) * sizeof(**arr));
+        if (!n) goto oom;
+        *arr = n;
+        if (!(n[*cnt] = strdup(value))) goto oom;
+        (*cnt)++;
+        return 0;
+    }
     }
     return 0;
 oom:
@@ -255,6 +270,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--lease-ms and --node-ttl-ms must be >= 30, --reap-interval-ms >= 10");
         return -1;
     }
+    if (c->free_topic_cnt && (c->free_topic_partitions < 1 || c->free_topic_replication < 1)) {
+        snprintf(err, errlen, "--free-topic-partitions and --free-topic-replication must be >= 1");
+        return -1;
+    }
     if (c->dev_partitions < 1 || c->dev_partitions > 1000) {
         snprintf(err, errlen, "--dev-partitions must be between 1 and 1000");
         return -1;
@@ -272,6 +291,12 @@ int config_validate(const config *c, char *err, size_t errlen) {
     return 0;
 }
 
+int config_is_free_topic(const config *c, const char *topic) {
+    for (size_t i = 0; i < c->free_topic_cnt; i++)
+        if (fnmatch(c->free_topics[i], topic, 0) == 0) return 1;
+    return 0;
+}
+
 void config_usage(void) {
     printf("usage: subway (--kafka BROKERS | --dev) [options]\n\n"
            "A subway node: clients subscribe to topic/key feeds over TCP and share\n"
@@ -279,7 +304,7 @@ void config_usage(void) {
     for (size_t i = 0; i < NOPTS; i++) {
         const opt *o = &opts[i];
         char left[64];
-        const char *arg = o->kind == OPT_UINT ? " N" : o->kind == OPT_FLAG ? "" : o->kind == OPT_KV ? " K=V" : o->kind == OPT_FILE ? " FILE" : " VALUE";
+        const char *arg = o->kind == OPT_UINT ? " N" : o->kind == OPT_FLAG ? "" : o->kind == OPT_KV ? " K=V" : o->kind == OPT_FILE ? " FILE" : o->kind == OPT_LIST ? " GLOB" : " VALUE";
         snprintf(left, sizeof(left), "--%s%s", o->name, arg);
         printf("  %-28s %s", left, o->help);
         if (o->def) printf(" [%s]", o->def);
@@ -305,6 +330,10 @@ void config_free(config *c) {
         free(c->kafka_opts[i].name);
         free(c->kafka_opts[i].value);
     }
+    for (size_t i = 0; i < c->free_topic_cnt; i++) free(c->free_topics[i]);
+    free(c->free_topics);
+    c->free_topics = NULL;
+    c->free_topic_cnt = 0;
     free(c->partitioners);
     free(c->kafka_opts);
     c->partitioners = c->kafka_opts = NULL;

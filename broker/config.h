@@ -36,6 +36,11 @@ typedef struct config {
     uint64_t lease_ms;            /* feed owner lease */
     uint64_t node_ttl_ms;         /* node liveness key TTL */
     uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
+    char **free_topics;           /* glob patterns of topics created on demand */
+    size_t free_topic_cnt;
+    uint64_t free_topic_partitions;
+    uint64_t free_topic_replication;
+    uint64_t free_topic_grace_ms; /* delete this long after the last feed of it went */
     char *demand_topic;           /* Kafka topic for demand events, NULL for none */
     char *default_partitioner;
     config_kv *partitioners;      /* TOPIC=murmur2|crc32|all */
@@ -58,6 +63,9 @@ int config_parse_file(config *c, const char *path, char *err, size_t errlen);
 
 /* Checks the combination (Kafka source given, limits sane). Returns 0 or -1. */
 int config_validate(const config *c, char *err, size_t errlen);
+
+/* 1 when the topic matches a --free-topic pattern. */
+int config_is_free_topic(const config *c, const char *topic);
 
 /* Prints the usage with every option and its default to stdout. */
 void config_usage(void);

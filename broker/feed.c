@@ -78,8 +78,17 @@ struct feed {
     uint64_t records;
 };
 
+/* A free topic nobody here uses any more, to delete after the grace. */
+typedef struct doomed {
+    struct doomed *next;
+    feed_table *ft;
+    struct event *ev;
+    char name[];
+} doomed;
+
 struct feed_table {
     broker *b;
+    doomed *doomed;               /* free topics waiting out their grace */
     topic **tbuckets;
     size_t ntbuckets;
     size_t ntopics;
@@ -184,9 +193,49 @@ static partitioner topic_partitioner(feed_table *ft, const char *name) {
     return (partitioner)partitioner_parse(cfg->default_partitioner);
 }
 
+static void doomed_remove(feed_table *ft, doomed *d) {
+    doomed **pp = &ft->doomed;
+    while (*pp != d) pp = &(*pp)->next;
+    *pp = d->next;
+    event_free(d->ev);
+    free(d);
+}
+
+static void doomed_expired(evutil_socket_t fd, short what, void *arg) {
+    doomed *d = arg;
+    feed_table *ft = d->ft;
+    /* Still unused here (a new use would have cancelled us): delete, if no
+     * other node uses it either (the lookup thread asks Redis). */
+    upstream_delete_free_topic(ft->b->up, d->name);
+    doomed_remove(ft, d);
+}
+
+/* A free topic's last feed here went: delete it after the grace. */
+static void topic_doom(feed_table *ft, const char *name) {
+    for (doomed *d = ft->doomed; d; d = d->next)
+        if (strcmp(d->name, name) == 0) return;
+    doomed *d = calloc(1, sizeof(*d) + strlen(name) + 1);
+    if (!d || !(d->ev = event_new(ft->b->base, -1, 0, doomed_expired, d))) {
+        free(d);
+        return;
+    }
+    strcpy(d->name, name);
+    d->ft = ft;
+    d->next = ft->doomed;
+    ft->doomed = d;
+    uint64_t ms = ft->b->cfg->free_topic_grace_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(d->ev, &tv);
+}
+
 static topic *topic_get(feed_table *ft, const char *name, size_t len) {
     topic *t = topic_find(ft, name, len);
     if (t) return t;
+    for (doomed *d = ft->doomed; d; d = d->next)
+        if (strlen(d->name) == len && memcmp(d->name, name, len) == 0) {
+            doomed_remove(ft, d);   /* wanted again within the grace */
+            break;
+        }
     if (table_grow((void ***)&ft->tbuckets, &ft->ntbuckets, ft->ntopics) < 0) return NULL;
     t = calloc(1, sizeof(*t));
     if (!t || !(t->name = strndup(name, len))) {
@@ -210,6 +259,7 @@ static void topic_maybe_free(feed_table *ft, topic *t) {
     while (*pp != t) pp = &(*pp)->hnext;
     *pp = t->hnext;
     ft->ntopics--;
+    if (t->ready && config_is_free_topic(ft->b->cfg, t->name)) topic_doom(ft, t->name);
     free(t->parts);
     free(t->name);
     free(t);
@@ -1089,6 +1139,7 @@ void feed_table_free(feed_table *ft) {
                 while (ft->tbuckets[i] == t) feed_destroy(ft, t->feeds);
         }
     }
+    while (ft->doomed) doomed_remove(ft, ft->doomed);
     if (ft->tick_ev) event_free(ft->tick_ev);
     if (ft->refresh_ev) event_free(ft->refresh_ev);
     proto_decoder_free(ft->relay_dec);

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <hiredis/hiredis.h>
 
 #include "broker/dev.h"
 #include "broker/feed.h"
@@ -22,7 +25,7 @@
 
 /* A lookup the loop cannot do without blocking (metadata, offsets): done by
  * the lookup thread, answered back through a pipe. */
-typedef enum job_kind { JOB_TOPIC, JOB_START } job_kind;
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_DELETE } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -56,15 +59,91 @@ struct upstream {
 
 /* ------------------------------------------------------- lookup thread */
 
+/* Runs one Admin API request (CreateTopics / DeleteTopics) on the lookup
+ * thread and waits for its result. Returns the topic's error code. */
+static rd_kafka_resp_err_t admin_topic(upstream *u, const char *topic_name, int create, char *errstr, size_t errlen) {
+    const config *cfg = u->b->cfg;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(u->rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(u->rk, RD_KAFKA_ADMIN_OP_ANY);
+    rd_kafka_AdminOptions_set_request_timeout(opt, LOOKUP_TIMEOUT_MS, NULL, 0);
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_DeleteTopic_t *dt = NULL;
+    if (create) {
+        nt = rd_kafka_NewTopic_new(topic_name, (int)cfg->free_topic_partitions, (int)cfg->free_topic_replication,
+                                   errstr, errlen);
+        if (!nt) {
+            rd_kafka_AdminOptions_destroy(opt);
+            rd_kafka_queue_destroy(q);
+            return RD_KAFKA_RESP_ERR__INVALID_ARG;
+        }
+        rd_kafka_CreateTopics(u->rk, &nt, 1, opt, q);
+    } else {
+        dt = rd_kafka_DeleteTopic_new(topic_name);
+        rd_kafka_DeleteTopics(u->rk, &dt, 1, opt, q);
+    }
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    snprintf(errstr, errlen, "no answer from Kafka");
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, LOOKUP_TIMEOUT_MS + 1000);
+    if (ev) {
+        e = rd_kafka_event_error(ev);
+        if (e) {
+            snprintf(errstr, errlen, "%s", rd_kafka_event_error_string(ev));
+        } else {
+            size_t n = 0;
+            const rd_kafka_topic_result_t **res =
+                create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
+                       : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+            if (n > 0) {
+                e = rd_kafka_topic_result_error(res[0]);
+                const char *es = rd_kafka_topic_result_error_string(res[0]);
+                snprintf(errstr, errlen, "%s", es ? es : rd_kafka_err2str(e));
+            }
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    if (nt) rd_kafka_NewTopic_destroy(nt);
+    if (dt) rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    return e;
+}
+
+/* Lists every topic (which never creates one) and finds ours. */
+static rd_kafka_resp_err_t find_topic(upstream *u, const char *topic_name, const struct rd_kafka_metadata **md,
+                                      const struct rd_kafka_metadata_topic **mt) {
+    *md = NULL;
+    *mt = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(u->rk, 1, NULL, md, LOOKUP_TIMEOUT_MS);
+    for (int i = 0; !e && i < (*md)->topic_cnt; i++)
+        if (strcmp((*md)->topics[i].topic, topic_name) == 0) *mt = &(*md)->topics[i];
+    return e;
+}
+
 static void job_topic(upstream *u, job *j) {
     if (u->b->dev) dev_kafka_ensure_topic(u->b->dev, j->topic);
     /* A request naming the topic may create it on brokers (and librdkafka's
      * mock) that auto-create topics; listing every topic never does. */
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(u->rk, 1, NULL, &md, LOOKUP_TIMEOUT_MS);
     const struct rd_kafka_metadata_topic *mt = NULL;
-    for (int i = 0; !e && i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, j->topic) == 0) mt = &md->topics[i];
+    rd_kafka_resp_err_t e = find_topic(u, j->topic, &md, &mt);
+    if (!e && !mt && config_is_free_topic(u->b->cfg, j->topic)) {
+        char why[256];
+        rd_kafka_resp_err_t ce = admin_topic(u, j->topic, 1, why, sizeof(why));
+        if (ce && ce != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            j->code = PROTO_E_KAFKA;
+            snprintf(j->errstr, sizeof(j->errstr), "creating free topic %.249s: %.200s", j->topic, why);
+            rd_kafka_metadata_destroy(md);
+            return;
+        }
+        if (!ce) log_info("created free topic %s", j->topic);
+        /* Metadata catches up with a new topic shortly: wait for it. */
+        for (int i = 0; i < 50 && !e && (!mt || mt->err || mt->partition_cnt == 0); i++) {
+            rd_kafka_metadata_destroy(md);
+            struct timespec ts = {0, 100 * 1000000};
+            nanosleep(&ts, NULL);   /* the lookup thread, never the loop */
+            e = find_topic(u, j->topic, &md, &mt);
+        }
+    }
     if (!e && (!mt || mt->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
         j->code = PROTO_E_UNKNOWN_TOPIC;
         snprintf(j->errstr, sizeof(j->errstr), "topic '%s' does not exist", j->topic);
@@ -79,6 +158,63 @@ static void job_topic(upstream *u, job *j) {
         j->partition_cnt = mt->partition_cnt;
     }
     if (md) rd_kafka_metadata_destroy(md);
+}
+
+/* 1 when some node holds a feed of the topic (cluster mode: any
+ * subway:feed:{topic/...}:count key exists), 0 when none, -1 on error. */
+static int topic_in_use_cluster(upstream *u, const char *topic_name) {
+    const config *cfg = u->b->cfg;
+    const char *colon = strrchr(cfg->redis, ':');
+    char host[256];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - cfg->redis), cfg->redis);
+    struct timeval tv = {2, 0};
+    redisContext *rc = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+    if (!rc || rc->err) {
+        if (rc) redisFree(rc);
+        return -1;
+    }
+    int used = -1;
+    redisReply *r;
+    if (cfg->redis_password) {
+        r = redisCommand(rc, "AUTH %s", cfg->redis_password);
+        if (!r || r->type == REDIS_REPLY_ERROR) goto out;
+        freeReplyObject(r);
+    }
+    char pattern[300];
+    snprintf(pattern, sizeof(pattern), "subway:feed:{%s/*}:count", topic_name);
+    char cursor[32] = "0";
+    used = 0;
+    do {
+        r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            used = -1;
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        if (r->element[1]->elements > 0) used = 1;
+        freeReplyObject(r);
+        r = NULL;
+    } while (!used && strcmp(cursor, "0") != 0);
+out:
+    if (r) freeReplyObject(r);
+    redisFree(rc);
+    return used;
+}
+
+static void job_delete(upstream *u, job *j) {
+    if (u->b->cfg->redis) {
+        int used = topic_in_use_cluster(u, j->topic);
+        if (used != 0) {
+            log_info("free topic %s: %s; not deleted", j->topic, used > 0 ? "in use on another node" : "cannot ask Redis");
+            return;
+        }
+    }
+    char why[256];
+    rd_kafka_resp_err_t e = admin_topic(u, j->topic, 0, why, sizeof(why));
+    if (!e)
+        log_info("deleted free topic %s", j->topic);
+    else if (e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        log_warn("deleting free topic %s: %s", j->topic, why);
 }
 
 static void job_start(upstream *u, job *j) {
@@ -106,8 +242,10 @@ static void *lookup_thread(void *arg) {
         pthread_mutex_unlock(&u->lock);
         if (j->kind == JOB_TOPIC)
             job_topic(u, j);
-        else
+        else if (j->kind == JOB_START)
             job_start(u, j);
+        else
+            job_delete(u, j);
         /* A pointer is written atomically to a pipe (< PIPE_BUF). */
         if (write(u->answer_pipe[1], &j, sizeof(j)) != sizeof(j)) {
             log_error("lookup thread: cannot answer: %s", strerror(errno));
@@ -141,7 +279,7 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
     while (read(fd, &j, sizeof(j)) == sizeof(j)) {
         if (j->kind == JOB_TOPIC)
             feed_on_topic_resolved(u->b->feeds, j->topic, j->partition_cnt, j->code, j->errstr[0] ? j->errstr : NULL);
-        else
+        else if (j->kind == JOB_START)
             feed_on_partition_start(u->b->feeds, j->topic, j->partition, j->offset, j->errstr[0] ? j->errstr : NULL);
         free(j);
     }
@@ -149,6 +287,10 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
 
 void upstream_resolve_topic(upstream *u, const char *topic_name) {
     job_submit(u, JOB_TOPIC, topic_name, -1);
+}
+
+void upstream_delete_free_topic(upstream *u, const char *topic_name) {
+    job_submit(u, JOB_DELETE, topic_name, -1);
 }
 
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {

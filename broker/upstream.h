@@ -22,6 +22,10 @@ void upstream_resolve_topic(upstream *u, const char *topic_name);
  * answer comes through feed_on_partition_start(). */
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition);
 
+/* Deletes a free topic unless some node holds a feed of it (checked in
+ * Redis in a cluster); the outcome is only logged. */
+void upstream_delete_free_topic(upstream *u, const char *topic_name);
+
 /* Adds / removes one partition to / from the consumer's assignment. */
 int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset);
 int upstream_unassign(upstream *u, const char *topic_name, int32_t partition);

@@ -50,7 +50,35 @@ class RealKafkaNodeTest(TestCase):
         cls.kafka.create_topic("grow", 2)
         cls.n = class_fixture(cls, harness.Node(cls.kafka.bootstrap,
                                                 ["--partitioner", "crc4=crc32", "--linger-ms", "200",
-                                                 "--metadata-refresh-ms", "300"]))
+                                                 "--metadata-refresh-ms", "300", "--free-topic", "search.*",
+                                                 "--free-topic-partitions", "3", "--free-topic-grace-ms", "500"]))
+
+    def topics(self):
+        return [t["topic"] for t in self.kafka.metadata()["topics"]]
+
+    def test_free_topic_created_on_demand_and_deleted_after_grace(self):
+        self.assertNotIn("search.cats", self.topics())
+        c = self.client(self.n)
+        s = c.subscribe("search.cats", b"tabby")
+        self.assertEqual(s.partitions, [java_partition(b"tabby", 3)])
+        self.assertIn("search.cats", self.topics())
+        parts = [t for t in self.kafka.metadata("search.cats")["topics"] if t["topic"] == "search.cats"][0]
+        self.assertEqual(len(parts["partitions"]), 3)
+        console_produce(self.kafka.bootstrap, "search.cats", [("tabby", "meow"), ("siamese", "x")])
+        self.assertEqual(c.messages(1, timeout=20, feed=s.feed)[0].value, b"meow")
+        c.unsubscribe(s.feed)
+        wait_until(lambda: "search.cats" not in self.topics(), 20, "search.cats deleted after linger + grace")
+
+    def test_free_topic_kept_when_wanted_again_within_grace(self):
+        c = self.client(self.n)
+        s = c.subscribe("search.dogs", b"rex")
+        c.unsubscribe(s.feed)
+        self.n.wait_stats(lambda st: not any(f["topic"] == "search.dogs" for f in st["feeds"]), timeout=10,
+                          what="the feed lingered and went")
+        s = c.subscribe("search.dogs", b"rex")            # within the 500 ms grace
+        produce(self.kafka.bootstrap, "search.dogs", [("rex", "woof")])
+        self.assertEqual(c.messages(1, timeout=20, feed=s.feed)[0].value, b"woof")
+        self.assertIn("search.dogs", self.topics())
 
     def test_java_partitioner_exact_keys_read_one_partition(self):
         subs = {}
@@ -129,7 +157,25 @@ class RealKafkaClusterTest(TestCase):
     def cluster_on_kafka(self):
         return self.cluster(nodes=3, haproxy=False, kafka=self.kafka,
                             node_args=["--linger-ms", "300", "--lease-ms", "1000", "--node-ttl-ms", "1000",
-                                       "--reap-interval-ms", "250"])
+                                       "--reap-interval-ms", "250", "--free-topic", "free.*",
+                                       "--free-topic-grace-ms", "300"])
+
+    def test_free_topic_lives_while_any_node_uses_it(self):
+        cl = self.cluster_on_kafka()
+        a = self.client(cl.nodes[0])
+        b = self.client(cl.nodes[1])
+        sa = a.subscribe("free.t1", b"k")
+        b.subscribe("free.t1", b"other")
+        a.unsubscribe(sa.feed)
+        # node 1's feed goes after its linger, then its grace passes: node 2
+        # still holds a feed of the topic, so it stays
+        cl.nodes[0].wait_stats(lambda st: not any(f["topic"] == "free.t1" for f in st["feeds"]), timeout=10,
+                               what="node 1 let go of free.t1")
+        cl.nodes[0].proc.wait_log("free topic free.t1: in use on another node; not deleted", timeout=10)
+        self.assertIn("free.t1", [t["topic"] for t in self.kafka.metadata()["topics"]])
+        b.close()
+        wait_until(lambda: "free.t1" not in [t["topic"] for t in self.kafka.metadata()["topics"]], 20,
+                   "free.t1 deleted once no node uses it")
 
     def test_shared_feed_one_owner_release_at_zero(self):
         cl = self.cluster_on_kafka()
