@@ -79,7 +79,7 @@ deps:
 	$(Q)bash deploy/install-deps.sh
 
 # Lua scripts live as files; the Redis backend gets them as C strings.
-build/gen/coord_scripts.h: coord/scripts/embed.sh $(wildcard coord/scripts/*.lua)
+build/gen/coord_scripts.h: coord/scripts/embed.sh $(wildcard coord/scripts/*.lua coord/scripts/*.inc)
 	$(call say,GEN,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)sh coord/scripts/embed.sh $(wildcard coord/scripts/*.lua) > $@.tmp && mv $@.tmp $@
