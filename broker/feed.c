@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +50,9 @@ struct topic {
 };
 
 struct feed {
-    feed *hnext;                  /* feed hash chain */
-    feed *tprev, *tnext;          /* topic's feeds */
+    feed *hnext;                  /* feed hash chain; hash must follow (table_grow) */
     uint64_t hash;
+    feed *tprev, *tnext;          /* topic's feeds */
     topic *t;
     char *key;
     size_t key_len;
@@ -129,6 +130,9 @@ typedef struct chained {
     struct chained *hnext;
     uint64_t hash;
 } chained;
+
+_Static_assert(offsetof(topic, hash) == offsetof(chained, hash) && offsetof(feed, hash) == offsetof(chained, hash),
+               "table_grow needs hnext then hash first in topic and feed");
 
 static int table_grow(void ***buckets, size_t *nbuckets, size_t nitems) {
     if (nitems < *nbuckets) return 0;

@@ -28,7 +28,7 @@ typedef struct sent {
 } sent;
 
 static struct {
-    sent frames[64];
+    sent frames[1024];
     size_t nframes;
     char resolved[8][64];
     size_t nresolved;
@@ -43,9 +43,10 @@ static struct {
         conn *c;
         outq_block *blk;
         uint32_t records;
-    } delivered[16];
+    } delivered[64];
     size_t ndelivered;
     size_t nremoved;
+    size_t ndeleted;
 } rec;
 
 int conn_send(conn *c, const proto_frame *f) {
@@ -91,6 +92,10 @@ void upstream_resolve_topic(upstream *u, const char *topic_name) {
 
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
     rec.queried[rec.nqueried++] = partition;
+}
+
+void upstream_delete_free_topic(upstream *u, const char *topic_name) {
+    rec.ndeleted++;
 }
 
 int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset) {
@@ -313,6 +318,35 @@ static void test_partition_error_fails_pending_feed(void **state) {
     assert_int_equal(rec.nremoved, 1);
 }
 
+static void test_many_feeds_survive_table_growth(void **state) {
+    /* The feed table starts with 64 buckets and grows: every feed must
+     * still be found (shared, fed) after several growths. */
+    enum { N = 300 };
+    char key[16];
+    subscribe(C1, 1, "t", "seed");
+    feed_on_topic_resolved(b.feeds, "t", 1, PROTO_E_NONE, NULL);
+    feed_on_partition_start(b.feeds, "t", 0, 0, NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        subscribe(C1, (uint64_t)(100 + i), "t", key);
+    }
+    size_t before = rec.nframes;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        subscribe(C2, (uint64_t)(1000 + i), "t", key);   /* same feeds: found, not created again */
+    }
+    assert_int_equal(rec.nframes - before, N);
+    for (int i = 0; i < N; i++) {
+        sent *fr = &rec.frames[before + (size_t)i];
+        assert_int_equal(fr->type, PROTO_SUBSCRIBED);
+        assert_int_equal(fr->feed, rec.frames[1 + (size_t)i].feed);   /* the handle C1 got */
+    }
+    rec.ndelivered = 0;
+    feed_on_record(b.feeds, "t", 0, 1, 0, "key-299", 7, "v", 1, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(rec.ndelivered, 2);
+}
+
 static void test_invalid_names_refused_at_once(void **state) {
     proto_err code;
     char err[256];
@@ -338,6 +372,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_linger_keeps_partitions_then_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_partition_counted_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_error_fails_pending_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_feeds_survive_table_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_names_refused_at_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
