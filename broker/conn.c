@@ -16,7 +16,8 @@
 #include "broker/log.h"
 #include "broker/producer.h"
 
-#define CONN_IN_INITIAL 16384     /* grows up to max_frame + header for big frames */
+#define CONN_IN_INITIAL 512       /* most clients send little: memory per connection counts */
+#define CONN_IN_STEADY 65536      /* a buffer a read fills doubles up to this */
 #define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
 #define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
 
@@ -439,6 +440,14 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
         size_t room = c->in_cap - c->in_len + (size_t)n;
         conn_process_input(c);
         if ((size_t)n < room) return; /* the socket is drained */
+        if (c->in_cap < CONN_IN_STEADY && !(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH))) {
+            /* A busy client: read it in bigger bites from now on. */
+            char *nb = realloc(c->in, c->in_cap * 2);
+            if (nb) {
+                c->in = nb;
+                c->in_cap *= 2;
+            }
+        }
     }
 }
 

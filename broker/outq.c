@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#define OUTQ_SMALL_BLOCK 4096     /* control frames are gathered into blocks this big */
+#define OUTQ_SMALL_BLOCK 512      /* control frames are gathered into blocks this big */
 #define OUTQ_IOV_MAX 64
 
 outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t records) {

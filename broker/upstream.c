@@ -383,7 +383,9 @@ upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
     if (!conf) goto err;
     /* No group, no commits: partitions are assigned by hand and a feed
      * starts at the log end. The fetch settings favour latency: a fetch
-     * returns as soon as there is one byte, or after 10 ms. */
+     * returns as soon as there is one byte, or after 10 ms. The local
+     * queue stays at librdkafka's default depth: at 10000 fetching stalled
+     * under load and records came in bursts (tests/bench/RESULTS.md). */
     char group[200];
     /* librdkafka routes assigned partitions through a consumer queue only
      * when a group is configured; the group is never joined (no subscribe)
@@ -397,7 +399,7 @@ upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
         kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errlen) < 0 ||
-        kafka_conf_set(conf, "queued.min.messages", "10000", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "queued.min.messages", "100000", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
         kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
