@@ -64,7 +64,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps run test test-unit test-integration test-one check install uninstall clean cluster bench
+.PHONY: all deps run test test-unit test-integration test-bench test-one check install uninstall clean cluster bench
 all: deps-check $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Installs what is missing (Debian packages) when pkg-config cannot find it.
@@ -149,7 +149,11 @@ test-unit: all $(UNIT_BINS)
 test-integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --bin $(BIN)
 
-test-one: test-unit test-integration
+# Every benchmark scenario once at a tiny size, so the tool cannot rot; no timing is asserted.
+test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
+	$(Q)$(BIN)/subway-bench --bin $(BIN) --tiny --json /dev/null
+
+test-one: test-unit test-integration test-bench
 
 # The plain pass, then the same suite under AddressSanitizer+UBSan.
 ifeq ($(SANITIZER),)

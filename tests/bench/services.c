@@ -1,0 +1,395 @@
+/* services.c -- starting and stopping mock_kafka, subway nodes and redis-server on free loopback ports. */
+#include "tests/bench/bench.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SVC_MAX 64
+#define START_TIMEOUT_S 15.0
+
+static svc *running[SVC_MAX];     /* every started service, for svc_stop_all() */
+static int used_ports[4096];
+static int nused_ports;
+
+/* ------------------------------------------------------------- helpers */
+
+int svc_free_port(void) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -1;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+            close(fd);
+            return -1;
+        }
+        close(fd);
+        int port = ntohs(a.sin_port), seen = 0;
+        for (int i = 0; i < nused_ports; i++)
+            if (used_ports[i] == port) seen = 1;
+        if (seen) continue;
+        if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0]))) used_ports[nused_ports++] = port;
+        return port;
+    }
+    return -1;
+}
+
+static void track(svc *s) {
+    for (int i = 0; i < SVC_MAX; i++)
+        if (!running[i]) {
+            running[i] = s;
+            return;
+        }
+}
+
+static void untrack(svc *s) {
+    for (int i = 0; i < SVC_MAX; i++)
+        if (running[i] == s) running[i] = NULL;
+}
+
+/* Forks and execs argv with stdout and stderr into s->log; the child dies
+ * with us. Returns 0 or -1. */
+static int spawn(svc *s, const char *name, char *const argv[]) {
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    snprintf(s->log, sizeof(s->log), "%s/%s.log", g_opts.tmpdir, name);
+    if (g_opts.verbose) {
+        fprintf(stderr, "bench: starting %s:", name);
+        for (int i = 0; argv[i]; i++) fprintf(stderr, " %s", argv[i]);
+        fprintf(stderr, "\n");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "bench: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    s->pid = pid;
+    track(s);
+    return 0;
+}
+
+/* 1 while the service runs; 0 (and a message) once it exited. */
+static int alive(svc *s) {
+    int st;
+    if (s->pid <= 0) return 0;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+        fprintf(stderr, "bench: %s exited (%s %d); its log: %s\n", s->name,
+                WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), s->log);
+        s->pid = 0;
+        untrack(s);
+        return 0;
+    }
+    return 1;
+}
+
+void svc_stop(svc *s) {
+    if (!s || s->pid <= 0) return;
+    kill(s->pid, SIGTERM);
+    double deadline = now_s() + 5.0;
+    int st;
+    while (waitpid(s->pid, &st, WNOHANG) == 0) {
+        if (now_s() > deadline) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+            break;
+        }
+        sleep_s(0.01);
+    }
+    s->pid = 0;
+    untrack(s);
+}
+
+void svc_stop_all(void) {
+    for (int i = 0; i < SVC_MAX; i++)
+        if (running[i] && running[i]->pid > 0) {
+            kill(running[i]->pid, SIGKILL);
+            waitpid(running[i]->pid, NULL, 0);
+            running[i]->pid = 0;
+            running[i] = NULL;
+        }
+}
+
+/* ----------------------------------------------------------------- HTTP */
+
+static int connect_loopback(int port, double timeout_s) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int http_get(int port, const char *path, char *buf, size_t size) {
+    int fd = connect_loopback(port, 5.0);
+    if (fd < 0) return -1;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < size && (r = read(fd, buf + len, size - 1 - len)) > 0) len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!body || strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 9, "200", 3) != 0) return -1;
+    body += 4;
+    size_t blen = len - (size_t)(body - buf);
+    memmove(buf, body, blen + 1);
+    return (int)blen;
+}
+
+long long json_num(const char *json, const char *name) {
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\":", name);
+    const char *p = strstr(json, pat);
+    if (!p) return -1;
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+long long node_counter(const node_svc *n, const char *name) {
+    size_t size = 16u << 20;
+    char *buf = malloc(size);
+    if (!buf) return -1;
+    long long v = -1;
+    if (http_get(n->admin_port, "/stats", buf, size) >= 0) {
+        const char *c = strstr(buf, "\"counters\":");
+        if (c) v = json_num(c, name);
+        else v = json_num(buf, name);
+    }
+    free(buf);
+    return v;
+}
+
+/* ---------------------------------------------------------------- Kafka */
+
+int kafka_start(kafka_svc *k, const char *const *topics) {
+    char *argv[64];
+    int n = 0;
+    char path[600], ready[300];
+    static char topic_args[32][300];
+    memset(k, 0, sizeof(*k));
+    snprintf(path, sizeof(path), "%s/tests/mock_kafka", g_opts.bin);
+    snprintf(ready, sizeof(ready), "%s/kafka-%d.ready", g_opts.tmpdir, svc_free_port());
+    argv[n++] = path;
+    for (int i = 0; topics && topics[i] && i < 30; i++) {
+        snprintf(topic_args[i], sizeof(topic_args[i]), "%s", topics[i]);
+        argv[n++] = "--topic";
+        argv[n++] = topic_args[i];
+    }
+    argv[n++] = "--ready-file";
+    argv[n++] = ready;
+    argv[n] = NULL;
+    if (spawn(&k->p, "mock_kafka", argv) < 0) return -1;
+    double deadline = now_s() + START_TIMEOUT_S;
+    while (now_s() < deadline) {
+        FILE *f = fopen(ready, "r");
+        if (f) {
+            int ok = fgets(k->bootstrap, sizeof(k->bootstrap), f) != NULL;
+            fclose(f);
+            unlink(ready);
+            if (!ok) break;
+            k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
+            /* "host:port,host:port" */
+            char tmp[256];
+            snprintf(tmp, sizeof(tmp), "%s", k->bootstrap);
+            char *save = NULL;
+            for (char *t = strtok_r(tmp, ",", &save); t && k->nports < 8; t = strtok_r(NULL, ",", &save)) {
+                char *c = strrchr(t, ':');
+                if (c) k->ports[k->nports++] = atoi(c + 1);
+            }
+            vlog("mock_kafka at %s", k->bootstrap);
+            return 0;
+        }
+        if (!alive(&k->p)) return -1;
+        sleep_s(0.01);
+    }
+    fprintf(stderr, "bench: mock_kafka did not become ready; its log: %s\n", k->p.log);
+    svc_stop(&k->p);
+    return -1;
+}
+
+/* ----------------------------------------------------------------- node */
+
+int node_start(node_svc *n, const kafka_svc *k, const char *redis_addr, const char *node_id,
+               const char *const *extra) {
+    static int seq;
+    char path[600], listen[64], admin[64], id[64], log_name[80];
+    char *argv[80];
+    int a = 0;
+    memset(n, 0, sizeof(*n));
+    n->port = svc_free_port();
+    n->admin_port = svc_free_port();
+    if (n->port < 0 || n->admin_port < 0) return -1;
+    snprintf(path, sizeof(path), "%s/subway", g_opts.bin);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", n->port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", n->admin_port);
+    if (node_id)
+        snprintf(id, sizeof(id), "%s", node_id);
+    else
+        snprintf(id, sizeof(id), "bench-%d", ++seq);
+    snprintf(n->node_id, sizeof(n->node_id), "%s", id);
+    argv[a++] = path;
+    argv[a++] = "--kafka";
+    argv[a++] = (char *)k->bootstrap;
+    argv[a++] = "--listen";
+    argv[a++] = listen;
+    argv[a++] = "--admin";
+    argv[a++] = admin;
+    argv[a++] = "--node-id";
+    argv[a++] = id;
+    /* Limits big enough that the bench measures speed, not refusals: the
+     * pacing keeps each client's backlog far below the soft limit. */
+    argv[a++] = "--max-conns";
+    argv[a++] = "30000";
+    argv[a++] = "--out-soft-limit";
+    argv[a++] = "33554432";
+    argv[a++] = "--out-hard-limit";
+    argv[a++] = "134217728";
+    argv[a++] = "--slow-timeout-ms";
+    argv[a++] = "60000";
+    argv[a++] = "--heartbeat-timeout-ms";
+    argv[a++] = "60000";
+    argv[a++] = "--log-level";
+    argv[a++] = g_opts.verbose ? "info" : "warn";
+    if (redis_addr) {
+        argv[a++] = "--redis";
+        argv[a++] = (char *)redis_addr;
+    }
+    for (int i = 0; extra && extra[i] && a < 60; i++) argv[a++] = (char *)extra[i];
+    for (int i = 0; i < g_opts.nnode_args && a < 78; i++) argv[a++] = (char *)g_opts.node_args[i];
+    argv[a] = NULL;
+    snprintf(log_name, sizeof(log_name), "node-%s", id);
+    if (spawn(&n->p, log_name, argv) < 0) return -1;
+    double deadline = now_s() + START_TIMEOUT_S;
+    char buf[256];
+    while (now_s() < deadline) {
+        if (!alive(&n->p)) return -1;
+        if (http_get(n->admin_port, "/healthz", buf, sizeof(buf)) >= 0 && strncmp(buf, "ok", 2) == 0) {
+            vlog("node %s on :%d (admin :%d), pid %d", id, n->port, n->admin_port, (int)n->p.pid);
+            return 0;
+        }
+        sleep_s(0.02);
+    }
+    fprintf(stderr, "bench: node %s did not become ready; its log: %s\n", id, n->p.log);
+    svc_stop(&n->p);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- Redis */
+
+int redis_start(redis_svc *r) {
+    char port[16];
+    memset(r, 0, sizeof(*r));
+    r->port = svc_free_port();
+    if (r->port < 0) return -1;
+    snprintf(port, sizeof(port), "%d", r->port);
+    char *argv[] = {(char *)g_opts.redis_server, "--port", port, "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--protected-mode", "no",
+                    /* subscribers are paced by the bench, never cut off */
+                    "--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "30000",
+                    "--daemonize", "no", "--logfile", "", NULL};
+    if (spawn(&r->p, "redis", argv) < 0) return -1;
+    double deadline = now_s() + START_TIMEOUT_S;
+    while (now_s() < deadline) {
+        if (!alive(&r->p)) return -1;
+        int fd = connect_loopback(r->port, 1.0);
+        if (fd >= 0) {
+            char buf[64];
+            ssize_t n = -1;
+            if (write(fd, "PING\r\n", 6) == 6) n = read(fd, buf, sizeof(buf) - 1);
+            close(fd);
+            if (n >= 5 && memcmp(buf, "+PONG", 5) == 0) {
+                vlog("redis on :%d, pid %d", r->port, (int)r->p.pid);
+                return 0;
+            }
+        }
+        sleep_s(0.02);
+    }
+    fprintf(stderr, "bench: redis-server did not become ready; its log: %s\n", r->p.log);
+    svc_stop(&r->p);
+    return -1;
+}
+
+/* ------------------------------------------------------ child processes */
+
+pid_t spawn_self(char *const argv[], int *to_child, int *from_child) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) < 0) return -1;
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execv(g_opts.self, argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    *to_child = in[1];
+    *from_child = out[0];
+    return pid;
+}
+
+int read_line(int fd, char *buf, size_t size, double timeout_s) {
+    size_t len = 0;
+    double deadline = now_s() + timeout_s;
+    while (len + 1 < size) {
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left <= 0) return -1;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        char ch;
+        ssize_t n = read(fd, &ch, 1);
+        if (n <= 0) return -1;
+        if (ch == '\n') break;
+        buf[len++] = ch;
+    }
+    buf[len] = '\0';
+    return (int)len;
+}
