@@ -406,7 +406,10 @@ static void feed_become_owner(feed_table *ft, feed *f, const coord_result *r) {
         coord_feed cf = feed_coord(f);
         coord_watch(ft->b->coord, &cf, COORD_WATCH_NOTICES);
     }
-    f->relay_on = r->nodes > (f->local > 0 ? 1 : 0);
+    /* Only turned on here: a count read before other nodes re-asserted (or
+     * joined) says nothing about them. Only an ordered 'leave' notice turns
+     * relaying off, so no relay misses records in between. */
+    if (r->nodes > (f->local > 0 ? 1 : 0)) f->relay_on = 1;
     feed_take_parts(ft, f, r->offsets, r->noffsets);
     if (feed_all_assigned(f)) feed_set_ready(ft, f);
 }

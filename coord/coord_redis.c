@@ -500,8 +500,10 @@ static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         self_reap(r);
 }
 
-/* One connection is gone (hiredis frees it): drop the other too and start
- * over, so both come back together and the state is re-asserted once. */
+/* One connection is gone (hiredis frees it). The store counts as down until
+ * both are back; then the state is re-asserted. A connected partner is
+ * dropped too, so both reconnect to the same server; one still connecting
+ * is left alone (hiredis would free it without a callback). */
 static void conn_lost(coord_redis *r, const redisAsyncContext *ac) {
     if (ac == r->cmd) {
         r->cmd = NULL;
@@ -511,9 +513,9 @@ static void conn_lost(coord_redis *r, const redisAsyncContext *ac) {
         r->sub_ready = 0;
     }
     if (r->freeing) return;
-    if (r->cmd) redisAsyncDisconnect(r->cmd);
-    if (r->sub) redisAsyncDisconnect(r->sub);
     set_up(r, 0);
+    if (r->cmd && (r->cmd->c.flags & REDIS_CONNECTED)) redisAsyncDisconnect(r->cmd);
+    if (r->sub && (r->sub->c.flags & REDIS_CONNECTED)) redisAsyncDisconnect(r->sub);
     schedule_reconnect(r);
 }
 
@@ -549,19 +551,12 @@ static redisAsyncContext *connect_one(coord_redis *r) {
     return ac;
 }
 
+/* Connects whichever of the two connections is missing. */
 static void reconnect_cb(evutil_socket_t fd, short what, void *arg) {
     coord_redis *r = arg;
-    if (r->cmd || r->sub) {       /* still closing: try again shortly */
-        schedule_reconnect(r);
-        return;
-    }
-    r->cmd = connect_one(r);
-    r->sub = connect_one(r);
-    if (!r->cmd || !r->sub) {
-        if (r->cmd) redisAsyncDisconnect(r->cmd);
-        if (r->sub) redisAsyncDisconnect(r->sub);
-        if (!r->cmd && !r->sub) schedule_reconnect(r);
-    }
+    if (!r->cmd) r->cmd = connect_one(r);
+    if (!r->sub) r->sub = connect_one(r);
+    if (!r->cmd || !r->sub) schedule_reconnect(r);
 }
 
 static void schedule_reconnect(coord_redis *r) {
