@@ -743,7 +743,7 @@ sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_
 static void sub_detach_count(feed_table *ft, feed *f) {
     f->local--;
     coord_feed cf = feed_coord(f);
-    coord_release(ft->b->coord, &cf, release_done, ticket_new(ft, f));
+    coord_release(ft->b->coord, &cf, f->local, release_done, ticket_new(ft, f));
 }
 
 void feed_unsubscribe(feed_table *ft, sub *s) {

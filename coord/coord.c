@@ -11,8 +11,8 @@ void coord_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
     c->backend->acquire(c, f, cb, cb_data);
 }
 
-void coord_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
-    c->backend->release(c, f, cb, cb_data);
+void coord_release(coord *c, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data) {
+    c->backend->release(c, f, local_after, cb, cb_data);
 }
 
 void coord_claim(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *cb_data) {

@@ -67,7 +67,7 @@ typedef struct coord coord;
 typedef struct coord_backend {
     const char *name;
     void (*acquire)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
-    void (*release)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+    void (*release)(coord *c, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data);
     void (*claim)(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *cb_data);
     void (*renew)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
     void (*disown)(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
@@ -115,9 +115,10 @@ void coord_set_events(coord *c, const coord_events *ev);
  * from when this node became the owner. */
 void coord_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
 
-/* Removes one subscription of this node; COORD_LAST when the cluster-wide
- * count reached zero. Ownership is kept (see coord_disown). */
-void coord_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data);
+/* Removes one subscription of this node, which then holds local_after of
+ * them; COORD_LAST when the cluster-wide count reached zero. Ownership is
+ * kept (see coord_disown). */
+void coord_release(coord *c, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data);
 
 /* Takes ownership if the feed has no live owner (own=1, offsets set);
  * otherwise, with announce, tells the owner this node waits for its

@@ -108,7 +108,7 @@ static void mem_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_da
     mem_done(cb, cb_data, e->count == 1 ? COORD_FIRST : COORD_OK, e->count, NULL);
 }
 
-static void mem_release(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
+static void mem_release(coord *c, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data) {
     coord_memory *m = (coord_memory *)c;
     mem_entry **pp;
     mem_entry *e = mem_lookup(m, f, 0, &pp);

@@ -54,8 +54,6 @@ typedef struct call {
     coord_cb *cb;
     void *cb_data;
     int kind;                     /* CALL_*: how the status is derived */
-    size_t name_len;
-    char name[];                  /* feed name, for the node's feed set */
 } call;
 
 static void schedule_reconnect(coord_redis *r);
@@ -141,11 +139,6 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     if (c->kind == CALL_RELEASE && res.count == 0) res.status = COORD_LAST;
     if (c->kind == CALL_ACQUIRE && res.count == 1 && mine == 1) res.status = COORD_FIRST;
     /* Keep the node's feed index: reapers find its contributions there. */
-    if (c->kind == CALL_RELEASE && mine == 0 && r->cmd_ready) {
-        char key[300];
-        snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
-        redisAsyncCommand(r->cmd, NULL, NULL, "SREM %s %b", key, c->name, c->name_len);
-    }
     c->cb(c->cb_data, &res);
     free(c);
 }
@@ -159,9 +152,10 @@ static void run_script(coord_redis *r, const char *script, const coord_feed *f, 
         return;
     }
     size_t nlen = coord_feed_name_len(f);
-    call *c = malloc(sizeof(*c) + nlen + 1);
+    char name[nlen + 1];
+    coord_feed_name(f, name);
+    call *c = malloc(sizeof(*c));
     if (!c) abort();
-    c->name_len = coord_feed_name(f, c->name);
     c->r = r;
     c->cb = cb;
     c->cb_data = cb_data;
@@ -176,7 +170,7 @@ static void run_script(coord_redis *r, const char *script, const coord_feed *f, 
     snprintf(nk, sizeof(nk), "%d", nkeys);
     argv[argc] = nk, argl[argc++] = strlen(nk);
     for (int i = 0; i < nkeys; i++) {
-        keys[i] = feed_key(c->name, nlen, suffixes[i], &argl[argc]);
+        keys[i] = feed_key(name, nlen, suffixes[i], &argl[argc]);
         argv[argc++] = keys[i];
     }
     for (int i = 0; i < nargs; i++) argv[argc] = args[i], argl[argc++] = arglens ? arglens[i] : strlen(args[i]);
@@ -219,7 +213,7 @@ static void r_acquire(coord *base, const coord_feed *f, coord_cb *cb, void *cb_d
     free(ctl);
 }
 
-static void r_release(coord *base, const coord_feed *f, coord_cb *cb, void *cb_data) {
+static void r_release(coord *base, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
     char *ctl;
     size_t ctl_len;
@@ -230,6 +224,14 @@ static void r_release(coord *base, const coord_feed *f, coord_cb *cb, void *cb_d
     const char *args[] = {r->node_id, ctl, name};
     size_t lens[] = {strlen(r->node_id), ctl_len, nlen};
     run_script(r, coord_script_release, f, K_NCOO, 3, args, lens, 3, CALL_RELEASE, cb, cb_data);
+    if (local_after == 0 && r->up) {
+        /* The node's feed index: sent in pipeline order right after the
+         * release (a later acquire's SADD follows it), never from a reply,
+         * which could arrive after a new subscription re-added the feed. */
+        char key[300];
+        snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
+        redisAsyncCommand(r->cmd, NULL, NULL, "SREM %s %b", key, name, nlen);
+    }
     free(ctl);
 }
 

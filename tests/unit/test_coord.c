@@ -36,7 +36,7 @@ static coord_status acquire(coord *c, const coord_feed *f) {
 
 static coord_status release(coord *c, const coord_feed *f, result *out) {
     result r = {0};
-    coord_release(c, f, record_cb, &r);
+    coord_release(c, f, 0, record_cb, &r);
     assert_int_equal(r.calls, 1);
     if (out) *out = r;
     return r.status;
