@@ -30,11 +30,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/.." && pwd)
 
-abspath() {  # abspath PATH: PATH made absolute against the caller's directory
-    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
-}
+# shellcheck source=deploy/proc.sh
+. "$here/proc.sh"
 BIN=$(abspath "${BIN:-$top/bin}")
 STATE=$(abspath "${CLUSTER_DIR:-$top/.cache/cluster}")
+PIDDIR=$STATE
 OFF=${PORT_OFFSET:-0}
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 case "$OFF" in ''|*[!0-9]*) echo "local-cluster: PORT_OFFSET must be a non-negative integer" >&2; exit 2 ;; esac
@@ -54,28 +54,6 @@ say() { printf 'local-cluster: %s\n' "$*"; }
 die() { printf 'local-cluster: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------- processes
-# STATE/NAME.pid holds "PID STARTTIME": the start time (field 22 of
-# /proc/PID/stat) tells our process apart from an unrelated one that got
-# the same pid after ours died, so `down` never signals a stranger.
-
-start_time() {  # start_time PID: its start time in clock ticks since boot, or nothing if it is gone
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    local fields
-    read -r -a fields <<<"${stat##*) }"   # the fields after "(comm) "; comm may hold spaces
-    case "${fields[0]}" in Z|X) return 0 ;; esac   # exited, not yet reaped by its new parent
-    echo "${fields[19]}"
-}
-
-pid_of() {  # pid_of NAME: the pid of our NAME while it runs, else nothing
-    local f="$STATE/$1.pid" pid st
-    [ -f "$f" ] || return 0
-    read -r pid st <"$f" || return 0
-    [ -n "$pid" ] && [ -n "$st" ] || return 0
-    [ "$(start_time "$pid")" = "$st" ] && echo "$pid"
-    return 0
-}
-
 launch() {  # launch NAME CMD...: runs CMD in its own session, logs to STATE/NAME.log
     local name=$1 pid
     shift
@@ -102,9 +80,6 @@ stop_one() {  # stop_one NAME: SIGTERM, up to 15 s (a node drains), then SIGKILL
     rm -f "$STATE/$name.pid"
 }
 
-port_busy() {  # port_busy PORT: true when something accepts connections on it
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 http_status() {  # http_status URL: the HTTP status code, or 000
     curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true
