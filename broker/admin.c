@@ -26,10 +26,10 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         !b->cfg->redis ? "none" : coord_up(b->coord) ? "connected" : "down");
     feed_table_stats_json(b->feeds, out);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
-                        "\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"
+                        "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu}}\n",
                         (unsigned long long)k->records_in, (unsigned long long)k->bytes_in, (unsigned long long)k->records_out,
-                        (unsigned long long)k->dropped, (unsigned long long)k->slow_closed,
+                        (unsigned long long)k->dropped, (unsigned long long)k->lost, (unsigned long long)k->slow_closed,
                         (unsigned long long)k->heartbeat_closed, (unsigned long long)k->protocol_errors,
                         (unsigned long long)k->conns_accepted, (unsigned long long)k->conns_refused);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");

@@ -28,6 +28,7 @@ typedef struct broker_counters {
     uint64_t bytes_in;            /* their key + value bytes: what the node read */
     uint64_t records_out;         /* MESSAGE frames queued to clients */
     uint64_t dropped;             /* MESSAGE frames dropped for slow clients */
+    uint64_t lost;                /* records Kafka lost before the node read them */
     uint64_t slow_closed;         /* clients closed as slow consumers */
     uint64_t heartbeat_closed;    /* clients closed for silence */
     uint64_t protocol_errors;     /* clients closed for bad input */

@@ -905,6 +905,25 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
         if (!f->ready && f->has_parts && feed_all_assigned(f)) feed_set_ready(ft, f);
 }
 
+void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
+                             int64_t lost) {
+    topic *t = topic_find(ft, topic_name, strlen(topic_name));
+    if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return;
+    if (t->parts[partition].state != PART_ASSIGNED) return;
+    /* The consumer stopped the partition on the error: start it again. */
+    upstream_unassign(ft->b->up, t->name, partition);
+    if (upstream_assign(ft->b->up, t->name, partition, offset) < 0) t->parts[partition].state = PART_IDLE;
+    if (lost <= 0) return;
+    log_warn("topic %s partition %d: %lld records were gone before they were read", t->name, (int)partition,
+             (long long)lost);
+    ft->b->ctr.lost += (uint64_t)lost;
+    for (feed *f = t->feeds; f; f = f->tnext) {
+        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
+        proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = (uint64_t)lost};
+        for (sub *s = f->subs; s; s = s->next) conn_send(s->c, &d);
+    }
+}
+
 /* --------------------------------------------------------------- records */
 
 static void feed_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, int64_t ts_ms,

@@ -68,6 +68,12 @@ void feed_on_coord_state(feed_table *ft, int up);
 /* Feeds on this node. */
 size_t feed_table_count(const feed_table *ft);
 
+/* The consumer's position on the partition fell outside the log: fetching
+ * resumes at offset, and lost records (of the partition, any key) are told
+ * to the subscribers of the feeds reading it with DROPPED. */
+void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
+                             int64_t lost);
+
 /* One record from Kafka: encoded once into each matching feed's batch. */
 void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset, int64_t ts_ms,
                     const void *key, size_t key_len, const void *value, size_t value_len,

@@ -25,7 +25,7 @@
 
 /* A lookup the loop cannot do without blocking (metadata, offsets): done by
  * the lookup thread, answered back through a pipe. */
-typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_DELETE } job_kind;
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_DELETE, JOB_RESET } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -34,7 +34,8 @@ typedef struct job {
     int32_t partition;
     /* answer */
     int32_t partition_cnt;        /* JOB_TOPIC */
-    int64_t offset;               /* JOB_START */
+    int64_t offset;               /* JOB_START: log end; JOB_RESET: in: the position lost, out: where to resume */
+    int64_t lost;                 /* JOB_RESET: records gone before they were read */
     proto_err code;
     char errstr[512];             /* empty when fine */
 } job;
@@ -217,6 +218,27 @@ static void job_delete(upstream *u, job *j) {
         log_warn("deleting free topic %s: %s", j->topic, why);
 }
 
+/* The fetch position j->offset fell outside the partition's log (records
+ * deleted by retention or DeleteRecords before they were read, or a log cut
+ * short by an unclean leader election): resume at the nearest offset the log
+ * still has, and count what went missing in between. */
+static void job_reset(upstream *u, job *j) {
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, j->topic, j->partition, &lo, &hi,
+                                                             LOOKUP_TIMEOUT_MS);
+    if (e) {
+        snprintf(j->errstr, sizeof(j->errstr), "watermarks: %s", rd_kafka_err2str(e));
+        j->offset = RD_KAFKA_OFFSET_END;
+        return;
+    }
+    if (j->offset < lo) {
+        j->lost = lo - j->offset;
+        j->offset = lo;
+    } else if (j->offset > hi) {
+        j->offset = hi;           /* the log was cut short: new records reuse these offsets */
+    }
+}
+
 static void job_start(upstream *u, job *j) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, j->topic, j->partition, &lo, &hi,
@@ -244,6 +266,8 @@ static void *lookup_thread(void *arg) {
             job_topic(u, j);
         else if (j->kind == JOB_START)
             job_start(u, j);
+        else if (j->kind == JOB_RESET)
+            job_reset(u, j);
         else
             job_delete(u, j);
         /* A pointer is written atomically to a pipe (< PIPE_BUF). */
@@ -254,7 +278,7 @@ static void *lookup_thread(void *arg) {
     }
 }
 
-static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32_t partition) {
+static job *job_new(job_kind kind, const char *topic_name, int32_t partition) {
     job *j = calloc(1, sizeof(*j));
     if (!j) {
         log_error("out of memory");
@@ -263,6 +287,10 @@ static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32
     j->kind = kind;
     snprintf(j->topic, sizeof(j->topic), "%s", topic_name);
     j->partition = partition;
+    return j;
+}
+
+static void job_push(upstream *u, job *j) {
     pthread_mutex_lock(&u->lock);
     if (u->jobs_tail)
         u->jobs_tail->next = j;
@@ -273,6 +301,10 @@ static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32
     pthread_mutex_unlock(&u->lock);
 }
 
+static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32_t partition) {
+    job_push(u, job_new(kind, topic_name, partition));
+}
+
 static void answer_cb(evutil_socket_t fd, short what, void *arg) {
     upstream *u = arg;
     job *j;
@@ -281,6 +313,8 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
             feed_on_topic_resolved(u->b->feeds, j->topic, j->partition_cnt, j->code, j->errstr[0] ? j->errstr : NULL);
         else if (j->kind == JOB_START)
             feed_on_partition_start(u->b->feeds, j->topic, j->partition, j->offset, j->errstr[0] ? j->errstr : NULL);
+        else if (j->kind == JOB_RESET)
+            feed_on_partition_reset(u->b->feeds, j->topic, j->partition, j->offset, j->lost);
         free(j);
     }
 }
@@ -349,7 +383,13 @@ static void kafka_cb(evutil_socket_t fd, short what, void *arg) {
         if (n <= 0) return;
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = u->batch[i];
-            if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
+                log_warn("consumer: %s/%d: offset %lld is outside the log: %s", rd_kafka_topic_name(m->rkt),
+                         (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
+                job *j = job_new(JOB_RESET, rd_kafka_topic_name(m->rkt), m->partition);
+                j->offset = m->offset;
+                job_push(u, j);
+            } else if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     log_warn("consumer: %s", rd_kafka_message_errstr(m));
             } else {
@@ -395,7 +435,9 @@ upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
         kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "enable.partition.eof", "false", errstr, errlen) < 0 ||
-        kafka_conf_set(conf, "auto.offset.reset", "latest", errstr, errlen) < 0 ||
+        /* error: a position outside the log is reported to us, so the
+         * records lost to it can be counted and told to the clients. */
+        kafka_conf_set(conf, "auto.offset.reset", "error", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errlen) < 0 ||
@@ -464,9 +506,11 @@ void upstream_free(upstream *u) {
         rd_kafka_queue_destroy(u->q);
     }
     if (u->rk) {
+        /* The group is never joined and nothing is committed: skip the
+         * close handshake, which waits on the group coordinator and could
+         * hold a stopping node for many seconds. */
         rd_kafka_assign(u->rk, NULL);
-        rd_kafka_consumer_close(u->rk);
-        rd_kafka_destroy(u->rk);
+        rd_kafka_destroy_flags(u->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
     for (int i = 0; i < 2; i++) {
         if (u->kafka_pipe[i] >= 0) close(u->kafka_pipe[i]);

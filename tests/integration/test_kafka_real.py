@@ -5,7 +5,7 @@ producer (the Java client's default partitioner) and with kcat (librdkafka's
 default consistent_random partitioner), never through subway.
 """
 
-import glob
+import json
 import os
 import threading
 
@@ -28,6 +28,20 @@ def alter_partitions(bootstrap, topic, partitions):
         if "ClassNotFoundException" not in r.stderr and "Could not find or load main class" not in r.stderr:
             raise AssertionError("TopicCommand --alter failed: %s" % r.stderr[-2000:])
     raise AssertionError("no TopicCommand class in the fetched Kafka")
+
+
+def delete_records(bootstrap, topic, partition, before_offset):
+    """Deletes the partition's records below before_offset with Kafka's own
+    DeleteRecordsCommand (what retention does, on demand)."""
+    lib = os.path.join(harness.REPO, ".cache", "kafka", "lib", "*")
+    spec = harness.tmp_path("delete-records.json")
+    with open(spec, "w") as f:
+        json.dump({"version": 1, "partitions": [{"topic": topic, "partition": partition,
+                                                  "offset": before_offset}]}, f)
+    r = run(["java", "-cp", lib, "org.apache.kafka.tools.DeleteRecordsCommand", "--bootstrap-server", bootstrap,
+             "--offset-json-file", spec], timeout=90)
+    if r.returncode != 0:
+        raise AssertionError("DeleteRecordsCommand failed: %s" % r.stderr[-2000:])
 
 
 def key_moving(n_from, n_to):
@@ -144,6 +158,34 @@ class RealKafkaNodeTest(TestCase):
         console_produce(self.kafka.bootstrap, "grow", [(k, "after")])
         got = c.messages(1, timeout=30, feed=s.feed)[0]
         self.assertEqual((got.value, got.partition), (b"after", new_p))
+
+
+class RealKafkaLossTest(TestCase):
+    """Records Kafka loses under a node (its own broker: DeleteRecords is hard on the others' shutdown)."""
+
+    def test_records_lost_in_kafka_are_told_as_dropped(self):
+        """Records deleted from the log before the node read them: the
+        subscriber is told how many with DROPPED, and the feed goes on.
+        The node's fetches wait for 1 MB or 10 s, so records written and
+        deleted within one wait are never read."""
+        kafka = ApacheKafka(brokers=1)
+        self.addCleanup(kafka.stop)
+        kafka.create_topic("lossy", 1)
+        node = self.node(kafka.bootstrap, ["--linger-ms", "200", "--kafka-opt", "fetch.min.bytes=1000000",
+                                                "--kafka-opt", "fetch.wait.max.ms=10000"])
+        c = self.client(node)
+        s = c.subscribe("lossy", b"k")
+        produce(kafka.bootstrap, "lossy", [("k", "seen")])
+        self.assertEqual(c.messages(1, timeout=30, feed=s.feed)[0].value, b"seen")
+        # a new fetch from offset 1 now waits at the broker
+        produce(kafka.bootstrap, "lossy", [("k", "gone-%d" % i) for i in range(10)])
+        delete_records(kafka.bootstrap, "lossy", 0, 11)
+        d = c.expect(wire.DROPPED, timeout=30)
+        self.assertEqual((d.feed, d.count), (s.feed, 10))
+        produce(kafka.bootstrap, "lossy", [("k", "after")])
+        got = c.messages(1, timeout=30, feed=s.feed)[0]
+        self.assertEqual((got.value, got.offset), (b"after", 11))
+        self.assertEqual(node.stats()["counters"]["lost"], 10)
 
 
 class RealKafkaClusterTest(TestCase):
