@@ -228,7 +228,7 @@ static void topic_doom(feed_table *ft, const char *name) {
     d->next = ft->doomed;
     ft->doomed = d;
     uint64_t ms = ft->b->cfg->free_topic_grace_ms;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = broker_tv(ms);
     event_add(d->ev, &tv);
 }
 
@@ -525,7 +525,7 @@ static void feed_check_idle(feed_table *ft, feed *f) {
         feed_linger_expired(-1, 0, f);
         return;
     }
-    struct timeval tv = {(time_t)(ft->b->cfg->linger_ms / 1000), (suseconds_t)(ft->b->cfg->linger_ms % 1000) * 1000};
+    struct timeval tv = broker_tv(ft->b->cfg->linger_ms);
     f->lingering = 1;
     event_add(f->linger_ev, &tv);
 }
@@ -1126,7 +1126,7 @@ feed_table *feed_table_new(broker *b) {
     }
     if (b->cfg->metadata_refresh_ms > 0) {
         uint64_t ms = b->cfg->metadata_refresh_ms;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        struct timeval tv = broker_tv(ms);
         ft->refresh_ev = event_new(b->base, -1, EV_PERSIST, feed_refresh, ft);
         if (!ft->refresh_ev || event_add(ft->refresh_ev, &tv) < 0) {
             feed_table_free(ft);
@@ -1135,7 +1135,7 @@ feed_table *feed_table_new(broker *b) {
     }
     if (b->cfg->redis) {
         uint64_t every = b->cfg->lease_ms / 3 ? b->cfg->lease_ms / 3 : 1;
-        struct timeval tv = {(time_t)(every / 1000), (suseconds_t)(every % 1000) * 1000};
+        struct timeval tv = broker_tv(every);
         ft->tick_ev = event_new(b->base, -1, EV_PERSIST, feed_tick, ft);
         if (!ft->tick_ev || event_add(ft->tick_ev, &tv) < 0) {
             feed_table_free(ft);
