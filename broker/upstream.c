@@ -22,6 +22,7 @@
 #define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
 #define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
 #define LOOKUP_TIMEOUT_MS 5000
+#define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
 
 /* A lookup the loop cannot do without blocking (metadata, offsets): done by
  * the lookup thread, answered back through a pipe. */
@@ -218,14 +219,49 @@ static void job_delete(upstream *u, job *j) {
         log_warn("deleting free topic %s: %s", j->topic, why);
 }
 
+/* Errors a partition has for a moment and then not: its leadership is
+ * moving (election, broker restart) or it was created an instant ago and
+ * its leader does not know it yet. */
+static int lookup_retriable(rd_kafka_resp_err_t e) {
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* rd_kafka_query_watermark_offsets(), which gives up at the first error,
+ * retried over such moments for up to LOOKUP_TIMEOUT_MS in all. */
+static rd_kafka_resp_err_t watermarks(upstream *u, const char *tname, int32_t partition, int64_t *lo,
+                                      int64_t *hi) {
+    uint64_t deadline = broker_now_ms() + LOOKUP_TIMEOUT_MS;
+    for (uint64_t backoff = LOOKUP_BACKOFF_MS;; backoff = backoff * 2 < 1000 ? backoff * 2 : 1000) {
+        uint64_t now = broker_now_ms();
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(u->rk, tname, partition, lo, hi, (int)(deadline > now ? deadline - now : 1));
+        if (!e || !lookup_retriable(e) || broker_now_ms() + backoff >= deadline) return e;
+        log_debug("offsets of %s/%d: %s; retrying in %llu ms", tname, (int)partition, rd_kafka_err2str(e),
+                  (unsigned long long)backoff);
+        struct timespec ts = {(time_t)(backoff / 1000), (long)(backoff % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* The fetch position j->offset fell outside the partition's log (records
  * deleted by retention or DeleteRecords before they were read, or a log cut
  * short by an unclean leader election): resume at the nearest offset the log
  * still has, and count what went missing in between. */
 static void job_reset(upstream *u, job *j) {
     int64_t lo, hi;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, j->topic, j->partition, &lo, &hi,
-                                                             LOOKUP_TIMEOUT_MS);
+    rd_kafka_resp_err_t e = watermarks(u, j->topic, j->partition, &lo, &hi);
     if (e) {
         snprintf(j->errstr, sizeof(j->errstr), "watermarks: %s", rd_kafka_err2str(e));
         j->offset = RD_KAFKA_OFFSET_END;
@@ -241,8 +277,7 @@ static void job_reset(upstream *u, job *j) {
 
 static void job_start(upstream *u, job *j) {
     int64_t lo, hi;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, j->topic, j->partition, &lo, &hi,
-                                                             LOOKUP_TIMEOUT_MS);
+    rd_kafka_resp_err_t e = watermarks(u, j->topic, j->partition, &lo, &hi);
     if (e)
         snprintf(j->errstr, sizeof(j->errstr), "log end offset: %s", rd_kafka_err2str(e));
     else

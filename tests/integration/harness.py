@@ -349,10 +349,11 @@ class MockKafka:
 
     AUTO_CREATE_PARTITIONS = 4
 
-    def __init__(self, topics=None, brokers=1):
+    def __init__(self, topics=None, brokers=1, list_offsets_errors=0):
         self.topics = dict(topics or {})
         ready = tmp_path("mock_kafka.ready")
-        argv = [bin_path("tests/mock_kafka"), "--brokers", brokers, "--ready-file", ready]
+        argv = [bin_path("tests/mock_kafka"), "--brokers", brokers, "--ready-file", ready,
+                "--list-offsets-errors", list_offsets_errors]
         for name, n in self.topics.items():
             argv += ["--topic", "%s:%d" % (name, n)]
         self.proc = Proc(argv, name="mock_kafka")
@@ -1172,11 +1173,12 @@ class NodeCase(TestCase):
 
     TOPICS = {}
     NODE_ARGS = ()
+    KAFKA_ARGS = {}               # MockKafka keyword arguments
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.kafka = class_fixture(cls, MockKafka(cls.TOPICS))
+        cls.kafka = class_fixture(cls, MockKafka(cls.TOPICS, **cls.KAFKA_ARGS))
         cls.bootstrap = cls.kafka.bootstrap
         cls.node_ = class_fixture(cls, Node(cls.kafka.bootstrap, cls.NODE_ARGS))
 

@@ -78,3 +78,18 @@ class PartitionTargetingTest(NodeCase):
         self.n.wait_stats(lambda st: self.n.assigned("p6t", st) == [4], what="only p6t/4 assigned")
         c.unsubscribe(s2.feed)
         self.n.wait_stats(lambda st: self.n.assigned("p6t", st) == [], what="nothing of p6t assigned")
+
+
+class LeaderMovingTest(NodeCase):
+    """A partition whose leadership is moving, or that was created an instant
+    ago, answers offset lookups with NOT_LEADER_FOR_PARTITION for a moment.
+    The node retries the lookup rather than refusing the subscription."""
+    TOPICS = {"moving": 2}
+    KAFKA_ARGS = {"list_offsets_errors": 3}
+
+    def test_subscribe_outlives_not_leader(self):
+        c = self.client(self.n)
+        sub = c.subscribe("moving", "m1")       # was refused with "Not leader for partition"
+        self.assertEqual(sub.partitions, [java_partition("m1", 2)])
+        self.produce("moving", [("m1", "after")])
+        self.assertEqual([m.value for m in c.messages(1, feed=sub.feed)], [b"after"])

@@ -52,22 +52,29 @@ typedef struct mock_topic {
     int partitions;                   /* >= 1 */
 } mock_topic;
 
+#define MOCK_API_LIST_OFFSETS 2        /* Kafka protocol ApiKey of ListOffsets */
+
 typedef struct mock_opts {
     int brokers;                      /* broker count, >= 1 */
     mock_topic *topics;               /* owned array of topic_cnt entries */
     size_t topic_cnt;
     const char *ready_file;           /* NULL: none; points into argv */
+    int list_offsets_errors;          /* ListOffsets requests answered NOT_LEADER first */
 } mock_opts;
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: mock_kafka [--brokers N] [--topic NAME:PARTITIONS]... [--ready-file PATH]\n"
+            "                  [--list-offsets-errors N]\n"
             "\n"
             "A Kafka protocol server on librdkafka's mock cluster, for tests.\n"
             "  --brokers N                 number of brokers (default 1)\n"
             "  --topic NAME:PARTITIONS     create a topic (replication 1); repeatable\n"
             "  --ready-file PATH           write the bootstrap address to PATH once ready\n"
             "                              (written to PATH.tmp, then renamed)\n"
+            "  --list-offsets-errors N     answer the first N ListOffsets requests with\n"
+            "                              NOT_LEADER_FOR_PARTITION, as a partition whose\n"
+            "                              leadership is moving does\n"
             "  -h, --help                  this text\n"
             "Prints \"BOOTSTRAP <addr>\" on stdout once ready; runs until SIGTERM/SIGINT.\n"
             "Topics not created here are auto-created with 4 partitions as soon as\n"
@@ -136,6 +143,7 @@ static int parse_args(mock_opts *o, int argc, char **argv) {
         {"brokers", required_argument, NULL, 'b'},
         {"topic", required_argument, NULL, 't'},
         {"ready-file", required_argument, NULL, 'r'},
+        {"list-offsets-errors", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -157,6 +165,12 @@ static int parse_args(mock_opts *o, int argc, char **argv) {
             break;
         case 'r':
             o->ready_file = optarg;
+            break;
+        case 'l':
+            if (parse_int(optarg, 0, 1000, &o->list_offsets_errors) != 0) {
+                fprintf(stderr, "mock_kafka: --list-offsets-errors wants 0..1000, got '%s'\n", optarg);
+                return -1;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -270,6 +284,13 @@ int main(int argc, char **argv) {
                     rd_kafka_err2str(err));
             goto out;
         }
+    }
+
+    if (opts.list_offsets_errors > 0) {
+        rd_kafka_resp_err_t errs[1000];
+        for (i = 0; i < (size_t)opts.list_offsets_errors; i++)
+            errs[i] = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+        rd_kafka_mock_push_request_errors_array(mc, MOCK_API_LIST_OFFSETS, (size_t)opts.list_offsets_errors, errs);
     }
 
     bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
