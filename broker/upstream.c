@@ -245,8 +245,8 @@ static rd_kafka_resp_err_t watermarks(upstream *u, const char *tname, int32_t pa
     uint64_t deadline = broker_now_ms() + LOOKUP_TIMEOUT_MS;
     for (uint64_t backoff = LOOKUP_BACKOFF_MS;; backoff = backoff * 2 < 1000 ? backoff * 2 : 1000) {
         uint64_t now = broker_now_ms();
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(u->rk, tname, partition, lo, hi, (int)(deadline > now ? deadline - now : 1));
+        int wait_ms = (int)(deadline > now ? deadline - now : 1);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u->rk, tname, partition, lo, hi, wait_ms);
         if (!e || !lookup_retriable(e) || broker_now_ms() + backoff >= deadline) return e;
         log_debug("offsets of %s/%d: %s; retrying in %llu ms", tname, (int)partition, rd_kafka_err2str(e),
                   (unsigned long long)backoff);
