@@ -149,9 +149,11 @@ test-unit: all $(UNIT_BINS)
 test-integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --bin $(BIN)
 
-# Every benchmark scenario once at a tiny size, so the tool cannot rot; no timing is asserted.
+# Every benchmark scenario once at a tiny size, so the tool cannot rot, and
+# the latency one on Apache Kafka too; no timing is asserted.
 test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 	$(Q)$(BIN)/subway-bench --bin $(BIN) --tiny --json /dev/null
+	$(Q)$(BIN)/subway-bench --bin $(BIN) --tiny --json /dev/null --kafka apache --scenario latency
 
 test-one: test-unit test-integration test-bench
 

@@ -53,6 +53,9 @@
 #   KAFKA_VERSION=V      (default 3.7.2; other 3.x may work, 3.7 is what is tested)
 #   KAFKA_CACHE=DIR      jars and the default DIR (default .cache/kafka)
 #   KAFKA_HEAP=OPTS      broker heap (default "-Xms64m -Xmx384m")
+#   KAFKA_JVM=OPTS       broker collector and compiler flags (default
+#                        "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"; Kafka's own
+#                        scripts use "-XX:+UseG1GC -XX:MaxGCPauseMillis=20")
 #   READY_TIMEOUT=S      how long start/start-broker/topic wait (default 60)
 #   STOP_TIMEOUT=S       how long stop waits before kill -9 (default 15)
 set -euo pipefail
@@ -78,11 +81,13 @@ case "$STOP_TIMEOUT" in ''|*[!0-9]*|0) echo "kafka-local: STOP_TIMEOUT must be a
 
 # Two cores run the tests, the node and up to three of these at once: small
 # heaps, the serial collector, and C1 only (starts faster; a test broker
-# never gets hot enough for C2 to pay off).
+# never gets hot enough for C2 to pay off). The benchmark wants a broker
+# tuned like a production one instead, and sets KAFKA_HEAP and KAFKA_JVM.
 read -r -a BROKER_HEAP <<<"${KAFKA_HEAP:--Xms64m -Xmx384m}"
-JVM_COMMON=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError
-            -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true)
-TOOL_JVM=(-Xms16m -Xmx128m "${JVM_COMMON[@]}" -Dlog4j.configuration="file:$CACHE/tools-log4j.properties")
+read -r -a BROKER_JVM <<<"${KAFKA_JVM:--XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+JVM_COMMON=(-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true)
+TOOL_JVM=(-Xms16m -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "${JVM_COMMON[@]}"
+          -Dlog4j.configuration="file:$CACHE/tools-log4j.properties")
 
 say() { printf 'kafka-local: %s\n' "$*"; }
 die() { printf 'kafka-local: %s\n' "$*" >&2; exit 1; }
@@ -385,7 +390,7 @@ format_storage() {  # formats the storage of the nodes that have none yet (in pa
 
 launch_node() {  # launch_node N
     local n=$1
-    launch "node-$n" java "${BROKER_HEAP[@]}" "${JVM_COMMON[@]}" \
+    launch "node-$n" java "${BROKER_HEAP[@]}" "${BROKER_JVM[@]}" "${JVM_COMMON[@]}" \
         -Dlog4j.configuration="file:$DIR/log4j.properties" -Dkafka.logs.dir="$DIR/node-$n" \
         -cp "$LIB/*" kafka.Kafka "$DIR/node-$n/server.properties"
 }

@@ -55,7 +55,7 @@ typedef struct scenario {
 
 static const scenario scenarios[] = {
     {"fanout", scenario_fanout, "one feed, 100 and 1000 subscribers, delivered records/s vs Redis pub/sub"},
-    {"latency", scenario_latency, "1000 subscribers at 1000 records/s: produce-to-client percentiles vs a direct consumer"},
+    {"latency", scenario_latency, "100 and 1000 subscribers at 1000 records/s: produce-to-client percentiles vs a direct consumer and Redis pub/sub"},
     {"direct", scenario_direct, "1000 subscribers through subway vs direct librdkafka consumers: memory, threads, connections"},
     {"amplification", scenario_amplification, "exact-key feeds on a 12-partition topic: bytes read vs topic bytes"},
     {"connscale", scenario_connscale, "as many connections as the fd limit allows over 1000 feeds, Redis-coordinated"},
@@ -68,7 +68,7 @@ static void usage(FILE *out) {
             "usage: subway-bench [--bin DIR] [--scenario NAME[,NAME...]|all] [--tiny] [--json FILE|-]\n"
             "                    [--duration S] [--warmup S] [--subs N[,N...]] [--verbose] [--keep]\n"
             "\n"
-            "Starts mock_kafka, subway nodes and redis-server on free loopback ports, runs the\n"
+            "Starts Kafka, subway nodes and redis-server on free loopback ports, runs the\n"
             "scenarios with their alternatives side by side, prints a Markdown table per\n"
             "scenario and appends one JSON line per measurement to --json (default\n"
             "bench-results.jsonl; '-' writes none). Exits non-zero when a scenario could not run.\n"
@@ -83,11 +83,15 @@ static void usage(FILE *out) {
             "                       1000..8000)\n"
             "  --linger MS          fanout: the producer's linger.ms (default 5)\n"
             "  --lat-rate R         latency: records/s (default 1000)\n"
-            "  --lat-subs N         latency: subscribers (default 1000)\n"
+            "  --lat-subs N,N       latency: subscriber counts (default 100,1000)\n"
             "  --direct-consumers N direct: librdkafka consumers actually run (default 100)\n"
             "  --conns N            connscale: connections (default 19000)\n"
             "  --feeds N            connscale: feeds (default 1000)\n"
             "  --redis-server PATH  redis-server binary (default redis-server from PATH)\n"
+            "  --kafka mock|apache  Kafka to run against: bin/tests/mock_kafka (librdkafka's\n"
+            "                       mock cluster, the default) or one Apache Kafka broker\n"
+            "                       started by --kafka-script (fetched on first use)\n"
+            "  --kafka-script PATH  kafka-local.sh (default deploy/kafka-local.sh)\n"
             "  --node-arg ARG       pass ARG to every subway node (repeatable), e.g.\n"
             "                       --node-arg=--kafka-opt=fetch.wait.max.ms=1\n"
             "  --verbose            progress and services' command lines on stderr\n"
@@ -156,9 +160,9 @@ static void print_machine(void) {
     f = fopen("/proc/loadavg", "r");
     if (f && fgets(load, sizeof(load), f)) load[strcspn(load, "\n")] = '\0';
     if (f) fclose(f);
-    printf("subway-bench: %ld CPUs (%s), %s RAM, load average %s; %s; %.1f s per measurement\n",
+    printf("subway-bench: %ld CPUs (%s), %s RAM, load average %s; %s; %.1f s per measurement; Kafka: %s\n",
            sysconf(_SC_NPROCESSORS_ONLN), model, fmt_kb(mem_kb), load, g_opts.tiny ? "tiny" : "full",
-           g_opts.duration_s);
+           g_opts.duration_s, kafka_name());
 }
 
 int main(int argc, char **argv) {
@@ -178,6 +182,8 @@ int main(int argc, char **argv) {
         {"conns", required_argument, NULL, 'C'},
         {"feeds", required_argument, NULL, 'F'},
         {"redis-server", required_argument, NULL, 'R'},
+        {"kafka", required_argument, NULL, 'K'},
+        {"kafka-script", required_argument, NULL, 'S'},
         {"node-arg", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},
         {"keep", no_argument, NULL, 'k'},
@@ -196,6 +202,7 @@ int main(int argc, char **argv) {
     g_opts.scenarios = "all";
     g_opts.json_path = "bench-results.jsonl";
     g_opts.redis_server = "redis-server";
+    g_opts.kafka_script = "deploy/kafka-local.sh";
     g_opts.duration_s = -1;
     g_opts.warmup_s = -1;
     g_opts.value_len = 100;
@@ -220,11 +227,25 @@ int main(int argc, char **argv) {
         case 'W': g_opts.fan_window = atoi(optarg); break;
         case 'G': g_opts.fan_linger = optarg; break;
         case 'r': lat_rate = atof(optarg); break;
-        case 'L': g_opts.lat_subs = atoi(optarg); break;
+        case 'L':
+            g_opts.nlat_subs = parse_list(optarg, g_opts.lat_subs, 4);
+            if (g_opts.nlat_subs < 1) {
+                fprintf(stderr, "subway-bench: --lat-subs wants N[,N...]\n");
+                return 2;
+            }
+            break;
         case 'D': g_opts.direct_consumers = atoi(optarg); break;
         case 'C': g_opts.scale_conns = atoi(optarg); break;
         case 'F': g_opts.scale_feeds = atoi(optarg); break;
         case 'R': g_opts.redis_server = optarg; break;
+        case 'K':
+            if (strcmp(optarg, "apache") != 0 && strcmp(optarg, "mock") != 0) {
+                fprintf(stderr, "subway-bench: --kafka wants mock or apache\n");
+                return 2;
+            }
+            g_opts.kafka_apache = strcmp(optarg, "apache") == 0;
+            break;
+        case 'S': g_opts.kafka_script = optarg; break;
         case 'A':
             if (g_opts.nnode_args >= 16) {
                 fprintf(stderr, "subway-bench: at most 16 --node-arg\n");
@@ -263,7 +284,10 @@ int main(int argc, char **argv) {
         g_opts.fanout_subs[1] = tiny ? 3 : 1000;
         g_opts.nfanout_subs = 2;
     }
-    if (g_opts.lat_subs <= 0) g_opts.lat_subs = tiny ? 2 : 1000;
+    if (g_opts.nlat_subs == 0) {
+        g_opts.lat_subs[g_opts.nlat_subs++] = tiny ? 2 : 100;
+        if (!tiny) g_opts.lat_subs[g_opts.nlat_subs++] = 1000;
+    }
     g_opts.lat_rate = lat_rate > 0 ? (int)lat_rate : tiny ? 200 : 1000;
     g_opts.direct_subs = tiny ? 2 : 1000;
     if (g_opts.direct_consumers <= 0) g_opts.direct_consumers = tiny ? 2 : 100;

@@ -14,6 +14,8 @@ typedef struct bench_opts {
     const char *scenarios;        /* comma-separated names, or "all" */
     const char *json_path;        /* JSON lines file; NULL: none (stdout only) */
     const char *redis_server;     /* redis-server binary */
+    int kafka_apache;             /* --kafka apache: a real broker from deploy/kafka-local.sh */
+    const char *kafka_script;     /* deploy/kafka-local.sh */
     int tiny;                     /* a couple of subscribers, ~1 s per measurement */
     double duration_s;            /* per measurement */
     double warmup_s;              /* before each measurement */
@@ -24,7 +26,8 @@ typedef struct bench_opts {
     int nfanout_subs;
     int fan_window;               /* fanout: most records in flight (0: scenario default) */
     const char *fan_linger;       /* fanout: producer linger.ms */
-    int lat_subs;                 /* latency: subscribers */
+    int lat_subs[4];              /* latency: subscriber counts */
+    int nlat_subs;
     int lat_rate;                 /* latency: records/s */
     int direct_subs;              /* direct: subway subscribers */
     int direct_consumers;         /* direct: librdkafka consumers actually run */
@@ -101,10 +104,11 @@ typedef struct svc {
 } svc;
 
 typedef struct kafka_svc {
-    svc p;
+    svc p;                        /* mock_kafka (pid 0 for Apache Kafka) */
     char bootstrap[256];
     int ports[8];                 /* brokers' ports */
     int nports;
+    char apache_dir[300];         /* Apache Kafka: kafka-local.sh --dir; "" for the mock */
 } kafka_svc;
 
 typedef struct node_svc {
@@ -122,9 +126,17 @@ typedef struct redis_svc {
 /* A free loopback TCP port (bound once, then released; never returned twice). */
 int svc_free_port(void);
 
-/* Starts bin/tests/mock_kafka with topics "NAME:PARTITIONS" (NULL-terminated).
- * Returns 0 once it printed its bootstrap address, else -1 (message printed). */
+/* Starts bin/tests/mock_kafka (or, with --kafka apache, one Apache Kafka
+ * broker by deploy/kafka-local.sh) with topics "NAME:PARTITIONS"
+ * (NULL-terminated). Returns 0 once the topics can be used, else -1
+ * (message printed). */
 int kafka_start(kafka_svc *k, const char *const *topics);
+/* Stops what kafka_start() started. Accepts a stopped one. */
+void kafka_stop(kafka_svc *k);
+/* "librdkafka's mock Kafka" or "Apache Kafka", for notes. */
+const char *kafka_name(void);
+/* The broker's process (mock_kafka, or Apache Kafka's JVM), or 0. */
+pid_t kafka_pid(const kafka_svc *k);
 
 /* Starts bin/subway on k with the bench's limits, plus extra args
  * (NULL-terminated, may be NULL). Returns 0 once /healthz answers. */
@@ -231,6 +243,10 @@ void pool_close(pool *p);
 typedef struct kprod kprod;
 
 /* linger_ms as librdkafka takes it ("1", "0.5"). Returns NULL with errstr. */
+/* Creates topics "NAME:PARTITIONS" with the Admin API and waits until
+ * every partition has a leader. Returns 0, or -1 with errstr set. */
+int kafka_create_topics(const char *bootstrap, const char *const *topics, char *errstr, size_t errlen);
+
 kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms, char *errstr, size_t errlen);
 /* Produces one record with key (NULL: none); partition -1: the partitioner's choice.
  * Returns 0, or -1 after the queue stayed full for a second. */

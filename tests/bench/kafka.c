@@ -7,6 +7,90 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errlen) {
+    if (rd_kafka_conf_set(conf, k, v, errstr, errlen) != RD_KAFKA_CONF_OK) return -1;
+    return 0;
+}
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    if (level <= 3 || g_opts.verbose) fprintf(stderr, "bench: kafka %s: %s: %s\n", rd_kafka_name(rk), fac, buf);
+}
+
+/* --------------------------------------------------------------- topics */
+
+/* Every partition of every named topic has a leader (0), or not yet (-1). */
+static int topics_ready(rd_kafka_t *rk, const char *const *topics) {
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+    int ok = 1;
+    for (int i = 0; topics[i] && ok; i++) {
+        size_t nlen = strcspn(topics[i], ":");
+        int want = atoi(topics[i] + nlen + (topics[i][nlen] == ':')), found = 0;
+        for (int t = 0; t < md->topic_cnt; t++) {
+            const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+            if (strlen(mt->topic) != nlen || strncmp(mt->topic, topics[i], nlen) != 0) continue;
+            found = !mt->err && mt->partition_cnt == want;
+            for (int p = 0; found && p < mt->partition_cnt; p++)
+                if (mt->partitions[p].leader < 0) found = 0;
+        }
+        ok = found;
+    }
+    rd_kafka_metadata_destroy(md);
+    return ok ? 0 : -1;
+}
+
+int kafka_create_topics(const char *bootstrap, const char *const *topics, char *errstr, size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", bootstrap, errstr, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    int n = 0, rc = -1;
+    rd_kafka_NewTopic_t *nt[32];
+    for (; topics[n] && n < 32; n++) {
+        char name[256];
+        size_t nlen = strcspn(topics[n], ":");
+        snprintf(name, sizeof(name), "%.*s", (int)nlen, topics[n]);
+        int parts = atoi(topics[n] + nlen + (topics[n][nlen] == ':'));
+        nt[n] = rd_kafka_NewTopic_new(name, parts > 0 ? parts : 1, 1, errstr, errlen);
+        if (!nt[n]) goto out;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (!res) snprintf(errstr, errlen, "CreateTopics: %s", ev ? rd_kafka_event_error_string(ev) : "timed out");
+    else {
+        size_t cnt;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        rc = 0;
+        for (size_t i = 0; i < cnt; i++)
+            if (rd_kafka_topic_result_error(tr[i]) && rd_kafka_topic_result_error(tr[i]) != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errlen, "create topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                         rd_kafka_topic_result_error_string(tr[i]));
+                rc = -1;
+            }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    /* Created is not yet led: wait for every partition's leader. */
+    for (double deadline = now_s() + 30; rc == 0 && topics_ready(rk, topics) < 0; sleep_s(0.1))
+        if (now_s() > deadline) {
+            snprintf(errstr, errlen, "topics created but without leaders after 30 s");
+            rc = -1;
+        }
+out:
+    for (int i = 0; i < n; i++) rd_kafka_NewTopic_destroy(nt[i]);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 /* ------------------------------------------------------------- producer */
 
 struct kprod {
@@ -22,15 +106,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     kprod *p = opaque;
     if (m->err) atomic_fetch_add(&p->failed, 1);
     else atomic_fetch_add(&p->acked, 1);
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errlen) {
-    if (rd_kafka_conf_set(conf, k, v, errstr, errlen) != RD_KAFKA_CONF_OK) return -1;
-    return 0;
-}
-
-static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-    if (level <= 3 || g_opts.verbose) fprintf(stderr, "bench: kafka %s: %s: %s\n", rd_kafka_name(rk), fac, buf);
 }
 
 kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms, char *errstr, size_t errlen) {
@@ -177,7 +252,14 @@ kcons *kcons_start(const char *bootstrap, const char *topic, int nparts, int fet
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, topic, p, &lo, &hi, 5000);
+        rd_kafka_resp_err_t e;
+        /* A topic created an instant ago: its leader may not know it yet. */
+        for (double give_up = now_s() + 10;; sleep_s(0.1)) {
+            e = rd_kafka_query_watermark_offsets(c->rk, topic, p, &lo, &hi, 5000);
+            if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION && e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+                 e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) || now_s() > give_up)
+                break;
+        }
         if (e) {
             snprintf(errstr, errlen, "watermarks of %s/%d: %s", topic, p, rd_kafka_err2str(e));
             rd_kafka_topic_partition_list_destroy(l);

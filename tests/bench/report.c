@@ -61,6 +61,7 @@ jrec *jr_begin(const char *scenario, const char *measurement) {
     jr_int(j, "tiny", g_opts.tiny);
     jr_int(j, "nproc", sysconf(_SC_NPROCESSORS_ONLN));
     jr_int(j, "value_bytes", g_opts.value_len);
+    jr_str(j, "kafka", g_opts.kafka_apache ? "apache" : "mock");
     double load = -1;
     FILE *f = fopen("/proc/loadavg", "r");
     if (f) {

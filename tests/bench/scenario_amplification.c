@@ -133,7 +133,7 @@ int scenario_amplification(void) {
     tab_note(t, "Bytes are key + value bytes (the node's /stats counters.bytes_in; Kafka's batch framing not "
              "counted). A direct consumer filtering by key reads every partition: ratio 1.");
     tab_print(t);
-    svc_stop(&k.p);
+    kafka_stop(&k);
     free(keys);
     return rc;
 }

@@ -343,6 +343,6 @@ out:
     }
     svc_stop(&n.p);
     svc_stop(&rs.p);
-    svc_stop(&k.p);
+    kafka_stop(&k);
     return rc;
 }

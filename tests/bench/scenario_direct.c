@@ -232,7 +232,7 @@ int scenario_direct(void) {
     if (direct_subway(&k, &sw) < 0) rc = -1;
     vlog("direct: %d librdkafka consumers", g_opts.direct_consumers);
     if (direct_consumers(&k, &dc) < 0) rc = -1;
-    svc_stop(&k.p);
+    kafka_stop(&k);
 
     /* What N consumers would take, from the measured per-consumer cost. */
     int target = g_opts.direct_target;
@@ -271,8 +271,8 @@ int scenario_direct(void) {
     }
     tab_note(t, "Both consume %d records/s of %d bytes during the window. Subway side: the node only (its clients "
              "are plain sockets, not counted). Direct side: a child process holding every consumer (librdkafka "
-             "defaults, group.id each, partition assigned by hand), mock Kafka with 1 broker.",
-             DIRECT_RATE, g_opts.value_len);
+             "defaults, group.id each, partition assigned by hand), %s with 1 broker.",
+             DIRECT_RATE, g_opts.value_len, kafka_name());
     tab_print(t);
 
     jrec *j = jr_begin("direct", "subway");

@@ -85,7 +85,7 @@ static int fan_subway(const kafka_svc *k, int subs, fan_result *r) {
         fprintf(stderr, "bench: %s\n", err);
         goto out;
     }
-    rc = fan_measure(p, pc, n.p.pid, k->p.pid, r);
+    rc = fan_measure(p, pc, n.p.pid, kafka_pid(k), r);
     r->ok = rc == 0 && r->delivered > 0;
     if (!r->ok) fprintf(stderr, "bench: fanout/subway %d: %llu records delivered (%s)\n", subs,
                         (unsigned long long)r->delivered, pool_err(p));
@@ -198,8 +198,9 @@ int scenario_fanout(void) {
         free(rr);
     }
     tab_note(t, "Latency columns are produce-to-client under saturation (queueing included), not the latency scenario's.");
-    tab_note(t, "server = subway node (Kafka: mock_kafka, its CPU in the JSON) or redis-server; bench CPU = this process, all threads.");
+    tab_note(t, "server = subway node (Kafka: %s, its CPU in the JSON) or redis-server; bench CPU = this process, "
+             "all threads.", kafka_name());
     tab_print(t);
-    svc_stop(&k.p);
+    kafka_stop(&k);
     return failed ? -1 : 0;
 }

@@ -1,4 +1,4 @@
-/* scenario_latency.c -- produce-to-client latency at a fixed rate: 1000 subscribers vs one direct consumer. */
+/* scenario_latency.c -- produce-to-client latency at a fixed rate: subscribers vs a direct consumer and Redis pub/sub. */
 #include "tests/bench/bench.h"
 
 #include <stdio.h>
@@ -8,23 +8,65 @@
 #define LAT_KEY "lat"
 #define LAT_LINGER "0"            /* the producer sends each record at once */
 
-static void lat_row(tab *t, const char *who, int fetch_wait, const hist *h, uint64_t got, uint64_t want,
-                    double cpu_pct, double bench_pct) {
-    tab_row(t, who, fmt_int(fetch_wait), fmt_us(hist_pct(h, 50)), fmt_us(hist_pct(h, 99)), fmt_us(hist_pct(h, 99.9)),
+static void lat_row(tab *t, const char *who, int fetch_wait, double rate, const hist *h, uint64_t got,
+                    uint64_t want, double cpu_pct, double bench_pct) {
+    tab_row(t, who, fetch_wait >= 0 ? fmt_int(fetch_wait) : "-", fmt_int(rate), fmt_us(hist_pct(h, 50)), fmt_us(hist_pct(h, 99)), fmt_us(hist_pct(h, 99.9)),
             fmt_us(hist_pct(h, 100)), fmt_int((double)h->n), fmt_f("%.4f", want ? (double)got / (double)want : 0),
             cpu_pct >= 0 ? fmt_f("%.0f%%", cpu_pct) : "", bench_pct >= 0 ? fmt_f("%.0f%%", bench_pct) : "");
 }
 
+/* What one measurement window saw. */
+typedef struct lat_window {
+    double secs;
+    uint64_t produced;            /* records produced in the window */
+    uint64_t got;                 /* of them, delivered to the pool */
+    uint64_t got_direct;          /* and to the direct consumer */
+    double server_pct, bench_pct; /* CPU of the server (node or Redis) and of this process */
+    procstat s0, s1;              /* the server's, around the window */
+} lat_window;
+
+/* Warms up, measures for --duration with latency recording on, stops the
+ * producer (*pcp is freed) and waits up to 2 s for records still in
+ * flight. kc (may be NULL) is the direct consumer; its window samples end
+ * up in hd. */
+static int lat_measure(pool *p, pacer **pcp, kcons *kc, hist *hd, pid_t server, int subs, lat_window *w) {
+    if (drive(p, *pcp, g_opts.warmup_s) < 0) return -1;
+    procstat_read(server, &w->s0);
+    double b0 = self_cpu_s();
+    uint64_t d0 = pool_total(p), c0 = kc ? kcons_records(kc) : 0, p0 = pacer_produced(*pcp);
+    double t0 = now_s();
+    pool_latency(p, 1);
+    if (kc) kcons_take_hist(kc, hd);  /* drops the warm-up samples */
+    if (drive(p, *pcp, g_opts.duration_s) < 0) return -1;
+    w->secs = now_s() - t0;
+    procstat_read(server, &w->s1);
+    w->server_pct = 100.0 * (w->s1.cpu_s - w->s0.cpu_s) / w->secs;
+    w->bench_pct = 100.0 * (self_cpu_s() - b0) / w->secs;
+    w->produced = pacer_produced(*pcp) - p0;
+    pacer_stop(*pcp);
+    *pcp = NULL;
+    /* Records produced in the window may still be on their way: let them land. */
+    for (double settle = now_s() + 2.0; now_s() < settle;) {
+        if (pool_total(p) - d0 >= w->produced * (uint64_t)subs && (!kc || kcons_records(kc) - c0 >= w->produced))
+            break;
+        pool_run(p, 5);
+    }
+    if (kc) kcons_take_hist(kc, hd);
+    w->got = pool_total(p) - d0;
+    w->got_direct = kc ? kcons_records(kc) - c0 : 0;
+    return 0;
+}
+
 /* One measurement: a fresh node whose consumer and the direct consumer
  * both use fetch.wait.max.ms = fetch_wait. Adds rows to t. */
-static int lat_run(const kafka_svc *k, int fetch_wait, tab *t) {
+static int lat_run(const kafka_svc *k, int subs, int fetch_wait, tab *t) {
     node_svc n = {0};
     pool *p = NULL;
     kprod *kp = NULL;
     pacer *pc = NULL;
     kcons *kc = NULL;
     char err[512], opt[64];
-    int rc = -1, subs = g_opts.lat_subs;
+    int rc = -1;
     hist *hd = calloc(1, sizeof(*hd)), *hs = calloc(1, sizeof(*hs));
     if (!hd || !hs) abort();
     snprintf(opt, sizeof(opt), "fetch.wait.max.ms=%d", fetch_wait);
@@ -44,35 +86,19 @@ static int lat_run(const kafka_svc *k, int fetch_wait, tab *t) {
         fprintf(stderr, "bench: %s\n", err);
         goto out;
     }
-    if (drive(p, pc, g_opts.warmup_s) < 0) goto out;
-    procstat s0, s1;
-    procstat_read(n.p.pid, &s0);
-    double b0 = self_cpu_s();
-    uint64_t d0 = pool_total(p), c0 = kcons_records(kc), p0 = pacer_produced(pc);
-    double t0 = now_s();
-    pool_latency(p, 1);
-    kcons_take_hist(kc, hd);      /* drops the warm-up samples */
-    if (drive(p, pc, g_opts.duration_s) < 0) goto out;
-    double secs = now_s() - t0;
-    procstat_read(n.p.pid, &s1);
-    double bench_pct = 100.0 * (self_cpu_s() - b0) / secs;
-    uint64_t produced = pacer_produced(pc) - p0;
-    pacer_stop(pc);
-    pc = NULL;
-    /* Records produced in the window may still be on their way: let them land. */
-    double settle = now_s() + 2.0;
-    while (now_s() < settle && (pool_total(p) - d0 < produced * (uint64_t)subs || kcons_records(kc) - c0 < produced))
-        pool_run(p, 5);
+    lat_window w = {0};
+    if (lat_measure(p, &pc, kc, hd, n.p.pid, subs, &w) < 0) goto out;
     *hs = *pool_hist(p);
     uint64_t spread_lo, spread_hi;
     pool_lat_spread(p, &spread_lo, &spread_hi);
-    kcons_take_hist(kc, hd);
-    uint64_t got_s = pool_total(p) - d0, got_d = kcons_records(kc) - c0;
+    uint64_t produced = w.produced, got_s = w.got, got_d = w.got_direct;
+    double secs = w.secs;
 
     char who[96];
     snprintf(who, sizeof(who), "subway, %d subscribers", subs);
-    lat_row(t, who, fetch_wait, hs, got_s, produced * (uint64_t)subs, 100.0 * (s1.cpu_s - s0.cpu_s) / secs, bench_pct);
-    lat_row(t, "direct librdkafka consumer", fetch_wait, hd, got_d, produced, -1, -1);
+    lat_row(t, who, fetch_wait, (double)produced / secs, hs, got_s, produced * (uint64_t)subs, w.server_pct,
+            w.bench_pct);
+    lat_row(t, "direct librdkafka consumer", fetch_wait, (double)produced / secs, hd, got_d, produced, -1, -1);
     double diff_ms = ((double)hist_pct(hs, 99) - (double)hist_pct(hd, 99)) / 1e6;
     tab_note(t, "fetch.wait.max.ms=%d: p99(subway) - p99(direct) = %.2f ms (goal <= 1 ms); subway p99 %s (goal < 5 ms); "
              "per-subscriber mean latency from %s (best subscriber) to %s (worst).",
@@ -88,8 +114,8 @@ static int lat_run(const kafka_svc *k, int fetch_wait, tab *t) {
     jr_str(j, "linger_ms", LAT_LINGER);
     jr_int(j, "fetch_wait_max_ms", fetch_wait);
     jr_hist(j, "latency", hs);
-    jr_proc(j, "node", &s0, &s1);
-    jr_num(j, "bench_cpu_pct", bench_pct);
+    jr_proc(j, "node", &w.s0, &w.s1);
+    jr_num(j, "bench_cpu_pct", w.bench_pct);
     jr_num(j, "subscriber_mean_min_us", (double)spread_lo / 1000);
     jr_num(j, "subscriber_mean_max_us", (double)spread_hi / 1000);
     jr_end(j);
@@ -116,25 +142,79 @@ out:
     return rc;
 }
 
+/* The same subscribers on one Redis channel, the same records published
+ * at the same rate: what the fan-out alone costs on this machine. */
+static int lat_redis(int subs, tab *t) {
+    redis_svc rs;
+    pool *p = NULL;
+    pacer *pc = NULL;
+    char err[512];
+    int rc = -1;
+    hist *h = calloc(1, sizeof(*h));
+    if (!h) abort();
+    if (redis_start(&rs) < 0) goto out;
+    if (!(p = pool_new(POOL_REDIS, (size_t)subs))) goto out;
+    for (int i = 0; i < subs; i++) pool_set_feed(p, (size_t)i, LAT_TOPIC, NULL);
+    if (pool_setup(p, rs.port, "latency/redis") < 0) goto out;
+    pacer_conf pcf = {.redis_port = rs.port, .channel = LAT_TOPIC, .rate = g_opts.lat_rate, .batch = 1};
+    if (!(pc = pacer_start(&pcf, err, sizeof(err)))) {
+        fprintf(stderr, "bench: %s\n", err);
+        goto out;
+    }
+    lat_window w = {0};
+    if (lat_measure(p, &pc, NULL, NULL, rs.p.pid, subs, &w) < 0) goto out;
+    *h = *pool_hist(p);
+    char who[96];
+    snprintf(who, sizeof(who), "Redis pub/sub, %d subscribers", subs);
+    lat_row(t, who, -1, (double)w.produced / w.secs, h, w.got, w.produced * (uint64_t)subs, w.server_pct,
+            w.bench_pct);
+    jrec *j = jr_begin("latency", "redis");
+    jr_int(j, "subscribers", subs);
+    jr_int(j, "rate", g_opts.lat_rate);
+    jr_num(j, "duration_s", w.secs);
+    jr_int(j, "produced", (long long)w.produced);
+    jr_int(j, "received", (long long)w.got);
+    jr_int(j, "expected", (long long)(w.produced * (uint64_t)subs));
+    jr_hist(j, "latency", h);
+    jr_proc(j, "redis", &w.s0, &w.s1);
+    jr_num(j, "bench_cpu_pct", w.bench_pct);
+    jr_end(j);
+    rc = w.got > 0 ? 0 : -1;
+    if (rc < 0) fprintf(stderr, "bench: latency/redis: no messages arrived (%s)\n", pool_err(p));
+out:
+    pacer_stop(pc);
+    pool_free(p);
+    svc_stop(&rs.p);
+    free(h);
+    return rc;
+}
+
 int scenario_latency(void) {
     static const char *const topics[] = {LAT_TOPIC ":1", NULL};
-    static const char *const cols[] = {"receiver", "fetch.wait.max.ms", "p50", "p99", "p99.9", "max", "samples",
-                                       "received/expected", "node CPU", "bench CPU"};
+    static const char *const cols[] = {"receiver", "fetch.wait.max.ms", "records/s", "p50", "p99", "p99.9", "max", "samples",
+                                       "received/expected", "server CPU", "bench CPU"};
     static const int waits[] = {10, 1};
     kafka_svc k;
     int failed = 0;
     if (kafka_start(&k, topics) < 0) return -1;
     char title[200];
-    snprintf(title, sizeof(title), "latency: %d subscribers, %d records/s of %d bytes, produce -> client",
-             g_opts.lat_subs, g_opts.lat_rate, g_opts.value_len);
-    tab *t = tab_new(title, 10, cols);
-    for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++)
-        if (lat_run(&k, waits[i], t) < 0) failed++;
-    tab_note(t, "Producer: librdkafka, linger.ms=%s, acks=1. Node and direct consumer: fetch.min.bytes=1 and the "
-             "fetch.wait.max.ms shown (10 is the node's default). librdkafka's mock broker holds an empty fetch "
-             "for the whole fetch.wait.max.ms even when a record arrives meanwhile (real brokers answer at once), "
-             "so on the mock that setting adds up to its value to every latency.", LAT_LINGER);
+    snprintf(title, sizeof(title), "latency: %d records/s of %d bytes, produce -> client (Kafka: %s)",
+             g_opts.lat_rate, g_opts.value_len, kafka_name());
+    tab *t = tab_new(title, 11, cols);
+    for (int s = 0; s < g_opts.nlat_subs; s++) {
+        for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++)
+            if (lat_run(&k, g_opts.lat_subs[s], waits[i], t) < 0) failed++;
+        if (lat_redis(g_opts.lat_subs[s], t) < 0) failed++;
+    }
+    tab_note(t, "Producer: librdkafka, linger.ms=%s, acks=1; Redis: one PUBLISH per record at the same rate. Node and "
+             "direct consumer: fetch.min.bytes=1 and the fetch.wait.max.ms shown (10 is the node's default). "
+             "records/s = the rate the producer kept up (the PUBLISH loop waits for each reply, so a "
+             "saturated Redis publishes less). server CPU = the node or redis-server. %s", LAT_LINGER,
+             g_opts.kafka_apache ? "Apache Kafka answers a waiting fetch as soon as a record arrives."
+                                 : "librdkafka's mock broker holds an empty fetch for the whole fetch.wait.max.ms even "
+                                   "when a record arrives meanwhile (real brokers answer at once), so on the mock that "
+                                   "setting adds up to its value to every Kafka latency.");
     tab_print(t);
-    svc_stop(&k.p);
+    kafka_stop(&k);
     return failed ? -1 : 0;
 }

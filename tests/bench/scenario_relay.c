@@ -146,7 +146,7 @@ int scenario_relay(void) {
     }
     if (relay_run(&k, 0, &r[0], &r[1]) < 0) rc = -1;
     if (relay_run(&k, 1, &r[2], &r[3]) < 0) rc = -1;
-    svc_stop(&k.p);
+    kafka_stop(&k);
     char title[200], lat[64];
     snprintf(title, sizeof(title), "relay: %d subscribers + 1 on the owner, 3 nodes coordinated through Redis",
              g_opts.relay_subs);
