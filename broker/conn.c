@@ -177,7 +177,8 @@ void conn_deliver(conn *c, sub *s, outq_block *block) {
     broker *b = c->b;
     if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL)) return;
     if (c->out.bytes >= b->cfg->out_soft_limit) {
-        s->dropped += block->records;
+        /* The block's own DROPPED frames go with it: fold them in. */
+        s->dropped += block->records + block->lost;
         b->ctr.dropped += block->records;
         c->has_dropped = 1;
         if (!c->over_soft_since_ms) c->over_soft_since_ms = broker_now_ms();

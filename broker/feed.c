@@ -74,6 +74,7 @@ struct feed {
     int64_t *next_off;            /* owner: next offset per partition read (-1 unknown) */
     proto_buf batch;              /* this loop turn's MESSAGE frames */
     uint32_t batch_records;
+    uint64_t batch_lost;          /* counts of the DROPPED frames in batch */
     feed *dirty_next;
     int dirty;
     uint64_t records;
@@ -905,6 +906,8 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
         if (!f->ready && f->has_parts && feed_all_assigned(f)) feed_set_ready(ft, f);
 }
 
+static void feed_append_lost(feed_table *ft, feed *f, uint64_t lost);
+
 void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
                              int64_t lost) {
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
@@ -917,14 +920,21 @@ void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t par
     log_warn("topic %s partition %d: %lld records were gone before they were read", t->name, (int)partition,
              (long long)lost);
     ft->b->ctr.lost += (uint64_t)lost;
-    for (feed *f = t->feeds; f; f = f->tnext) {
-        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
-        proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = (uint64_t)lost};
-        for (sub *s = f->subs; s; s = s->next) conn_send(s->c, &d);
-    }
+    for (feed *f = t->feeds; f; f = f->tnext)
+        if (f->has_parts && (f->partition < 0 || f->partition == partition)) feed_append_lost(ft, f, (uint64_t)lost);
+    feed_flush_batch(ft);
 }
 
 /* --------------------------------------------------------------- records */
+
+/* Puts f on the list feed_flush_batch() hands out. */
+static void feed_mark_dirty(feed_table *ft, feed *f) {
+    if (!f->dirty) {
+        f->dirty = 1;
+        f->dirty_next = ft->dirty;
+        ft->dirty = f;
+    }
+}
 
 static void feed_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, int64_t ts_ms,
                         const void *key, size_t key_len, const void *value, size_t value_len,
@@ -945,11 +955,22 @@ static void feed_append(feed_table *ft, feed *f, int32_t partition, int64_t offs
     }
     f->batch_records++;
     f->records++;
-    if (!f->dirty) {
-        f->dirty = 1;
-        f->dirty_next = ft->dirty;
-        ft->dirty = f;
+    feed_mark_dirty(ft, f);
+}
+
+/* Records Kafka lost under the feed: a DROPPED frame in the batch, so each
+ * subscriber (and, through the relay, each other node's) gets it right
+ * between the records before the gap and those after it. */
+static void feed_append_lost(feed_table *ft, feed *f, uint64_t lost) {
+    if (!f->ready && !f->has_parts) return;
+    if (f->nsubs == 0 && !f->relay_on) return;
+    proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = lost};
+    if (proto_encode(&f->batch, &d) < 0) {
+        log_error("out of memory encoding a DROPPED");
+        abort();
     }
+    f->batch_lost += lost;
+    feed_mark_dirty(ft, f);
 }
 
 void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset, int64_t ts_ms,
@@ -967,7 +988,8 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
 }
 
 /* Owner: hands the batch to the other nodes with the offsets to resume
- * from. The relay bytes are "R <node>\n" and the batch's MESSAGE frames. */
+ * from. The relay bytes are "R <node>\n" and the batch's MESSAGE (and
+ * DROPPED) frames. */
 static void feed_relay_batch(feed_table *ft, feed *f) {
     proto_buf_reset(&ft->relay_buf);
     char head[160];
@@ -1002,6 +1024,8 @@ void feed_flush_batch(feed_table *ft) {
             log_error("out of memory in fan-out");
             abort();
         }
+        blk->lost = f->batch_lost;
+        f->batch_lost = 0;
         for (sub *s = f->subs; s; s = s->next) conn_deliver(s->c, s, blk);
         outq_block_unref(blk);
     }
@@ -1054,6 +1078,8 @@ void feed_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_
         if (fr.type == PROTO_MESSAGE)
             feed_append(ft, f, (int32_t)fr.partition, (int64_t)fr.offset, fr.timestamp_ms, fr.key.ptr, fr.key.len,
                         fr.value.ptr, fr.value.len, fr.headers, fr.header_cnt);
+        else if (fr.type == PROTO_DROPPED)
+            feed_append_lost(ft, f, fr.count);   /* records the owner's Kafka lost */
     }
     feed_flush_batch(ft);
 }

@@ -18,6 +18,7 @@ outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t record
     }
     b->refs = 1;
     b->records = records;
+    b->lost = 0;
     b->len = len;
     b->cap = cap;
     b->data = data;

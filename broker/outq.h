@@ -13,6 +13,7 @@
 typedef struct outq_block {
     uint32_t refs;
     uint32_t records;             /* MESSAGE frames inside, for DROPPED counts */
+    uint64_t lost;                /* counts of the DROPPED frames inside (records Kafka lost) */
     size_t len;
     size_t cap;
     char *data;                   /* malloc'd, owned */

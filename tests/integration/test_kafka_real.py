@@ -164,28 +164,38 @@ class RealKafkaLossTest(TestCase):
     """Records Kafka loses under a node (its own broker: DeleteRecords is hard on the others' shutdown)."""
 
     def test_records_lost_in_kafka_are_told_as_dropped(self):
-        """Records deleted from the log before the node read them: the
-        subscriber is told how many with DROPPED, and the feed goes on.
-        The node's fetches wait for 1 MB or 10 s, so records written and
-        deleted within one wait are never read."""
+        """Records deleted from the log before the owner read them: every
+        subscriber, on the owner and on a node the owner relays to, is told
+        how many with DROPPED, and the feed goes on. The owner's fetches wait
+        for 1 MB or 10 s, so records written and deleted within one wait are
+        never read."""
         kafka = ApacheKafka(brokers=1)
         self.addCleanup(kafka.stop)
         kafka.create_topic("lossy", 1)
-        node = self.node(kafka.bootstrap, ["--linger-ms", "200", "--kafka-opt", "fetch.min.bytes=1000000",
-                                                "--kafka-opt", "fetch.wait.max.ms=10000"])
-        c = self.client(node)
-        s = c.subscribe("lossy", b"k")
+        cl = self.cluster(nodes=2, haproxy=False, kafka=kafka,
+                          node_args=["--linger-ms", "200", "--kafka-opt", "fetch.min.bytes=1000000",
+                                     "--kafka-opt", "fetch.wait.max.ms=10000"])
+        owner, relay = cl.nodes
+        a = self.client(owner)
+        sa = a.subscribe("lossy", b"k")            # first: node 1 owns the feed
+        b = self.client(relay)
+        sb = b.subscribe("lossy", b"k")
+        self.assertEqual(cl.redis.cli("GET", "subway:feed:{lossy/k}:owner"), owner.node_id)
         produce(kafka.bootstrap, "lossy", [("k", "seen")])
-        self.assertEqual(c.messages(1, timeout=30, feed=s.feed)[0].value, b"seen")
+        for c, s in ((a, sa), (b, sb)):
+            self.assertEqual(c.messages(1, timeout=30, feed=s.feed)[0].value, b"seen")
         # a new fetch from offset 1 now waits at the broker
         produce(kafka.bootstrap, "lossy", [("k", "gone-%d" % i) for i in range(10)])
         delete_records(kafka.bootstrap, "lossy", 0, 11)
-        d = c.expect(wire.DROPPED, timeout=30)
-        self.assertEqual((d.feed, d.count), (s.feed, 10))
+        for c, s in ((a, sa), (b, sb)):
+            d = c.expect(wire.DROPPED, timeout=30)
+            self.assertEqual((d.feed, d.count), (s.feed, 10))
         produce(kafka.bootstrap, "lossy", [("k", "after")])
-        got = c.messages(1, timeout=30, feed=s.feed)[0]
-        self.assertEqual((got.value, got.offset), (b"after", 11))
-        self.assertEqual(node.stats()["counters"]["lost"], 10)
+        for c, s in ((a, sa), (b, sb)):
+            got = c.messages(1, timeout=30, feed=s.feed)[0]
+            self.assertEqual((got.value, got.offset), (b"after", 11))
+        self.assertEqual(owner.stats()["counters"]["lost"], 10)
+        self.assertEqual(relay.stats()["counters"]["lost"], 0)   # counted where Kafka was read
 
 
 class RealKafkaClusterTest(TestCase):

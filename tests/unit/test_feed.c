@@ -41,8 +41,11 @@ static struct {
     size_t nunassigned;
     struct {
         conn *c;
-        outq_block *blk;
+        outq_block *blk;          /* identity only: freed after fan-out */
         uint32_t records;
+        uint64_t lost;
+        char bytes[512];          /* the block's first bytes, copied */
+        size_t len;
     } delivered[64];
     size_t ndelivered;
     size_t nremoved;
@@ -79,6 +82,10 @@ void conn_deliver(conn *c, sub *s, outq_block *blk) {
     rec.delivered[rec.ndelivered].c = c;
     rec.delivered[rec.ndelivered].blk = blk;
     rec.delivered[rec.ndelivered].records = blk->records;
+    rec.delivered[rec.ndelivered].lost = blk->lost;
+    size_t n = blk->len < sizeof(rec.delivered[0].bytes) ? blk->len : sizeof(rec.delivered[0].bytes);
+    memcpy(rec.delivered[rec.ndelivered].bytes, blk->data, n);
+    rec.delivered[rec.ndelivered].len = n;
     rec.ndelivered++;
 }
 
@@ -195,6 +202,58 @@ static void test_shared_feed_one_partition_one_block(void **state) {
     assert_int_equal(rec.nunassigned, 1);          /* linger 0: released at once */
     assert_int_equal(rec.unassigned[0], p);
     assert_int_equal(count_of("orders", "cust-7"), 0);
+}
+
+/* Decodes the next frame of delivered block i at *off (a frame's fields
+ * are valid until the next decode). Returns 0, or -1 at the block's end. */
+static int next_frame(proto_decoder *dec, size_t i, size_t *off, proto_frame *fr) {
+    if (*off >= rec.delivered[i].len) return -1;
+    size_t used;
+    assert_int_equal(proto_decode(dec, rec.delivered[i].bytes + *off, rec.delivered[i].len - *off, &used, fr),
+                     PROTO_FRAME);
+    *off += used;
+    return 0;
+}
+
+static void test_kafka_loss_told_in_order(void **state) {
+    subscribe(C1, 1, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    feed_on_partition_start(b.feeds, "orders", p, 42, NULL);
+    uint64_t handle = rec.frames[0].feed;
+    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    /* offsets 43..59 were deleted before the node read them */
+    feed_on_partition_reset(b.feeds, "orders", p, 60, 17);
+    assert_int_equal(rec.nassigned, 2);
+    assert_int_equal(rec.assigned_at[1], 60);      /* resumed where the log now starts */
+    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v2", 2, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(rec.nframes, 1);              /* only SUBSCRIBED went aside the blocks */
+
+    /* the gap sits between the records around it, in the feed's own bytes
+     * (which a relay hands on as they are) */
+    proto_decoder *dec = proto_decoder_new(1024);
+    proto_frame fr;
+    size_t off = 0;
+    assert_int_equal(rec.ndelivered, 2);
+    assert_int_equal(next_frame(dec, 0, &off, &fr), 0);
+    assert_int_equal(fr.type, PROTO_MESSAGE);
+    assert_memory_equal(fr.value.ptr, "v1", 2);
+    assert_int_equal(next_frame(dec, 0, &off, &fr), 0);
+    assert_int_equal(fr.type, PROTO_DROPPED);
+    assert_int_equal(fr.feed, handle);
+    assert_int_equal(fr.count, 17);
+    assert_int_equal(next_frame(dec, 0, &off, &fr), -1);
+    assert_int_equal(rec.delivered[0].records, 1);
+    assert_int_equal(rec.delivered[0].lost, 17);   /* folded into DROPPED if the block is dropped */
+    off = 0;
+    assert_int_equal(next_frame(dec, 1, &off, &fr), 0);
+    assert_int_equal(fr.type, PROTO_MESSAGE);
+    assert_memory_equal(fr.value.ptr, "v2", 2);
+    assert_int_equal(next_frame(dec, 1, &off, &fr), -1);
+    assert_int_equal(rec.delivered[1].lost, 0);
+    assert_int_equal(b.ctr.lost, 17);
+    proto_decoder_free(dec);
 }
 
 static void test_wildcard_reads_every_partition(void **state) {
@@ -374,6 +433,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_partition_error_fails_pending_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_feeds_survive_table_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_names_refused_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kafka_loss_told_in_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
