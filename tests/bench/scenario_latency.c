@@ -59,7 +59,7 @@ static int lat_measure(pool *p, pacer **pcp, kcons *kc, hist *hd, pid_t server, 
 
 /* One measurement: a fresh node whose consumer and the direct consumer
  * both use fetch.wait.max.ms = fetch_wait. Adds rows to t. */
-static int lat_run(const kafka_svc *k, int subs, int fetch_wait, tab *t) {
+static int lat_run(const kafka_svc *k, const char *topic, int subs, int fetch_wait, tab *t) {
     node_svc n = {0};
     pool *p = NULL;
     kprod *kp = NULL;
@@ -74,14 +74,14 @@ static int lat_run(const kafka_svc *k, int subs, int fetch_wait, tab *t) {
 
     if (node_start(&n, k, NULL, NULL, extra) < 0) goto out;
     if (!(p = pool_new(POOL_SUBWAY, (size_t)subs))) goto out;
-    for (int i = 0; i < subs; i++) pool_set_feed(p, (size_t)i, LAT_TOPIC, LAT_KEY);
+    for (int i = 0; i < subs; i++) pool_set_feed(p, (size_t)i, topic, LAT_KEY);
     if (pool_setup(p, n.port, "latency/subway") < 0) goto out;
-    if (!(kc = kcons_start(k->bootstrap, LAT_TOPIC, 1, fetch_wait, err, sizeof(err))) ||
-        !(kp = kprod_new(k->bootstrap, LAT_TOPIC, LAT_LINGER, err, sizeof(err)))) {
+    if (!(kc = kcons_start(k->bootstrap, topic, 1, fetch_wait, err, sizeof(err))) ||
+        !(kp = kprod_new(k->bootstrap, topic, LAT_LINGER, err, sizeof(err)))) {
         fprintf(stderr, "bench: latency: %s\n", err);
         goto out;
     }
-    pacer_conf pcf = {.kp = kp, .topic = LAT_TOPIC, .key = LAT_KEY, .rate = g_opts.lat_rate};
+    pacer_conf pcf = {.kp = kp, .topic = topic, .key = LAT_KEY, .rate = g_opts.lat_rate};
     if (!(pc = pacer_start(&pcf, err, sizeof(err)))) {
         fprintf(stderr, "bench: %s\n", err);
         goto out;
@@ -190,10 +190,23 @@ out:
 }
 
 int scenario_latency(void) {
-    static const char *const topics[] = {LAT_TOPIC ":1", NULL};
     static const char *const cols[] = {"receiver", "fetch.wait.max.ms", "records/s", "p50", "p99", "p99.9", "max", "samples",
                                        "received/expected", "server CPU", "bench CPU"};
     static const int waits[] = {10, 1};
+    /* A topic per measurement: the mock broker finds a fetch's offset by
+     * walking the partition's whole log, so a log grown by the measurements
+     * before slows every later fetch (by hundreds of ms after ~30k records). */
+    enum { NWAITS = sizeof(waits) / sizeof(waits[0]) };
+    char names[4 * NWAITS][64], specs[4 * NWAITS][80];
+    const char *topics[4 * NWAITS + 1];
+    int nt = 0;
+    for (int s = 0; s < g_opts.nlat_subs; s++)
+        for (int i = 0; i < NWAITS; i++, nt++) {
+            snprintf(names[nt], sizeof(names[nt]), LAT_TOPIC "-%d-%d", g_opts.lat_subs[s], waits[i]);
+            snprintf(specs[nt], sizeof(specs[nt]), "%.63s:1", names[nt]);
+            topics[nt] = specs[nt];
+        }
+    topics[nt] = NULL;
     kafka_svc k;
     int failed = 0;
     if (kafka_start(&k, topics) < 0) return -1;
@@ -202,8 +215,8 @@ int scenario_latency(void) {
              g_opts.lat_rate, g_opts.value_len, kafka_name());
     tab *t = tab_new(title, 11, cols);
     for (int s = 0; s < g_opts.nlat_subs; s++) {
-        for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++)
-            if (lat_run(&k, g_opts.lat_subs[s], waits[i], t) < 0) failed++;
+        for (int i = 0; i < NWAITS; i++)
+            if (lat_run(&k, names[s * NWAITS + i], g_opts.lat_subs[s], waits[i], t) < 0) failed++;
         if (lat_redis(g_opts.lat_subs[s], t) < 0) failed++;
     }
     tab_note(t, "Producer: librdkafka, linger.ms=%s, acks=1; Redis: one PUBLISH per record at the same rate. Node and "
