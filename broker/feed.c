@@ -980,10 +980,14 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
     ft->b->ctr.records_in++;
     ft->b->ctr.bytes_in += key_len + value_len;
     if (!t || !t->ready) return;
-    if (t->wild) feed_append(ft, t->wild, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
+    /* Only feeds reading from Kafka here take the record: a relayed feed of
+     * a partition this node reads for another feed gets it from its owner. */
+    feed *w = t->wild;
+    if (w && w->has_parts) feed_append(ft, w, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
     if (key && key_len > 0) {
         feed *f = feed_find(ft, t, key, key_len, 0);
-        if (f) feed_append(ft, f, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
+        if (f && f->has_parts)
+            feed_append(ft, f, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
     }
 }
 

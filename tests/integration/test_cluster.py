@@ -387,6 +387,43 @@ class OwnerFailoverTest(ClusterCase):
         self.assertEqual(c.node(nsurv).feed(topic, key, stats).get("role"), "owner")
 
 
+class SharedPartitionTest(ClusterCase):
+    """Feeds on one partition owned by different nodes: a node reading the
+    partition for a feed it owns also relays another feed of it from the
+    other node."""
+    NODES = 2
+
+    def test_relayed_feed_not_doubled_by_a_local_partition(self):
+        c = self.c
+        topic, key = "orders", key_on(3, "dup")
+        n0, n1 = c.node_ids
+        a = self.node_client(n0)
+        sa = a.subscribe(topic, key)              # n0 owns orders/<key>
+        self.wait_feed(topic, key, 1, {n0: 1}, owner_in=(n0,))
+        b = self.node_client(n1)
+        sw = b.subscribe(topic, "*")              # n1 owns orders/*: it reads the key's partition too
+        self.wait_feed(topic, None, 1, {n1: 1}, owner_in=(n1,))
+        sk = b.subscribe(topic, key)              # ... and relays orders/<key> from n0
+        self.wait_feed(topic, key, 2, {n0: 1, n1: 1}, owner_in=(n0,))
+        produce(c.kafka.bootstrap, topic, [(key, "d%d" % i) for i in range(5)] + [("other", "x")])
+        want = in_kafka(c.kafka.bootstrap, topic, key)
+        self.assertEqual(len(want), 5)
+        receive_all(a, sa.feed, want, what="client on the owner")
+        frames = []
+
+        def take(duration):
+            for f in b.collect(duration):
+                if f.type == MESSAGE:
+                    frames.append(f)
+
+        c.wait(lambda: take(0.1) or len([f for f in frames if f.feed == sk.feed]) >= 5, 15,
+               "the key's 5 records on %s" % n1)
+        take(1.0)                                 # anything doubled arrives by now
+        keyed = sorted((f.partition, f.offset) for f in frames if f.feed == sk.feed)
+        self.assertEqual(keyed, sorted(want), "each record once on the relayed feed")
+        self.assertEqual(len([f for f in frames if f.feed == sw.feed]), 6)
+
+
 class ReapTest(ClusterCase):
     def test_non_owner_kill9_is_reaped(self):
         c = self.c
