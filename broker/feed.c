@@ -33,6 +33,8 @@ static const char *const role_names[] = {"pending", "owner", "relay"};
 typedef struct tpart {
     uint32_t refs;                /* feeds reading this partition */
     part_state state;
+    int64_t next;                 /* ASSIGNED: offset of the next record the consumer hands us (-1 unknown) */
+    int64_t rewind;               /* QUERYING: start at this offset instead, if lower than the log end (-1 none) */
 } tpart;
 
 struct topic {
@@ -71,7 +73,10 @@ struct feed {
     long cluster_count;           /* cluster-wide, as last heard */
     long nodes;                   /* nodes holding the feed, as last heard */
     int relay_on;                 /* owner: other nodes need the records */
-    int64_t *next_off;            /* owner: next offset per partition read (-1 unknown) */
+    /* Owner: per partition, the offset its next record is read from (-1
+     * unknown). Records below it are ones it had: after a partition is
+     * read again from further back for another feed, it skips them. */
+    int64_t *next_off;
     proto_buf batch;              /* this loop turn's MESSAGE frames */
     uint32_t batch_records;
     uint64_t batch_lost;          /* counts of the DROPPED frames in batch */
@@ -342,6 +347,7 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
         upstream_unassign(ft->b->up, t->name, p);
         tp->state = PART_IDLE;
     }
+    tp->next = tp->rewind = -1;
     /* PART_QUERYING stays: the answer is discarded when it comes. */
 }
 
@@ -355,6 +361,7 @@ static void part_ref(feed_table *ft, topic *t, int32_t p, int64_t start) {
     if (tp->refs++ > 0 || tp->state != PART_IDLE) return;
     if (start != START_AT_LOG_END && upstream_assign(ft->b->up, t->name, p, start) == 0) {
         tp->state = PART_ASSIGNED;
+        tp->next = start >= 0 ? start : -1;
         log_info("topic %s: fetching partition %d from %s %lld", t->name, (int)p,
                  start >= 0 ? "offset" : "the beginning", (long long)start);
     } else {
@@ -363,19 +370,45 @@ static void part_ref(feed_table *ft, topic *t, int32_t p, int64_t start) {
     }
 }
 
-/* Owner: references the feed's partitions, starting idle ones at the
- * offset a previous owner relayed up to (from offsets pairs) or else at
- * the log end. */
+/* Reads an assigned partition again from offset: the feeds already on it
+ * skip what they had (next_off). */
+static void part_rewind(feed_table *ft, topic *t, int32_t p, int64_t offset) {
+    tpart *tp = &t->parts[p];
+    log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name, (int)p,
+             (long long)offset);
+    upstream_unassign(ft->b->up, t->name, p);
+    if (upstream_assign(ft->b->up, t->name, p, offset) < 0) {
+        tp->state = PART_IDLE;
+        tp->next = -1;
+        return;
+    }
+    tp->next = offset;
+}
+
+/* Owner: references the feed's partitions, reading each from the offset a
+ * previous owner relayed up to (from offsets pairs) or else from the log
+ * end. A partition this node already reads for other feeds is read again
+ * from that offset when it is further on, so a feed taken over loses
+ * nothing to the sharing. */
 static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, size_t noffsets) {
     if (f->has_parts) return;
     f->has_parts = 1;
+    topic *t = f->t;
     int32_t a, z;
     feed_range(f, &a, &z);
     for (int32_t p = a; p <= z; p++) {
         int64_t start = START_AT_LOG_END;
         for (size_t i = 0; i < noffsets; i++)
             if (offsets[2 * i] == p && offsets[2 * i + 1] >= 0) start = offsets[2 * i + 1];
-        part_ref(ft, f->t, p, start);
+        part_ref(ft, t, p, start);
+        tpart *tp = &t->parts[p];
+        if (start >= 0) {
+            f->next_off[p] = start;
+            if (tp->state == PART_QUERYING && (tp->rewind < 0 || start < tp->rewind)) tp->rewind = start;
+            if (tp->state == PART_ASSIGNED && tp->next > start) part_rewind(ft, t, p, start);
+        } else if (tp->state == PART_ASSIGNED) {
+            f->next_off[p] = tp->next;   /* shared: from where the partition is */
+        }
     }
 }
 
@@ -797,6 +830,7 @@ static void topic_grow(feed_table *ft, topic *t, int32_t cnt) {
         return;
     }
     memset(np + old, 0, (size_t)(cnt - old) * sizeof(*np));
+    for (int32_t p = old; p < cnt; p++) np[p].next = np[p].rewind = -1;
     t->parts = np;
     for (feed *f = t->feeds; f; f = f->tnext) {
         int64_t *no = realloc(f->next_off, (size_t)cnt * sizeof(*no));
@@ -844,6 +878,8 @@ void feed_on_topic_resolved(feed_table *ft, const char *topic_name, int32_t part
     if (code == PROTO_E_NONE && partition_cnt > 0) {
         t->parts = calloc((size_t)partition_cnt, sizeof(*t->parts));
         if (!t->parts) code = PROTO_E_INTERNAL, errstr = "out of memory";
+        else
+            for (int32_t p = 0; p < partition_cnt; p++) t->parts[p].next = t->parts[p].rewind = -1;
     } else if (code == PROTO_E_NONE) {
         code = PROTO_E_KAFKA, errstr = "topic has no partitions";
     }
@@ -873,11 +909,13 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
     if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return;
     tpart *tp = &t->parts[partition];
     if (tp->state != PART_QUERYING) return;
+    int64_t at = tp->rewind >= 0 && tp->rewind < offset ? tp->rewind : offset;
+    tp->rewind = -1;
     if (tp->refs == 0) {
         tp->state = PART_IDLE;    /* every feed that wanted it left meanwhile */
         return;
     }
-    if (!errstr && upstream_assign(ft->b->up, t->name, partition, offset) < 0)
+    if (!errstr && upstream_assign(ft->b->up, t->name, partition, at) < 0)
         errstr = "cannot add the partition to the consumer's assignment";
     if (errstr) {
         tp->state = PART_IDLE;
@@ -902,8 +940,14 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
         return;
     }
     tp->state = PART_ASSIGNED;
-    for (feed *f = t->feeds; f; f = f->tnext)
-        if (!f->ready && f->has_parts && feed_all_assigned(f)) feed_set_ready(ft, f);
+    tp->next = at;
+    for (feed *f = t->feeds; f; f = f->tnext) {
+        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
+        /* Feeds that asked for the log end start there, even when a feed
+         * taken over has the partition read from further back. */
+        if (f->next_off[partition] < 0) f->next_off[partition] = offset;
+        if (!f->ready && feed_all_assigned(f)) feed_set_ready(ft, f);
+    }
 }
 
 static void feed_append_lost(feed_table *ft, feed *f, uint64_t lost);
@@ -913,9 +957,14 @@ void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t par
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
     if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return;
     if (t->parts[partition].state != PART_ASSIGNED) return;
-    /* The consumer stopped the partition on the error: start it again. */
+    /* The consumer stopped the partition on the error: start it again. A
+     * log cut short gives new records the offsets of vanished ones, so every
+     * feed on it reads on from there. */
     upstream_unassign(ft->b->up, t->name, partition);
     if (upstream_assign(ft->b->up, t->name, partition, offset) < 0) t->parts[partition].state = PART_IDLE;
+    t->parts[partition].next = offset;
+    for (feed *f = t->feeds; f; f = f->tnext)
+        if (f->has_parts && (f->partition < 0 || f->partition == partition)) f->next_off[partition] = offset;
     if (lost <= 0) return;
     log_warn("topic %s partition %d: %lld records were gone before they were read", t->name, (int)partition,
              (long long)lost);
@@ -942,7 +991,10 @@ static void feed_append(feed_table *ft, feed *f, int32_t partition, int64_t offs
     if (!f->ready && !f->has_parts) return;  /* a relay before its sync marker */
     if (f->nsubs == 0 && !f->relay_on) return;
     if (f->partition >= 0 && f->partition != partition) return;
-    if (f->has_parts) f->next_off[partition] = offset + 1;
+    if (f->has_parts) {
+        if (offset < f->next_off[partition]) return;   /* read again for another feed: it had this one */
+        f->next_off[partition] = offset + 1;
+    }
     proto_frame fr = {
         .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)partition,
         .offset = (uint64_t)offset, .timestamp_ms = ts_ms,
@@ -980,6 +1032,7 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
     ft->b->ctr.records_in++;
     ft->b->ctr.bytes_in += key_len + value_len;
     if (!t || !t->ready) return;
+    if (partition >= 0 && partition < t->partition_cnt) t->parts[partition].next = offset + 1;
     /* Only feeds reading from Kafka here take the record: a relayed feed of
      * a partition this node reads for another feed gets it from its owner. */
     feed *w = t->wild;
@@ -989,6 +1042,19 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
         if (f && f->has_parts)
             feed_append(ft, f, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
     }
+}
+
+/* Owner: fills ft->relay_offsets with (partition, next offset) pairs, where
+ * a successor resumes the feed. Returns the pairs. */
+static size_t feed_resume_offsets(feed_table *ft, const feed *f) {
+    size_t np = 0;
+    for (int32_t p = 0; p < f->t->partition_cnt; p++)
+        if (f->next_off[p] >= 0 && np < COORD_MAX_OFFSETS) {
+            ft->relay_offsets[2 * np] = p;
+            ft->relay_offsets[2 * np + 1] = f->next_off[p];
+            np++;
+        }
+    return np;
 }
 
 /* Owner: hands the batch to the other nodes with the offsets to resume
@@ -1003,15 +1069,9 @@ static void feed_relay_batch(feed_table *ft, feed *f) {
         log_error("out of memory relaying");
         abort();
     }
-    size_t np = 0;
-    for (int32_t p = 0; p < f->t->partition_cnt; p++)
-        if (f->next_off[p] >= 0 && np < COORD_MAX_OFFSETS) {
-            ft->relay_offsets[2 * np] = p;
-            ft->relay_offsets[2 * np + 1] = f->next_off[p];
-            np++;
-        }
     coord_feed cf = feed_coord(f);
-    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, np);
+    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets,
+                feed_resume_offsets(ft, f));
 }
 
 void feed_flush_batch(feed_table *ft) {
@@ -1048,11 +1108,13 @@ void feed_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, con
     if (nodes == 0) f->cluster_count = 0;
     if (what == COORD_JOIN && strcmp(node, ft->b->node_id) != 0) {
         /* Relay from now on, and tell the joiner where "now" is: it starts
-         * delivering at this marker, so no record read after it is lost. */
+         * delivering at this marker, so no record read after it is lost.
+         * The marker records where a successor resumes, too, for a feed
+         * that has had no record to relay yet. */
         f->relay_on = 1;
         char sync[160];
         int n = snprintf(sync, sizeof(sync), "S %s\n", ft->b->node_id);
-        coord_relay(ft->b->coord, cf, sync, (size_t)n, NULL, 0);
+        coord_relay(ft->b->coord, cf, sync, (size_t)n, ft->relay_offsets, feed_resume_offsets(ft, f));
         return;
     }
     if (what == COORD_LEAVE) {

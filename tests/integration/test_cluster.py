@@ -387,6 +387,31 @@ class OwnerFailoverTest(ClusterCase):
         self.assertEqual(c.node(nsurv).feed(topic, key, stats).get("role"), "owner")
 
 
+    def test_owner_dies_before_any_record_nothing_lost(self):
+        """The owner relayed no record yet, so no batch recorded where to
+        resume: the sync marker it sent the joining node did."""
+        c = self.c
+        topic, key = "orders", key_on(1, "nr")
+        n0, n1 = c.node_ids[:2]
+        a = self.node_client(n0)
+        a.subscribe(topic, key)
+        self.wait_feed(topic, key, 1, {n0: 1}, owner_in=(n0,))
+        b = self.node_client(n1)
+        sb = b.subscribe(topic, key)
+        self.wait_feed(topic, key, 2, {n0: 1, n1: 1}, owner_in=(n0,))
+        part = java_partition(key, TOPICS[topic])
+        offsets = c.redis.hgetall(feed_key(topic, key, "offsets"))
+        self.assertEqual(list(offsets), [str(part)], "the sync marker recorded where to resume")
+        c.node(n0).kill9()
+        produce(c.kafka.bootstrap, topic, [(key, "gap%d" % i) for i in range(5)])
+        c.wait(lambda: c.redis.call("GET", feed_key(topic, key, "owner")) == n1, OWNER_DEADLINE,
+               "%s to take %s over" % (n1, key), feeds=[(topic, key)])
+        produce(c.kafka.bootstrap, topic, [(key, "post%d" % i) for i in range(5)])
+        want = in_kafka(c.kafka.bootstrap, topic, key)
+        self.assertEqual(len(want), 10)
+        receive_all(b, sb.feed, want, what="subscriber on the survivor")
+
+
 class SharedPartitionTest(ClusterCase):
     """Feeds on one partition owned by different nodes: a node reading the
     partition for a feed it owns also relays another feed of it from the
@@ -422,6 +447,50 @@ class SharedPartitionTest(ClusterCase):
         keyed = sorted((f.partition, f.offset) for f in frames if f.feed == sk.feed)
         self.assertEqual(keyed, sorted(want), "each record once on the relayed feed")
         self.assertEqual(len([f for f in frames if f.feed == sw.feed]), 6)
+
+
+    def test_takeover_on_a_partition_read_for_another_feed_loses_nothing(self):
+        """The survivor already reads the key's partition for orders/*, past
+        where the dead owner got to: it reads the partition again from the
+        resume offset, and orders/* does not get those records twice."""
+        c = self.c
+        topic, key = "orders", key_on(4, "tk")
+        n0, n1 = c.node_ids
+        a = self.node_client(n0)
+        a.subscribe(topic, key)                   # n0 owns orders/<key>
+        self.wait_feed(topic, key, 1, {n0: 1}, owner_in=(n0,))
+        b = self.node_client(n1)
+        sw = b.subscribe(topic, "*")              # n1 owns orders/*
+        self.wait_feed(topic, None, 1, {n1: 1}, owner_in=(n1,))
+        sk = b.subscribe(topic, key)              # relayed from n0
+        self.wait_feed(topic, key, 2, {n0: 1, n1: 1}, owner_in=(n0,))
+        frames = []
+
+        def take(duration=0.1):
+            frames.extend(f for f in b.collect(duration) if f.type == MESSAGE)
+            return True
+
+        def on(feed):
+            return [(f.partition, f.offset) for f in frames if f.feed == feed]
+
+        produce(c.kafka.bootstrap, topic, [(key, "pre%d" % i) for i in range(5)])
+        c.wait(lambda: take() and len(on(sk.feed)) >= 5, 15, "the first records on the relayed feed")
+
+        c.node(n0).kill9()
+        # nobody owns the key now; n1 reads these for orders/* only
+        produce(c.kafka.bootstrap, topic, [(key, "gap%d" % i) for i in range(5)] + [("other", "o")])
+        c.wait(lambda: take() and len(on(sw.feed)) >= 11, 15, "orders/* past the records nobody relayed")
+        c.wait(lambda: take() and c.redis.call("GET", feed_key(topic, key, "owner")) == n1, OWNER_DEADLINE,
+               "%s to take %s over" % (n1, key), feeds=[(topic, key)])
+        produce(c.kafka.bootstrap, topic, [(key, "post%d" % i) for i in range(5)])
+        want = in_kafka(c.kafka.bootstrap, topic, key)
+        self.assertEqual(len(want), 15)
+        c.wait(lambda: take() and set(want) <= set(on(sk.feed)), 15,
+               "every record of %s on the survivor's feed" % key, feeds=[(topic, key)])
+        take(1.0)                                 # a doubled record arrives by now
+        wild = on(sw.feed)
+        self.assertEqual(len(wild), len(set(wild)), "orders/* got records twice after the rewind")
+        self.assertEqual(len(wild), 16)
 
 
 class ReapTest(ClusterCase):

@@ -256,6 +256,23 @@ static void test_kafka_loss_told_in_order(void **state) {
     proto_decoder_free(dec);
 }
 
+/* An unclean election cut the log short: new records reuse the offsets of
+ * vanished ones and must still be delivered. */
+static void test_log_cut_short_reused_offsets_delivered(void **state) {
+    subscribe(C1, 1, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    feed_on_partition_start(b.feeds, "orders", p, 42, NULL);
+    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    feed_on_record(b.feeds, "orders", p, 43, 1000, "cust-7", 6, "v2", 2, NULL, 0);
+    feed_flush_batch(b.feeds);
+    feed_on_partition_reset(b.feeds, "orders", p, 42, 0);   /* the log now ends at 42 */
+    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v3", 2, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(rec.ndelivered, 2);
+    assert_int_equal(rec.delivered[1].records, 1);
+}
+
 static void test_wildcard_reads_every_partition(void **state) {
     subscribe(C1, 9, "t", NULL);
     feed_on_topic_resolved(b.feeds, "t", 3, PROTO_E_NONE, NULL);
@@ -434,6 +451,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_many_feeds_survive_table_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_names_refused_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_loss_told_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_cut_short_reused_offsets_delivered, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
