@@ -157,13 +157,17 @@ test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 
 test-one: test-unit test-integration test-bench
 
-# The plain pass, then the same suite under AddressSanitizer+UBSan.
+# The plain pass, then the same suite under AddressSanitizer+UBSan. The
+# installer runs first even when the libraries are there: the tests also
+# need haproxy, redis-server, kcat and systemd-analyze (silent when present).
 ifeq ($(SANITIZER),)
 test: deps-check
+	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory test-one
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZER=address,undefined
 else
 test: deps-check
+	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory test-one
 endif
 

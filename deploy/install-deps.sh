@@ -23,6 +23,7 @@ PACKAGES=(
     haproxy
     python3
     curl
+    systemd          # systemd-analyze, which checks deploy/subway.service
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

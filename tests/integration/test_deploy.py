@@ -1,9 +1,11 @@
-"""test_deploy.py -- docker-compose.yml, the HAProxy configs and deploy/local-cluster.sh.
+"""test_deploy.py -- docker-compose.yml, the HAProxy configs, the systemd unit and deploy/local-cluster.sh.
 
 Docker does not run here, so docker-compose.yml is checked by reading it
 (with a reader of the YAML subset it is written in) against what the nodes and
 HAProxy need. The HAProxy config is checked by haproxy itself (-c) and by
-running it in front of real nodes; local-cluster.sh by running it.
+running it in front of real nodes; local-cluster.sh by running it. The
+systemd unit is checked by systemd-analyze, and its command line by running
+it.
 """
 
 import json
@@ -15,7 +17,7 @@ import socket
 import stat
 
 import harness
-from harness import REPO, TestCase, java_partition, produce, run, wait_until
+from harness import REPO, Redis, TestCase, free_port, java_partition, produce, run, wait_until
 import wire
 
 COMPOSE = os.path.join(REPO, "docker-compose.yml")
@@ -433,6 +435,56 @@ class HAProxyBehaviourTest(TestCase):
             self.assertNotEqual(self.client(self.lb).welcome.node_id, name)
         held.close()
         self.assertEqual(drained.proc.wait_exit(10), 0)
+
+
+class SystemdUnitTest(TestCase):
+    """deploy/subway.service and the deploy/subway.conf it reads."""
+
+    UNIT = os.path.join(REPO, "deploy", "subway.service")
+    CONF = os.path.join(REPO, "deploy", "subway.conf")
+
+    def exec_start(self):
+        with open(self.UNIT) as f:
+            lines = [l.strip() for l in f if l.startswith("ExecStart=")]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0][len("ExecStart="):].split()
+
+    def test_systemd_accepts_the_unit(self):
+        """systemd-analyze verify, with the installed paths pointing at this
+        tree's binary and config (it checks the binary is executable)."""
+        argv = self.exec_start()
+        self.assertEqual(argv[:3], ["/usr/local/bin/subway", "--config", "/etc/subway/subway.conf"])
+        with open(self.UNIT) as f:
+            text = f.read()
+        text = text.replace("/usr/local/bin/subway", harness.bin_path("subway"))
+        text = text.replace("/etc/subway/subway.conf", self.CONF)
+        unit = harness.tmp_path("subway.service")
+        with open(unit, "w") as f:
+            f.write(text)
+        r = run(["systemd-analyze", "verify", unit], timeout=30)
+        self.assertEqual((r.returncode, r.stderr.strip()), (0, ""), r.stdout)
+
+    def test_node_runs_as_the_unit_starts_it(self):
+        """The unit's command line with the example config, its Kafka and
+        Redis addresses (hosts of a real deployment) pointed at local ones:
+        the node starts, registers in Redis and serves a feed."""
+        argv = self.exec_start()
+        kafka = self.mock_kafka({"svc": 2})
+        redis = Redis()
+        self.addCleanup(redis.stop)
+        port, admin = free_port(), free_port()
+        args = ["--config", self.CONF] + argv[3:] + [
+            "--listen", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
+            "--kafka", kafka.bootstrap, "--redis", redis.addr_str]
+        args = [a.replace("%H", "svc-test") for a in args]
+        n = self.node(None, args, listen_port=port, admin_port=admin, own_flags=False)
+        st = n.stats()
+        self.assertEqual((st["node_id"], st.get("coord")), ("svc-test", "redis"))
+        self.assertIn("svc-test", redis.smembers("subway:nodes"))
+        c = self.client(n)
+        sub = c.subscribe("svc", "k")
+        produce(kafka.bootstrap, "svc", [("k", "v")])
+        self.assertEqual(c.messages(1, feed=sub.feed)[0].value, b"v")
 
 
 class LocalClusterTest(TestCase):
