@@ -273,6 +273,106 @@ static void test_log_cut_short_reused_offsets_delivered(void **state) {
     assert_int_equal(rec.delivered[1].records, 1);
 }
 
+/* A feed taken over comes with the offsets its old owner relayed up to:
+ * the memory backend (which always owns) is wrapped to hand these over on
+ * the next acquire. It completes at once, so one pending call at a time. */
+static const coord_backend *memory_backend;
+static coord_backend takeover_backend;
+static int64_t takeover_offsets[2];
+static coord_cb *takeover_inner;
+
+static void takeover_cb(void *cb_data, const coord_result *r) {
+    coord_result with = *r;
+    with.offsets = takeover_offsets;
+    with.noffsets = 1;
+    takeover_inner(cb_data, &with);
+}
+
+static void takeover_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *cb_data) {
+    takeover_inner = cb;
+    memory_backend->acquire(c, f, takeover_cb, cb_data);
+}
+
+/* The next subscribe takes its feed over, resuming partition p at offset. */
+static void next_acquire_resumes(int32_t p, int64_t offset) {
+    memory_backend = b.coord->backend;
+    takeover_backend = *memory_backend;
+    takeover_backend.acquire = takeover_acquire;
+    takeover_offsets[0] = p;
+    takeover_offsets[1] = offset;
+    b.coord->backend = &takeover_backend;
+}
+
+/* Records delivered to connection c, over every block. */
+static uint32_t records_to(conn *c) {
+    uint32_t n = 0;
+    for (size_t i = 0; i < rec.ndelivered; i++)
+        if (rec.delivered[i].c == c) n += rec.delivered[i].records;
+    return n;
+}
+
+/* A key other than key whose partition among n is key's. */
+static const char *key_beside(const char *key, int32_t n, char *buf, size_t len) {
+    for (int i = 0;; i++) {
+        snprintf(buf, len, "other-%d", i);
+        if (murmur_part(buf, n) == murmur_part(key, n)) return buf;
+    }
+}
+
+static void test_takeover_reads_a_shared_partition_again(void **state) {
+    subscribe(C1, 1, "orders", NULL);             /* every key: every partition */
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 100, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    char other[32];
+    key_beside("cust-7", 6, other, sizeof(other));
+    for (int64_t o = 100; o < 105; o++)
+        feed_on_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(records_to(C1), 5);
+
+    /* orders/cust-7 is taken over; its old owner relayed up to 102 */
+    next_acquire_resumes(p, 102);
+    size_t before = rec.nassigned;
+    subscribe(C2, 2, "orders", "cust-7");
+    assert_int_equal(rec.nunassigned, 1);
+    assert_int_equal(rec.unassigned[0], p);
+    assert_int_equal(rec.nassigned, before + 1);
+    assert_int_equal(rec.assigned[before], p);
+    assert_int_equal(rec.assigned_at[before], 102);    /* read again from there */
+
+    /* 102..104 come again, then new ones */
+    for (int64_t o = 102; o < 107; o++) {
+        const char *k = o % 2 ? other : "cust-7";
+        feed_on_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
+    }
+    feed_flush_batch(b.feeds);
+    assert_int_equal(records_to(C1), 7);               /* 105 and 106 only: it had the rest */
+    assert_int_equal(records_to(C2), 3);               /* cust-7 at 102, 104 and 106 */
+}
+
+static void test_takeover_during_log_end_lookup_starts_further_back(void **state) {
+    subscribe(C1, 1, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    assert_int_equal(rec.nqueried, 1);                 /* its log end is being looked up */
+    char other[32];
+    key_beside("cust-7", 6, other, sizeof(other));
+    next_acquire_resumes(p, 50);
+    subscribe(C2, 2, "orders", other);                 /* taken over, same partition */
+    assert_int_equal(rec.nqueried, 1);                 /* no second lookup */
+    assert_int_equal(rec.nassigned, 0);
+    feed_on_partition_start(b.feeds, "orders", p, 100, NULL);
+    assert_int_equal(rec.nassigned, 1);
+    assert_int_equal(rec.assigned_at[0], 50);          /* from the resume offset, not the log end */
+    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "old", 3, NULL, 0);
+    feed_on_record(b.feeds, "orders", p, 70, 1000, other, strlen(other), "gap", 3, NULL, 0);
+    feed_on_record(b.feeds, "orders", p, 100, 1000, "cust-7", 6, "new", 3, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(records_to(C1), 1);               /* from its log end on: only 100 */
+    assert_int_equal(records_to(C2), 1);               /* the record nobody relayed */
+}
+
 static void test_wildcard_reads_every_partition(void **state) {
     subscribe(C1, 9, "t", NULL);
     feed_on_topic_resolved(b.feeds, "t", 3, PROTO_E_NONE, NULL);
@@ -452,6 +552,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_invalid_names_refused_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_loss_told_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_cut_short_reused_offsets_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_reads_a_shared_partition_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_during_log_end_lookup_starts_further_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
