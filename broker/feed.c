@@ -33,9 +33,16 @@ static const char *const role_names[] = {"pending", "owner", "relay"};
 typedef struct tpart {
     uint32_t refs;                /* feeds reading this partition */
     part_state state;
+    uint32_t gen;                 /* bumped at every assignment: an answer about an older one is stale */
     int64_t next;                 /* ASSIGNED: offset of the next record the consumer hands us (-1 unknown) */
+    int64_t head;                 /* ASSIGNED: past the furthest record read, even after a rewind (-1 unknown) */
     int64_t rewind;               /* QUERYING: start at this offset instead, if lower than the log end (-1 none) */
 } tpart;
+
+static void tpart_init(tpart *tp) {
+    memset(tp, 0, sizeof(*tp));
+    tp->next = tp->head = tp->rewind = -1;
+}
 
 struct topic {
     topic *hnext;
@@ -346,43 +353,49 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
     if (tp->state == PART_ASSIGNED) {
         upstream_unassign(ft->b->up, t->name, p);
         tp->state = PART_IDLE;
+        tp->gen++;
     }
-    tp->next = tp->rewind = -1;
+    tp->next = tp->head = tp->rewind = -1;
     /* PART_QUERYING stays: the answer is discarded when it comes. */
 }
 
 #define START_AT_LOG_END (-1)
 #define START_AT_BEGINNING (-2)   /* librdkafka's RD_KAFKA_OFFSET_BEGINNING */
 
+/* Starts fetching p at offset (>= 0 or START_AT_BEGINNING), or at the log
+ * end. Should the consumer refuse, the log end is looked up and the
+ * partition assigned again then (from offset, when it is below it), so a
+ * partition feeds need is never left unread. */
+static void part_assign(feed_table *ft, topic *t, int32_t p, int64_t offset) {
+    tpart *tp = &t->parts[p];
+    tp->gen++;
+    if (offset != START_AT_LOG_END && upstream_assign(ft->b->up, t->name, p, offset) == 0) {
+        tp->state = PART_ASSIGNED;
+        tp->next = offset >= 0 ? offset : -1;
+        if (tp->next > tp->head) tp->head = tp->next;
+        return;
+    }
+    tp->state = PART_QUERYING;
+    tp->rewind = offset >= 0 ? offset : -1;
+    upstream_query_start(ft->b->up, t->name, p);
+}
+
 /* References partition p; the first reference starts fetching it at start
  * (an offset, or one of the START_AT values). */
 static void part_ref(feed_table *ft, topic *t, int32_t p, int64_t start) {
     tpart *tp = &t->parts[p];
     if (tp->refs++ > 0 || tp->state != PART_IDLE) return;
-    if (start != START_AT_LOG_END && upstream_assign(ft->b->up, t->name, p, start) == 0) {
-        tp->state = PART_ASSIGNED;
-        tp->next = start >= 0 ? start : -1;
+    if (start != START_AT_LOG_END)
         log_info("topic %s: fetching partition %d from %s %lld", t->name, (int)p,
                  start >= 0 ? "offset" : "the beginning", (long long)start);
-    } else {
-        tp->state = PART_QUERYING;
-        upstream_query_start(ft->b->up, t->name, p);
-    }
+    part_assign(ft, t, p, start);
 }
 
-/* Reads an assigned partition again from offset: the feeds already on it
- * skip what they had (next_off). */
-static void part_rewind(feed_table *ft, topic *t, int32_t p, int64_t offset) {
-    tpart *tp = &t->parts[p];
-    log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name, (int)p,
-             (long long)offset);
+/* Fetches an assigned partition again from offset, after an error or for
+ * a feed taken over; the feeds on it skip what they had (next_off). */
+static void part_reassign(feed_table *ft, topic *t, int32_t p, int64_t offset) {
     upstream_unassign(ft->b->up, t->name, p);
-    if (upstream_assign(ft->b->up, t->name, p, offset) < 0) {
-        tp->state = PART_IDLE;
-        tp->next = -1;
-        return;
-    }
-    tp->next = offset;
+    part_assign(ft, t, p, offset);
 }
 
 /* Owner: references the feed's partitions, reading each from the offset a
@@ -405,9 +418,15 @@ static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, siz
         if (start >= 0) {
             f->next_off[p] = start;
             if (tp->state == PART_QUERYING && (tp->rewind < 0 || start < tp->rewind)) tp->rewind = start;
-            if (tp->state == PART_ASSIGNED && tp->next > start) part_rewind(ft, t, p, start);
+            if (tp->state == PART_ASSIGNED && tp->next > start) {
+                log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name,
+                         (int)p, (long long)start);
+                part_reassign(ft, t, p, start);
+            }
         } else if (tp->state == PART_ASSIGNED) {
-            f->next_off[p] = tp->next;   /* shared: from where the partition is */
+            /* Shared: from the furthest record read, even while the
+             * partition is read again from further back for another feed. */
+            f->next_off[p] = tp->head;
         }
     }
 }
@@ -417,7 +436,10 @@ static void feed_drop_parts(feed_table *ft, feed *f) {
     f->has_parts = 0;
     int32_t a, z;
     feed_range(f, &a, &z);
-    for (int32_t p = a; p <= z; p++) part_unref(ft, f->t, p);
+    for (int32_t p = a; p <= z; p++) {
+        part_unref(ft, f->t, p);
+        f->next_off[p] = -1;      /* known again when it next reads them */
+    }
 }
 
 static void sub_activate(feed_table *ft, feed *f, sub *s);
@@ -829,8 +851,7 @@ static void topic_grow(feed_table *ft, topic *t, int32_t cnt) {
         log_error("out of memory growing topic %s", t->name);
         return;
     }
-    memset(np + old, 0, (size_t)(cnt - old) * sizeof(*np));
-    for (int32_t p = old; p < cnt; p++) np[p].next = np[p].rewind = -1;
+    for (int32_t p = old; p < cnt; p++) tpart_init(&np[p]);
     t->parts = np;
     for (feed *f = t->feeds; f; f = f->tnext) {
         int64_t *no = realloc(f->next_off, (size_t)cnt * sizeof(*no));
@@ -853,7 +874,9 @@ static void topic_grow(feed_table *ft, topic *t, int32_t cnt) {
         if (to == f->partition) continue;
         if (f->has_parts) {
             part_ref(ft, t, to, to >= old ? START_AT_BEGINNING : START_AT_LOG_END);
+            if (t->parts[to].state == PART_ASSIGNED) f->next_off[to] = t->parts[to].head;
             part_unref(ft, t, f->partition);
+            f->next_off[f->partition] = -1;
         }
         f->partition = to;
     }
@@ -879,7 +902,7 @@ void feed_on_topic_resolved(feed_table *ft, const char *topic_name, int32_t part
         t->parts = calloc((size_t)partition_cnt, sizeof(*t->parts));
         if (!t->parts) code = PROTO_E_INTERNAL, errstr = "out of memory";
         else
-            for (int32_t p = 0; p < partition_cnt; p++) t->parts[p].next = t->parts[p].rewind = -1;
+            for (int32_t p = 0; p < partition_cnt; p++) tpart_init(&t->parts[p]);
     } else if (code == PROTO_E_NONE) {
         code = PROTO_E_KAFKA, errstr = "topic has no partitions";
     }
@@ -915,6 +938,7 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
         tp->state = PART_IDLE;    /* every feed that wanted it left meanwhile */
         return;
     }
+    tp->gen++;
     if (!errstr && upstream_assign(ft->b->up, t->name, partition, at) < 0)
         errstr = "cannot add the partition to the consumer's assignment";
     if (errstr) {
@@ -941,6 +965,7 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
     }
     tp->state = PART_ASSIGNED;
     tp->next = at;
+    if (offset > tp->head) tp->head = offset;
     for (feed *f = t->feeds; f; f = f->tnext) {
         if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
         /* Feeds that asked for the log end start there, even when a feed
@@ -952,25 +977,43 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
 
 static void feed_append_lost(feed_table *ft, feed *f, uint64_t lost);
 
-void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
-                             int64_t lost) {
+uint32_t feed_partition_gen(feed_table *ft, const char *topic_name, int32_t partition) {
+    topic *t = topic_find(ft, topic_name, strlen(topic_name));
+    if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return 0;
+    return t->parts[partition].gen;
+}
+
+void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, uint32_t gen,
+                             int64_t from, int64_t offset, int64_t lost) {
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
     if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return;
-    if (t->parts[partition].state != PART_ASSIGNED) return;
-    /* The consumer stopped the partition on the error: start it again. A
-     * log cut short gives new records the offsets of vanished ones, so every
-     * feed on it reads on from there. */
-    upstream_unassign(ft->b->up, t->name, partition);
-    if (upstream_assign(ft->b->up, t->name, partition, offset) < 0) t->parts[partition].state = PART_IDLE;
-    t->parts[partition].next = offset;
-    for (feed *f = t->feeds; f; f = f->tnext)
-        if (f->has_parts && (f->partition < 0 || f->partition == partition)) f->next_off[partition] = offset;
-    if (lost <= 0) return;
-    log_warn("topic %s partition %d: %lld records were gone before they were read", t->name, (int)partition,
-             (long long)lost);
-    ft->b->ctr.lost += (uint64_t)lost;
-    for (feed *f = t->feeds; f; f = f->tnext)
-        if (f->has_parts && (f->partition < 0 || f->partition == partition)) feed_append_lost(ft, f, (uint64_t)lost);
+    tpart *tp = &t->parts[partition];
+    /* Reassigned since the error (a rewind, or released and taken again):
+     * the answer is about a position nobody reads from any more. */
+    if (tp->state != PART_ASSIGNED || tp->gen != gen) return;
+    /* The consumer stopped the partition on the error: start it again. */
+    part_reassign(ft, t, partition, offset);
+    if (offset < from && offset < tp->head) tp->head = offset;
+    if (lost > 0) {
+        log_warn("topic %s partition %d: %lld records were gone before they were read", t->name, (int)partition,
+                 (long long)lost);
+        ft->b->ctr.lost += (uint64_t)lost;
+    }
+    for (feed *f = t->feeds; f; f = f->tnext) {
+        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
+        /* Each feed had everything below the consumer's position, and more
+         * when it is ahead of a rewind. */
+        int64_t had = f->next_off[partition] > from ? f->next_off[partition] : from;
+        if (offset > had) {
+            /* Deleted under it: only what came after what it had. */
+            feed_append_lost(ft, f, (uint64_t)(offset - had));
+            f->next_off[partition] = offset;
+        } else if (offset < from && f->next_off[partition] > offset) {
+            /* The log was cut short: new records reuse the offsets of
+             * vanished ones, and must not be taken for ones it had. */
+            f->next_off[partition] = offset;
+        }
+    }
     feed_flush_batch(ft);
 }
 
@@ -1032,7 +1075,11 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
     ft->b->ctr.records_in++;
     ft->b->ctr.bytes_in += key_len + value_len;
     if (!t || !t->ready) return;
-    if (partition >= 0 && partition < t->partition_cnt) t->parts[partition].next = offset + 1;
+    if (partition >= 0 && partition < t->partition_cnt) {
+        tpart *tp = &t->parts[partition];
+        tp->next = offset + 1;
+        if (tp->next > tp->head) tp->head = tp->next;
+    }
     /* Only feeds reading from Kafka here take the record: a relayed feed of
      * a partition this node reads for another feed gets it from its owner. */
     feed *w = t->wild;
@@ -1048,12 +1095,18 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
  * a successor resumes the feed. Returns the pairs. */
 static size_t feed_resume_offsets(feed_table *ft, const feed *f) {
     size_t np = 0;
-    for (int32_t p = 0; p < f->t->partition_cnt; p++)
-        if (f->next_off[p] >= 0 && np < COORD_MAX_OFFSETS) {
+    for (int32_t p = 0; p < f->t->partition_cnt; p++) {
+        /* Every record below the consumer's position was dispatched, so an
+         * exact key seldom written does not hold its resume offset back. */
+        int64_t at = f->next_off[p];
+        const tpart *tp = &f->t->parts[p];
+        if (f->has_parts && tp->state == PART_ASSIGNED && tp->next > at) at = tp->next;
+        if (at >= 0 && np < COORD_MAX_OFFSETS) {
             ft->relay_offsets[2 * np] = p;
-            ft->relay_offsets[2 * np + 1] = f->next_off[p];
+            ft->relay_offsets[2 * np + 1] = at;
             np++;
         }
+    }
     return np;
 }
 

@@ -68,11 +68,16 @@ void feed_on_coord_state(feed_table *ft, int up);
 /* Feeds on this node. */
 size_t feed_table_count(const feed_table *ft);
 
-/* The consumer's position on the partition fell outside the log: fetching
- * resumes at offset, and lost records (of the partition, any key) are told
- * to the subscribers of the feeds reading it with DROPPED. */
-void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
-                             int64_t lost);
+/* The partition's current assignment, to stamp a lookup with: an answer
+ * that comes after it was reassigned is ignored. */
+uint32_t feed_partition_gen(feed_table *ft, const char *topic_name, int32_t partition);
+
+/* The consumer's position `from` on the partition (assignment gen) fell
+ * outside the log: fetching resumes at offset. lost records (of any key)
+ * were deleted before they were read; each feed reading the partition is
+ * told with DROPPED how many of them came after what it had. */
+void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t partition, uint32_t gen,
+                             int64_t from, int64_t offset, int64_t lost);
 
 /* One record from Kafka: encoded once into each matching feed's batch. */
 void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset, int64_t ts_ms,

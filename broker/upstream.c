@@ -37,6 +37,8 @@ typedef struct job {
     int32_t partition_cnt;        /* JOB_TOPIC */
     int64_t offset;               /* JOB_START: log end; JOB_RESET: in: the position lost, out: where to resume */
     int64_t lost;                 /* JOB_RESET: records gone before they were read */
+    int64_t from;                 /* JOB_RESET: the position lost */
+    uint32_t gen;                 /* JOB_RESET: the partition's assignment then (feed_partition_gen) */
     proto_err code;
     char errstr[512];             /* empty when fine */
 } job;
@@ -349,7 +351,7 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
         else if (j->kind == JOB_START)
             feed_on_partition_start(u->b->feeds, j->topic, j->partition, j->offset, j->errstr[0] ? j->errstr : NULL);
         else if (j->kind == JOB_RESET)
-            feed_on_partition_reset(u->b->feeds, j->topic, j->partition, j->offset, j->lost);
+            feed_on_partition_reset(u->b->feeds, j->topic, j->partition, j->gen, j->from, j->offset, j->lost);
         free(j);
     }
 }
@@ -422,7 +424,8 @@ static void kafka_cb(evutil_socket_t fd, short what, void *arg) {
                 log_warn("consumer: %s/%d: offset %lld is outside the log: %s", rd_kafka_topic_name(m->rkt),
                          (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
                 job *j = job_new(JOB_RESET, rd_kafka_topic_name(m->rkt), m->partition);
-                j->offset = m->offset;
+                j->offset = j->from = m->offset;
+                j->gen = feed_partition_gen(u->b->feeds, j->topic, j->partition);
                 job_push(u, j);
             } else if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)

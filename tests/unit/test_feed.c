@@ -223,7 +223,7 @@ static void test_kafka_loss_told_in_order(void **state) {
     uint64_t handle = rec.frames[0].feed;
     feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
     /* offsets 43..59 were deleted before the node read them */
-    feed_on_partition_reset(b.feeds, "orders", p, 60, 17);
+    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 43, 60, 17);
     assert_int_equal(rec.nassigned, 2);
     assert_int_equal(rec.assigned_at[1], 60);      /* resumed where the log now starts */
     feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v2", 2, NULL, 0);
@@ -266,7 +266,8 @@ static void test_log_cut_short_reused_offsets_delivered(void **state) {
     feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
     feed_on_record(b.feeds, "orders", p, 43, 1000, "cust-7", 6, "v2", 2, NULL, 0);
     feed_flush_batch(b.feeds);
-    feed_on_partition_reset(b.feeds, "orders", p, 42, 0);   /* the log now ends at 42 */
+    /* the consumer was at 44; the log now ends at 42 */
+    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 44, 42, 0);
     feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v3", 2, NULL, 0);
     feed_flush_batch(b.feeds);
     assert_int_equal(rec.ndelivered, 2);
@@ -371,6 +372,60 @@ static void test_takeover_during_log_end_lookup_starts_further_back(void **state
     feed_flush_batch(b.feeds);
     assert_int_equal(records_to(C1), 1);               /* from its log end on: only 100 */
     assert_int_equal(records_to(C2), 1);               /* the record nobody relayed */
+}
+
+/* After a takeover read a partition again from 500, the log turned out to
+ * start at 700: only the feed taken over lost records, and the every-key
+ * feed, which had read up to 1010, neither hears of a loss nor gets
+ * 700..1009 again. */
+static void test_loss_after_a_rewind_counts_per_feed(void **state) {
+    subscribe(C1, 1, "orders", NULL);
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 1000, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    char other[32];
+    key_beside("cust-7", 6, other, sizeof(other));
+    for (int64_t o = 1000; o < 1010; o++)
+        feed_on_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
+    feed_flush_batch(b.feeds);
+    next_acquire_resumes(p, 500);
+    subscribe(C2, 2, "orders", "cust-7");
+    assert_int_equal(rec.assigned_at[rec.nassigned - 1], 500);
+    size_t first = rec.ndelivered;
+    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 500, 700, 200);
+    assert_int_equal(rec.assigned_at[rec.nassigned - 1], 700);
+    for (int64_t o = 700; o < 1012; o++) {
+        const char *k = o == 800 ? "cust-7" : other;
+        feed_on_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
+    }
+    feed_flush_batch(b.feeds);
+    uint64_t lost1 = 0, lost2 = 0;
+    for (size_t i = first; i < rec.ndelivered; i++) {
+        if (rec.delivered[i].c == C1) lost1 += rec.delivered[i].lost;
+        if (rec.delivered[i].c == C2) lost2 += rec.delivered[i].lost;
+    }
+    assert_int_equal(lost1, 0);
+    assert_int_equal(lost2, 200);                      /* 500..699, of any key */
+    assert_int_equal(records_to(C1), 10 + 2);          /* 1010 and 1011 only */
+    assert_int_equal(records_to(C2), 1);               /* cust-7 at 800 */
+}
+
+/* A reset answered after the partition was read again from elsewhere is
+ * about a position nobody reads from any more: it must not move it. */
+static void test_stale_reset_ignored(void **state) {
+    subscribe(C1, 1, "orders", NULL);
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 100, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    uint32_t gen = feed_partition_gen(b.feeds, "orders", p);   /* the error: consumer at 105, log end 103 */
+    next_acquire_resumes(p, 50);
+    subscribe(C2, 2, "orders", "cust-7");                      /* rewinds to 50 meanwhile */
+    size_t assigned = rec.nassigned;
+    feed_on_partition_reset(b.feeds, "orders", p, gen, 105, 103, 0);
+    assert_int_equal(rec.nassigned, assigned);                 /* ignored */
+    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v", 1, NULL, 0);
+    feed_flush_batch(b.feeds);
+    assert_int_equal(records_to(C2), 1);
 }
 
 static void test_wildcard_reads_every_partition(void **state) {
@@ -554,6 +609,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_log_cut_short_reused_offsets_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_reads_a_shared_partition_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_during_log_end_lookup_starts_further_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loss_after_a_rewind_counts_per_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_reset_ignored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
