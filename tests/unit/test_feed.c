@@ -320,16 +320,24 @@ static const char *key_beside(const char *key, int32_t n, char *buf, size_t len)
     }
 }
 
-static void test_takeover_reads_a_shared_partition_again(void **state) {
-    subscribe(C1, 1, "orders", NULL);             /* every key: every partition */
+/* C1 holds the every-key feed of orders (partitions started at `from`)
+ * and has read `from`..`to`-1 of cust-7's partition, all of another key,
+ * which is written to other. Returns that partition. */
+static int32_t every_key_read(int64_t from, int64_t to, char *other, size_t len) {
+    subscribe(C1, 1, "orders", NULL);
     feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
-    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 100, NULL);
+    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, from, NULL);
     int32_t p = murmur_part("cust-7", 6);
-    char other[32];
-    key_beside("cust-7", 6, other, sizeof(other));
-    for (int64_t o = 100; o < 105; o++)
+    key_beside("cust-7", 6, other, len);
+    for (int64_t o = from; o < to; o++)
         feed_on_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
     feed_flush_batch(b.feeds);
+    return p;
+}
+
+static void test_takeover_reads_a_shared_partition_again(void **state) {
+    char other[32];
+    int32_t p = every_key_read(100, 105, other, sizeof(other));
     assert_int_equal(records_to(C1), 5);
 
     /* orders/cust-7 is taken over; its old owner relayed up to 102 */
@@ -379,15 +387,8 @@ static void test_takeover_during_log_end_lookup_starts_further_back(void **state
  * feed, which had read up to 1010, neither hears of a loss nor gets
  * 700..1009 again. */
 static void test_loss_after_a_rewind_counts_per_feed(void **state) {
-    subscribe(C1, 1, "orders", NULL);
-    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
-    for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 1000, NULL);
-    int32_t p = murmur_part("cust-7", 6);
     char other[32];
-    key_beside("cust-7", 6, other, sizeof(other));
-    for (int64_t o = 1000; o < 1010; o++)
-        feed_on_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
-    feed_flush_batch(b.feeds);
+    int32_t p = every_key_read(1000, 1010, other, sizeof(other));
     next_acquire_resumes(p, 500);
     subscribe(C2, 2, "orders", "cust-7");
     assert_int_equal(rec.assigned_at[rec.nassigned - 1], 500);
