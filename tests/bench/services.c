@@ -51,6 +51,34 @@ int svc_free_port(void) {
     return -1;
 }
 
+/* 1 when nothing holds port on loopback (a bind succeeds). */
+static int port_bindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A free port P whose P + 1 is free too (a Kafka node's client and
+ * controller ports), neither returned before. */
+static int svc_free_port_pair(void) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int p = svc_free_port();
+        if (p < 0) return -1;
+        if (p >= 65535 || !port_bindable(p + 1)) continue;
+        int seen = 0;
+        for (int i = 0; i < nused_ports; i++)
+            if (used_ports[i] == p + 1) seen = 1;
+        if (seen) continue;
+        if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0]))) used_ports[nused_ports++] = p + 1;
+        return p;
+    }
+    return -1;
+}
+
 static void track(svc *s) {
     for (int i = 0; i < SVC_MAX; i++)
         if (!running[i]) {
@@ -255,9 +283,8 @@ out:
  * or, should the bench die, by the script's --watch-pid. */
 static int kafka_start_apache(kafka_svc *k, const char *const *topics) {
     char cmd[2400], line[512], err[512];
-    int port = svc_free_port();
+    int port = svc_free_port_pair();
     if (port < 0) return -1;
-    svc_free_port();              /* best effort: the controller takes port + 1 */
     snprintf(k->apache_dir, sizeof(k->apache_dir), "%s/kafka-%d", g_opts.tmpdir, port);
     snprintf(k->p.log, sizeof(k->p.log), "%s/kafka-%d.log", g_opts.tmpdir, port);
     /* A broker as Kafka's own start script runs it (G1, C2), not the
@@ -273,7 +300,9 @@ static int kafka_start_apache(kafka_svc *k, const char *const *topics) {
         if (strncmp(line, "BOOTSTRAP ", 10) == 0) kafka_set_bootstrap(k, line + 10);
     int st = pclose(f);
     if (st != 0 || !k->bootstrap[0]) {
-        fprintf(stderr, "bench: Apache Kafka did not start; its log: %s\n", k->p.log);
+        fprintf(stderr, "bench: Apache Kafka did not start; the end of its log (%s):\n", k->p.log);
+        snprintf(cmd, sizeof(cmd), "tail -n 15 '%s' >&2", k->p.log);
+        if (system(cmd) != 0) fprintf(stderr, "bench: (cannot read it)\n");
         kafka_stop(k);
         return -1;
     }
@@ -325,7 +354,15 @@ pid_t kafka_pid(const kafka_svc *k) {
 
 int kafka_start(kafka_svc *k, const char *const *topics) {
     memset(k, 0, sizeof(*k));
-    if (g_opts.kafka_apache) return kafka_start_apache(k, topics);
+    if (g_opts.kafka_apache) {
+        /* Once more on other ports: a port can be taken between the check
+         * and the broker's bind. */
+        for (int attempt = 0; attempt < 2; attempt++) {
+            if (kafka_start_apache(k, topics) == 0) return 0;
+            memset(k, 0, sizeof(*k));
+        }
+        return -1;
+    }
     char *argv[64];
     int n = 0;
     char path[600], ready[300];
