@@ -20,6 +20,7 @@ typedef enum part_state {
     PART_IDLE,                    /* not fetched */
     PART_QUERYING,                /* log end offset being looked up */
     PART_ASSIGNED,                /* in the consumer's assignment */
+    PART_RETRY,                   /* a lookup failed while feeds need it: asked again by retry_ev */
 } part_state;
 
 typedef enum feed_role {
@@ -33,7 +34,7 @@ static const char *const role_names[] = {"pending", "owner", "relay"};
 typedef struct tpart {
     uint32_t refs;                /* feeds reading this partition */
     part_state state;
-    uint32_t gen;                 /* bumped at every assignment: an answer about an older one is stale */
+    uint32_t gen;                 /* new at every (un)assignment: an answer about an older one is stale */
     int64_t next;                 /* ASSIGNED: offset of the next record the consumer hands us (-1 unknown) */
     int64_t head;                 /* ASSIGNED: past the furthest record read, even after a rewind (-1 unknown) */
     int64_t rewind;               /* QUERYING: start at this offset instead, if lower than the log end (-1 none) */
@@ -119,6 +120,8 @@ struct feed_table {
     proto_decoder *relay_dec;     /* decodes relayed MESSAGE frames */
     struct event *tick_ev;
     struct event *refresh_ev;
+    struct event *retry_ev;       /* looks up PART_RETRY partitions again */
+    uint32_t gen_seq;             /* tpart.gen values, never reused while the node runs */
 };
 
 /* --------------------------------------------------------------- hashing */
@@ -352,15 +355,28 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
     if (--tp->refs > 0) return;
     if (tp->state == PART_ASSIGNED) {
         upstream_unassign(ft->b->up, t->name, p);
-        tp->state = PART_IDLE;
-        tp->gen++;
+        tp->gen = ++ft->gen_seq;
     }
+    if (tp->state != PART_QUERYING) tp->state = PART_IDLE;
     tp->next = tp->head = tp->rewind = -1;
     /* PART_QUERYING stays: the answer is discarded when it comes. */
 }
 
 #define START_AT_LOG_END (-1)
 #define START_AT_BEGINNING (-2)   /* librdkafka's RD_KAFKA_OFFSET_BEGINNING */
+#define PART_RETRY_MS 1000        /* a failed partition lookup is tried again after this */
+
+/* A lookup for p failed while feeds still read it: ask again after
+ * PART_RETRY_MS, from `from` when that is below the log end then, so a
+ * partition feeds need is never left unread and nothing is skipped. */
+static void part_retry_later(feed_table *ft, tpart *tp, int64_t from) {
+    tp->state = PART_RETRY;
+    if (from >= 0 && (tp->rewind < 0 || from < tp->rewind)) tp->rewind = from;
+    if (!event_pending(ft->retry_ev, EV_TIMEOUT, NULL)) {
+        struct timeval tv = broker_tv(PART_RETRY_MS);
+        event_add(ft->retry_ev, &tv);
+    }
+}
 
 /* Starts fetching p at offset (>= 0 or START_AT_BEGINNING), or at the log
  * end. Should the consumer refuse, the log end is looked up and the
@@ -368,7 +384,7 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
  * partition feeds need is never left unread. */
 static void part_assign(feed_table *ft, topic *t, int32_t p, int64_t offset) {
     tpart *tp = &t->parts[p];
-    tp->gen++;
+    tp->gen = ++ft->gen_seq;
     if (offset != START_AT_LOG_END && upstream_assign(ft->b->up, t->name, p, offset) == 0) {
         tp->state = PART_ASSIGNED;
         tp->next = offset >= 0 ? offset : -1;
@@ -417,7 +433,8 @@ static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, siz
         tpart *tp = &t->parts[p];
         if (start >= 0) {
             f->next_off[p] = start;
-            if (tp->state == PART_QUERYING && (tp->rewind < 0 || start < tp->rewind)) tp->rewind = start;
+            if ((tp->state == PART_QUERYING || tp->state == PART_RETRY) && (tp->rewind < 0 || start < tp->rewind))
+                tp->rewind = start;
             if (tp->state == PART_ASSIGNED && tp->next > start) {
                 log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name,
                          (int)p, (long long)start);
@@ -926,23 +943,44 @@ void feed_on_topic_resolved(feed_table *ft, const char *topic_name, int32_t part
     }
 }
 
+/* retry_ev: looks the partitions whose lookup failed up again. */
+static void feed_retry(evutil_socket_t fd, short what, void *arg) {
+    feed_table *ft = arg;
+    for (size_t i = 0; i < ft->ntbuckets; i++)
+        for (topic *t = ft->tbuckets[i]; t; t = t->hnext)
+            for (int32_t p = 0; t->ready && p < t->partition_cnt; p++) {
+                tpart *tp = &t->parts[p];
+                if (tp->state != PART_RETRY) continue;
+                tp->state = PART_QUERYING;
+                upstream_query_start(ft->b->up, t->name, p);
+            }
+}
+
 void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset,
                              const char *errstr) {
     topic *t = topic_find(ft, topic_name, strlen(topic_name));
     if (!t || !t->ready || partition < 0 || partition >= t->partition_cnt) return;
     tpart *tp = &t->parts[partition];
     if (tp->state != PART_QUERYING) return;
-    int64_t at = tp->rewind >= 0 && tp->rewind < offset ? tp->rewind : offset;
+    int64_t rewind = tp->rewind, at = rewind >= 0 && rewind < offset ? rewind : offset;
     tp->rewind = -1;
     if (tp->refs == 0) {
         tp->state = PART_IDLE;    /* every feed that wanted it left meanwhile */
         return;
     }
-    tp->gen++;
+    tp->gen = ++ft->gen_seq;
     if (!errstr && upstream_assign(ft->b->up, t->name, partition, at) < 0)
         errstr = "cannot add the partition to the consumer's assignment";
     if (errstr) {
         tp->state = PART_IDLE;
+        /* Feeds with no one waiting (they already deliver, or linger) keep
+         * it: they are not failed, and the partition is looked up again for
+         * them. They also keep t alive through the loop below. */
+        int held = 0;
+        for (feed *f = t->feeds; f; f = f->tnext)
+            if ((f->ready || !f->waiters) && f->has_parts && (f->partition < 0 || f->partition == partition))
+                held = 1;
+        if (held) log_warn("partition %s/%d: %s; trying again", t->name, (int)partition, errstr);
         char text[512];
         snprintf(text, sizeof(text), "partition %s/%d: %s", t->name, (int)partition, errstr);
         /* Fail the subscriptions waiting on it; the feed then goes. */
@@ -961,6 +999,7 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
             /* The last release may free f: it is not touched after. */
             while (failed-- > 0) sub_detach_count(ft, f);
         }
+        if (held) part_retry_later(ft, &t->parts[partition], rewind);
         return;
     }
     tp->state = PART_ASSIGNED;
@@ -991,6 +1030,22 @@ void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t par
     /* Reassigned since the error (a rewind, or released and taken again):
      * the answer is about a position nobody reads from any more. */
     if (tp->state != PART_ASSIGNED || tp->gen != gen) return;
+    if (tp->next >= 0 && from != tp->next) {
+        /* The error was raised for a position the partition had left by
+         * the time it was taken from the queue (read again from elsewhere
+         * meanwhile): fetch on from where it is now. */
+        part_reassign(ft, t, partition, tp->next);
+        return;
+    }
+    if (offset < 0) {
+        /* The lookup failed: look again later, from the same position, so
+         * nothing is skipped without a DROPPED. */
+        log_warn("topic %s partition %d: where to resume is not known yet; trying again", t->name, (int)partition);
+        upstream_unassign(ft->b->up, t->name, partition);
+        tp->gen = ++ft->gen_seq;
+        part_retry_later(ft, tp, from);
+        return;
+    }
     /* The consumer stopped the partition on the error: start it again. */
     part_reassign(ft, t, partition, offset);
     if (offset < from && offset < tp->head) tp->head = offset;
@@ -1095,7 +1150,9 @@ void feed_on_record(feed_table *ft, const char *topic_name, int32_t partition, i
  * a successor resumes the feed. Returns the pairs. */
 static size_t feed_resume_offsets(feed_table *ft, const feed *f) {
     size_t np = 0;
-    for (int32_t p = 0; p < f->t->partition_cnt; p++) {
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    for (int32_t p = a; p <= z; p++) {
         /* Every record below the consumer's position was dispatched, so an
          * exact key seldom written does not hold its resume offset back. */
         int64_t at = f->next_off[p];
@@ -1265,7 +1322,8 @@ feed_table *feed_table_new(broker *b) {
     ft->tbuckets = calloc(ft->ntbuckets, sizeof(*ft->tbuckets));
     ft->fbuckets = calloc(ft->nfbuckets, sizeof(*ft->fbuckets));
     ft->relay_dec = proto_decoder_new(64u << 20);
-    if (!ft->tbuckets || !ft->fbuckets || !ft->relay_dec) {
+    ft->retry_ev = event_new(b->base, -1, 0, feed_retry, ft);
+    if (!ft->tbuckets || !ft->fbuckets || !ft->relay_dec || !ft->retry_ev) {
         feed_table_free(ft);
         return NULL;
     }
@@ -1313,6 +1371,7 @@ void feed_table_free(feed_table *ft) {
     while (ft->doomed) doomed_remove(ft, ft->doomed);
     if (ft->tick_ev) event_free(ft->tick_ev);
     if (ft->refresh_ev) event_free(ft->refresh_ev);
+    if (ft->retry_ev) event_free(ft->retry_ev);
     proto_decoder_free(ft->relay_dec);
     proto_buf_free(&ft->relay_buf);
     free(ft->tbuckets);

@@ -395,13 +395,14 @@ class OwnerFailoverTest(ClusterCase):
         n0, n1 = c.node_ids[:2]
         a = self.node_client(n0)
         a.subscribe(topic, key)
+        a.subscribe(topic, key_on(5, "nr-other"))     # n0 reads another partition too
         self.wait_feed(topic, key, 1, {n0: 1}, owner_in=(n0,))
         b = self.node_client(n1)
         sb = b.subscribe(topic, key)
         self.wait_feed(topic, key, 2, {n0: 1, n1: 1}, owner_in=(n0,))
         part = java_partition(key, TOPICS[topic])
         offsets = c.redis.hgetall(feed_key(topic, key, "offsets"))
-        self.assertEqual(list(offsets), [str(part)], "the sync marker recorded where to resume")
+        self.assertEqual(list(offsets), [str(part)], "the sync marker recorded where to resume, for its partition")
         c.node(n0).kill9()
         produce(c.kafka.bootstrap, topic, [(key, "gap%d" % i) for i in range(5)])
         c.wait(lambda: c.redis.call("GET", feed_key(topic, key, "owner")) == n1, OWNER_DEADLINE,

@@ -429,6 +429,62 @@ static void test_stale_reset_ignored(void **state) {
     assert_int_equal(records_to(C2), 1);
 }
 
+/* A reset whose lookup failed (offset -1) leaves the partition to be
+ * looked up again a little later, from the position it stopped at, and
+ * keeps trying while the lookup keeps failing: a feed that delivers is
+ * never left without its partition, and nothing is skipped unannounced. */
+static void test_failed_reset_lookup_retried_from_the_position(void **state) {
+    char other[32];
+    int32_t p = every_key_read(100, 105, other, sizeof(other));
+    size_t assigned = rec.nassigned, queried = rec.nqueried;
+    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 105, -1, 0);
+    assert_int_equal(rec.nunassigned, 1);
+    assert_int_equal(rec.nassigned, assigned);         /* not moved to the log end */
+    assert_int_equal(rec.nqueried, queried);
+    event_base_loop(b.base, EVLOOP_ONCE);              /* the retry timer */
+    assert_int_equal(rec.nqueried, queried + 1);
+    feed_on_partition_start(b.feeds, "orders", p, 0, "Broker: Leader not available");
+    assert_int_equal(rec.nframes, 1);                  /* the delivering feed is not failed */
+    event_base_loop(b.base, EVLOOP_ONCE);
+    assert_int_equal(rec.nqueried, queried + 2);       /* and it is tried again */
+    feed_on_partition_start(b.feeds, "orders", p, 130, NULL);
+    assert_int_equal(rec.nassigned, assigned + 1);
+    assert_int_equal(rec.assigned_at[assigned], 105);  /* from where it stopped, not 130 */
+    uint64_t lost = 0;
+    for (size_t i = 0; i < rec.ndelivered; i++) lost += rec.delivered[i].lost;
+    assert_int_equal(lost, 0);
+}
+
+/* An offset error raised for a position the partition has since left:
+ * fetching goes on from where the partition is, nobody is told of a loss. */
+static void test_reset_for_a_position_left_goes_on_from_here(void **state) {
+    char other[32];
+    int32_t p = every_key_read(100, 105, other, sizeof(other));
+    size_t assigned = rec.nassigned;
+    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 103, 120, 17);
+    assert_int_equal(rec.nassigned, assigned + 1);
+    assert_int_equal(rec.assigned_at[assigned], 105);
+    assert_int_equal(b.ctr.lost, 0);
+}
+
+/* A topic freed and subscribed again starts its partitions' assignments
+ * afresh; an answer about the old ones must not match the new ones. */
+static void test_assignment_gen_not_reused_after_topic_freed(void **state) {
+    sub *s = subscribe(C1, 1, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    feed_on_partition_start(b.feeds, "orders", p, 40, NULL);
+    uint32_t old = feed_partition_gen(b.feeds, "orders", p);
+    feed_unsubscribe(b.feeds, s);                      /* linger 0: the topic goes */
+    subscribe(C1, 2, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    feed_on_partition_start(b.feeds, "orders", p, 250, NULL);
+    assert_int_not_equal(feed_partition_gen(b.feeds, "orders", p), old);
+    size_t assigned = rec.nassigned;
+    feed_on_partition_reset(b.feeds, "orders", p, old, 250, 300, 50);
+    assert_int_equal(rec.nassigned, assigned);         /* ignored */
+}
+
 static void test_wildcard_reads_every_partition(void **state) {
     subscribe(C1, 9, "t", NULL);
     feed_on_topic_resolved(b.feeds, "t", 3, PROTO_E_NONE, NULL);
@@ -612,6 +668,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_takeover_during_log_end_lookup_starts_further_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_after_a_rewind_counts_per_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_reset_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_reset_lookup_retried_from_the_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_for_a_position_left_goes_on_from_here, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_assignment_gen_not_reused_after_topic_freed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
