@@ -342,6 +342,11 @@ static void feed_range(const feed *f, int32_t *first, int32_t *last) {
     }
 }
 
+/* f reads partition p from Kafka on this node. */
+static int feed_reads(const feed *f, int32_t p) {
+    return f->has_parts && (f->partition < 0 || f->partition == p);
+}
+
 static int feed_all_assigned(const feed *f) {
     int32_t a, z;
     feed_range(f, &a, &z);
@@ -366,12 +371,19 @@ static void part_unref(feed_table *ft, topic *t, int32_t p) {
 #define START_AT_BEGINNING (-2)   /* librdkafka's RD_KAFKA_OFFSET_BEGINNING */
 #define PART_RETRY_MS 1000        /* a failed partition lookup is tried again after this */
 
+/* A partition being looked up (or waiting to be) starts from `from`
+ * (an offset, or -1 for none) when that is lower than the log end and
+ * than what others asked for. */
+static void part_start_no_later_than(tpart *tp, int64_t from) {
+    if (from >= 0 && (tp->rewind < 0 || from < tp->rewind)) tp->rewind = from;
+}
+
 /* A lookup for p failed while feeds still read it: ask again after
  * PART_RETRY_MS, from `from` when that is below the log end then, so a
  * partition feeds need is never left unread and nothing is skipped. */
 static void part_retry_later(feed_table *ft, tpart *tp, int64_t from) {
     tp->state = PART_RETRY;
-    if (from >= 0 && (tp->rewind < 0 || from < tp->rewind)) tp->rewind = from;
+    part_start_no_later_than(tp, from);
     if (!event_pending(ft->retry_ev, EV_TIMEOUT, NULL)) {
         struct timeval tv = broker_tv(PART_RETRY_MS);
         event_add(ft->retry_ev, &tv);
@@ -433,8 +445,7 @@ static void feed_take_parts(feed_table *ft, feed *f, const int64_t *offsets, siz
         tpart *tp = &t->parts[p];
         if (start >= 0) {
             f->next_off[p] = start;
-            if ((tp->state == PART_QUERYING || tp->state == PART_RETRY) && (tp->rewind < 0 || start < tp->rewind))
-                tp->rewind = start;
+            if (tp->state == PART_QUERYING || tp->state == PART_RETRY) part_start_no_later_than(tp, start);
             if (tp->state == PART_ASSIGNED && tp->next > start) {
                 log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name,
                          (int)p, (long long)start);
@@ -978,8 +989,7 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
          * them. They also keep t alive through the loop below. */
         int held = 0;
         for (feed *f = t->feeds; f; f = f->tnext)
-            if ((f->ready || !f->waiters) && f->has_parts && (f->partition < 0 || f->partition == partition))
-                held = 1;
+            if ((f->ready || !f->waiters) && feed_reads(f, partition)) held = 1;
         if (held) log_warn("partition %s/%d: %s; trying again", t->name, (int)partition, errstr);
         char text[512];
         snprintf(text, sizeof(text), "partition %s/%d: %s", t->name, (int)partition, errstr);
@@ -1006,7 +1016,7 @@ void feed_on_partition_start(feed_table *ft, const char *topic_name, int32_t par
     tp->next = at;
     if (offset > tp->head) tp->head = offset;
     for (feed *f = t->feeds; f; f = f->tnext) {
-        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
+        if (!feed_reads(f, partition)) continue;
         /* Feeds that asked for the log end start there, even when a feed
          * taken over has the partition read from further back. */
         if (f->next_off[partition] < 0) f->next_off[partition] = offset;
@@ -1055,7 +1065,7 @@ void feed_on_partition_reset(feed_table *ft, const char *topic_name, int32_t par
         ft->b->ctr.lost += (uint64_t)lost;
     }
     for (feed *f = t->feeds; f; f = f->tnext) {
-        if (!f->has_parts || (f->partition >= 0 && f->partition != partition)) continue;
+        if (!feed_reads(f, partition)) continue;
         /* Each feed had everything below the consumer's position, and more
          * when it is ahead of a rewind. */
         int64_t had = f->next_off[partition] > from ? f->next_off[partition] : from;
