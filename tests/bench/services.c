@@ -30,6 +30,14 @@ static int nused_ports;
 
 /* ------------------------------------------------------------- helpers */
 
+/* Records port as handed out; 0 when it was already. */
+static int port_take(int port) {
+    for (int i = 0; i < nused_ports; i++)
+        if (used_ports[i] == port) return 0;
+    if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0]))) used_ports[nused_ports++] = port;
+    return 1;
+}
+
 int svc_free_port(void) {
     for (int attempt = 0; attempt < 100; attempt++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -41,12 +49,8 @@ int svc_free_port(void) {
             return -1;
         }
         close(fd);
-        int port = ntohs(a.sin_port), seen = 0;
-        for (int i = 0; i < nused_ports; i++)
-            if (used_ports[i] == port) seen = 1;
-        if (seen) continue;
-        if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0]))) used_ports[nused_ports++] = port;
-        return port;
+        int port = ntohs(a.sin_port);
+        if (port_take(port)) return port;
     }
     return -1;
 }
@@ -68,13 +72,7 @@ static int svc_free_port_pair(void) {
     for (int attempt = 0; attempt < 100; attempt++) {
         int p = svc_free_port();
         if (p < 0) return -1;
-        if (p >= 65535 || !port_bindable(p + 1)) continue;
-        int seen = 0;
-        for (int i = 0; i < nused_ports; i++)
-            if (used_ports[i] == p + 1) seen = 1;
-        if (seen) continue;
-        if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0]))) used_ports[nused_ports++] = p + 1;
-        return p;
+        if (p < 65535 && port_bindable(p + 1) && port_take(p + 1)) return p;
     }
     return -1;
 }
