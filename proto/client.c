@@ -1,6 +1,7 @@
 /* client.c -- libsubway: one connection to a subway node, its buffers, requests, feeds and the blocking calls over them. */
 #include "subway.h"
 #include "proto.h"
+#include "addr.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -902,41 +903,20 @@ err:
     return NULL;
 }
 
-/* Splits "host:port" / "[v6]:port" into host and port buffers. Returns 0 or -1. */
-static int split_addr(const char *addr, char *host, size_t hsize, char *port, size_t psize) {
-    const char *colon;
-    const char *h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char *end = strchr(addr, ']');
-        if (end == NULL || end[1] != ':') return -1;
-        h = addr + 1;
-        hlen = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL) return -1;
-        hlen = (size_t)(colon - addr);
-    }
-    size_t plen = strlen(colon + 1);
-    if (hlen == 0 || hlen >= hsize || plen == 0 || plen >= psize) return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    memcpy(port, colon + 1, plen + 1);
-    return 0;
-}
-
 int subway_client_connect(subway_client *c, const char *addr) {
     /* Not sticky: the existing connection is unaffected. */
     if (c->state != STATE_NEW) return -1;
-    char host[256], port[32];
+    char host[256], port[8], why[384];
+    int portnum;
     snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "(null)");
-    if (addr == NULL || split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
-        client_fail(c, SUBWAY_E_ARG, "bad address '%s': want HOST:PORT", c->addr);
+    if (proto_addr_split(addr, host, sizeof(host), &portnum, why, sizeof(why)) < 0) {
+        client_fail(c, SUBWAY_E_ARG, "bad address: %s", why);
         return -1;
     }
+    snprintf(port, sizeof(port), "%d", portnum);
 
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0) {

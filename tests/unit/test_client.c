@@ -1206,7 +1206,17 @@ static void test_connect_errors(void **state) {
     subway_client *c = subway_connect("no-port-here", NULL);
     assert_non_null(c);
     assert_int_equal(subway_err(c), SUBWAY_E_ARG);
-    assert_string_equal(subway_errstr(c), "bad address 'no-port-here': want HOST:PORT");
+    assert_string_equal(subway_errstr(c), "bad address: 'no-port-here' has no port: want HOST:PORT");
+    subway_client_free(c);
+    /* The client parses with the node's parser: IPv6 needs brackets. */
+    c = subway_connect("::1:7700", NULL);
+    assert_non_null(c);
+    assert_int_equal(subway_err(c), SUBWAY_E_ARG);
+    assert_string_equal(subway_errstr(c), "bad address: '::1:7700': put an IPv6 address in brackets, [IPV6]:PORT");
+    subway_client_free(c);
+    c = subway_connect(NULL, NULL);
+    assert_non_null(c);
+    assert_string_equal(subway_errstr(c), "bad address: empty address: want HOST:PORT or [IPV6]:PORT");
     subway_client_free(c);
 
     /* Refused: a port that was just free. */
