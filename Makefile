@@ -39,6 +39,9 @@ else
 endif
 
 SUBWAY_VERSION := 0.1.0
+# The SONAME's number: bump it when the ABI breaks.
+SUBWAY_SOVERSION := 0
+SONAME := libsubway.so.$(SUBWAY_SOVERSION)
 WARN := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I. -Ibuild/gen $(PKG_CFLAGS) \
               -DSUBWAY_VERSION='"$(SUBWAY_VERSION)"' $(CFLAGS)
@@ -60,11 +63,17 @@ TOOL_SRC := $(wildcard tests/tools/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+# libsubway exports what subway.h declares and nothing else: the codec's
+# proto_* and proto_addr_split stay internal (tests/test-install.sh checks).
+# The Makefile is a prerequisite so that a tree built before this flag
+# does not keep exporting them.
+$(call objs,$(LIBSUBWAY_SRC)): ALL_CFLAGS += -fvisibility=hidden
+$(call objs,$(LIBSUBWAY_SRC)): Makefile
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps run test test-unit test-integration test-bench test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check run test test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
 all: deps-check $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Installs what is missing (Debian packages) when pkg-config cannot find it.
@@ -99,7 +108,7 @@ $(LIB)/libsubway.a: $(call objs,$(LIBSUBWAY_SRC))
 $(LIB)/libsubway.so: $(call objs,$(LIBSUBWAY_SRC))
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -shared -Wl,-soname,libsubway.so.0 -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
 
 $(OBJ)/libbroker.a: $(call objs,$(BROKER_SRC))
 	$(call say,AR,$@)
@@ -155,7 +164,12 @@ test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 	$(Q)$(BIN)/subway-bench --bin $(BIN) --tiny --json /dev/null
 	$(Q)$(BIN)/subway-bench --bin $(BIN) --tiny --json /dev/null --kafka apache --scenario latency
 
-test-one: test-unit test-integration test-bench
+# make install into a temp dir, then a program built against it the way a
+# user would (pkg-config, <subway/subway.h>), linked to the .so and the .a.
+test-install: all
+	$(Q)MAKE="$(MAKE)" CC="$(CC)" SANITIZER="$(SANITIZER)" bash tests/test-install.sh
+
+test-one: test-unit test-integration test-bench test-install
 
 # The plain pass, then the same suite under AddressSanitizer+UBSan. The
 # installer runs first even when the libraries are there: the tests also
@@ -174,18 +188,22 @@ endif
 check: test
 
 # ------------------------------------------------------------------ installing
+# The one public header goes to include/subway/, so programs say
+# #include <subway/subway.h> and subway.pc's Cflags name include/ itself.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/subway $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BIN)/subway $(BIN)/subway-cli $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB)/libsubway.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB)/libsubway.so $(DESTDIR)$(PREFIX)/lib/libsubway.so.0
-	ln -sf libsubway.so.0 $(DESTDIR)$(PREFIX)/lib/libsubway.so
-	install -m 644 proto/subway.h proto/proto.h $(DESTDIR)$(PREFIX)/include/subway/
+	install -m 755 $(LIB)/libsubway.so $(DESTDIR)$(PREFIX)/lib/libsubway.so.$(SUBWAY_VERSION)
+	ln -sf libsubway.so.$(SUBWAY_VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libsubway.so
+	install -m 644 proto/subway.h $(DESTDIR)$(PREFIX)/include/subway/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SUBWAY_VERSION)|g' proto/subway.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/subway.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/subway $(DESTDIR)$(PREFIX)/bin/subway-cli
-	rm -f $(DESTDIR)$(PREFIX)/lib/libsubway.a $(DESTDIR)$(PREFIX)/lib/libsubway.so $(DESTDIR)$(PREFIX)/lib/libsubway.so.0
+	rm -f $(DESTDIR)$(PREFIX)/lib/libsubway.a $(DESTDIR)$(PREFIX)/lib/libsubway.so
+	rm -f $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libsubway.so.$(SUBWAY_VERSION)
 	rm -rf $(DESTDIR)$(PREFIX)/include/subway
 	rm -f $(DESTDIR)$(PREFIX)/lib/pkgconfig/subway.pc
 

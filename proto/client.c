@@ -1295,6 +1295,34 @@ const uint32_t *subway_feed_partitions(const subway_client *c, uint64_t feed,
     return fe ? fe->partitions : NULL;
 }
 
+/* subway.h repeats the node's codes so that it stands alone; they are the
+ * protocol's, so the two lists must agree. */
+#define SAME_CODE(name) _Static_assert((int)SUBWAY_E_##name == (int)PROTO_E_##name, \
+                                       "subway.h and proto.h disagree on " #name)
+SAME_CODE(VERSION);
+SAME_CODE(FRAME_TOO_LARGE);
+SAME_CODE(MALFORMED);
+SAME_CODE(BAD_FRAME);
+SAME_CODE(UNKNOWN_TYPE);
+SAME_CODE(HELLO_REQUIRED);
+SAME_CODE(TOO_MANY_SUBS);
+SAME_CODE(TOO_MANY_CONNS);
+SAME_CODE(INVALID_ARG);
+SAME_CODE(UNKNOWN_TOPIC);
+SAME_CODE(ALREADY_SUBSCRIBED);
+SAME_CODE(NOT_SUBSCRIBED);
+SAME_CODE(KAFKA);
+SAME_CODE(HEARTBEAT_TIMEOUT);
+SAME_CODE(SLOW_CONSUMER);
+SAME_CODE(SHUTTING_DOWN);
+SAME_CODE(UNAVAILABLE);
+SAME_CODE(INTERNAL);
+_Static_assert(PROTO_ERR_MAX == 18, "a new node error code: add it to subway.h");
+
+const char *subway_version(void) {
+    return SUBWAY_VERSION;
+}
+
 const char *subway_err_name(int code) {
     switch (code) {
     case SUBWAY_OK: return "OK";

@@ -5,6 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What this header declares is the library's interface; the shared library
+ * is built with -fvisibility=hidden and exports these only. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
 /*
  * One subway_client is one TCP connection to one node. Two ways to drive it:
  *
@@ -24,10 +34,13 @@
  * subway_errstr(); the client then stays failed (create a new one to
  * reconnect). A request the node refuses does not fail the connection: its
  * callback (or subway_request_err() for the blocking calls) gets the code.
- * Codes are either a proto_err (1..99, see proto.h) that the node sent in an
- * ERROR frame, or one of the client-side SUBWAY_E_* below, all >= 100.
- * This header stands alone (it does not include proto.h) so that programs
- * using the library do not depend on the codec's types.
+ * Codes are either one the node sent in an ERROR frame (1..99, the
+ * protocol's codes, SUBWAY_E_VERSION .. SUBWAY_E_INTERNAL below) or a
+ * client-side one (>= 100). This header stands alone: it is the only one
+ * installed (as <subway/subway.h>), and the codec's types stay internal.
+ *
+ * Linking. Every symbol the library exports starts with subway_; pkg-config
+ * gives the flags: cc prog.c $(pkg-config --cflags --libs subway).
  *
  * Callbacks. Every callback is called exactly once per event, from inside
  * the library call that handled it (process_readable, flush, tick, poll, a
@@ -52,9 +65,29 @@
  * plus handshake the same way.
  */
 
-/* Client-side error codes; proto_err codes (below 100) come from the node. */
+/* Error codes. Below 100 the node sent them (PROTOCOL.md lists them: "close"
+ * ones end the connection, "refuse" ones fail one request); from 100 up the
+ * library found the problem itself. */
 typedef enum subway_err_code {
     SUBWAY_OK = 0,
+    SUBWAY_E_VERSION = 1,            /* close: unsupported protocol version */
+    SUBWAY_E_FRAME_TOO_LARGE = 2,    /* close: a frame above the node's max_frame */
+    SUBWAY_E_MALFORMED = 3,          /* close: a body that is not one valid msgpack value */
+    SUBWAY_E_BAD_FRAME = 4,          /* close: not an array, wrong field count or types */
+    SUBWAY_E_UNKNOWN_TYPE = 5,       /* refuse: frame type not known to the node */
+    SUBWAY_E_HELLO_REQUIRED = 6,     /* close: first frame was not HELLO, or HELLO repeated */
+    SUBWAY_E_TOO_MANY_SUBS = 7,      /* refuse: per-connection subscription limit */
+    SUBWAY_E_TOO_MANY_CONNS = 8,     /* close: the node's connection limit */
+    SUBWAY_E_INVALID_ARG = 9,        /* refuse: empty/oversize topic or key, bad name */
+    SUBWAY_E_UNKNOWN_TOPIC = 10,     /* refuse: topic does not exist in Kafka */
+    SUBWAY_E_ALREADY_SUBSCRIBED = 11, /* refuse: this connection already has that feed */
+    SUBWAY_E_NOT_SUBSCRIBED = 12,    /* refuse: UNSUBSCRIBE of a feed handle not held */
+    SUBWAY_E_KAFKA = 13,             /* refuse: Kafka failed the request (text says why) */
+    SUBWAY_E_HEARTBEAT_TIMEOUT = 14, /* close: this client was silent past the heartbeat timeout */
+    SUBWAY_E_SLOW_CONSUMER = 15,     /* close: this client read too slowly */
+    SUBWAY_E_SHUTTING_DOWN = 16,     /* refuse: the node is draining */
+    SUBWAY_E_UNAVAILABLE = 17,       /* refuse: coordination or Kafka temporarily unavailable */
+    SUBWAY_E_INTERNAL = 18,          /* refuse: node-side failure */
     SUBWAY_E_IO = 100,               /* socket error: connect, read or write failed */
     SUBWAY_E_EOF = 101,              /* the node closed the connection */
     SUBWAY_E_PROTOCOL = 102,         /* the node sent an oversized, malformed or unexpected frame */
@@ -113,9 +146,9 @@ typedef struct subway_message {
     size_t header_cnt;
 } subway_message;
 
-/* Completion of one request: err is 0, a proto_err the node refused it with,
- * or a SUBWAY_E_* code (SUBWAY_E_CLOSED when the connection went away before
- * the reply; errstr then says why it went away). errstr is "" on success.
+/* Completion of one request: err is 0 or a SUBWAY_E_* code, below 100 when
+ * the node refused it, SUBWAY_E_CLOSED when the connection went away before
+ * the reply (errstr then says why it went away). errstr is "" on success.
  * res is never NULL; res->req_id and res->type are always set. */
 typedef void subway_reply_cb(subway_client *c, void *cb_data, int err,
                              const char *errstr, const subway_result *res);
@@ -275,8 +308,8 @@ int subway_publish_sync(subway_client *c, const char *topic, const char *key, si
  * callback it does nothing and returns 0. */
 int subway_poll(subway_client *c, int timeout_ms);
 
-/* The outcome of the last blocking request: 0, a proto_err or a SUBWAY_E_*
- * code, and its text (owned by c, valid until the next blocking request). */
+/* The outcome of the last blocking request: 0 or a SUBWAY_E_* code, and its
+ * text (owned by c, valid until the next blocking request). */
 int subway_request_err(const subway_client *c);
 const char *subway_request_errstr(const subway_client *c);
 
@@ -302,9 +335,21 @@ size_t subway_pending(const subway_client *c);
 const char *subway_feed_topic(const subway_client *c, uint64_t feed);
 const uint32_t *subway_feed_partitions(const subway_client *c, uint64_t feed, size_t *partition_cnt);
 
-/* "IO", "TIMEOUT", ... for SUBWAY_E_* codes, the proto_err name
- * ("UNKNOWN_TOPIC", ...) for the node's codes, "OK" for 0, "UNKNOWN" for
- * anything else; never NULL, static storage. */
+/* The name of a code without its SUBWAY_E_ prefix ("IO", "UNKNOWN_TOPIC",
+ * ...), "OK" for 0, "UNKNOWN" for anything else; never NULL, static storage. */
 const char *subway_err_name(int code);
+
+/* The library's version, "MAJOR.MINOR.PATCH", static storage: the one the
+ * program runs with, which may be newer than the header it was built with.
+ * The shared library's SONAME changes with MAJOR. */
+const char *subway_version(void);
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

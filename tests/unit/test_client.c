@@ -1423,6 +1423,10 @@ static void test_err_names(void **state) {
     assert_string_equal(subway_err_name(PROTO_E_SLOW_CONSUMER), "SLOW_CONSUMER");
     assert_string_equal(subway_err_name(99), "UNKNOWN");
     assert_string_equal(subway_err_name(-1), "UNKNOWN");
+    /* The node's codes, as subway.h spells them for programs without proto.h. */
+    assert_string_equal(subway_err_name(SUBWAY_E_UNKNOWN_TOPIC), "UNKNOWN_TOPIC");
+    assert_string_equal(subway_err_name(SUBWAY_E_INTERNAL), "INTERNAL");
+    assert_string_equal(subway_version(), SUBWAY_VERSION);
 }
 
 int main(void) {
