@@ -1,8 +1,10 @@
 # Makefile -- builds the subway node, the client library and CLI, and runs the tests.
 #
 #   make                 bin/subway, bin/subway-cli, lib/libsubway.{a,so}
-#   make run             a dev node (embedded Kafka) with a demo producer
-#   make test            unit + integration tests, then the same under ASan+UBSan
+#                        (installs nothing: names `make deps` when libraries are missing)
+#   make deps            installs the Debian packages subway needs (deploy/install-deps.sh)
+#   make run             installs what is missing, then a dev node (embedded Kafka) with a demo producer
+#   make test            installs what is missing, then the suite, then the same under ASan+UBSan
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
 #   make install PREFIX=/usr/local DESTDIR=
 #   V=1 shows the commands, WERROR= drops -Werror.
@@ -28,14 +30,16 @@ endif
 BIN := $(O)/bin
 LIB := $(O)/lib
 
-DEPS_OK := $(shell pkg-config --exists $(PKGS) cmocka 2>/dev/null && echo yes)
-ifeq ($(DEPS_OK),yes)
+# Known once, when this make starts: a make that installs packages passes
+# the work on to a new make (see run and test), never goes on with these.
+MISSING := $(shell for p in $(PKGS) cmocka; do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+MISSING_LIBS := $(filter-out cmocka,$(MISSING))
+ifeq ($(MISSING_LIBS),)
   PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
   PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+endif
+ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
-else
-  PKG_LIBS := -lrdkafka -lhiredis -levent -levent_pthreads -lmsgpackc
-  CMOCKA_LIBS := -lcmocka
 endif
 
 SUBWAY_VERSION := 0.1.0
@@ -63,25 +67,28 @@ TOOL_SRC := $(wildcard tests/tools/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
-# libsubway exports what subway.h declares and nothing else: the codec's
-# proto_* and proto_addr_split stay internal (tests/test-install.sh checks).
-# The Makefile is a prerequisite so that a tree built before this flag
-# does not keep exporting them.
-$(call objs,$(LIBSUBWAY_SRC)): ALL_CFLAGS += -fvisibility=hidden
-$(call objs,$(LIBSUBWAY_SRC)): Makefile
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check run test test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
-all: deps-check $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
+.PHONY: all deps deps-check test-deps-check run test test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
+all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
-# Installs what is missing (Debian packages) when pkg-config cannot find it.
+# Every compile waits for these checks, so a missing library is reported
+# once, in words, before any compiler error about a missing header. They
+# install nothing: `make deps` (or make run / make test) does.
 deps-check:
-ifneq ($(DEPS_OK),yes)
-	$(Q)bash deploy/install-deps.sh
-	$(Q)$(MAKE) --no-print-directory $(MAKECMDGOALS)
-	$(Q)exit 0
+ifneq ($(MISSING_LIBS),)
+	@echo "make: missing libraries: $(MISSING_LIBS) (pkg-config cannot find them)." >&2
+	@echo "make: run 'make deps' to install them (make run and make test do it themselves)." >&2
+	@exit 1
+endif
+
+test-deps-check: deps-check
+ifneq ($(filter cmocka,$(MISSING)),)
+	@echo "make: missing cmocka, which the unit tests need (pkg-config cannot find it)." >&2
+	@echo "make: run 'make deps' to install it (make test does it itself)." >&2
+	@exit 1
 endif
 
 deps:
@@ -95,10 +102,17 @@ build/gen/coord_scripts.h: coord/scripts/embed.sh $(wildcard coord/scripts/*.lua
 
 $(OBJ)/coord/coord_redis.o: build/gen/coord_scripts.h
 
-$(OBJ)/%.o: %.c
+$(OBJ)/%.o: %.c | deps-check
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# libsubway exports what subway.h declares and nothing else: the codec's
+# proto_* and proto_addr_split stay internal (tests/test-install.sh checks).
+# The Makefile is a prerequisite so that a tree built before this flag
+# does not keep exporting them.
+$(call objs,$(LIBSUBWAY_SRC)): ALL_CFLAGS += -fvisibility=hidden
+$(call objs,$(LIBSUBWAY_SRC)): Makefile
 
 $(LIB)/libsubway.a: $(call objs,$(LIBSUBWAY_SRC))
 	$(call say,AR,$@)
@@ -124,6 +138,8 @@ $(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
 
+$(call objs,$(UNIT_SRC)): | test-deps-check
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
@@ -140,7 +156,12 @@ $(BIN)/subway-bench: $(call objs,$(BENCH_SRC)) $(OBJ)/libbroker.a $(LIB)/libsubw
 	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
 # ------------------------------------------------------------------- running
-run: all
+# run and test install what is missing, then hand the work to a new make,
+# which sees the libraries just installed (this one's pkg-config results
+# predate them).
+run:
+	$(Q)bash deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bash deploy/run-dev.sh $(BIN)
 
 # Benchmarks print figures; they assert nothing (see tests/bench/RESULTS.md).
@@ -171,17 +192,16 @@ test-install: all
 
 test-one: test-unit test-integration test-bench test-install
 
-# The plain pass, then the same suite under AddressSanitizer+UBSan. The
-# installer runs first even when the libraries are there: the tests also
-# need haproxy, redis-server, kcat and systemd-analyze (silent when present).
-ifeq ($(SANITIZER),)
-test: deps-check
+# The plain pass, then the same suite under AddressSanitizer+UBSan, each
+# once. The installer runs first even when the libraries are there: the
+# tests also need haproxy, redis-server, kcat and systemd-analyze (silent
+# when present).
+test:
 	$(Q)bash deploy/install-deps.sh
+ifeq ($(SANITIZER),)
 	$(Q)$(MAKE) --no-print-directory test-one
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZER=address,undefined
 else
-test: deps-check
-	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory test-one
 endif
 

@@ -5,8 +5,8 @@
 #
 # Runs each executable DIR/test_* in name order, showing its output, then
 # prints one line "unit: N passed, M failed" (N, M = test binaries) and exits
-# non-zero when any failed. A missing DIR or one without tests says so on
-# stderr and counts as 0 passed, 0 failed.
+# non-zero when any failed. A missing DIR or one without tests is a failure
+# too (exit 1, saying so on stderr): a run that tested nothing must not pass.
 set -uo pipefail
 
 if [ $# -ne 1 ]; then
@@ -37,6 +37,8 @@ done
 
 if [ "$((passed + failed))" -eq 0 ]; then
     echo "run-unit: no test_* executables in $dir" >&2
+    echo "unit: 0 passed, 0 failed"
+    exit 1
 fi
 if [ "$failed" -gt 0 ]; then
     echo "failed: ${failed_names[*]}"
