@@ -43,21 +43,21 @@ static coord_status release(coord *c, const coord_feed *f, result *out) {
 }
 
 static void test_first_and_last(void **state) {
-    coord *c = coord_memory_new();
+    coord *c = coord_memory_new("n1");
     coord_feed f = {"orders", "cust-1", 6, 0};
     assert_int_equal(acquire(c, &f), COORD_FIRST);
     assert_int_equal(acquire(c, &f), COORD_OK);
-    assert_int_equal(coord_count(c, &f), 2);
+    assert_int_equal(coord_memory_count(c, &f), 2);
     assert_int_equal(release(c, &f, NULL), COORD_OK);
     assert_int_equal(release(c, &f, NULL), COORD_LAST);
-    assert_int_equal(coord_count(c, &f), 0);
+    assert_int_equal(coord_memory_count(c, &f), 0);
     /* back from zero: first again (the subscribe/unsubscribe/subscribe race) */
     assert_int_equal(acquire(c, &f), COORD_FIRST);
     coord_free(c);
 }
 
 static void test_single_node_owns_everything(void **state) {
-    coord *c = coord_memory_new();
+    coord *c = coord_memory_new("n1");
     coord_feed f = {"t", "k", 1, 0};
     result r = {0};
     coord_acquire(c, &f, record_cb, &r);
@@ -90,7 +90,7 @@ static void test_feed_names(void **state) {
 }
 
 static void test_release_unknown_is_error(void **state) {
-    coord *c = coord_memory_new();
+    coord *c = coord_memory_new("n1");
     coord_feed f = {"orders", "x", 1, 0};
     result r;
     assert_int_equal(release(c, &f, &r), COORD_ERROR);
@@ -99,19 +99,19 @@ static void test_release_unknown_is_error(void **state) {
 }
 
 static void test_wildcard_distinct_from_star_key(void **state) {
-    coord *c = coord_memory_new();
+    coord *c = coord_memory_new("n1");
     coord_feed wild = {"t", NULL, 0, 1};
     coord_feed star = {"t", "*", 1, 0};
     coord_feed other_topic = {"t2", NULL, 0, 1};
     assert_int_equal(acquire(c, &wild), COORD_FIRST);
     assert_int_equal(acquire(c, &star), COORD_FIRST);
     assert_int_equal(acquire(c, &other_topic), COORD_FIRST);
-    assert_int_equal(coord_count(c, &wild), 1);
+    assert_int_equal(coord_memory_count(c, &wild), 1);
     coord_free(c);
 }
 
 static void test_binary_keys_and_growth(void **state) {
-    coord *c = coord_memory_new();
+    coord *c = coord_memory_new("n1");
     char key[4];
     for (int i = 0; i < 1000; i++) {
         memcpy(key, &i, sizeof(i));   /* keys with NUL bytes */
@@ -121,7 +121,7 @@ static void test_binary_keys_and_growth(void **state) {
     for (int i = 0; i < 1000; i++) {
         memcpy(key, &i, sizeof(i));
         coord_feed f = {"t", key, sizeof(key), 0};
-        assert_int_equal(coord_count(c, &f), 1);
+        assert_int_equal(coord_memory_count(c, &f), 1);
         assert_int_equal(release(c, &f, NULL), COORD_LAST);
     }
     coord_free(c);
