@@ -135,7 +135,8 @@ static void test_binary_keys_and_growth(void **state) {
 typedef struct demand_log {
     int n;
     char json[8][2048];
-    coord_feed f[8];
+    coord_feed f[8];              /* pointers valid only during the call: not read after */
+    char topic[8][64];
 } demand_log;
 
 static void on_demand(void *cb_data, const coord_feed *f, const char *json, size_t len) {
@@ -145,6 +146,7 @@ static void on_demand(void *cb_data, const coord_feed *f, const char *json, size
     assert_int_equal(strlen(json), len);
     memcpy(d->json[d->n], json, len + 1);
     d->f[d->n] = *f;
+    snprintf(d->topic[d->n], sizeof(d->topic[0]), "%s", f->topic);
     d->n++;
 }
 
@@ -182,7 +184,7 @@ static void test_demand_events(void **state) {
         for (int k = 0; k < cases[i].subs; k++) acquire(c, &f);
         assert_int_equal(d.n, 1);             /* 0 -> 1 only */
         assert_string_equal(without_ts(d.json[0]), cases[i].demand);
-        assert_string_equal(d.f[0].topic, cases[i].topic);
+        assert_string_equal(d.topic[0], cases[i].topic);
         assert_int_equal(d.f[0].wildcard, f.wildcard);
         for (int k = 0; k < cases[i].subs; k++) release(c, &f, NULL);
         assert_int_equal(d.n, 2);             /* -> 0 only */
