@@ -141,11 +141,11 @@ int main(int argc, char **argv) {
         if (!b.coord) goto fail;
         log_info("coordination: Redis at %s (lease %llu ms, node TTL %llu ms)", cfg.redis,
                  (unsigned long long)cfg.lease_ms, (unsigned long long)cfg.node_ttl_ms);
-    } else if (!(b.coord = coord_memory_new())) {
+    } else if (!(b.coord = coord_memory_new(b.node_id))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
-    coord_events ev = {ev_notice, ev_relay, ev_state, &b};
+    coord_events ev = {ev_notice, ev_relay, ev_state, NULL, &b};
     coord_set_events(b.coord, &ev);
     if (!(b.up = upstream_new(&b, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;

@@ -44,9 +44,13 @@ int coord_up(coord *c) {
     return c->backend->up(c);
 }
 
-long coord_count(coord *c, const coord_feed *f) {
-    return c->backend->count(c, f);
+void coord_topic_in_use(coord *c, const char *topic, coord_used_cb *cb, void *cb_data) {
+    c->backend->topic_in_use(c, topic, cb, cb_data);
 }
+
+/* Nothing to do: the per-topic index holds an entry only while its node holds
+ * the feed (coord_redis.c), so a deleted topic leaves none behind. */
+void coord_topic_forget(coord *c, const char *topic) {}
 
 void coord_free(coord *c) {
     if (c) c->backend->free(c);

@@ -42,16 +42,24 @@ typedef void coord_cb(void *cb_data, const coord_result *r);
 
 typedef enum coord_notice { COORD_JOIN, COORD_LEAVE } coord_notice;
 
-/* Events from other nodes, delivered for feeds this node watches. */
+/* Events from coordination: from other nodes for feeds this node watches,
+ * and the store's state. Any member may be NULL. */
 typedef struct coord_events {
     /* A node started (JOIN) or stopped (LEAVE) holding subscriptions to f;
      * nodes is how many hold it now. For owners. */
     void (*notice)(void *cb_data, const coord_feed *f, coord_notice what, const char *node, long nodes);
-    /* The owner relayed bytes for f (see relay.h for their format). For relays. */
+    /* The owner relayed bytes for f: exactly the data of its coord_relay()
+     * call. For relays. */
     void (*relay)(void *cb_data, const coord_feed *f, const char *data, size_t len);
     /* The backend's store became reachable (up=1) or not (up=0). After a
      * return the caller re-asserts its state with coord_assert(). */
     void (*state)(void *cb_data, int up);
+    /* The feed's cluster-wide count went 0->1 or reached 0 through a call of
+     * this node (reaps of dead nodes included): json is exactly what was
+     * published on subway:demand. Valid only during the call. Each
+     * transition reaches exactly one node's demand event; one whose call's
+     * reply was lost (the connection dropped) reaches none. */
+    void (*demand)(void *cb_data, const coord_feed *f, const char *json, size_t len);
     void *cb_data;
 } coord_events;
 
@@ -62,6 +70,10 @@ typedef enum coord_watch_kind {
 } coord_watch_kind;
 
 typedef struct coord coord;
+
+/* 1: some node holds a feed of the topic; 0: none does; -1: unknown (store
+ * unreachable). Exactly once, maybe before the call returns. */
+typedef void coord_used_cb(void *cb_data, int used);
 
 /* A backend fills this table; coord.c dispatches through it. */
 typedef struct coord_backend {
@@ -76,7 +88,7 @@ typedef struct coord_backend {
                   size_t noffsets);
     void (*watch)(coord *c, const coord_feed *f, coord_watch_kind kind);
     int (*up)(coord *c);
-    long (*count)(coord *c, const coord_feed *f);
+    void (*topic_in_use)(coord *c, const char *topic, coord_used_cb *cb, void *cb_data);
     void (*free)(coord *c);
 } coord_backend;
 
@@ -85,12 +97,18 @@ struct coord {
     coord_events ev;
 };
 
-/* The single-node backend: counts in this process; this node owns all. */
-coord *coord_memory_new(void);
+/* The single-node backend: counts in this process; this node owns all.
+ * node_id (copied) names the node in demand events. Never NULL (out of
+ * memory aborts the node). */
+coord *coord_memory_new(const char *node_id);
+
+/* The memory backend's exact count of f (0 when it has none; -1 from
+ * another backend, which keeps no counts). For tests. */
+long coord_memory_count(coord *c, const coord_feed *f);
 
 /* Options of the Redis backend. */
 typedef struct coord_redis_opts {
-    const char *addr;             /* HOST:PORT */
+    const char *addr;             /* HOST:PORT or [V6ADDR]:PORT */
     const char *password;         /* NULL for none */
     const char *node_id;
     const char *node_addr;        /* for subway:node:<id>: where clients connect */
@@ -104,7 +122,10 @@ typedef struct coord_redis_opts {
 } coord_redis_opts;
 
 /* The cluster backend on hiredis's async API in base's loop. Connects (and
- * reconnects) in the background. Returns NULL with errstr on bad options. */
+ * reconnects) in the background; a connection counts as ready once every
+ * script is loaded on it (SCRIPT LOAD), and calls then send EVALSHA. Needs
+ * Redis 5.0 or later (see coord_redis.c). Returns NULL with errstr on bad
+ * options. */
 coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char *errstr, size_t errlen);
 
 /* Sets where events go; call once before any other call. */
@@ -147,8 +168,16 @@ void coord_watch(coord *c, const coord_feed *f, coord_watch_kind kind);
 /* 1 when the backend's store is reachable (always for memory). */
 int coord_up(coord *c);
 
-/* The count as this node last knew it (exact for memory). */
-long coord_count(coord *c, const coord_feed *f);
+/* Asks whether any node in the cluster holds a feed of topic (a
+ * subscription on a live or not yet reaped node); the answer goes to cb. The
+ * Redis backend answers from a per-topic index without scanning the
+ * keyspace, ordered after this node's earlier calls; memory at once. */
+void coord_topic_in_use(coord *c, const char *topic, coord_used_cb *cb, void *cb_data);
+
+/* The topic was deleted: forget what coordination kept about it. Neither
+ * backend keeps anything a deletion leaves stale today (index entries go
+ * with their subscriptions), so this changes nothing yet; call it anyway. */
+void coord_topic_forget(coord *c, const char *topic);
 
 /* Frees the backend; accepts NULL. Pending callbacks are completed with
  * COORD_ERROR first. */

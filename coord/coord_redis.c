@@ -1,4 +1,20 @@
 /* coord_redis.c -- the cluster coordination backend: counts, leases, relay and reaping in Redis via hiredis async. */
+/*
+ * Needs Redis 5.0 or later: the feed scripts write after calling TIME (the
+ * demand events' clock), which Redis allows by default only since 5.0
+ * (script effects replication; 3.2 to 4.x would need
+ * redis.replicate_commands()), and register_node's HSET of several fields
+ * needs 4.0. Everything else (EVALSHA, SCRIPT LOAD, cjson, SET PX, PEXPIRE,
+ * SCARD) is 2.6. Tested with 7.0.
+ *
+ * Scripts are loaded once per connection (SCRIPT LOAD before the connection
+ * counts as ready) and run with EVALSHA. A NOSCRIPT reply (SCRIPT FLUSH, a
+ * failover to a server without them) re-sends that call with EVAL and reloads
+ * every script. A re-sent call runs after the calls sent behind it; if one of
+ * those succeeded meanwhile (another client loaded the script in between),
+ * the order of this node's scripts broke, and this node's counts may be off:
+ * the connection is dropped, so the node re-asserts its exact state.
+ */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -8,11 +24,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/xmalloc.h"
 #include "coord/coord.h"
+#include "coord/coord_cmd.h"
 #include "coord_scripts.h"
+#include "proto/addr.h"
 
 #define RECONNECT_MS 250
-#define MAX_ARGS (8 + 2 * COORD_MAX_OFFSETS)
+#define NODES_KEY "subway:nodes"  /* registered nodes: what reapers scan */
 
 /* One watched feed: which of its channels this node listens to. */
 typedef struct watch {
@@ -36,9 +55,15 @@ typedef struct coord_redis {
     uint64_t lease_ms, node_ttl_ms, reap_interval_ms;
     redisAsyncContext *cmd;       /* commands and scripts */
     redisAsyncContext *sub;       /* pub/sub: notices and relay */
-    int cmd_ready, sub_ready;     /* connected and authenticated */
+    int cmd_ready, sub_ready;     /* connected and authenticated; cmd: scripts loaded */
     int up;                       /* both ready, as last reported */
     int self_reaped;              /* a previous process with our id was cleaned up */
+    char sha[COORD_NSCRIPTS][41]; /* each script's SHA1, from SCRIPT LOAD */
+    int loads_pending;            /* SCRIPT LOAD replies still to come on cmd */
+    int load_failed;              /* one of them was an error */
+    uint64_t seq;                 /* script calls sent on cmd (first sends only) */
+    uint64_t replay_fence;        /* seq when the last NOSCRIPT re-send went out */
+    int replays;                  /* re-sent calls whose replies are still to come */
     struct event *reconnect_ev;
     struct event *node_ev;        /* liveness key refresh */
     struct event *reap_ev;
@@ -46,31 +71,44 @@ typedef struct coord_redis {
     int freeing;
 } coord_redis;
 
-enum { CALL_OTHER = 0, CALL_RELEASE = 1, CALL_ACQUIRE = 2 };
-
-/* A call in flight: completes the caller's callback exactly once. */
-typedef struct call {
-    coord_redis *r;
-    coord_cb *cb;
-    void *cb_data;
-    int kind;                     /* CALL_*: how the status is derived */
-} call;
-
 static void schedule_reconnect(coord_redis *r);
 static void set_up(coord_redis *r, int up);
 
-/* ------------------------------------------------------------ helpers */
+/* The feed's name, "topic/key" (heap, NUL-terminated); *len gets its length. */
+static char *feed_name_dup(const coord_feed *f, size_t *len) {
+    char *name = xmalloc(coord_feed_name_len(f) + 1);
+    *len = coord_feed_name(f, name);
+    return name;
+}
 
-static char *feed_key(const char *name, size_t nlen, const char *suffix, size_t *len) {
-    size_t sl = strlen(suffix);
-    char *k = malloc(14 + nlen + 2 + sl + 1);
-    if (!k) abort();
-    memcpy(k, "subway:feed:{", 13);
-    memcpy(k + 13, name, nlen);
-    memcpy(k + 13 + nlen, "}:", 2);
-    memcpy(k + 15 + nlen, suffix, sl + 1);
-    *len = 15 + nlen + sl;
-    return k;
+/* Who holds what, kept by each node for itself, in pipeline order with its
+ * scripts (verb SADD before an acquire or assert, SREM after a release or
+ * assert that leaves the node none): subway:node:ID:feeds, what a reaper
+ * subtracts when ID dies, and subway:topic:{T}:feeds, members "ID FEED",
+ * whose cardinality answers coord_topic_in_use. A reaper removes a dead
+ * node's members the same way.
+ *
+ * Why this index and not a set of feed names per topic read with a GET of
+ * each feed's count: members leave when their node stops holding the feed,
+ * so a topic of many short-lived keys does not grow the set forever (only
+ * deleted free topics would ever be cleaned), the answer is one SCARD
+ * however many feeds the topic had, and the one writer per member means a
+ * removal never races another node's acquire. Every script stays inside one
+ * feed's hash tag; the index is written by plain commands beside them. */
+static void index_feed(coord_redis *r, const char *verb, const char *node, const char *name, size_t nlen) {
+    const char *slash = memchr(name, '/', nlen);
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, verb);
+    coord_arg_node_key(&b, node, "feeds");
+    coord_arg(&b, name, nlen);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
+    if (!slash) return;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, verb);
+    coord_arg_topic_key(&b, name, (size_t)(slash - name));
+    coord_arg_topic_member(&b, node, name, nlen);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
 }
 
 /* Splits a channel "subway:feed:{topic/key}:kind" into f (pointing into
@@ -105,31 +143,152 @@ static void fail_cb(coord_cb *cb, void *cb_data, const char *why) {
 
 /* ------------------------------------------------------------ scripts */
 
-static long long reply_int(redisReply *e) {
+enum {
+    CALL_OTHER,                   /* a feed script: {count, nodes, owner, offsets, mine[, demand]} */
+    CALL_RELEASE,                 /* the same; count 0 means COORD_LAST */
+    CALL_ACQUIRE,                 /* the same; count 1 from our 0 means COORD_FIRST */
+    CALL_REAP,                    /* {count, demand}; nobody waits */
+    CALL_RELAY,                   /* nobody waits, nothing to read */
+};
+
+/* A script call in flight: completes the caller's callback (if any) exactly
+ * once, and keeps its arguments until then for a NOSCRIPT re-send. */
+typedef struct call {
+    coord_redis *r;
+    int script;                   /* COORD_SCRIPT_* */
+    int kind;                     /* CALL_* */
+    coord_cb *cb;                 /* NULL when nobody waits */
+    void *cb_data;
+    uint64_t seq;                 /* send order (first sends) */
+    int resent;                   /* went out again with EVAL */
+    coord_cmd b;                     /* numkeys, keys, arguments */
+    coord_feed f;                 /* the feed, pointing into feed[], for the demand event */
+    char feed[];                  /* topic \0 key */
+} call;
+
+/* A call of script about the feed named name ("topic/key"; wildcard as in
+ * coord_feed), its arguments to be added to c->b before call_start(). */
+static call *call_new(coord_redis *r, int script, int kind, const char *name, size_t nlen, int wildcard,
+                      coord_cb *cb, void *cb_data) {
+    call *c = xmalloc(sizeof(*c) + nlen + 1);
+    c->r = r;
+    c->script = script;
+    c->kind = kind;
+    c->cb = cb;
+    c->cb_data = cb_data;
+    c->seq = 0;
+    c->resent = 0;
+    coord_cmd_init(&c->b);
+    memcpy(c->feed, name, nlen);
+    c->feed[nlen] = '\0';
+    char *slash = memchr(c->feed, '/', nlen);
+    if (slash) *slash = '\0';
+    c->f.topic = c->feed;
+    c->f.key = slash ? slash + 1 : c->feed + nlen;
+    c->f.key_len = slash ? nlen - (size_t)(slash + 1 - c->feed) : 0;
+    c->f.wildcard = wildcard;
+    if (wildcard) c->f.key_len = 0;
+    return c;
+}
+
+/* Adds numkeys and the feed's keys with these suffixes. */
+static void call_keys(call *c, const char *name, size_t nlen, const char *const *suffixes, int nkeys) {
+    coord_arg_num(&c->b, nkeys);
+    for (int i = 0; i < nkeys; i++) coord_arg_feed_key(&c->b, name, nlen, suffixes[i]);
+}
+
+static void call_free(call *c) {
+    free(c->b.p);
+    free(c);
+}
+
+static void call_fail(call *c, const char *why) {
+    if (c->cb) fail_cb(c->cb, c->cb_data, why);
+    call_free(c);
+}
+
+static void script_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* Sends the call: EVALSHA the first time, EVAL with the script's text when
+ * re-sent. Returns REDIS_OK or REDIS_ERR. */
+static int call_send(call *c) {
+    coord_redis *r = c->r;
+    size_t alen = c->b.len - COORD_CMD_HEAD_ROOM;
+    if (!c->resent) {
+        char head[COORD_CMD_HEAD_ROOM];
+        int hl = snprintf(head, sizeof(head), "*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n", c->b.argc + 2,
+                          r->sha[c->script]);
+        memcpy(c->b.p + COORD_CMD_HEAD_ROOM - hl, head, (size_t)hl);
+        return redisAsyncFormattedCommand(r->cmd, script_reply, c, c->b.p + COORD_CMD_HEAD_ROOM - hl, alen + (size_t)hl);
+    }
+    const char *text = coord_script_text[c->script];
+    size_t tl = strlen(text);
+    char *buf = xmalloc(64 + tl + alen);
+    size_t n = (size_t)sprintf(buf, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", c->b.argc + 2, tl);
+    memcpy(buf + n, text, tl);
+    memcpy(buf + n + tl, "\r\n", 2);
+    memcpy(buf + n + tl + 2, c->b.p + COORD_CMD_HEAD_ROOM, alen);
+    int rc = redisAsyncFormattedCommand(r->cmd, script_reply, c, buf, n + tl + 2 + alen);
+    free(buf);
+    return rc;
+}
+
+/* Sends a built call on the command connection; fails it when that is not
+ * ready (scripts not loaded) or refuses the command. */
+static void call_start(call *c) {
+    coord_redis *r = c->r;
+    if (!r->cmd_ready) {
+        call_fail(c, "redis: not connected");
+        return;
+    }
+    c->seq = ++r->seq;
+    if (call_send(c) != REDIS_OK) call_fail(c, "redis: not connected");
+}
+
+static void load_scripts(coord_redis *r);
+
+/* NOSCRIPT: the server lost its scripts. Reload them all for the calls to
+ * come, and send this one again with its text. */
+static void call_replay(call *c) {
+    coord_redis *r = c->r;
+    if (!r->loads_pending) load_scripts(r);
+    c->resent = 1;
+    if (call_send(c) != REDIS_OK) {
+        call_fail(c, "redis: not connected");
+        return;
+    }
+    r->replays++;
+    r->replay_fence = r->seq;
+}
+
+static long long reply_int(const redisReply *e) {
     if (!e) return 0;
     if (e->type == REDIS_REPLY_INTEGER) return e->integer;
     if (e->type == REDIS_REPLY_STRING) return atoll(e->str);
     return 0;
 }
 
-/* Every feed script answers {count, nodes, owner, offsets, mine}. */
-static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
-    call *c = privdata;
+/* Hands a script's demand JSON (a string element, else nothing) on. */
+static void call_demand(call *c, const redisReply *e) {
     coord_redis *r = c->r;
-    redisReply *rep = reply;
-    if (!rep || rep->type == REDIS_REPLY_ERROR || rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
-        char why[256];
-        snprintf(why, sizeof(why), "redis: %s", !rep ? "connection lost" : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-        fail_cb(c->cb, c->cb_data, why);
-        free(c);
+    if (e && e->type == REDIS_REPLY_STRING && r->base.ev.demand)
+        r->base.ev.demand(r->base.ev.cb_data, &c->f, e->str, (size_t)e->len);
+}
+
+/* The reply of a feed script {count, nodes, owner, offsets, mine[, demand]}. */
+static void feed_reply(call *c, const redisReply *rep) {
+    coord_redis *r = c->r;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
+        call_fail(c, "redis: unexpected reply");
         return;
     }
-    static int64_t offs[2 * COORD_MAX_OFFSETS];
-    size_t n = 0;
-    redisReply *o = rep->element[3];
-    for (size_t i = 0; o->type == REDIS_REPLY_ARRAY && i + 1 < o->elements && n < COORD_MAX_OFFSETS; i += 2, n++) {
-        offs[2 * n] = reply_int(o->element[i]);
-        offs[2 * n + 1] = reply_int(o->element[i + 1]);
+    const redisReply *o = rep->element[3];
+    size_t n = o->type == REDIS_REPLY_ARRAY ? o->elements / 2 : 0;
+    if (n > COORD_MAX_OFFSETS) n = COORD_MAX_OFFSETS;
+    int64_t *offs = n ? xmalloc(2 * n * sizeof(*offs)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        offs[2 * i] = reply_int(o->element[2 * i]);
+        offs[2 * i + 1] = reply_int(o->element[2 * i + 1]);
     }
     const char *owner = rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : "";
     coord_result res = {.status = COORD_OK, .count = (long)reply_int(rep->element[0]),
@@ -138,177 +297,197 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     long long mine = reply_int(rep->element[4]);
     if (c->kind == CALL_RELEASE && res.count == 0) res.status = COORD_LAST;
     if (c->kind == CALL_ACQUIRE && res.count == 1 && mine == 1) res.status = COORD_FIRST;
-    /* Keep the node's feed index: reapers find its contributions there. */
-    c->cb(c->cb_data, &res);
-    free(c);
+    if (rep->elements > 5) call_demand(c, rep->element[5]);
+    if (c->cb) c->cb(c->cb_data, &res);
+    free(offs);
+    call_free(c);
 }
 
-/* Runs script over the feed's keys (suffixes) with extra arguments. */
-static void run_script(coord_redis *r, const char *script, const coord_feed *f, const char *const *suffixes,
-                       int nkeys, const char **args, size_t *arglens, int nargs, int kind, coord_cb *cb,
-                       void *cb_data) {
-    if (!r->up || !r->cmd_ready) {
-        fail_cb(cb, cb_data, "redis: not connected");
+static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    call *c = privdata;
+    coord_redis *r = c->r;
+    redisReply *rep = reply;
+    if (c->resent) {
+        r->replays--;
+    } else if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        call_replay(c);
+        return;
+    } else if (rep && r->replays > 0 && c->seq <= r->replay_fence && ac == r->cmd) {
+        /* This call ran before an earlier one still being re-sent. */
+        fprintf(stderr, "subway: warn: redis: scripts ran out of order after NOSCRIPT; reconnecting to re-assert\n");
+        redisAsyncDisconnect(ac);
+    }
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        char why[256];
+        snprintf(why, sizeof(why), "redis: %s", !rep ? "connection lost" : rep->str);
+        call_fail(c, why);
         return;
     }
-    size_t nlen = coord_feed_name_len(f);
-    char name[nlen + 1];
-    coord_feed_name(f, name);
-    call *c = malloc(sizeof(*c));
-    if (!c) abort();
-    c->r = r;
-    c->cb = cb;
-    c->cb_data = cb_data;
-    c->kind = kind;
-    const char *argv[MAX_ARGS];
-    size_t argl[MAX_ARGS];
-    char *keys[4];
-    char nk[16];
-    int argc = 0;
-    argv[argc] = "EVAL", argl[argc++] = 4;
-    argv[argc] = script, argl[argc++] = strlen(script);
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[argc] = nk, argl[argc++] = strlen(nk);
-    for (int i = 0; i < nkeys; i++) {
-        keys[i] = feed_key(name, nlen, suffixes[i], &argl[argc]);
-        argv[argc++] = keys[i];
-    }
-    for (int i = 0; i < nargs; i++) argv[argc] = args[i], argl[argc++] = arglens ? arglens[i] : strlen(args[i]);
-    int rc = redisAsyncCommandArgv(r->cmd, script_reply, c, argc, argv, argl);
-    for (int i = 0; i < nkeys; i++) free(keys[i]);
-    if (rc != REDIS_OK) {
-        fail_cb(cb, cb_data, "redis: not connected");
-        free(c);
+    if (c->kind == CALL_RELAY) {
+        call_free(c);
+    } else if (c->kind == CALL_REAP) {
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2) call_demand(c, rep->element[1]);
+        call_free(c);
+    } else {
+        feed_reply(c, rep);
     }
 }
+
+/* ------------------------------------------------------------ feed calls */
 
 static const char *const K_NCOO[] = {"nodes", "count", "owner", "offsets"};
 
-static void channel_of(const coord_feed *f, const char *kind, char **out, size_t *len) {
-    size_t nlen = coord_feed_name_len(f);
-    char *name = malloc(nlen + 1);
-    if (!name) abort();
-    coord_feed_name(f, name);
-    *out = feed_key(name, nlen, kind, len);
-    free(name);
+/* Refuses a call while the store is down; 1 when refused. */
+static int refuse(coord_redis *r, coord_cb *cb, void *cb_data) {
+    if (r->up && r->cmd_ready) return 0;
+    fail_cb(cb, cb_data, "redis: not connected");
+    return 1;
 }
 
 static void r_acquire(coord *base, const coord_feed *f, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    char lease[32], *ctl;
-    size_t ctl_len;
-    snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
-    channel_of(f, "ctl", &ctl, &ctl_len);
-    size_t nlen = coord_feed_name_len(f);
-    char name[nlen + 1];
-    coord_feed_name(f, name);
-    const char *args[] = {r->node_id, lease, ctl, name};
-    size_t lens[] = {strlen(r->node_id), strlen(lease), ctl_len, nlen};
-    if (r->up) {
-        char key[300];
-        snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
-        redisAsyncCommand(r->cmd, NULL, NULL, "SADD %s %b", key, name, nlen);
-    }
-    run_script(r, coord_script_acquire, f, K_NCOO, 4, args, lens, 4, CALL_ACQUIRE, cb, cb_data);
-    free(ctl);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    index_feed(r, "SADD", r->node_id, name, nlen);
+    call *c = call_new(r, COORD_SCRIPT_ACQUIRE, CALL_ACQUIRE, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 4);
+    coord_arg_str(&c->b, r->node_id);
+    coord_arg_num(&c->b, (long long)r->lease_ms);
+    coord_arg_feed_key(&c->b, name, nlen, "ctl");
+    coord_arg(&c->b, name, nlen);
+    call_start(c);
+    free(name);
 }
 
 static void r_release(coord *base, const coord_feed *f, long local_after, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    char *ctl;
-    size_t ctl_len;
-    channel_of(f, "ctl", &ctl, &ctl_len);
-    size_t nlen = coord_feed_name_len(f);
-    char name[nlen + 1];
-    coord_feed_name(f, name);
-    const char *args[] = {r->node_id, ctl, name};
-    size_t lens[] = {strlen(r->node_id), ctl_len, nlen};
-    run_script(r, coord_script_release, f, K_NCOO, 3, args, lens, 3, CALL_RELEASE, cb, cb_data);
-    if (local_after == 0 && r->up) {
-        /* The node's feed index: sent in pipeline order right after the
-         * release (a later acquire's SADD follows it), never from a reply,
-         * which could arrive after a new subscription re-added the feed. */
-        char key[300];
-        snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
-        redisAsyncCommand(r->cmd, NULL, NULL, "SREM %s %b", key, name, nlen);
-    }
-    free(ctl);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    call *c = call_new(r, COORD_SCRIPT_RELEASE, CALL_RELEASE, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 3);
+    coord_arg_str(&c->b, r->node_id);
+    coord_arg_feed_key(&c->b, name, nlen, "ctl");
+    coord_arg(&c->b, name, nlen);
+    call_start(c);
+    /* Sent in pipeline order right after the release (a later acquire's
+     * SADD follows it), never from a reply, which could arrive after a new
+     * subscription re-added the feed. */
+    if (local_after == 0 && r->cmd_ready) index_feed(r, "SREM", r->node_id, name, nlen);
+    free(name);
 }
 
 static void r_claim(coord *base, const coord_feed *f, int announce, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    char lease[32], *ctl;
-    size_t ctl_len;
-    snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
-    channel_of(f, "ctl", &ctl, &ctl_len);
-    const char *args[] = {r->node_id, lease, ctl, announce ? "1" : "0"};
-    size_t lens[] = {strlen(r->node_id), strlen(lease), ctl_len, 1};
-    run_script(r, coord_script_claim, f, K_NCOO, 4, args, lens, 4, 0, cb, cb_data);
-    free(ctl);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    call *c = call_new(r, COORD_SCRIPT_CLAIM, CALL_OTHER, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 4);
+    coord_arg_str(&c->b, r->node_id);
+    coord_arg_num(&c->b, (long long)r->lease_ms);
+    coord_arg_feed_key(&c->b, name, nlen, "ctl");
+    coord_arg_str(&c->b, announce ? "1" : "0");
+    call_start(c);
+    free(name);
 }
 
 static void r_renew(coord *base, const coord_feed *f, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    char lease[32];
-    snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
-    const char *args[] = {r->node_id, lease};
-    run_script(r, coord_script_renew, f, K_NCOO, 3, args, NULL, 2, 0, cb, cb_data);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    call *c = call_new(r, COORD_SCRIPT_RENEW, CALL_OTHER, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 3);
+    coord_arg_str(&c->b, r->node_id);
+    coord_arg_num(&c->b, (long long)r->lease_ms);
+    call_start(c);
+    free(name);
 }
 
 static void r_disown(coord *base, const coord_feed *f, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    const char *args[] = {r->node_id};
-    run_script(r, coord_script_disown, f, K_NCOO, 4, args, NULL, 1, 0, cb, cb_data);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    call *c = call_new(r, COORD_SCRIPT_DISOWN, CALL_OTHER, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 4);
+    coord_arg_str(&c->b, r->node_id);
+    call_start(c);
+    free(name);
 }
 
 static void r_assert(coord *base, const coord_feed *f, long local, int own, coord_cb *cb, void *cb_data) {
     coord_redis *r = (coord_redis *)base;
-    char lease[32], loc[32], *ctl;
-    size_t ctl_len;
-    snprintf(lease, sizeof(lease), "%llu", (unsigned long long)r->lease_ms);
-    snprintf(loc, sizeof(loc), "%ld", local);
-    channel_of(f, "ctl", &ctl, &ctl_len);
-    size_t nlen = coord_feed_name_len(f);
-    char name[nlen + 1];
-    coord_feed_name(f, name);
-    const char *args[] = {r->node_id, loc, lease, ctl, own ? "1" : "0", name};
-    size_t lens[] = {strlen(r->node_id), strlen(loc), strlen(lease), ctl_len, 1, nlen};
-    if (local > 0) {
-        char key[300];
-        snprintf(key, sizeof(key), "subway:node:%s:feeds", r->node_id);
-        redisAsyncCommand(r->cmd, NULL, NULL, "SADD %s %b", key, name, nlen);
-    }
-    run_script(r, coord_script_assert, f, K_NCOO, 4, args, lens, 6, 0, cb, cb_data);
-    free(ctl);
+    if (refuse(r, cb, cb_data)) return;
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    if (local > 0) index_feed(r, "SADD", r->node_id, name, nlen);
+    call *c = call_new(r, COORD_SCRIPT_ASSERT, CALL_OTHER, name, nlen, f->wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_NCOO, 4);
+    coord_arg_str(&c->b, r->node_id);
+    coord_arg_num(&c->b, local);
+    coord_arg_num(&c->b, (long long)r->lease_ms);
+    coord_arg_feed_key(&c->b, name, nlen, "ctl");
+    coord_arg_str(&c->b, own ? "1" : "0");
+    coord_arg(&c->b, name, nlen);
+    call_start(c);
+    /* Holding none: drop index entries a release lost while the store was away. */
+    if (local <= 0 && r->cmd_ready) index_feed(r, "SREM", r->node_id, name, nlen);
+    free(name);
 }
 
 static void r_relay(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                     size_t noffsets) {
     coord_redis *r = (coord_redis *)base;
-    if (!r->up) return;           /* nobody can hear it anyway; offsets catch up next batch */
-    size_t nlen = coord_feed_name_len(f);
-    char name[nlen + 1];
-    coord_feed_name(f, name);
-    size_t klen, chlen;
-    char *okey = feed_key(name, nlen, "offsets", &klen);
-    char *ch = feed_key(name, nlen, "relay", &chlen);
-    const char *argv[MAX_ARGS];
-    size_t argl[MAX_ARGS];
-    static char nums[2 * COORD_MAX_OFFSETS][24];
-    int argc = 0;
-    argv[argc] = "EVAL", argl[argc++] = 4;
-    argv[argc] = coord_script_relay, argl[argc++] = strlen(coord_script_relay);
-    argv[argc] = "1", argl[argc++] = 1;
-    argv[argc] = okey, argl[argc++] = klen;
-    argv[argc] = ch, argl[argc++] = chlen;
-    argv[argc] = data, argl[argc++] = len;
-    for (size_t i = 0; i < 2 * noffsets && argc < MAX_ARGS; i++) {
-        snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)offsets[i]);
-        argv[argc] = nums[i], argl[argc++] = strlen(nums[i]);
+    if (!r->up || !r->cmd_ready) return;  /* nobody can hear it anyway; offsets catch up next batch */
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
+    call *c = call_new(r, COORD_SCRIPT_RELAY, CALL_RELAY, name, nlen, f->wildcard, NULL, NULL);
+    static const char *const K_OFFSETS[] = {"offsets"};
+    call_keys(c, name, nlen, K_OFFSETS, 1);
+    coord_arg_feed_key(&c->b, name, nlen, "relay");
+    coord_arg(&c->b, data, len);
+    if (noffsets > COORD_MAX_OFFSETS) noffsets = COORD_MAX_OFFSETS;
+    for (size_t i = 0; i < 2 * noffsets; i++) coord_arg_num(&c->b, (long long)offsets[i]);
+    call_start(c);
+    free(name);
+}
+
+/* -------------------------------------------------------- topics in use */
+
+typedef struct used_req {
+    coord_used_cb *cb;
+    void *cb_data;
+} used_req;
+
+static void used_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    used_req *q = privdata;
+    redisReply *rep = reply;
+    q->cb(q->cb_data, !rep || rep->type != REDIS_REPLY_INTEGER ? -1 : rep->integer > 0);
+    free(q);
+}
+
+/* One SCARD of the topic's index (see index_feed), sent after this node's
+ * earlier calls, so its own releases are already counted out. */
+static void r_topic_in_use(coord *base, const char *topic, coord_used_cb *cb, void *cb_data) {
+    coord_redis *r = (coord_redis *)base;
+    if (!r->up || !r->cmd_ready) {
+        cb(cb_data, -1);
+        return;
     }
-    redisAsyncCommandArgv(r->cmd, NULL, NULL, argc, argv, argl);
-    free(okey);
-    free(ch);
+    used_req *q = xmalloc(sizeof(*q));
+    q->cb = cb;
+    q->cb_data = cb_data;
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "SCARD");
+    coord_arg_topic_key(&b, topic, strlen(topic));
+    if (coord_cmd_send(r->cmd, &b, used_reply, q) != REDIS_OK) {
+        free(q);
+        cb(cb_data, -1);
+    }
 }
 
 /* ------------------------------------------------------------- pub/sub */
@@ -319,8 +498,9 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata) {
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) return;
     if (rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") != 0) return;
     redisReply *ch = rep->element[1], *msg = rep->element[2];
+    if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING) return;
     coord_feed f;
-    char topic[256];
+    char topic[256];              /* Kafka topic names are at most 249 bytes */
     const char *kind;
     if (parse_channel(ch->str, (size_t)ch->len, &f, topic, sizeof(topic), &kind) < 0) return;
     if (strcmp(kind, "relay") == 0) {
@@ -328,68 +508,82 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     }
     /* "join NODE NODES" / "leave NODE NODES" */
-    char what[8], node[200];
-    long nodes;
-    if (r->base.ev.notice && sscanf(msg->str, "%7s %199s %ld", what, node, &nodes) == 3)
-        r->base.ev.notice(r->base.ev.cb_data, &f, strcmp(what, "join") == 0 ? COORD_JOIN : COORD_LEAVE, node, nodes);
+    const char *sp1 = memchr(msg->str, ' ', (size_t)msg->len), *sp2 = memrchr(msg->str, ' ', (size_t)msg->len);
+    if (!r->base.ev.notice || !sp1 || sp2 <= sp1 + 1) return;
+    char *node = xstrndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    coord_notice what = sp1 - msg->str == 4 && memcmp(msg->str, "join", 4) == 0 ? COORD_JOIN : COORD_LEAVE;
+    r->base.ev.notice(r->base.ev.cb_data, &f, what, node, strtol(sp2 + 1, NULL, 10));
+    free(node);
 }
 
 static void send_watch(coord_redis *r, const watch *w, const char *verb, coord_watch_kind kind) {
     if (!r->sub_ready || kind == COORD_WATCH_NONE) return;
-    size_t len;
-    char *ch = feed_key(w->name, w->len, kind == COORD_WATCH_RELAY ? "relay" : "ctl", &len);
-    redisAsyncCommand(r->sub, sub_message, r, "%s %b", verb, ch, len);
-    free(ch);
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, verb);
+    coord_arg_feed_key(&b, w->name, w->len, kind == COORD_WATCH_RELAY ? "relay" : "ctl");
+    coord_cmd_send(r->sub, &b, sub_message, r);
 }
 
 static void r_watch(coord *base, const coord_feed *f, coord_watch_kind kind) {
     coord_redis *r = (coord_redis *)base;
-    size_t nlen = coord_feed_name_len(f);
+    size_t nlen;
+    char *name = feed_name_dup(f, &nlen);
     watch **pp = &r->watches;
-    for (; *pp; pp = &(*pp)->next) {
-        if ((*pp)->len != nlen) continue;
-        char name[nlen + 1];
-        coord_feed_name(f, name);
-        if (memcmp((*pp)->name, name, nlen) == 0) break;
-    }
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->len == nlen && memcmp((*pp)->name, name, nlen) == 0) break;
     watch *w = *pp;
-    if (w && w->kind == kind) return;
+    if (w && w->kind == kind) goto out;
     if (w) {
         send_watch(r, w, "UNSUBSCRIBE", w->kind);
         if (kind == COORD_WATCH_NONE) {
             *pp = w->next;
             free(w);
-            return;
+            goto out;
         }
         w->kind = kind;
     } else {
-        if (kind == COORD_WATCH_NONE) return;
-        w = malloc(sizeof(*w) + nlen + 1);
-        if (!w) abort();
-        coord_feed_name(f, w->name);
+        if (kind == COORD_WATCH_NONE) goto out;
+        w = xmalloc(sizeof(*w) + nlen + 1);
+        memcpy(w->name, name, nlen + 1);
         w->len = nlen;
         w->kind = kind;
         w->next = r->watches;
         r->watches = w;
     }
     send_watch(r, w, "SUBSCRIBE", kind);
+out:
+    free(name);
 }
 
 /* ------------------------------------------------------------ node keys */
 
 static void register_node(coord_redis *r) {
     if (!r->cmd_ready) return;
-    char key[300], ttl[32];
-    snprintf(key, sizeof(key), "subway:node:%s", r->node_id);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)r->node_ttl_ms);
     long conns = 0, feeds = 0;
     if (r->stats) r->stats(r->stats_data, &conns, &feeds);
-    redisAsyncCommand(r->cmd, NULL, NULL,
-                      "HSET %s addr %s admin %s pid %d version %s started_ms %llu connections %ld feeds %ld", key,
-                      r->node_addr, r->node_admin, (int)getpid(), SUBWAY_VERSION, (unsigned long long)r->start_ms,
-                      conns, feeds);
-    redisAsyncCommand(r->cmd, NULL, NULL, "PEXPIRE %s %s", key, ttl);
-    redisAsyncCommand(r->cmd, NULL, NULL, "SADD subway:nodes %s", r->node_id);
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "HSET");
+    coord_arg_node_key(&b, r->node_id, NULL);
+    coord_arg_str(&b, "addr"), coord_arg_str(&b, r->node_addr);
+    coord_arg_str(&b, "admin"), coord_arg_str(&b, r->node_admin);
+    coord_arg_str(&b, "pid"), coord_arg_num(&b, (long long)getpid());
+    coord_arg_str(&b, "version"), coord_arg_str(&b, SUBWAY_VERSION);
+    coord_arg_str(&b, "started_ms"), coord_arg_num(&b, (long long)r->start_ms);
+    coord_arg_str(&b, "connections"), coord_arg_num(&b, conns);
+    coord_arg_str(&b, "feeds"), coord_arg_num(&b, feeds);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "PEXPIRE");
+    coord_arg_node_key(&b, r->node_id, NULL);
+    coord_arg_num(&b, (long long)r->node_ttl_ms);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "SADD");
+    coord_arg_str(&b, NODES_KEY);
+    coord_arg_str(&b, r->node_id);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
 }
 
 static void node_tick(evutil_socket_t fd, short what, void *arg) {
@@ -397,32 +591,64 @@ static void node_tick(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* Reaping: subway:nodes -> each node without its liveness key -> each feed
- * in its feed set -> reap.lua; then its keys go. Any node may do it, and
- * several at once are harmless: the script subtracts only once. */
+ * in its feed set -> reap.lua, and its topic index entries; then its keys
+ * go. Any node may do it, and several at once are harmless: the script
+ * subtracts only once, so only one reaper gets a feed's demand event. */
 typedef struct reap_ctx {
     coord_redis *r;
-    char node[200];
+    char node[];
 } reap_ctx;
+
+static reap_ctx *reap_ctx_new(coord_redis *r, const char *node) {
+    size_t len = strlen(node);
+    reap_ctx *x = xmalloc(sizeof(*x) + len + 1);
+    x->r = r;
+    memcpy(x->node, node, len + 1);
+    return x;
+}
+
+/* Sends cmd NODE-KEY(node, suffix) with fn, or frees x when refused. */
+static void reap_send(reap_ctx *x, const char *verb, const char *suffix, redisCallbackFn *fn) {
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, verb);
+    coord_arg_node_key(&b, x->node, suffix);
+    /* A refused command never calls back: then x is freed here. */
+    if (coord_cmd_send(x->r->cmd, &b, fn, x) != REDIS_OK) free(x);
+}
 
 static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
     reap_ctx *x = privdata;
     coord_redis *r = x->r;
     redisReply *rep = reply;
     if (rep && rep->type == REDIS_REPLY_ARRAY && r->cmd_ready) {
+        static const char *const K_NCO[] = {"nodes", "count", "owner"};
         for (size_t i = 0; i < rep->elements; i++) {
             redisReply *e = rep->element[i];
-            size_t l1, l2, l3, l4;
-            char *k1 = feed_key(e->str, (size_t)e->len, "nodes", &l1);
-            char *k2 = feed_key(e->str, (size_t)e->len, "count", &l2);
-            char *k3 = feed_key(e->str, (size_t)e->len, "owner", &l3);
-            char *ch = feed_key(e->str, (size_t)e->len, "ctl", &l4);
-            const char *argv[] = {"EVAL", coord_script_reap, "3", k1, k2, k3, x->node, ch, e->str};
-            size_t argl[] = {4, strlen(coord_script_reap), 1, l1, l2, l3, strlen(x->node), l4, (size_t)e->len};
-            redisAsyncCommandArgv(r->cmd, NULL, NULL, 9, argv, argl);
-            free(k1), free(k2), free(k3), free(ch);
+            if (e->type != REDIS_REPLY_STRING) continue;
+            size_t nlen = (size_t)e->len;
+            /* The name alone cannot tell topic/'*' from a key "*": reaps say wildcard. */
+            int wildcard = nlen >= 2 && memcmp(e->str + nlen - 2, "/*", 2) == 0;
+            call *c = call_new(r, COORD_SCRIPT_REAP, CALL_REAP, e->str, nlen, wildcard, NULL, NULL);
+            call_keys(c, e->str, nlen, K_NCO, 3);
+            coord_arg_str(&c->b, x->node);
+            coord_arg_feed_key(&c->b, e->str, nlen, "ctl");
+            coord_arg(&c->b, e->str, nlen);
+            call_start(c);
+            index_feed(r, "SREM", x->node, e->str, nlen);
         }
-        redisAsyncCommand(r->cmd, NULL, NULL, "DEL subway:node:%s:feeds", x->node);
-        if (strcmp(x->node, r->node_id) != 0) redisAsyncCommand(r->cmd, NULL, NULL, "SREM subway:nodes %s", x->node);
+        coord_cmd b;
+        coord_cmd_init(&b);
+        coord_arg_str(&b, "DEL");
+        coord_arg_node_key(&b, x->node, "feeds");
+        coord_cmd_send(r->cmd, &b, NULL, NULL);
+        if (strcmp(x->node, r->node_id) != 0) {
+            coord_cmd_init(&b);
+            coord_arg_str(&b, "SREM");
+            coord_arg_str(&b, NODES_KEY);
+            coord_arg_str(&b, x->node);
+            coord_cmd_send(r->cmd, &b, NULL, NULL);
+        }
     }
     if (strcmp(x->node, r->node_id) == 0) {
         /* Our own previous incarnation is subtracted: the scripts above are
@@ -436,11 +662,10 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
 static void reap_check(redisAsyncContext *ac, void *reply, void *privdata) {
     reap_ctx *x = privdata;
     redisReply *rep = reply;
-    /* A refused command never calls back: then x is freed here. */
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && x->r->cmd_ready &&
-        redisAsyncCommand(x->r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node) == REDIS_OK)
-        return;
-    free(x);
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && x->r->cmd_ready)
+        reap_send(x, "SMEMBERS", "feeds", reap_feeds);
+    else
+        free(x);
 }
 
 static void reap_nodes(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -448,19 +673,20 @@ static void reap_nodes(redisAsyncContext *ac, void *reply, void *privdata) {
     redisReply *rep = reply;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || !r->cmd_ready) return;
     for (size_t i = 0; i < rep->elements; i++) {
-        const char *id = rep->element[i]->str;
-        if (strcmp(id, r->node_id) == 0 || strlen(id) >= sizeof(((reap_ctx *)0)->node)) continue;
-        reap_ctx *x = malloc(sizeof(*x));
-        if (!x) abort();
-        x->r = r;
-        snprintf(x->node, sizeof(x->node), "%s", id);
-        if (redisAsyncCommand(r->cmd, reap_check, x, "EXISTS subway:node:%s", id) != REDIS_OK) free(x);
+        const redisReply *e = rep->element[i];
+        if (e->type != REDIS_REPLY_STRING || strcmp(e->str, r->node_id) == 0) continue;
+        reap_send(reap_ctx_new(r, e->str), "EXISTS", NULL, reap_check);
     }
 }
 
 static void reap_tick(evutil_socket_t fd, short what, void *arg) {
     coord_redis *r = arg;
-    if (r->cmd_ready) redisAsyncCommand(r->cmd, reap_nodes, r, "SMEMBERS subway:nodes");
+    if (!r->cmd_ready) return;
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "SMEMBERS");
+    coord_arg_str(&b, NODES_KEY);
+    coord_cmd_send(r->cmd, &b, reap_nodes, r);
 }
 
 /* ---------------------------------------------------------- connection */
@@ -479,11 +705,53 @@ static void set_up(coord_redis *r, int up) {
  * itself before anyone reaped its previous process: it reaps that one
  * itself, once, before it takes any subscription. */
 static void self_reap(coord_redis *r) {
-    reap_ctx *x = malloc(sizeof(*x));
-    if (!x) abort();
-    x->r = r;
-    snprintf(x->node, sizeof(x->node), "%s", r->node_id);
-    if (redisAsyncCommand(r->cmd, reap_feeds, x, "SMEMBERS subway:node:%s:feeds", x->node) != REDIS_OK) free(x);
+    reap_send(reap_ctx_new(r, r->node_id), "SMEMBERS", "feeds", reap_feeds);
+}
+
+/* Both connections ready: up, once our previous incarnation is reaped. */
+static void conn_ready(coord_redis *r) {
+    if (!r->cmd_ready || !r->sub_ready) return;
+    if (r->self_reaped)
+        set_up(r, 1);
+    else
+        self_reap(r);
+}
+
+/* A SCRIPT LOAD answered. On connect the command connection becomes ready
+ * with the last of them; a reload after NOSCRIPT only refreshes the SHAs
+ * (the same ones: a SHA1 of the same text). */
+static void load_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    coord_redis *r = ac->data;
+    char *sha = privdata;
+    redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40) {
+        memcpy(sha, rep->str, 41);
+    } else if (rep) {
+        fprintf(stderr, "subway: warn: redis SCRIPT LOAD %s failed: %s\n",
+                coord_script_name[(sha - r->sha[0]) / (int)sizeof(r->sha[0])],
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        r->load_failed = 1;
+    }
+    if (--r->loads_pending > 0 || !rep || ac != r->cmd) return;
+    if (r->load_failed) {
+        redisAsyncDisconnect(ac);  /* retried with the reconnect */
+    } else if (!r->cmd_ready) {
+        r->cmd_ready = 1;
+        conn_ready(r);
+    }
+}
+
+/* Sends SCRIPT LOAD for every script (each one's text once per connection). */
+static void load_scripts(coord_redis *r) {
+    r->load_failed = 0;
+    for (int i = 0; i < COORD_NSCRIPTS; i++) {
+        coord_cmd b;
+        coord_cmd_init(&b);
+        coord_arg_str(&b, "SCRIPT");
+        coord_arg_str(&b, "LOAD");
+        coord_arg_str(&b, coord_script_text[i]);
+        if (coord_cmd_send(r->cmd, &b, load_reply, r->sha[i]) == REDIS_OK) r->loads_pending++;
+    }
 }
 
 static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -493,13 +761,12 @@ static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         fprintf(stderr, "subway: warn: redis AUTH failed: %s\n", rep ? rep->str : "connection lost");
         return;
     }
-    if (ac == r->cmd) r->cmd_ready = 1;
-    if (ac == r->sub) r->sub_ready = 1;
-    if (!r->cmd_ready || !r->sub_ready) return;
-    if (r->self_reaped)
-        set_up(r, 1);
-    else
-        self_reap(r);
+    if (ac == r->cmd) {
+        load_scripts(r);
+    } else if (ac == r->sub) {
+        r->sub_ready = 1;
+        conn_ready(r);
+    }
 }
 
 /* One connection is gone (hiredis frees it). The store counts as down until
@@ -510,6 +777,8 @@ static void conn_lost(coord_redis *r, const redisAsyncContext *ac) {
     if (ac == r->cmd) {
         r->cmd = NULL;
         r->cmd_ready = 0;
+        r->loads_pending = 0;
+        r->replays = 0;
     } else if (ac == r->sub) {
         r->sub = NULL;
         r->sub_ready = 0;
@@ -572,10 +841,6 @@ static int r_up(coord *base) {
     return ((coord_redis *)base)->up;
 }
 
-static long r_count(coord *base, const coord_feed *f) {
-    return -1;                    /* feeds keep the last count they heard */
-}
-
 static void r_free(coord *base) {
     coord_redis *r = (coord_redis *)base;
     if (!r) return;
@@ -584,7 +849,11 @@ static void r_free(coord *base) {
         /* Leave quickly: without the liveness key the others reap this
          * node's remaining counts and leases at once. Let queued
          * commands (the releases of closed connections) go out first. */
-        redisAsyncCommand(r->cmd, NULL, NULL, "DEL subway:node:%s", r->node_id);
+        coord_cmd b;
+        coord_cmd_init(&b);
+        coord_arg_str(&b, "DEL");
+        coord_arg_node_key(&b, r->node_id, NULL);
+        coord_cmd_send(r->cmd, &b, NULL, NULL);
         redisAsyncDisconnect(r->cmd);
         struct timeval tv = {2, 0};
         event_base_loopexit(r->evb, &tv);
@@ -611,7 +880,7 @@ static void r_free(coord *base) {
 
 static const coord_backend redis_backend = {
     "redis", r_acquire, r_release, r_claim, r_renew, r_disown, r_assert,
-    r_relay, r_watch, r_up, r_count, r_free,
+    r_relay, r_watch, r_up, r_topic_in_use, r_free,
 };
 
 static struct timeval ms_tv(uint64_t ms) {
@@ -619,25 +888,19 @@ static struct timeval ms_tv(uint64_t ms) {
 }
 
 coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char *errstr, size_t errlen) {
-    coord_redis *r = calloc(1, sizeof(*r));
-    if (!r) {
-        snprintf(errstr, errlen, "out of memory");
-        return NULL;
-    }
+    coord_redis *r = xcalloc(1, sizeof(*r));
     r->base.backend = &redis_backend;
     r->evb = base;
-    const char *colon = strrchr(o->addr, ':');
-    if (!colon || colon == o->addr || (size_t)(colon - o->addr) >= sizeof(r->host) || atoi(colon + 1) <= 0) {
-        snprintf(errstr, errlen, "--redis: '%s' is not HOST:PORT", o->addr);
+    char why[300];
+    if (proto_addr_split(o->addr, r->host, sizeof(r->host), &r->port, why, sizeof(why)) < 0) {
+        snprintf(errstr, errlen, "--redis: %s", why);
         free(r);
         return NULL;
     }
-    memcpy(r->host, o->addr, (size_t)(colon - o->addr));
-    r->port = atoi(colon + 1);
-    r->password = o->password ? strdup(o->password) : NULL;
-    r->node_id = strdup(o->node_id);
-    r->node_addr = strdup(o->node_addr);
-    r->node_admin = strdup(o->node_admin);
+    r->password = o->password ? xstrdup(o->password) : NULL;
+    r->node_id = xstrdup(o->node_id);
+    r->node_addr = xstrdup(o->node_addr);
+    r->node_admin = xstrdup(o->node_admin);
     r->start_ms = o->start_ms;
     r->stats = o->stats;
     r->stats_data = o->stats_data;
@@ -649,9 +912,9 @@ coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char 
     r->reap_ev = event_new(base, -1, EV_PERSIST, reap_tick, r);
     struct timeval node_tv = ms_tv(o->node_ttl_ms / 3 ? o->node_ttl_ms / 3 : 1);
     struct timeval reap_tv = ms_tv(o->reap_interval_ms);
-    if (!r->node_id || !r->node_addr || !r->node_admin || !r->reconnect_ev || !r->node_ev || !r->reap_ev ||
-        event_add(r->node_ev, &node_tv) < 0 || event_add(r->reap_ev, &reap_tv) < 0) {
-        snprintf(errstr, errlen, "out of memory");
+    if (!r->reconnect_ev || !r->node_ev || !r->reap_ev || event_add(r->node_ev, &node_tv) < 0 ||
+        event_add(r->reap_ev, &reap_tv) < 0) {
+        snprintf(errstr, errlen, "cannot add the coordination timers to the event loop");
         r_free(&r->base);
         return NULL;
     }

@@ -130,7 +130,7 @@ static int setup(void **state) {
     cfg.linger_ms = 0;
     b.cfg = &cfg;
     b.base = event_base_new();
-    b.coord = coord_memory_new();
+    b.coord = coord_memory_new("test");
     b.feeds = feed_table_new(&b);
     return 0;
 }
@@ -158,7 +158,7 @@ static int32_t murmur_part(const char *key, int32_t n) {
 
 static long count_of(const char *topic_name, const char *key) {
     coord_feed f = {topic_name, key, key ? strlen(key) : 0, key == NULL};
-    return coord_count(b.coord, &f);
+    return coord_memory_count(b.coord, &f);
 }
 
 /* ------------------------------------------------------------------ tests */
