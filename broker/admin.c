@@ -7,8 +7,46 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/feed.h"
+#include "broker/json.h"
 #include "broker/log.h"
+#include "broker/table.h"
+#include "proto/addr.h"
+
+/* The feed table: "subscriptions", "feeds" and "assigned". */
+static void feeds_json(feed_table *ft, struct evbuffer *out) {
+    evbuffer_add_printf(out, "\"subscriptions\":%zu,\"feeds\":[", ft->nsubs);
+    int first = 1;
+    TABLE_FOR_EACH_TOPIC(ft, t)
+        for (feed *f = t->feeds; f; f = f->tnext) {
+            evbuffer_add_printf(out, "%s{\"topic\":", first ? "" : ",");
+            first = 0;
+            json_add_str(out, t->name, strlen(t->name));
+            evbuffer_add_printf(out, ",\"key\":");
+            if (f->wildcard)
+                evbuffer_add_printf(out, "null");
+            else
+                json_add_str(out, f->key, f->key_len);
+            evbuffer_add_printf(out, ",\"handle\":%u,\"subscribers\":%zu,\"partitions\":[", f->handle, f->nsubs);
+            int32_t a, z;
+            feed_range(f, &a, &z);
+            for (int32_t p = a; p <= z; p++) evbuffer_add_printf(out, "%s%d", p == a ? "" : ",", (int)p);
+            evbuffer_add_printf(out, "],\"records\":%llu,\"lingering\":%s,\"ready\":%s,\"role\":\"%s\","
+                                "\"local\":%ld,\"cluster_count\":%ld}",
+                                (unsigned long long)f->records, f->lingering ? "true" : "false",
+                                f->ready ? "true" : "false", feed_role_name(f->role), f->local, f->cluster_count);
+        }
+    evbuffer_add_printf(out, "],\"assigned\":[");
+    first = 1;
+    TABLE_FOR_EACH_TOPIC(ft, t)
+        for (int32_t p = 0; t->ready && p < t->partition_cnt; p++) {
+            if (t->parts[p].state != PART_ASSIGNED) continue;
+            evbuffer_add_printf(out, "%s{\"topic\":", first ? "" : ",");
+            first = 0;
+            json_add_str(out, t->name, strlen(t->name));
+            evbuffer_add_printf(out, ",\"partition\":%d}", (int)p);
+        }
+    evbuffer_add_printf(out, "]");
+}
 
 static void stats_cb(struct evhttp_request *req, void *arg) {
     broker *b = arg;
@@ -18,13 +56,14 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
         return;
     }
     const broker_counters *k = &b->ctr;
-    evbuffer_add_printf(out, "{\"node_id\":\"%s\",\"version\":\"%s\",\"kafka\":\"%s\",\"uptime_ms\":%llu,"
+    evbuffer_add_printf(out, "{\"node_id\":\"%s\",\"version\":\"%s\",\"kafka\":", b->node_id, SUBWAY_VERSION);
+    json_add_str(out, b->kafka_bootstrap, strlen(b->kafka_bootstrap));
+    evbuffer_add_printf(out, ",\"uptime_ms\":%llu,"
                         "\"draining\":%s,\"connections\":%zu,\"coord\":\"%s\",\"redis\":\"%s\",",
-                        b->node_id, SUBWAY_VERSION, b->kafka_bootstrap,
                         (unsigned long long)(broker_now_ms() - b->start_ms), b->draining ? "true" : "false",
                         b->nconns, b->cfg->redis ? "redis" : "memory",
                         !b->cfg->redis ? "none" : coord_up(b->coord) ? "connected" : "down");
-    feed_table_stats_json(b->feeds, out);
+    feeds_json(b->feeds, out);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
                         "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu}}\n",
@@ -52,15 +91,14 @@ static void healthz_cb(struct evhttp_request *req, void *arg) {
 int admin_start(broker *b, char *errstr, size_t errlen) {
     const char *addr = b->cfg->admin;
     if (!addr || strcmp(addr, "off") == 0 || !*addr) return 0;
-    const char *colon = strrchr(addr, ':');
-    if (!colon) {
-        snprintf(errstr, errlen, "--admin: '%s' is not HOST:PORT or off", addr);
+    char host[256], why[300];
+    int port;
+    if (proto_addr_split(addr, host, sizeof(host), &port, why, sizeof(why)) < 0) {
+        snprintf(errstr, errlen, "--admin: %s (or off)", why);
         return -1;
     }
-    char host[128];
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
     b->admin = evhttp_new(b->base);
-    if (!b->admin || evhttp_bind_socket(b->admin, host, (ev_uint16_t)atoi(colon + 1)) < 0) {
+    if (!b->admin || evhttp_bind_socket(b->admin, host, (ev_uint16_t)port) < 0) {
         snprintf(errstr, errlen, "cannot serve the admin endpoint on %s", addr);
         return -1;
     }

@@ -1,6 +1,7 @@
 /* config.c -- the node's options: defaults, command line, config file, --help. */
 #include "broker/config.h"
 #include "broker/log.h"
+#include "broker/xmalloc.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -79,10 +80,8 @@ static int opt_set(config *c, const opt *o, const char *value, char *err, size_t
     switch (o->kind) {
     case OPT_STR: {
         char **field = (char **)(base + o->off);
-        char *dup = strdup(value);
-        if (!dup) goto oom;
         free(*field);
-        *field = dup;
+        *field = xstrdup(value);
         return 0;
     }
     case OPT_UINT:
@@ -107,16 +106,9 @@ static int opt_set(config *c, const opt *o, const char *value, char *err, size_t
         }
         config_kv **arr = (config_kv **)(base + o->off);
         size_t *cnt = (size_t *)(base + o->cnt_off);
-        config_kv *n = realloc(*arr, (*cnt + 1) * sizeof(**arr));
-        if (!n) goto oom;
-        *arr = n;
-        n[*cnt].name = strndup(value, (size_t)(eq - value));
-        n[*cnt].value = strdup(eq + 1);
-        if (!n[*cnt].name || !n[*cnt].value) {
-            free(n[*cnt].name);
-            free(n[*cnt].value);
-            goto oom;
-        }
+        config_kv *n = *arr = xreallocarray(*arr, *cnt + 1, sizeof(**arr));
+        n[*cnt].name = xstrndup(value, (size_t)(eq - value));
+        n[*cnt].value = xstrdup(eq + 1);
         (*cnt)++;
         return 0;
     }
@@ -125,18 +117,13 @@ static int opt_set(config *c, const opt *o, const char *value, char *err, size_t
     case OPT_LIST: {
         char ***arr = (char ***)(base + o->off);
         size_t *cnt = (size_t *)(base + o->cnt_off);
-        char **n = realloc(*arr, (*cnt + 1) * sizeof(**arr));
-        if (!n) goto oom;
-        *arr = n;
-        if (!(n[*cnt] = strdup(value))) goto oom;
+        char **n = *arr = xreallocarray(*arr, *cnt + 1, sizeof(**arr));
+        n[*cnt] = xstrdup(value);
         (*cnt)++;
         return 0;
     }
     }
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
 }
 
 int config_defaults(config *c) {
@@ -256,6 +243,11 @@ int config_validate(const config *c, char *err, size_t errlen) {
     }
     if (c->max_frame < 64 || c->max_frame > (64u << 20)) {
         snprintf(err, errlen, "--max-frame must be between 64 and 67108864");
+        return -1;
+    }
+    if (c->max_key > CONFIG_MAX_KEY_LIMIT) {
+        snprintf(err, errlen, "--max-key must be at most %u bytes (got %llu)", CONFIG_MAX_KEY_LIMIT,
+                 (unsigned long long)c->max_key);
         return -1;
     }
     if (c->max_subs < 1 || c->max_conns < 1 || c->max_key < 1 || c->max_key > c->max_frame) {

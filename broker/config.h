@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest --max-key accepted: keys are names, and a feed's name (with
+ * its key) goes into every Redis key and channel of the feed. */
+#define CONFIG_MAX_KEY_LIMIT 65536u
+
 /* A repeatable NAME=VALUE option (--partitioner, --kafka-opt). */
 typedef struct config_kv {
     char *name;

@@ -15,6 +15,8 @@
 #include "broker/feed.h"
 #include "broker/log.h"
 #include "broker/producer.h"
+#include "broker/sub.h"
+#include "broker/xmalloc.h"
 
 #define CONN_IN_INITIAL 512       /* most clients send little: memory per connection counts */
 #define CONN_IN_STEADY 65536      /* a buffer a read fills doubles up to this */
@@ -27,11 +29,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 /* ------------------------------------------------------------- lifecycle */
 
 conn *conn_new(broker *b, int fd, const char *peer) {
-    conn *c = calloc(1, sizeof(*c));
-    if (!c) {
-        close(fd);
-        return NULL;
-    }
+    conn *c = xcalloc(1, sizeof(*c));
     c->b = b;
     c->fd = fd;
     c->id = ++b->next_conn_id;
@@ -39,14 +37,13 @@ conn *conn_new(broker *b, int fd, const char *peer) {
     outq_init(&c->out);
     proto_buf_init(&c->scratch);
     c->in_cap = CONN_IN_INITIAL;
-    c->in = malloc(c->in_cap);
+    c->in = xmalloc(c->in_cap);
     c->dec = proto_decoder_new(b->cfg->max_frame);
     c->read_ev = event_new(b->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->write_ev = event_new(b->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
-    if (!c->in || !c->dec || !c->read_ev || !c->write_ev) {
+    if (!c->dec || !c->read_ev || !c->write_ev) {
         log_error("out of memory accepting a connection");
-        conn_free(c);             /* closes fd */
-        return NULL;
+        abort();
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -77,10 +74,7 @@ conn *conn_new(broker *b, int fd, const char *peer) {
 
 /* Releases everything that ties the connection to feeds and Kafka. */
 static void conn_release(conn *c) {
-    while (c->nsubs > 0) {
-        sub *s = c->subs[--c->nsubs];
-        feed_unsubscribe(c->b->feeds, s);
-    }
+    while (c->nsubs > 0) feed_unsubscribe(c->b->feeds, c->subs[c->nsubs - 1]);
     producer_detach(c->b->prod, c);
 }
 
@@ -152,10 +146,11 @@ static void conn_close_with_error(conn *c, proto_err code, const char *text) {
 int conn_send(conn *c, const proto_frame *f) {
     if (c->flags & CONN_CLOSED) return -1;
     proto_buf_reset(&c->scratch);
-    if (proto_encode(&c->scratch, f) < 0 || outq_push_copy(&c->out, c->scratch.data, c->scratch.len) < 0) {
-        log_error("out of memory queueing output");
+    if (proto_encode(&c->scratch, f) < 0) {
+        log_error("cannot encode a %s frame", proto_type_name(f->type));
         abort();
     }
+    outq_push_copy(&c->out, c->scratch.data, c->scratch.len);
     if (c->out.bytes > c->b->cfg->out_hard_limit) c->flags |= CONN_KILL;
     broker_schedule_flush(c->b, c);
     return c->flags & CONN_KILL ? -1 : 0;
@@ -186,14 +181,11 @@ void conn_deliver(conn *c, sub *s, outq_block *block) {
     }
     if (s->dropped) {
         /* Caught up after a gap: say how many went missing, right where. */
-        proto_frame d = {.type = PROTO_DROPPED, .feed = feed_sub_handle(s), .count = s->dropped};
+        proto_frame d = {.type = PROTO_DROPPED, .feed = sub_handle(s), .count = s->dropped};
         s->dropped = 0;
         conn_send(c, &d);
     }
-    if (outq_push(&c->out, block) < 0) {
-        log_error("out of memory queueing records");
-        abort();
-    }
+    outq_push(&c->out, block);
     b->ctr.records_out += block->records;
     if (c->out.bytes > b->cfg->out_hard_limit) c->flags |= CONN_KILL;
     broker_schedule_flush(b, c);
@@ -206,7 +198,7 @@ static void conn_report_drops(conn *c) {
     for (size_t i = 0; i < c->nsubs; i++) {
         sub *s = c->subs[i];
         if (s->dropped == 0 || s->state != SUB_ACTIVE) continue;
-        proto_frame f = {.type = PROTO_DROPPED, .feed = feed_sub_handle(s), .count = s->dropped};
+        proto_frame f = {.type = PROTO_DROPPED, .feed = sub_handle(s), .count = s->dropped};
         s->dropped = 0;
         conn_send(c, &f);
     }
@@ -266,55 +258,29 @@ static void handle_subscribe(conn *c, const proto_frame *f) {
                         (unsigned long long)b->cfg->max_subs);
         return;
     }
-    for (size_t i = 0; i < c->nsubs; i++)
-        if (feed_sub_matches(c->subs[i], f->topic.ptr, f->topic.len, key, f->key.len)) {
-            conn_send_error(c, f->req_id, PROTO_E_ALREADY_SUBSCRIBED, "already subscribed to %.*s/%.*s",
-                            (int)f->topic.len, f->topic.ptr, key ? (int)f->key.len : 1, key ? key : "*");
-            return;
-        }
-    if (c->nsubs == c->subs_cap) {
-        size_t ncap = c->subs_cap ? c->subs_cap * 2 : 4;
-        sub **n = realloc(c->subs, ncap * sizeof(*n));
-        if (!n) {
-            conn_send_error(c, f->req_id, PROTO_E_INTERNAL, "out of memory");
-            return;
-        }
-        c->subs = n;
-        c->subs_cap = ncap;
+    if (sub_find(c, f->topic.ptr, f->topic.len, key, f->key.len)) {
+        conn_send_error(c, f->req_id, PROTO_E_ALREADY_SUBSCRIBED, "already subscribed to %.*s/%.*s",
+                        (int)f->topic.len, f->topic.ptr, key ? (int)f->key.len : 1, key ? key : "*");
+        return;
     }
     proto_err code;
     char err[256];
-    /* Linked before feed_subscribe returns? No: it may answer at once, which
-     * only queues output; the slot is reserved above so this cannot fail. */
-    sub *s = feed_subscribe(b->feeds, c, f->req_id, f->topic.ptr, f->topic.len, key, f->key.len, &code, err,
-                            sizeof(err));
-    if (!s) {
+    /* It may answer at once, which only queues output. */
+    if (!feed_subscribe(b->feeds, c, f->req_id, f->topic.ptr, f->topic.len, key, f->key.len, &code, err,
+                        sizeof(err)))
         conn_send_error(c, f->req_id, code, "%s", err);
-        return;
-    }
-    c->subs[c->nsubs++] = s;
 }
 
 static void handle_unsubscribe(conn *c, const proto_frame *f) {
-    for (size_t i = 0; i < c->nsubs; i++) {
-        sub *s = c->subs[i];
-        if (s->state != SUB_ACTIVE || feed_sub_handle(s) != f->feed) continue;
-        c->subs[i] = c->subs[--c->nsubs];
-        feed_unsubscribe(c->b->feeds, s);
-        proto_frame r = {.type = PROTO_UNSUBSCRIBED, .req_id = f->req_id, .feed = f->feed};
-        conn_send(c, &r);
+    sub *s = f->feed <= UINT32_MAX ? sub_find_handle(c, (uint32_t)f->feed) : NULL;
+    if (!s) {
+        conn_send_error(c, f->req_id, PROTO_E_NOT_SUBSCRIBED, "no subscription with feed handle %llu",
+                        (unsigned long long)f->feed);
         return;
     }
-    conn_send_error(c, f->req_id, PROTO_E_NOT_SUBSCRIBED, "no subscription with feed handle %llu",
-                    (unsigned long long)f->feed);
-}
-
-void conn_remove_sub(conn *c, sub *s) {
-    for (size_t i = 0; i < c->nsubs; i++)
-        if (c->subs[i] == s) {
-            c->subs[i] = c->subs[--c->nsubs];
-            return;
-        }
+    feed_unsubscribe(c->b->feeds, s);
+    proto_frame r = {.type = PROTO_UNSUBSCRIBED, .req_id = f->req_id, .feed = f->feed};
+    conn_send(c, &r);
 }
 
 static void handle_frame(conn *c, const proto_frame *f) {
@@ -404,12 +370,7 @@ static void conn_process_input(conn *c) {
     if (c->in_len >= PROTO_HEADER_SIZE) {
         size_t need = PROTO_HEADER_SIZE + (size_t)proto_peek_length(c->in);
         if (need > c->in_cap && need <= PROTO_HEADER_SIZE + c->b->cfg->max_frame) {
-            char *n = realloc(c->in, need);
-            if (!n) {
-                conn_protocol_error(c, PROTO_E_INTERNAL, "out of memory for a large frame");
-                return;
-            }
-            c->in = n;
+            c->in = xrealloc(c->in, need);
             c->in_cap = need;
         }
     }
@@ -443,11 +404,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
         if ((size_t)n < room) return; /* the socket is drained */
         if (c->in_cap < CONN_IN_STEADY && !(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH))) {
             /* A busy client: read it in bigger bites from now on. */
-            char *nb = realloc(c->in, c->in_cap * 2);
-            if (nb) {
-                c->in = nb;
-                c->in_cap *= 2;
-            }
+            c->in = xrealloc(c->in, c->in_cap * 2);
+            c->in_cap *= 2;
         }
     }
 }

@@ -43,7 +43,7 @@ struct conn {
     uint64_t over_soft_since_ms;  /* first drop since the queue was last below the soft limit */
     uint64_t close_deadline_ms;   /* CONN_CLOSE_AFTER_FLUSH: close by then regardless */
     int has_dropped;              /* some sub has a DROPPED count to report */
-    sub **subs;                   /* pending and active subscriptions */
+    sub **subs;                   /* pending and active subscriptions: linked and unlinked by sub.c only */
     size_t nsubs;
     size_t subs_cap;
     pub_req *pubs;                /* PUBLISHes awaiting Kafka's ack */
@@ -68,9 +68,6 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
 /* Fan-out: queues a reference to a block of s's feed's records, or drops and
  * counts them when the connection is over its soft output limit. */
 void conn_deliver(conn *c, sub *s, outq_block *block);
-
-/* Forgets s (answered with an error by the feed table, which frees it). */
-void conn_remove_sub(conn *c, sub *s);
 
 /* Writes what the connection has queued; called by the broker's flush. */
 void conn_flush(conn *c);

@@ -1,5 +1,6 @@
 /* dev.c -- --dev mode: librdkafka's mock cluster in-process as the node's Kafka. */
 #include "broker/dev.h"
+#include "broker/xmalloc.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -13,11 +14,7 @@ struct dev_kafka {
 };
 
 dev_kafka *dev_kafka_new(int partitions, char *errstr, size_t errlen) {
-    dev_kafka *d = calloc(1, sizeof(*d));
-    if (!d) {
-        snprintf(errstr, errlen, "out of memory");
-        return NULL;
-    }
+    dev_kafka *d = xcalloc(1, sizeof(*d));
     d->partitions = partitions;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);

@@ -8,38 +8,70 @@
 #include <unistd.h>
 
 #include "broker/admin.h"
+#include "broker/cluster.h"
+#include "broker/fanout.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/dev.h"
 #include "broker/feed.h"
 #include "broker/log.h"
+#include "broker/names.h"
+#include "broker/partition.h"
 #include "broker/producer.h"
 #include "broker/server.h"
 #include "broker/upstream.h"
+#include "broker/xmalloc.h"
 
-static int node_id_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 100) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-              ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Coordination events go to the feed table. */
+/* Coordination events go to the cluster roles. */
 static void ev_notice(void *cb_data, const coord_feed *f, coord_notice what, const char *node, long nodes) {
-    feed_on_notice(((broker *)cb_data)->feeds, f, what, node, nodes);
+    cluster_on_notice(((broker *)cb_data)->feeds, f, what, node, nodes);
 }
 
 static void ev_relay(void *cb_data, const coord_feed *f, const char *data, size_t len) {
-    feed_on_relay(((broker *)cb_data)->feeds, f, data, len);
+    cluster_on_relay(((broker *)cb_data)->feeds, f, data, len);
 }
 
 static void ev_state(void *cb_data, int up) {
-    feed_on_coord_state(((broker *)cb_data)->feeds, up);
+    cluster_on_state(((broker *)cb_data)->feeds, up);
+}
+
+/* --demand-topic: the same JSON the coordination published, keyed by feed. */
+static void ev_demand(void *cb_data, const coord_feed *f, const char *json, size_t len) {
+    broker *b = cb_data;
+    if (!b->cfg->demand_topic) return;
+    size_t nlen = coord_feed_name_len(f);
+    char *name = xmalloc(nlen + 1);
+    coord_feed_name(f, name);
+    producer_send(b->prod, b->cfg->demand_topic, name, nlen, json, len);
+    free(name);
+}
+
+/* Kafka's answers go to the feed side. */
+static void up_topic(void *cb_data, const char *topic_name, int32_t partition_cnt, proto_err code,
+                     const char *errstr) {
+    feed_on_topic_resolved(((broker *)cb_data)->feeds, topic_name, partition_cnt, code, errstr);
+}
+
+static void up_start(void *cb_data, const char *topic_name, int32_t partition, int64_t offset, const char *errstr) {
+    feed_on_partition_start(((broker *)cb_data)->feeds, topic_name, partition, offset, errstr);
+}
+
+static void up_out_of_range(void *cb_data, const char *topic_name, int32_t partition, int64_t from) {
+    part_on_out_of_range(((broker *)cb_data)->feeds, topic_name, partition, from);
+}
+
+static void up_reset(void *cb_data, const char *topic_name, int32_t partition, uint32_t tag, int64_t from,
+                     int64_t offset, int64_t lost) {
+    part_on_reset(((broker *)cb_data)->feeds, topic_name, partition, tag, from, offset, lost);
+}
+
+static void up_record(void *cb_data, const upstream_record *r) {
+    fanout_record(((broker *)cb_data)->feeds, r->topic, r->partition, r->offset, r->ts_ms, r->key, r->key_len,
+                  r->value, r->value_len, r->headers, r->header_cnt);
+}
+
+static void up_batch_end(void *cb_data) {
+    fanout_flush(((broker *)cb_data)->feeds);
 }
 
 static void node_stats(void *data, long *conns, long *feeds) {
@@ -89,7 +121,7 @@ int main(int argc, char **argv) {
     b.cfg = &cfg;
     b.start_ms = broker_now_ms();
     if (cfg.node_id) {
-        if (!node_id_ok(cfg.node_id)) {
+        if (!names_node_id_ok(cfg.node_id)) {
             fprintf(stderr, "subway: --node-id must be 1..100 characters of A-Z a-z 0-9 . _ -\n");
             config_free(&cfg);
             return 2;
@@ -107,15 +139,11 @@ int main(int argc, char **argv) {
     rc = 1;
     if (cfg.dev) {
         if (!(b.dev = dev_kafka_new((int)cfg.dev_partitions, err, sizeof(err)))) goto fail;
-        b.kafka_bootstrap = strdup(dev_kafka_bootstrap(b.dev));
+        b.kafka_bootstrap = xstrdup(dev_kafka_bootstrap(b.dev));
         log_info("dev: embedded Kafka bootstrap %s", b.kafka_bootstrap);
         log_info("dev: produce with: kcat -P -b %s -t demo -K: -X partitioner=murmur2_random", b.kafka_bootstrap);
     } else {
-        b.kafka_bootstrap = strdup(cfg.kafka);
-    }
-    if (!b.kafka_bootstrap) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto fail;
+        b.kafka_bootstrap = xstrdup(cfg.kafka);
     }
     if (!(b.base = event_base_new())) {
         snprintf(err, sizeof(err), "cannot create the event loop");
@@ -145,9 +173,10 @@ int main(int argc, char **argv) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
-    coord_events ev = {ev_notice, ev_relay, ev_state, NULL, &b};
+    coord_events ev = {.notice = ev_notice, .relay = ev_relay, .state = ev_state, .demand = ev_demand, .cb_data = &b};
     coord_set_events(b.coord, &ev);
-    if (!(b.up = upstream_new(&b, err, sizeof(err)))) goto fail;
+    upstream_events uev = {up_topic, up_start, up_out_of_range, up_reset, up_record, up_batch_end, &b};
+    if (!(b.up = upstream_new(&b, &uev, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;
     if (admin_start(&b, err, sizeof(err)) < 0) goto fail;

@@ -7,15 +7,13 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "broker/xmalloc.h"
+
 #define OUTQ_SMALL_BLOCK 512      /* control frames are gathered into blocks this big */
 #define OUTQ_IOV_MAX 64
 
 outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t records) {
-    outq_block *b = malloc(sizeof(*b));
-    if (!b) {
-        free(data);
-        return NULL;
-    }
+    outq_block *b = xmalloc(sizeof(*b));
     b->refs = 1;
     b->records = records;
     b->lost = 0;
@@ -27,8 +25,7 @@ outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t record
 
 outq_block *outq_block_copy(const void *data, size_t len, size_t cap) {
     if (cap < len) cap = len;
-    char *d = malloc(cap ? cap : 1);
-    if (!d) return NULL;
+    char *d = xmalloc(cap);
     memcpy(d, data, len);
     return outq_block_adopt(d, len, cap, 0);
 }
@@ -53,29 +50,26 @@ void outq_clear(outq *q) {
     outq_init(q);
 }
 
-static int outq_grow(outq *q) {
+static void outq_grow(outq *q) {
     size_t ncap = q->cap ? q->cap * 2 : 8;
-    outq_ref *n = malloc(ncap * sizeof(*n));
-    if (!n) return -1;
+    outq_ref *n = xreallocarray(NULL, ncap, sizeof(*n));
     /* Unroll the ring so head is 0 again. */
     for (size_t i = 0; i < q->count; i++) n[i] = q->ring[(q->head + i) % q->cap];
     free(q->ring);
     q->ring = n;
     q->head = 0;
     q->cap = ncap;
-    return 0;
 }
 
-int outq_push(outq *q, outq_block *b) {
-    if (q->count == q->cap && outq_grow(q) < 0) return -1;
+void outq_push(outq *q, outq_block *b) {
+    if (q->count == q->cap) outq_grow(q);
     outq_block_ref(b);
     q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, 0};
     q->count++;
     q->bytes += b->len;
-    return 0;
 }
 
-int outq_push_copy(outq *q, const void *data, size_t len) {
+void outq_push_copy(outq *q, const void *data, size_t len) {
     if (q->count > 0) {
         outq_block *last = q->ring[(q->head + q->count - 1) % q->cap].block;
         /* Only a private control block (one holder, no records) may grow. */
@@ -83,14 +77,12 @@ int outq_push_copy(outq *q, const void *data, size_t len) {
             memcpy(last->data + last->len, data, len);
             last->len += len;
             q->bytes += len;
-            return 0;
+            return;
         }
     }
     outq_block *b = outq_block_copy(data, len, len < OUTQ_SMALL_BLOCK ? OUTQ_SMALL_BLOCK : len);
-    if (!b) return -1;
-    int rc = outq_push(q, b);
+    outq_push(q, b);
     outq_block_unref(b);          /* the queue holds the only reference now */
-    return rc;
 }
 
 ssize_t outq_write(outq *q, int fd) {

@@ -20,8 +20,7 @@ typedef struct outq_block {
 } outq_block;
 
 /* Returns a block owning data[0..len) (takes ownership of the malloc'd data,
- * capacity cap), with one reference, or NULL on out of memory (data is then
- * freed). */
+ * capacity cap), with one reference. */
 outq_block *outq_block_adopt(char *data, size_t len, size_t cap, uint32_t records);
 
 /* Returns a block with a copy of data and room for at least cap bytes. */
@@ -49,13 +48,12 @@ void outq_init(outq *q);
 /* Drops every reference and frees the ring. */
 void outq_clear(outq *q);
 
-/* Queues a reference to b (takes a new reference). Returns 0, or -1 on out
- * of memory. */
-int outq_push(outq *q, outq_block *b);
+/* Queues a reference to b (takes a new reference). */
+void outq_push(outq *q, outq_block *b);
 
 /* Queues a copy of data[0..len), appended to the last block when that block
- * is private to this queue and has room. Returns 0 or -1 (out of memory). */
-int outq_push_copy(outq *q, const void *data, size_t len);
+ * is private to this queue and has room. */
+void outq_push_copy(outq *q, const void *data, size_t len);
 
 /* Writes as much as the fd takes with writev(). Returns the bytes written
  * (0 when the socket is full), or -1 with errno on a write error. */

@@ -1,18 +1,17 @@
 /* producer.c -- PUBLISH: the node's one Kafka producer, acknowledged after Kafka's delivery report. */
 #include "broker/producer.h"
 
-#include <errno.h>
-#include <event2/event.h>
-#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "broker/conn.h"
+#include "broker/kafka_bridge.h"
 #include "broker/kafka_conf.h"
 #include "broker/log.h"
+#include "broker/names.h"
+#include "broker/xmalloc.h"
 
 /* One PUBLISH waiting for Kafka. Owned by librdkafka (as the message's
  * opaque) until its delivery report; linked into its connection's list
@@ -26,9 +25,8 @@ struct pub_req {
 struct producer {
     broker *b;
     rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    int pipe_fd[2];               /* librdkafka writes here when reports wait */
-    struct event *ev;
+    rd_kafka_queue_t *q;          /* the main queue: delivery reports */
+    kafka_bridge *bridge;
 };
 
 static void pub_unlink(pub_req *r) {
@@ -62,22 +60,15 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(r);
 }
 
-static void producer_event_cb(evutil_socket_t fd, short what, void *arg) {
-    producer *p = arg;
-    char buf[64];
-    while (read(fd, buf, sizeof(buf)) > 0) {}
+static void serve_reports(void *cb_data) {
+    producer *p = cb_data;
     /* Reports are only signalled when the queue turns non-empty: drain it. */
     while (rd_kafka_poll(p->rk, 0) > 0) {}
 }
 
 producer *producer_new(broker *b, char *errstr, size_t errlen) {
-    producer *p = calloc(1, sizeof(*p));
-    if (!p) {
-        snprintf(errstr, errlen, "out of memory");
-        return NULL;
-    }
+    producer *p = xcalloc(1, sizeof(*p));
     p->b = b;
-    p->pipe_fd[0] = p->pipe_fd[1] = -1;
     rd_kafka_conf_t *conf = kafka_conf_new(b, errstr, errlen);
     if (!conf) goto err;
     /* murmur2_random is the Java client's partitioner, so keyed publishes
@@ -96,17 +87,8 @@ producer *producer_new(broker *b, char *errstr, size_t errlen) {
         rd_kafka_conf_destroy(conf);
         goto err;
     }
-    if (pipe2(p->pipe_fd, O_NONBLOCK | O_CLOEXEC) < 0) {
-        snprintf(errstr, errlen, "pipe: %s", strerror(errno));
-        goto err;
-    }
     p->q = rd_kafka_queue_get_main(p->rk);
-    rd_kafka_queue_io_event_enable(p->q, p->pipe_fd[1], "1", 1);
-    p->ev = event_new(b->base, p->pipe_fd[0], EV_READ | EV_PERSIST, producer_event_cb, p);
-    if (!p->ev || event_add(p->ev, NULL) < 0) {
-        snprintf(errstr, errlen, "cannot watch the producer's queue");
-        goto err;
-    }
+    if (!(p->bridge = kafka_bridge_new(b->base, p->q, serve_reports, p, errstr, errlen))) goto err;
     return p;
 err:
     producer_free(p);
@@ -123,22 +105,17 @@ void producer_free(producer *p) {
         rd_kafka_poll(p->rk, 0);
         while (rd_kafka_poll(p->rk, 0) > 0) {}
     }
-    if (p->ev) event_free(p->ev);
-    if (p->q) {
-        rd_kafka_queue_io_event_enable(p->q, -1, NULL, 0);
-        rd_kafka_queue_destroy(p->q);
-    }
+    kafka_bridge_free(p->bridge);
+    if (p->q) rd_kafka_queue_destroy(p->q);
     if (p->rk) rd_kafka_destroy(p->rk);
-    if (p->pipe_fd[0] >= 0) close(p->pipe_fd[0]);
-    if (p->pipe_fd[1] >= 0) close(p->pipe_fd[1]);
     free(p);
 }
 
 int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code, char *err, size_t errlen) {
     const config *cfg = p->b->cfg;
-    if (f->topic.len < 1 || f->topic.len > 249) {
+    if (!names_topic_ok(f->topic.ptr, f->topic.len)) {
         *code = PROTO_E_INVALID_ARG;
-        snprintf(err, errlen, "topic must be 1..249 bytes (got %zu)", f->topic.len);
+        snprintf(err, errlen, "topic must be " NAMES_TOPIC_RULE " (got %zu bytes)", f->topic.len);
         return -1;
     }
     if (f->key.ptr && f->key.len > cfg->max_key) {
@@ -147,15 +124,10 @@ int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code
                  f->key.len);
         return -1;
     }
-    char tname[250];
+    char tname[NAMES_TOPIC_MAX + 1];
     memcpy(tname, f->topic.ptr, f->topic.len);
     tname[f->topic.len] = '\0';
-    pub_req *r = calloc(1, sizeof(*r));
-    if (!r) {
-        *code = PROTO_E_INTERNAL;
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    pub_req *r = xcalloc(1, sizeof(*r));
     r->req_id = f->req_id;
     rd_kafka_resp_err_t e = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(tname), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "proto/addr.h"
 
 #define TICK_MS 50                /* resolution of heartbeat and slow-consumer checks */
 
@@ -118,23 +120,36 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     broker_drain(arg);
 }
 
-/* Resolves "HOST:PORT" ("[v6]:PORT" too) into a socket address. */
-int server_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen) {
-    memset(ss, 0, sizeof(*ss));
-    *sslen = sizeof(*ss);
-    return evutil_parse_sockaddr_port(addr, (struct sockaddr *)ss, sslen);
+/* Resolves --listen into a socket address to bind. 0, or -1 with errstr. */
+static int listen_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sslen, char *errstr, size_t errlen) {
+    char host[256], why[300], port[8];
+    int p;
+    if (proto_addr_split(addr, host, sizeof(host), &p, why, sizeof(why)) < 0) {
+        snprintf(errstr, errlen, "--listen: %s", why);
+        return -1;
+    }
+    snprintf(port, sizeof(port), "%d", p);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(errstr, errlen, "--listen: %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sslen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
 }
 
 int server_start(broker *b, char *errstr, size_t errlen) {
     struct sockaddr_storage ss;
-    int sslen;
-    if (server_parse_addr(b->cfg->listen, &ss, &sslen) < 0) {
-        snprintf(errstr, errlen, "--listen: '%s' is not HOST:PORT", b->cfg->listen);
-        return -1;
-    }
+    socklen_t sslen;
+    if (listen_addr(b->cfg->listen, &ss, &sslen, errstr, errlen) < 0) return -1;
     b->listener = evconnlistener_new_bind(b->base, accept_cb, b,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
-                                          (struct sockaddr *)&ss, sslen);
+                                          (struct sockaddr *)&ss, (int)sslen);
     if (!b->listener) {
         snprintf(errstr, errlen, "cannot listen on %s: %s", b->cfg->listen, strerror(errno));
         return -1;

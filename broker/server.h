@@ -3,7 +3,6 @@
 #define SUBWAY_SERVER_H
 
 #include <stddef.h>
-#include <sys/socket.h>
 
 #include "broker/broker.h"
 
@@ -13,8 +12,5 @@ int server_start(broker *b, char *errstr, size_t errlen);
 
 /* Closes every connection and frees the listener and events. */
 void server_stop(broker *b);
-
-/* Parses HOST:PORT. Returns 0 or -1. */
-int server_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen);
 
 #endif

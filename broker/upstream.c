@@ -1,4 +1,4 @@
-/* upstream.c -- the node's one Kafka consumer: hand-assigned partitions, metadata lookups, record dispatch. */
+/* upstream.c -- the node's one Kafka consumer: hand-assigned partitions, lookups off the loop, records out through events. */
 #include "broker/upstream.h"
 
 #include <errno.h>
@@ -12,21 +12,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
-
 #include "broker/dev.h"
-#include "broker/feed.h"
+#include "broker/kafka_bridge.h"
 #include "broker/kafka_conf.h"
 #include "broker/log.h"
+#include "broker/xmalloc.h"
 
 #define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
 #define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
 #define LOOKUP_TIMEOUT_MS 5000
 #define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
 
-/* A lookup the loop cannot do without blocking (metadata, offsets): done by
- * the lookup thread, answered back through a pipe. */
-typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_DELETE, JOB_RESET } job_kind;
+/* Work the loop cannot do without blocking, done by a worker thread and
+ * answered back through a pipe. Lookups (metadata, offsets) and Admin
+ * operations (create, delete topic) have a worker each, so a SUBSCRIBE's
+ * lookup never waits behind a topic deletion. */
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_CREATE, JOB_DELETE } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -34,34 +35,42 @@ typedef struct job {
     char topic[256];
     int32_t partition;
     /* answer */
-    int32_t partition_cnt;        /* JOB_TOPIC */
-    int64_t offset;               /* JOB_START: log end; JOB_RESET: in: the position lost, out: where to resume */
+    int32_t partition_cnt;        /* JOB_TOPIC, JOB_CREATE */
+    int64_t offset;               /* JOB_START: log end; JOB_RESET: where to resume */
     int64_t lost;                 /* JOB_RESET: records gone before they were read */
     int64_t from;                 /* JOB_RESET: the position lost */
-    uint32_t gen;                 /* JOB_RESET: the partition's assignment then (feed_partition_gen) */
+    uint32_t tag;                 /* JOB_RESET: the caller's */
     proto_err code;
     char errstr[512];             /* empty when fine */
 } job;
 
-struct upstream {
-    broker *b;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    int kafka_pipe[2];            /* librdkafka signals records here */
-    struct event *kafka_ev;
-    int answer_pipe[2];           /* the lookup thread writes job pointers here */
-    struct event *answer_ev;
+typedef struct worker {
+    upstream *u;
     pthread_t thread;
-    int thread_started;
+    int started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    job *jobs_head, *jobs_tail;   /* under lock */
+    job *head, *tail;             /* under lock */
     int stopping;                 /* under lock */
+} worker;
+
+struct upstream {
+    broker *b;
+    upstream_events ev;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    kafka_bridge *bridge;         /* records and errors of q */
+    int answer_pipe[2];           /* the workers write job pointers here */
+    struct event *answer_ev;
+    worker lookup;                /* JOB_TOPIC, JOB_START, JOB_RESET */
+    worker admin;                 /* JOB_CREATE, JOB_DELETE */
     rd_kafka_message_t *batch[UPSTREAM_BATCH];
     proto_header headers[UPSTREAM_MAX_HEADERS];
 };
 
-/* ------------------------------------------------------- lookup thread */
+static void job_push(worker *w, job *j);
+
+/* ------------------------------------------------------------ Kafka calls */
 
 /* Runs one Admin API request (CreateTopics / DeleteTopics) on the lookup
  * thread and waits for its result. Returns the topic's error code. */
@@ -123,31 +132,8 @@ static rd_kafka_resp_err_t find_topic(upstream *u, const char *topic_name, const
     return e;
 }
 
-static void job_topic(upstream *u, job *j) {
-    if (u->b->dev) dev_kafka_ensure_topic(u->b->dev, j->topic);
-    /* A request naming the topic may create it on brokers (and librdkafka's
-     * mock) that auto-create topics; listing every topic never does. */
-    const struct rd_kafka_metadata *md = NULL;
-    const struct rd_kafka_metadata_topic *mt = NULL;
-    rd_kafka_resp_err_t e = find_topic(u, j->topic, &md, &mt);
-    if (!e && !mt && config_is_free_topic(u->b->cfg, j->topic)) {
-        char why[256];
-        rd_kafka_resp_err_t ce = admin_topic(u, j->topic, 1, why, sizeof(why));
-        if (ce && ce != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            j->code = PROTO_E_KAFKA;
-            snprintf(j->errstr, sizeof(j->errstr), "creating free topic %.249s: %.200s", j->topic, why);
-            rd_kafka_metadata_destroy(md);
-            return;
-        }
-        if (!ce) log_info("created free topic %s", j->topic);
-        /* Metadata catches up with a new topic shortly: wait for it. */
-        for (int i = 0; i < 50 && !e && (!mt || mt->err || mt->partition_cnt == 0); i++) {
-            rd_kafka_metadata_destroy(md);
-            struct timespec ts = {0, 100 * 1000000};
-            nanosleep(&ts, NULL);   /* the lookup thread, never the loop */
-            e = find_topic(u, j->topic, &md, &mt);
-        }
-    }
+/* Fills j with the topic's partition count, or an error. */
+static void topic_answer(job *j, rd_kafka_resp_err_t e, const struct rd_kafka_metadata_topic *mt) {
     if (!e && (!mt || mt->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
         j->code = PROTO_E_UNKNOWN_TOPIC;
         snprintf(j->errstr, sizeof(j->errstr), "topic '%s' does not exist", j->topic);
@@ -161,58 +147,55 @@ static void job_topic(upstream *u, job *j) {
     } else {
         j->partition_cnt = mt->partition_cnt;
     }
+}
+
+/* Lookup worker. Returns 0 when j is answered, 1 when it moved to the
+ * admin worker (a free topic to create). */
+static int job_topic(upstream *u, job *j) {
+    if (u->b->dev) dev_kafka_ensure_topic(u->b->dev, j->topic);
+    /* A request naming the topic may create it on brokers (and librdkafka's
+     * mock) that auto-create topics; listing every topic never does. */
+    const struct rd_kafka_metadata *md = NULL;
+    const struct rd_kafka_metadata_topic *mt = NULL;
+    rd_kafka_resp_err_t e = find_topic(u, j->topic, &md, &mt);
+    if (!e && !mt && config_is_free_topic(u->b->cfg, j->topic)) {
+        rd_kafka_metadata_destroy(md);
+        j->kind = JOB_CREATE;
+        job_push(&u->admin, j);
+        return 1;
+    }
+    topic_answer(j, e, mt);
+    if (md) rd_kafka_metadata_destroy(md);
+    return 0;
+}
+
+/* Admin worker: creates a free topic, waits for the metadata to show it,
+ * and answers as a topic lookup. */
+static void job_create(upstream *u, job *j) {
+    char why[256];
+    rd_kafka_resp_err_t ce = admin_topic(u, j->topic, 1, why, sizeof(why));
+    j->kind = JOB_TOPIC;
+    if (ce && ce != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        j->code = PROTO_E_KAFKA;
+        snprintf(j->errstr, sizeof(j->errstr), "creating free topic %.249s: %.200s", j->topic, why);
+        return;
+    }
+    if (!ce) log_info("created free topic %s", j->topic);
+    const struct rd_kafka_metadata *md = NULL;
+    const struct rd_kafka_metadata_topic *mt = NULL;
+    rd_kafka_resp_err_t e = find_topic(u, j->topic, &md, &mt);
+    /* Metadata catches up with a new topic shortly: wait for it. */
+    for (int i = 0; i < 50 && !e && (!mt || mt->err || mt->partition_cnt == 0); i++) {
+        rd_kafka_metadata_destroy(md);
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);   /* a worker thread, never the loop */
+        e = find_topic(u, j->topic, &md, &mt);
+    }
+    topic_answer(j, e, mt);
     if (md) rd_kafka_metadata_destroy(md);
 }
 
-/* 1 when some node holds a feed of the topic (cluster mode: any
- * subway:feed:{topic/...}:count key exists), 0 when none, -1 on error. */
-static int topic_in_use_cluster(upstream *u, const char *topic_name) {
-    const config *cfg = u->b->cfg;
-    const char *colon = strrchr(cfg->redis, ':');
-    char host[256];
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - cfg->redis), cfg->redis);
-    struct timeval tv = {2, 0};
-    redisContext *rc = redisConnectWithTimeout(host, atoi(colon + 1), tv);
-    if (!rc || rc->err) {
-        if (rc) redisFree(rc);
-        return -1;
-    }
-    int used = -1;
-    redisReply *r;
-    if (cfg->redis_password) {
-        r = redisCommand(rc, "AUTH %s", cfg->redis_password);
-        if (!r || r->type == REDIS_REPLY_ERROR) goto out;
-        freeReplyObject(r);
-    }
-    char pattern[300];
-    snprintf(pattern, sizeof(pattern), "subway:feed:{%s/*}:count", topic_name);
-    char cursor[32] = "0";
-    used = 0;
-    do {
-        r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            used = -1;
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        if (r->element[1]->elements > 0) used = 1;
-        freeReplyObject(r);
-        r = NULL;
-    } while (!used && strcmp(cursor, "0") != 0);
-out:
-    if (r) freeReplyObject(r);
-    redisFree(rc);
-    return used;
-}
-
 static void job_delete(upstream *u, job *j) {
-    if (u->b->cfg->redis) {
-        int used = topic_in_use_cluster(u, j->topic);
-        if (used != 0) {
-            log_info("free topic %s: %s; not deleted", j->topic, used > 0 ? "in use on another node" : "cannot ask Redis");
-            return;
-        }
-    }
     char why[256];
     rd_kafka_resp_err_t e = admin_topic(u, j->topic, 0, why, sizeof(why));
     if (!e)
@@ -286,86 +269,124 @@ static void job_start(upstream *u, job *j) {
         j->offset = hi;
 }
 
-static void *lookup_thread(void *arg) {
-    upstream *u = arg;
+/* ---------------------------------------------------------------- workers */
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    upstream *u = w->u;
     for (;;) {
-        pthread_mutex_lock(&u->lock);
-        while (!u->jobs_head && !u->stopping) pthread_cond_wait(&u->cond, &u->lock);
-        if (u->stopping) {
-            pthread_mutex_unlock(&u->lock);
+        pthread_mutex_lock(&w->lock);
+        while (!w->head && !w->stopping) pthread_cond_wait(&w->cond, &w->lock);
+        if (w->stopping) {
+            pthread_mutex_unlock(&w->lock);
             return NULL;
         }
-        job *j = u->jobs_head;
-        u->jobs_head = j->next;
-        if (!u->jobs_head) u->jobs_tail = NULL;
-        pthread_mutex_unlock(&u->lock);
-        if (j->kind == JOB_TOPIC)
-            job_topic(u, j);
-        else if (j->kind == JOB_START)
+        job *j = w->head;
+        w->head = j->next;
+        if (!w->head) w->tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        switch (j->kind) {
+        case JOB_TOPIC:
+            if (job_topic(u, j)) continue;   /* handed to the admin worker */
+            break;
+        case JOB_START:
             job_start(u, j);
-        else if (j->kind == JOB_RESET)
+            break;
+        case JOB_RESET:
             job_reset(u, j);
-        else
+            break;
+        case JOB_CREATE:
+            job_create(u, j);
+            break;
+        case JOB_DELETE:
             job_delete(u, j);
+            break;
+        }
         /* A pointer is written atomically to a pipe (< PIPE_BUF). */
         if (write(u->answer_pipe[1], &j, sizeof(j)) != sizeof(j)) {
-            log_error("lookup thread: cannot answer: %s", strerror(errno));
+            log_error("upstream worker: cannot answer: %s", strerror(errno));
             free(j);
         }
     }
 }
 
-static job *job_new(job_kind kind, const char *topic_name, int32_t partition) {
-    job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        log_error("out of memory");
-        abort();
+static int worker_start(worker *w, upstream *u) {
+    w->u = u;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) return -1;
+    w->started = 1;
+    return 0;
+}
+
+static void worker_stop(worker *w) {
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stopping = 1;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        w->started = 0;
     }
+    for (job *j = w->head, *next; j; j = next) {
+        next = j->next;
+        free(j);
+    }
+    w->head = w->tail = NULL;
+}
+
+static void job_push(worker *w, job *j) {
+    j->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail)
+        w->tail->next = j;
+    else
+        w->head = j;
+    w->tail = j;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static job *job_new(job_kind kind, const char *topic_name, int32_t partition) {
+    job *j = xcalloc(1, sizeof(*j));
     j->kind = kind;
     snprintf(j->topic, sizeof(j->topic), "%s", topic_name);
     j->partition = partition;
     return j;
 }
 
-static void job_push(upstream *u, job *j) {
-    pthread_mutex_lock(&u->lock);
-    if (u->jobs_tail)
-        u->jobs_tail->next = j;
-    else
-        u->jobs_head = j;
-    u->jobs_tail = j;
-    pthread_cond_signal(&u->cond);
-    pthread_mutex_unlock(&u->lock);
-}
-
-static void job_submit(upstream *u, job_kind kind, const char *topic_name, int32_t partition) {
-    job_push(u, job_new(kind, topic_name, partition));
-}
-
+/* The loop's end of the answer pipe. */
 static void answer_cb(evutil_socket_t fd, short what, void *arg) {
     upstream *u = arg;
+    const upstream_events *ev = &u->ev;
     job *j;
     while (read(fd, &j, sizeof(j)) == sizeof(j)) {
+        const char *es = j->errstr[0] ? j->errstr : NULL;
         if (j->kind == JOB_TOPIC)
-            feed_on_topic_resolved(u->b->feeds, j->topic, j->partition_cnt, j->code, j->errstr[0] ? j->errstr : NULL);
+            ev->topic(ev->cb_data, j->topic, j->partition_cnt, j->code, es);
         else if (j->kind == JOB_START)
-            feed_on_partition_start(u->b->feeds, j->topic, j->partition, j->offset, j->errstr[0] ? j->errstr : NULL);
+            ev->start(ev->cb_data, j->topic, j->partition, j->offset, es);
         else if (j->kind == JOB_RESET)
-            feed_on_partition_reset(u->b->feeds, j->topic, j->partition, j->gen, j->from, j->offset, j->lost);
+            ev->reset(ev->cb_data, j->topic, j->partition, j->tag, j->from, j->offset, j->lost);
         free(j);
     }
 }
 
 void upstream_resolve_topic(upstream *u, const char *topic_name) {
-    job_submit(u, JOB_TOPIC, topic_name, -1);
-}
-
-void upstream_delete_free_topic(upstream *u, const char *topic_name) {
-    job_submit(u, JOB_DELETE, topic_name, -1);
+    job_push(&u->lookup, job_new(JOB_TOPIC, topic_name, -1));
 }
 
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
-    job_submit(u, JOB_START, topic_name, partition);
+    job_push(&u->lookup, job_new(JOB_START, topic_name, partition));
+}
+
+void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag) {
+    job *j = job_new(JOB_RESET, topic_name, partition);
+    j->offset = j->from = from;
+    j->tag = tag;
+    job_push(&u->lookup, j);
+}
+
+void upstream_delete_topic(upstream *u, const char *topic_name) {
+    job_push(&u->admin, job_new(JOB_DELETE, topic_name, -1));
 }
 
 /* ------------------------------------------------------------ assignment */
@@ -409,12 +430,12 @@ static size_t message_headers(upstream *u, rd_kafka_message_t *m) {
     return n;
 }
 
-static void kafka_cb(evutil_socket_t fd, short what, void *arg) {
+/* The consumer's queue turned non-empty: hand out what it holds. */
+static void consume(void *arg) {
     upstream *u = arg;
-    char buf[64];
-    while (read(fd, buf, sizeof(buf)) > 0) {}
-    /* The pipe is written only when the queue turns non-empty: drain it all,
-     * but yield to the loop after a bounded amount so clients get served. */
+    const upstream_events *ev = &u->ev;
+    /* Drain it all, but yield to the loop after a bounded amount so
+     * clients get served. */
     for (int rounds = 0; rounds < 16; rounds++) {
         ssize_t n = rd_kafka_consume_batch_queue(u->q, 0, u->batch, UPSTREAM_BATCH);
         if (n <= 0) return;
@@ -423,40 +444,38 @@ static void kafka_cb(evutil_socket_t fd, short what, void *arg) {
             if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
                 log_warn("consumer: %s/%d: offset %lld is outside the log: %s", rd_kafka_topic_name(m->rkt),
                          (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
-                job *j = job_new(JOB_RESET, rd_kafka_topic_name(m->rkt), m->partition);
-                j->offset = j->from = m->offset;
-                j->gen = feed_partition_gen(u->b->feeds, j->topic, j->partition);
-                job_push(u, j);
+                ev->out_of_range(ev->cb_data, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
             } else if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    log_warn("consumer: %s", rd_kafka_message_errstr(m));
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) log_warn("consumer: %s", rd_kafka_message_errstr(m));
             } else {
-                int64_t ts = rd_kafka_message_timestamp(m, NULL);
                 size_t hn = message_headers(u, m);
-                feed_on_record(u->b->feeds, rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts, m->key,
-                               m->key_len, m->payload, m->len, hn ? u->headers : NULL, hn);
+                upstream_record r = {
+                    .topic = rd_kafka_topic_name(m->rkt), .partition = m->partition, .offset = m->offset,
+                    .ts_ms = rd_kafka_message_timestamp(m, NULL), .key = m->key, .key_len = m->key_len,
+                    .value = m->payload, .value_len = m->len, .headers = hn ? u->headers : NULL, .header_cnt = hn,
+                };
+                ev->record(ev->cb_data, &r);
             }
             rd_kafka_message_destroy(m);
         }
-        feed_flush_batch(u->b->feeds);
+        ev->batch_end(ev->cb_data);
         if (n < UPSTREAM_BATCH) return;
     }
     /* Still more: come back after other events had their turn. */
-    event_active(u->kafka_ev, EV_READ, 0);
+    kafka_bridge_again(u->bridge);
 }
 
 /* --------------------------------------------------------------- set up */
 
-upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
-    upstream *u = calloc(1, sizeof(*u));
-    if (!u) {
-        snprintf(errstr, errlen, "out of memory");
-        return NULL;
-    }
+upstream *upstream_new(broker *b, const upstream_events *ev, char *errstr, size_t errlen) {
+    upstream *u = xcalloc(1, sizeof(*u));
     u->b = b;
-    u->kafka_pipe[0] = u->kafka_pipe[1] = u->answer_pipe[0] = u->answer_pipe[1] = -1;
-    pthread_mutex_init(&u->lock, NULL);
-    pthread_cond_init(&u->cond, NULL);
+    u->ev = *ev;
+    u->answer_pipe[0] = u->answer_pipe[1] = -1;
+    pthread_mutex_init(&u->lookup.lock, NULL);
+    pthread_cond_init(&u->lookup.cond, NULL);
+    pthread_mutex_init(&u->admin.lock, NULL);
+    pthread_cond_init(&u->admin.cond, NULL);
     rd_kafka_conf_t *conf = kafka_conf_new(b, errstr, errlen);
     if (!conf) goto err;
     /* No group, no commits: partitions are assigned by hand and a feed
@@ -495,25 +514,23 @@ upstream *upstream_new(broker *b, char *errstr, size_t errlen) {
         snprintf(errstr, errlen, "the Kafka consumer has no queue");
         goto err;
     }
-    if (pipe2(u->kafka_pipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(u->answer_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (!(u->bridge = kafka_bridge_new(b->base, u->q, consume, u, errstr, errlen))) goto err;
+    if (pipe2(u->answer_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(errstr, errlen, "pipe: %s", strerror(errno));
         goto err;
     }
-    rd_kafka_queue_io_event_enable(u->q, u->kafka_pipe[1], "1", 1);
-    u->kafka_ev = event_new(b->base, u->kafka_pipe[0], EV_READ | EV_PERSIST, kafka_cb, u);
     u->answer_ev = event_new(b->base, u->answer_pipe[0], EV_READ | EV_PERSIST, answer_cb, u);
-    if (!u->kafka_ev || !u->answer_ev || event_add(u->kafka_ev, NULL) < 0 || event_add(u->answer_ev, NULL) < 0) {
-        snprintf(errstr, errlen, "cannot watch the consumer's queue");
+    if (!u->answer_ev || event_add(u->answer_ev, NULL) < 0) {
+        snprintf(errstr, errlen, "cannot watch the lookup answers");
         goto err;
     }
-    /* The lookup thread blocks on a pipe whose reader is the loop: keep
-     * its writes blocking so no answer is lost. */
+    /* The workers block on a pipe whose reader is the loop: keep their
+     * writes blocking so no answer is lost. */
     fcntl(u->answer_pipe[1], F_SETFL, 0);
-    if (pthread_create(&u->thread, NULL, lookup_thread, u) != 0) {
-        snprintf(errstr, errlen, "cannot start the lookup thread");
+    if (worker_start(&u->lookup, u) < 0 || worker_start(&u->admin, u) < 0) {
+        snprintf(errstr, errlen, "cannot start the lookup threads");
         goto err;
     }
-    u->thread_started = 1;
     return u;
 err:
     upstream_free(u);
@@ -522,27 +539,15 @@ err:
 
 void upstream_free(upstream *u) {
     if (!u) return;
-    if (u->thread_started) {
-        pthread_mutex_lock(&u->lock);
-        u->stopping = 1;
-        pthread_cond_signal(&u->cond);
-        pthread_mutex_unlock(&u->lock);
-        /* An answer in flight may wait on the pipe: keep reading it. */
-        fcntl(u->answer_pipe[1], F_SETFL, O_NONBLOCK);
-        pthread_join(u->thread, NULL);
-    }
-    for (job *j = u->jobs_head, *next; j; j = next) {
-        next = j->next;
-        free(j);
-    }
+    /* An answer in flight may wait on the pipe: make its write fail. */
+    if (u->answer_pipe[1] >= 0) fcntl(u->answer_pipe[1], F_SETFL, O_NONBLOCK);
+    worker_stop(&u->lookup);
+    worker_stop(&u->admin);
     job *j;
     while (u->answer_pipe[0] >= 0 && read(u->answer_pipe[0], &j, sizeof(j)) == sizeof(j)) free(j);
-    if (u->kafka_ev) event_free(u->kafka_ev);
     if (u->answer_ev) event_free(u->answer_ev);
-    if (u->q) {
-        rd_kafka_queue_io_event_enable(u->q, -1, NULL, 0);
-        rd_kafka_queue_destroy(u->q);
-    }
+    kafka_bridge_free(u->bridge);
+    if (u->q) rd_kafka_queue_destroy(u->q);
     if (u->rk) {
         /* The group is never joined and nothing is committed: skip the
          * close handshake, which waits on the group coordinator and could
@@ -550,11 +555,11 @@ void upstream_free(upstream *u) {
         rd_kafka_assign(u->rk, NULL);
         rd_kafka_destroy_flags(u->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
-    for (int i = 0; i < 2; i++) {
-        if (u->kafka_pipe[i] >= 0) close(u->kafka_pipe[i]);
+    for (int i = 0; i < 2; i++)
         if (u->answer_pipe[i] >= 0) close(u->answer_pipe[i]);
-    }
-    pthread_mutex_destroy(&u->lock);
-    pthread_cond_destroy(&u->cond);
+    pthread_mutex_destroy(&u->lookup.lock);
+    pthread_cond_destroy(&u->lookup.cond);
+    pthread_mutex_destroy(&u->admin.lock);
+    pthread_cond_destroy(&u->admin.cond);
     free(u);
 }

@@ -1,4 +1,4 @@
-/* upstream.h -- the node's one Kafka consumer: hand-assigned partitions, metadata lookups, record dispatch. */
+/* upstream.h -- the node's one Kafka consumer: hand-assigned partitions, lookups off the loop, records out through events. */
 #ifndef SUBWAY_UPSTREAM_H
 #define SUBWAY_UPSTREAM_H
 
@@ -6,27 +6,70 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "proto/proto.h"
+
+/* One record the consumer read. Valid only during the event. */
+typedef struct upstream_record {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t ts_ms;
+    const void *key;              /* NULL for none */
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const proto_header *headers;
+    size_t header_cnt;
+} upstream_record;
+
+/* What the consumer reports, always on the loop thread and never before
+ * the call that asked returns. Strings are valid only during the event. */
+typedef struct upstream_events {
+    /* upstream_resolve_topic's answer: the partition count, or code and
+     * errstr (then partition_cnt is 0). */
+    void (*topic)(void *cb_data, const char *topic, int32_t partition_cnt, proto_err code, const char *errstr);
+    /* upstream_query_start's answer: the partition's log end offset, or
+     * errstr. */
+    void (*start)(void *cb_data, const char *topic, int32_t partition, int64_t offset, const char *errstr);
+    /* The consumer's position `from` on the partition fell outside the log
+     * (retention, deletion, or a log cut short); the partition stopped. */
+    void (*out_of_range)(void *cb_data, const char *topic, int32_t partition, int64_t from);
+    /* upstream_query_reset's answer: resume at offset (-1: not known);
+     * lost records were gone before they were read. tag is the caller's. */
+    void (*reset)(void *cb_data, const char *topic, int32_t partition, uint32_t tag, int64_t from, int64_t offset,
+                  int64_t lost);
+    /* One record; a run of them ends with batch_end. */
+    void (*record)(void *cb_data, const upstream_record *r);
+    void (*batch_end)(void *cb_data);
+    void *cb_data;
+} upstream_events;
 
 /* Creates the consumer for b->kafka_bootstrap, hooks its queue into b's
- * loop and starts the lookup thread. Returns NULL with errstr filled. */
-upstream *upstream_new(broker *b, char *errstr, size_t errlen);
+ * loop and starts the lookup and admin threads; events go to ev (copied).
+ * Returns NULL with errstr filled. */
+upstream *upstream_new(broker *b, const upstream_events *ev, char *errstr, size_t errlen);
 
-/* Stops the thread, unassigns, closes and frees; accepts NULL. */
+/* Stops the threads, unassigns, closes and frees; accepts NULL. */
 void upstream_free(upstream *u);
 
-/* Asks for the topic's partition count; the answer comes later through
- * feed_on_topic_resolved() (never before this returns). */
+/* Asks for the topic's partition count (creating a free topic that does
+ * not exist); the answer comes through ev.topic. */
 void upstream_resolve_topic(upstream *u, const char *topic_name);
 
 /* Asks for the partition's log end offset, where a new fetch starts; the
- * answer comes through feed_on_partition_start(). */
+ * answer comes through ev.start. */
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition);
 
-/* Deletes a free topic unless some node holds a feed of it (checked in
- * Redis in a cluster); the outcome is only logged. */
-void upstream_delete_free_topic(upstream *u, const char *topic_name);
+/* After ev.out_of_range: asks where the partition resumes; the answer
+ * comes through ev.reset with tag. */
+void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag);
 
-/* Adds / removes one partition to / from the consumer's assignment. */
+/* Deletes the topic from Kafka on the admin thread (so it never delays a
+ * lookup); the outcome is only logged. */
+void upstream_delete_topic(upstream *u, const char *topic_name);
+
+/* Adds / removes one partition to / from the consumer's assignment.
+ * Return 0, or -1 (logged) when the consumer refused. */
 int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset);
 int upstream_unassign(upstream *u, const char *topic_name, int32_t partition);
 

@@ -83,6 +83,16 @@ static void test_bad_values(void **state) {
     assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
     assert_string_equal(err, "--out-hard-limit must be >= --out-soft-limit >= 1");
     config_free(&c);
+    /* A key sized like the frame limit once reached the stack. */
+    char *a5[] = {"subway", "--dev", "--max-frame", "67108864", "--max-key", "65537", NULL};
+    assert_int_equal(parse(&c, err, sizeof(err), 6, a5), 0);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "--max-key must be at most 65536 bytes (got 65537)");
+    config_free(&c);
+    char *a6[] = {"subway", "--dev", "--max-key", "65536", NULL};
+    assert_int_equal(parse(&c, err, sizeof(err), 4, a6), 0);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+    config_free(&c);
 }
 
 static void test_config_file_then_flags(void **state) {

@@ -11,7 +11,10 @@
 #include <event2/event.h>
 
 #include "broker/conn.h"
+#include "broker/fanout.h"
 #include "broker/feed.h"
+#include "broker/partition.h"
+#include "broker/table.h"
 #include "broker/upstream.h"
 
 /* The feed table talks to connections and to the Kafka consumer through a
@@ -48,7 +51,6 @@ static struct {
         size_t len;
     } delivered[64];
     size_t ndelivered;
-    size_t nremoved;
     size_t ndeleted;
 } rec;
 
@@ -89,10 +91,6 @@ void conn_deliver(conn *c, sub *s, outq_block *blk) {
     rec.ndelivered++;
 }
 
-void conn_remove_sub(conn *c, sub *s) {
-    rec.nremoved++;
-}
-
 void upstream_resolve_topic(upstream *u, const char *topic_name) {
     snprintf(rec.resolved[rec.nresolved++], 64, "%s", topic_name);
 }
@@ -101,8 +99,11 @@ void upstream_query_start(upstream *u, const char *topic_name, int32_t partition
     rec.queried[rec.nqueried++] = partition;
 }
 
-void upstream_delete_free_topic(upstream *u, const char *topic_name) {
+void upstream_delete_topic(upstream *u, const char *topic_name) {
     rec.ndeleted++;
+}
+
+void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag) {
 }
 
 int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset) {
@@ -120,12 +121,15 @@ int upstream_unassign(upstream *u, const char *topic_name, int32_t partition) {
 
 static config cfg;
 static broker b;
-static conn *const C1 = (conn *)0x1001;
-static conn *const C2 = (conn *)0x1002;
+static conn conn1, conn2;          /* only their subs arrays are used */
+#define C1 (&conn1)
+#define C2 (&conn2)
 
 static int setup(void **state) {
     memset(&rec, 0, sizeof(rec));
     memset(&b, 0, sizeof(b));
+    memset(&conn1, 0, sizeof(conn1));
+    memset(&conn2, 0, sizeof(conn2));
     config_defaults(&cfg);
     cfg.linger_ms = 0;
     b.cfg = &cfg;
@@ -136,6 +140,10 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
+    while (conn1.nsubs) feed_unsubscribe(b.feeds, conn1.subs[conn1.nsubs - 1]);
+    while (conn2.nsubs) feed_unsubscribe(b.feeds, conn2.subs[conn2.nsubs - 1]);
+    free(conn1.subs);
+    free(conn2.subs);
     feed_table_free(b.feeds);
     coord_free(b.coord);
     event_base_free(b.base);
@@ -150,6 +158,13 @@ static sub *subscribe(conn *c, uint64_t req, const char *topic_name, const char 
                             err, sizeof(err));
     assert_non_null(s);
     return s;
+}
+
+/* The partition's current assignment generation. */
+static uint32_t gen_of(const char *topic_name, int32_t p) {
+    topic *t = topic_find(b.feeds, topic_name, strlen(topic_name));
+    assert_non_null(t);
+    return t->parts[p].gen;
 }
 
 static int32_t murmur_part(const char *key, int32_t n) {
@@ -186,11 +201,11 @@ static void test_shared_feed_one_partition_one_block(void **state) {
     assert_int_equal(count_of("orders", "cust-7"), 2);
 
     /* the key's record, another key's record, the key on another partition */
-    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
-    feed_on_record(b.feeds, "orders", p, 43, 1000, "cust-8", 6, "v2", 2, NULL, 0);
-    feed_on_record(b.feeds, "orders", (p + 1) % 6, 5, 1000, "cust-7", 6, "v3", 2, NULL, 0);
-    feed_on_record(b.feeds, "orders", p, 44, 1000, "cust-7", 6, "v4", 2, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 43, 1000, "cust-8", 6, "v2", 2, NULL, 0);
+    fanout_record(b.feeds, "orders", (p + 1) % 6, 5, 1000, "cust-7", 6, "v3", 2, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 44, 1000, "cust-7", 6, "v4", 2, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(rec.ndelivered, 2);
     assert_ptr_equal(rec.delivered[0].blk, rec.delivered[1].blk); /* same bytes to both */
     assert_int_equal(rec.delivered[0].records, 2);
@@ -221,13 +236,13 @@ static void test_kafka_loss_told_in_order(void **state) {
     int32_t p = murmur_part("cust-7", 6);
     feed_on_partition_start(b.feeds, "orders", p, 42, NULL);
     uint64_t handle = rec.frames[0].feed;
-    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
     /* offsets 43..59 were deleted before the node read them */
-    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 43, 60, 17);
+    part_on_reset(b.feeds, "orders", p, gen_of("orders", p), 43, 60, 17);
     assert_int_equal(rec.nassigned, 2);
     assert_int_equal(rec.assigned_at[1], 60);      /* resumed where the log now starts */
-    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v2", 2, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v2", 2, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(rec.nframes, 1);              /* only SUBSCRIBED went aside the blocks */
 
     /* the gap sits between the records around it, in the feed's own bytes
@@ -263,13 +278,13 @@ static void test_log_cut_short_reused_offsets_delivered(void **state) {
     feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
     int32_t p = murmur_part("cust-7", 6);
     feed_on_partition_start(b.feeds, "orders", p, 42, NULL);
-    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
-    feed_on_record(b.feeds, "orders", p, 43, 1000, "cust-7", 6, "v2", 2, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v1", 2, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 43, 1000, "cust-7", 6, "v2", 2, NULL, 0);
+    fanout_flush(b.feeds);
     /* the consumer was at 44; the log now ends at 42 */
-    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 44, 42, 0);
-    feed_on_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v3", 2, NULL, 0);
-    feed_flush_batch(b.feeds);
+    part_on_reset(b.feeds, "orders", p, gen_of("orders", p), 44, 42, 0);
+    fanout_record(b.feeds, "orders", p, 42, 1000, "cust-7", 6, "v3", 2, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(rec.ndelivered, 2);
     assert_int_equal(rec.delivered[1].records, 1);
 }
@@ -330,8 +345,8 @@ static int32_t every_key_read(int64_t from, int64_t to, char *other, size_t len)
     int32_t p = murmur_part("cust-7", 6);
     key_beside("cust-7", 6, other, len);
     for (int64_t o = from; o < to; o++)
-        feed_on_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
-    feed_flush_batch(b.feeds);
+        fanout_record(b.feeds, "orders", p, o, 1000, other, strlen(other), "w", 1, NULL, 0);
+    fanout_flush(b.feeds);
     return p;
 }
 
@@ -353,9 +368,9 @@ static void test_takeover_reads_a_shared_partition_again(void **state) {
     /* 102..104 come again, then new ones */
     for (int64_t o = 102; o < 107; o++) {
         const char *k = o % 2 ? other : "cust-7";
-        feed_on_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
+        fanout_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
     }
-    feed_flush_batch(b.feeds);
+    fanout_flush(b.feeds);
     assert_int_equal(records_to(C1), 7);               /* 105 and 106 only: it had the rest */
     assert_int_equal(records_to(C2), 3);               /* cust-7 at 102, 104 and 106 */
 }
@@ -374,10 +389,10 @@ static void test_takeover_during_log_end_lookup_starts_further_back(void **state
     feed_on_partition_start(b.feeds, "orders", p, 100, NULL);
     assert_int_equal(rec.nassigned, 1);
     assert_int_equal(rec.assigned_at[0], 50);          /* from the resume offset, not the log end */
-    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "old", 3, NULL, 0);
-    feed_on_record(b.feeds, "orders", p, 70, 1000, other, strlen(other), "gap", 3, NULL, 0);
-    feed_on_record(b.feeds, "orders", p, 100, 1000, "cust-7", 6, "new", 3, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "old", 3, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 70, 1000, other, strlen(other), "gap", 3, NULL, 0);
+    fanout_record(b.feeds, "orders", p, 100, 1000, "cust-7", 6, "new", 3, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(records_to(C1), 1);               /* from its log end on: only 100 */
     assert_int_equal(records_to(C2), 1);               /* the record nobody relayed */
 }
@@ -393,13 +408,13 @@ static void test_loss_after_a_rewind_counts_per_feed(void **state) {
     subscribe(C2, 2, "orders", "cust-7");
     assert_int_equal(rec.assigned_at[rec.nassigned - 1], 500);
     size_t first = rec.ndelivered;
-    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 500, 700, 200);
+    part_on_reset(b.feeds, "orders", p, gen_of("orders", p), 500, 700, 200);
     assert_int_equal(rec.assigned_at[rec.nassigned - 1], 700);
     for (int64_t o = 700; o < 1012; o++) {
         const char *k = o == 800 ? "cust-7" : other;
-        feed_on_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
+        fanout_record(b.feeds, "orders", p, o, 1000, k, strlen(k), "v", 1, NULL, 0);
     }
-    feed_flush_batch(b.feeds);
+    fanout_flush(b.feeds);
     uint64_t lost1 = 0, lost2 = 0;
     for (size_t i = first; i < rec.ndelivered; i++) {
         if (rec.delivered[i].c == C1) lost1 += rec.delivered[i].lost;
@@ -418,14 +433,14 @@ static void test_stale_reset_ignored(void **state) {
     feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
     for (int32_t q = 0; q < 6; q++) feed_on_partition_start(b.feeds, "orders", q, 100, NULL);
     int32_t p = murmur_part("cust-7", 6);
-    uint32_t gen = feed_partition_gen(b.feeds, "orders", p);   /* the error: consumer at 105, log end 103 */
+    uint32_t gen = gen_of("orders", p);   /* the error: consumer at 105, log end 103 */
     next_acquire_resumes(p, 50);
     subscribe(C2, 2, "orders", "cust-7");                      /* rewinds to 50 meanwhile */
     size_t assigned = rec.nassigned;
-    feed_on_partition_reset(b.feeds, "orders", p, gen, 105, 103, 0);
+    part_on_reset(b.feeds, "orders", p, gen, 105, 103, 0);
     assert_int_equal(rec.nassigned, assigned);                 /* ignored */
-    feed_on_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v", 1, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "orders", p, 60, 1000, "cust-7", 6, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(records_to(C2), 1);
 }
 
@@ -437,7 +452,7 @@ static void test_failed_reset_lookup_retried_from_the_position(void **state) {
     char other[32];
     int32_t p = every_key_read(100, 105, other, sizeof(other));
     size_t assigned = rec.nassigned, queried = rec.nqueried;
-    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 105, -1, 0);
+    part_on_reset(b.feeds, "orders", p, gen_of("orders", p), 105, -1, 0);
     assert_int_equal(rec.nunassigned, 1);
     assert_int_equal(rec.nassigned, assigned);         /* not moved to the log end */
     assert_int_equal(rec.nqueried, queried);
@@ -461,7 +476,7 @@ static void test_reset_for_a_position_left_goes_on_from_here(void **state) {
     char other[32];
     int32_t p = every_key_read(100, 105, other, sizeof(other));
     size_t assigned = rec.nassigned;
-    feed_on_partition_reset(b.feeds, "orders", p, feed_partition_gen(b.feeds, "orders", p), 103, 120, 17);
+    part_on_reset(b.feeds, "orders", p, gen_of("orders", p), 103, 120, 17);
     assert_int_equal(rec.nassigned, assigned + 1);
     assert_int_equal(rec.assigned_at[assigned], 105);
     assert_int_equal(b.ctr.lost, 0);
@@ -474,14 +489,14 @@ static void test_assignment_gen_not_reused_after_topic_freed(void **state) {
     feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
     int32_t p = murmur_part("cust-7", 6);
     feed_on_partition_start(b.feeds, "orders", p, 40, NULL);
-    uint32_t old = feed_partition_gen(b.feeds, "orders", p);
+    uint32_t old = gen_of("orders", p);
     feed_unsubscribe(b.feeds, s);                      /* linger 0: the topic goes */
     subscribe(C1, 2, "orders", "cust-7");
     feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
     feed_on_partition_start(b.feeds, "orders", p, 250, NULL);
-    assert_int_not_equal(feed_partition_gen(b.feeds, "orders", p), old);
+    assert_int_not_equal(gen_of("orders", p), old);
     size_t assigned = rec.nassigned;
-    feed_on_partition_reset(b.feeds, "orders", p, old, 250, 300, 50);
+    part_on_reset(b.feeds, "orders", p, old, 250, 300, 50);
     assert_int_equal(rec.nassigned, assigned);         /* ignored */
 }
 
@@ -495,9 +510,9 @@ static void test_wildcard_reads_every_partition(void **state) {
     feed_on_partition_start(b.feeds, "t", 1, 0, NULL);
     assert_int_equal(rec.nframes, 1);
     assert_int_equal(rec.frames[0].nparts, 3);
-    feed_on_record(b.feeds, "t", 1, 0, 0, "any", 3, "v", 1, NULL, 0);
-    feed_on_record(b.feeds, "t", 2, 0, 0, NULL, 0, "v", 1, NULL, 0);  /* null keys too */
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "t", 1, 0, 0, "any", 3, "v", 1, NULL, 0);
+    fanout_record(b.feeds, "t", 2, 0, 0, NULL, 0, "v", 1, NULL, 0);  /* null keys too */
+    fanout_flush(b.feeds);
     assert_int_equal(rec.ndelivered, 1);
     assert_int_equal(rec.delivered[0].records, 2);
 }
@@ -510,7 +525,7 @@ static void test_unknown_topic_fails_waiters_and_is_not_cached(void **state) {
     assert_int_equal(rec.frames[0].type, PROTO_ERROR);
     assert_int_equal(rec.frames[0].code, PROTO_E_UNKNOWN_TOPIC);
     assert_string_equal(rec.frames[0].text, "topic 'nope' does not exist");
-    assert_int_equal(rec.nremoved, 2);
+    assert_int_equal(conn1.nsubs + conn2.nsubs, 0);   /* unlinked from both sides */
     subscribe(C1, 7, "nope", "k");
     assert_int_equal(rec.nresolved, 2);            /* asked again: it may exist now */
 }
@@ -603,7 +618,7 @@ static void test_partition_error_fails_pending_feed(void **state) {
     char want[128];
     snprintf(want, sizeof(want), "partition t/%d: log end offset: Local: Timed out", murmur_part("k", 2));
     assert_string_equal(rec.frames[0].text, want);
-    assert_int_equal(rec.nremoved, 1);
+    assert_int_equal(conn1.nsubs, 0);                 /* unlinked from both sides */
 }
 
 static void test_many_feeds_survive_table_growth(void **state) {
@@ -630,8 +645,8 @@ static void test_many_feeds_survive_table_growth(void **state) {
         assert_int_equal(fr->feed, rec.frames[1 + (size_t)i].feed);   /* the handle C1 got */
     }
     rec.ndelivered = 0;
-    feed_on_record(b.feeds, "t", 0, 1, 0, "key-299", 7, "v", 1, NULL, 0);
-    feed_flush_batch(b.feeds);
+    fanout_record(b.feeds, "t", 0, 1, 0, "key-299", 7, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
     assert_int_equal(rec.ndelivered, 2);
 }
 

@@ -1,0 +1,128 @@
+/* fanout.c -- records into shared blocks: encoded once per feed per loop turn, referenced by every subscriber, relayed once. */
+#include "broker/fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/conn.h"
+#include "broker/log.h"
+#include "broker/relaywire.h"
+
+static void encode(feed *f, const proto_frame *fr) {
+    if (proto_encode(&f->batch, fr) < 0) {
+        log_error("out of memory encoding a frame of feed %s", f->t->name);
+        abort();
+    }
+}
+
+/* Puts f on the list fanout_flush() hands out. */
+static void mark_dirty(feed_table *ft, feed *f) {
+    if (!f->dirty) {
+        f->dirty = 1;
+        f->dirty_next = ft->dirty;
+        ft->dirty = f;
+    }
+}
+
+/* 1 when what is appended to f now reaches someone: its subscribers or
+ * the relay, once it delivers (a relay delivers after its sync marker). */
+static int feed_listened(const feed *f) {
+    return (f->ready || f->has_parts) && (f->nsubs > 0 || f->relay_on);
+}
+
+void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, int64_t ts_ms, const void *key,
+                   size_t key_len, const void *value, size_t value_len, const proto_header *headers,
+                   size_t header_cnt) {
+    if (!feed_listened(f)) return;
+    if (f->partition >= 0 && f->partition != partition) return;
+    if (f->has_parts) {
+        if (offset < f->next_off[partition]) return;   /* read again for another feed: it had this one */
+        f->next_off[partition] = offset + 1;
+    }
+    proto_frame fr = {
+        .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)partition,
+        .offset = (uint64_t)offset, .timestamp_ms = ts_ms,
+        .key = {key, key_len}, .value = {value, value_len},
+        .headers = headers, .header_cnt = header_cnt,
+    };
+    encode(f, &fr);
+    f->batch_records++;
+    f->records++;
+    mark_dirty(ft, f);
+}
+
+void fanout_append_lost(feed_table *ft, feed *f, uint64_t lost) {
+    if (!feed_listened(f)) return;
+    proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = lost};
+    encode(f, &d);
+    f->batch_lost += lost;
+    mark_dirty(ft, f);
+}
+
+void fanout_record(feed_table *ft, const char *topic_name, int32_t partition, int64_t offset, int64_t ts_ms,
+                   const void *key, size_t key_len, const void *value, size_t value_len, const proto_header *headers,
+                   size_t header_cnt) {
+    topic *t = topic_find(ft, topic_name, strlen(topic_name));
+    ft->b->ctr.records_in++;
+    ft->b->ctr.bytes_in += key_len + value_len;
+    if (!t || !t->ready) return;
+    if (partition >= 0 && partition < t->partition_cnt) {
+        tpart *tp = &t->parts[partition];
+        tp->next = offset + 1;
+        if (tp->next > tp->head) tp->head = tp->next;
+    }
+    /* Only feeds reading from Kafka here take the record: a relayed feed of
+     * a partition this node reads for another feed gets it from its owner. */
+    feed *w = t->wild;
+    if (w && w->has_parts)
+        fanout_append(ft, w, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
+    if (key && key_len > 0) {
+        feed *f = feed_find(ft, t, key, key_len, 0);
+        if (f && f->has_parts)
+            fanout_append(ft, f, partition, offset, ts_ms, key, key_len, value, value_len, headers, header_cnt);
+    }
+}
+
+size_t fanout_resume_offsets(feed_table *ft, const feed *f) {
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    return relaywire_resume_offsets(f->next_off, f->t->parts, a, z, f->has_parts, ft->relay_offsets,
+                                    COORD_MAX_OFFSETS);
+}
+
+/* Owner: hands the batch to the other nodes with the offsets to resume from. */
+static void relay_batch(feed_table *ft, feed *f) {
+    relaywire_records(&ft->relay_buf, ft->b->node_id, f->batch.data, f->batch.len);
+    coord_feed cf = feed_coord(f);
+    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets,
+                fanout_resume_offsets(ft, f));
+}
+
+void fanout_flush(feed_table *ft) {
+    while (ft->dirty) {
+        feed *f = ft->dirty;
+        ft->dirty = f->dirty_next;
+        f->dirty = 0;
+        f->dirty_next = NULL;
+        if (f->role == ROLE_OWNER && f->relay_on) relay_batch(ft, f);
+        outq_block *blk = outq_block_adopt(f->batch.data, f->batch.len, f->batch.cap, f->batch_records);
+        proto_buf_init(&f->batch);
+        f->batch_records = 0;
+        blk->lost = f->batch_lost;
+        f->batch_lost = 0;
+        for (sub *s = f->subs; s; s = s->next) conn_deliver(s->c, s, blk);
+        outq_block_unref(blk);
+    }
+}
+
+void fanout_forget(feed_table *ft, feed *f) {
+    if (!f->dirty) return;
+    feed **pp = &ft->dirty;
+    while (*pp != f) pp = &(*pp)->dirty_next;
+    *pp = f->dirty_next;
+    f->dirty = 0;
+}
+
+void fanout_fini(feed_table *ft) {
+    proto_buf_free(&ft->relay_buf);
+}

@@ -1,0 +1,42 @@
+/* relaywire.h -- the relay's bytes: "R <owner>\n" + frames, "S <owner>\n" sync markers, and resume offsets; pure encode and decode. */
+#ifndef SUBWAY_RELAYWIRE_H
+#define SUBWAY_RELAYWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/table.h"
+#include "proto/proto.h"
+
+/* What an owner publishes on a feed's relay channel:
+ *   "R <owner>\n" then MESSAGE and DROPPED frames, exactly as its own
+ *                 subscribers got them (the relay re-encodes them with its
+ *                 own feed handle);
+ *   "S <owner>\n" a sync marker: a joining node delivers from here on. */
+typedef enum relaywire_kind {
+    RELAYWIRE_BAD = 0,            /* not relay bytes */
+    RELAYWIRE_RECORDS = 'R',
+    RELAYWIRE_SYNC = 'S',
+} relaywire_kind;
+
+/* Resets out to "R <owner>\n" followed by frames[0..len). */
+void relaywire_records(proto_buf *out, const char *owner, const char *frames, size_t len);
+
+/* Resets out to the sync marker "S <owner>\n". */
+void relaywire_sync(proto_buf *out, const char *owner);
+
+/* Reads the header of data[0..len): returns its kind and sets owner (not
+ * terminated; owner_len bytes) and *body, where the frames start. Returns
+ * RELAYWIRE_BAD for anything else. */
+relaywire_kind relaywire_parse(const char *data, size_t len, const char **owner, size_t *owner_len, size_t *body);
+
+/* Where a successor resumes a feed reading partitions [first, last]: for
+ * each, the feed's own next offset (next_off[p]), or the consumer's
+ * position when the feed reads Kafka here and the consumer is further on
+ * (everything below it was dispatched, so a seldom-written key does not
+ * hold its resume offset back). Unknown positions are left out. Writes
+ * (partition, offset) pairs to out, at most max_pairs; returns the pairs. */
+size_t relaywire_resume_offsets(const int64_t *next_off, const tpart *parts, int32_t first, int32_t last,
+                                int reads_kafka, int64_t *out, size_t max_pairs);
+
+#endif

@@ -1,0 +1,466 @@
+/* test_cluster.c -- a feed's cluster roles against a scripted coordination backend: relay, notices, leases, takeover, store up/down. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "broker/cluster.h"
+#include "broker/conn.h"
+#include "broker/fanout.h"
+#include "broker/feed.h"
+#include "broker/table.h"
+#include "broker/upstream.h"
+
+/* Coordination is a backend table, so this test scripts one: every call is
+ * recorded and answered by the test, in any order it likes, as a slow or
+ * racing Redis would. Connections and the Kafka consumer are recorders
+ * linked in their place (their real code runs in the integration tests). */
+
+/* ------------------------------------------------------------ recorders */
+
+static struct {
+    proto_type types[64];
+    uint64_t feeds[64];
+    size_t nframes;
+    struct {
+        conn *c;
+        uint32_t records;
+        uint64_t lost;
+        char bytes[512];
+        size_t len;
+    } delivered[32];
+    size_t ndelivered;
+    int32_t assigned[32];
+    int64_t assigned_at[32];
+    size_t nassigned;
+    int32_t unassigned[32];
+    size_t nunassigned;
+    size_t nqueried;
+} rec;
+
+int conn_send(conn *c, const proto_frame *f) {
+    rec.types[rec.nframes] = f->type;
+    rec.feeds[rec.nframes++] = f->feed;
+    return 0;
+}
+
+void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...) {
+    rec.types[rec.nframes] = PROTO_ERROR;
+    rec.feeds[rec.nframes++] = 0;
+}
+
+void conn_deliver(conn *c, sub *s, outq_block *blk) {
+    size_t i = rec.ndelivered++;
+    rec.delivered[i].c = c;
+    rec.delivered[i].records = blk->records;
+    rec.delivered[i].lost = blk->lost;
+    rec.delivered[i].len = blk->len < sizeof(rec.delivered[i].bytes) ? blk->len : sizeof(rec.delivered[i].bytes);
+    memcpy(rec.delivered[i].bytes, blk->data, rec.delivered[i].len);
+}
+
+void upstream_resolve_topic(upstream *u, const char *topic_name) {}
+void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
+    rec.nqueried++;
+}
+void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag) {}
+void upstream_delete_topic(upstream *u, const char *topic_name) {}
+int upstream_assign(upstream *u, const char *topic_name, int32_t partition, int64_t offset) {
+    rec.assigned_at[rec.nassigned] = offset;
+    rec.assigned[rec.nassigned++] = partition;
+    return 0;
+}
+int upstream_unassign(upstream *u, const char *topic_name, int32_t partition) {
+    rec.unassigned[rec.nunassigned++] = partition;
+    return 0;
+}
+
+/* ---------------------------------------------------- scripted backend */
+
+typedef struct call {
+    const char *op;
+    char feed[128];
+    long local;
+    int own, announce;
+    coord_watch_kind kind;
+    coord_cb *cb;
+    void *cb_data;
+    int answered;
+    char data[512];               /* relay bytes */
+    size_t len;
+    int64_t offs[8];              /* relay resume offsets */
+    size_t noffs;
+} call;
+
+static struct {
+    call calls[128];
+    size_t n;
+    int up;
+} script;
+
+static call *record(const char *op, const coord_feed *f, coord_cb *cb, void *cb_data) {
+    call *k = &script.calls[script.n++];
+    memset(k, 0, sizeof(*k));
+    k->op = op;
+    coord_feed_name(f, k->feed);
+    k->cb = cb;
+    k->cb_data = cb_data;
+    return k;
+}
+
+static void s_acquire(coord *c, const coord_feed *f, coord_cb *cb, void *d) {
+    record("acquire", f, cb, d);
+}
+static void s_release(coord *c, const coord_feed *f, long local_after, coord_cb *cb, void *d) {
+    record("release", f, cb, d)->local = local_after;
+}
+static void s_claim(coord *c, const coord_feed *f, int announce, coord_cb *cb, void *d) {
+    record("claim", f, cb, d)->announce = announce;
+}
+static void s_renew(coord *c, const coord_feed *f, coord_cb *cb, void *d) {
+    record("renew", f, cb, d);
+}
+static void s_disown(coord *c, const coord_feed *f, coord_cb *cb, void *d) {
+    record("disown", f, cb, d);
+}
+static void s_assert(coord *c, const coord_feed *f, long local, int own, coord_cb *cb, void *d) {
+    call *k = record("assert", f, cb, d);
+    k->local = local;
+    k->own = own;
+}
+static void s_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets, size_t n) {
+    call *k = record("relay", f, NULL, NULL);
+    k->answered = 1;
+    k->len = len < sizeof(k->data) ? len : sizeof(k->data);
+    memcpy(k->data, data, k->len);
+    k->noffs = n < 4 ? n : 4;
+    memcpy(k->offs, offsets, 2 * k->noffs * sizeof(*offsets));
+}
+static void s_watch(coord *c, const coord_feed *f, coord_watch_kind kind) {
+    call *k = record("watch", f, NULL, NULL);
+    k->kind = kind;
+    k->answered = 1;
+}
+static int s_up(coord *c) {
+    return script.up;
+}
+static void s_topic_in_use(coord *c, const char *topic_name, coord_used_cb *cb, void *d) {
+    cb(d, 0);
+}
+static void s_free(coord *c) {
+    coord_result r = {.status = COORD_ERROR, .owner = "", .errstr = "closing"};
+    for (size_t i = 0; i < script.n; i++)
+        if (!script.calls[i].answered) {
+            script.calls[i].answered = 1;
+            script.calls[i].cb(script.calls[i].cb_data, &r);
+        }
+    free(c);
+}
+
+static const coord_backend scripted = {
+    .name = "scripted", .acquire = s_acquire, .release = s_release, .claim = s_claim, .renew = s_renew,
+    .disown = s_disown, .assert_state = s_assert, .relay = s_relay, .watch = s_watch, .up = s_up,
+    .topic_in_use = s_topic_in_use, .free = s_free,
+};
+
+/* The newest unanswered call of op (NULL when none). */
+static call *pending(const char *op) {
+    for (size_t i = script.n; i-- > 0;)
+        if (!script.calls[i].answered && strcmp(script.calls[i].op, op) == 0) return &script.calls[i];
+    return NULL;
+}
+
+/* Calls of op made so far. */
+static size_t calls_of(const char *op) {
+    size_t n = 0;
+    for (size_t i = 0; i < script.n; i++) n += strcmp(script.calls[i].op, op) == 0;
+    return n;
+}
+
+static call *last(const char *op) {
+    for (size_t i = script.n; i-- > 0;)
+        if (strcmp(script.calls[i].op, op) == 0) return &script.calls[i];
+    return NULL;
+}
+
+/* Answers the call as Redis would. */
+static void answer(call *k, long count, long nodes, const char *owner, const int64_t *offs, size_t noffs) {
+    assert_non_null(k);
+    assert_false(k->answered);
+    k->answered = 1;
+    coord_result r = {.status = COORD_OK, .count = count, .nodes = nodes, .own = strcmp(owner, "n1") == 0,
+                      .owner = owner, .offsets = offs, .noffsets = noffs};
+    k->cb(k->cb_data, &r);
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+static config cfg;
+static broker b;
+static conn conn1;
+#define C1 (&conn1)
+#define P 3                       /* the partition every test feed reads */
+
+static int setup(void **state) {
+    memset(&rec, 0, sizeof(rec));
+    memset(&script, 0, sizeof(script));
+    memset(&b, 0, sizeof(b));
+    memset(&conn1, 0, sizeof(conn1));
+    script.up = 1;
+    config_defaults(&cfg);
+    cfg.linger_ms = 0;
+    cfg.redis = strdup("127.0.0.1:6379");   /* cluster mode: the lease tick runs */
+    snprintf(b.node_id, sizeof(b.node_id), "n1");
+    b.cfg = &cfg;
+    b.base = event_base_new();
+    coord *c = calloc(1, sizeof(*c));
+    c->backend = &scripted;
+    b.coord = c;
+    b.feeds = feed_table_new(&b);
+    return 0;
+}
+
+static int teardown(void **state) {
+    while (conn1.nsubs) feed_unsubscribe(b.feeds, conn1.subs[conn1.nsubs - 1]);
+    free(conn1.subs);
+    coord_free(b.coord);          /* completes what is pending, as at shutdown */
+    b.coord = NULL;
+    feed_table_free(b.feeds);
+    event_base_free(b.base);
+    config_free(&cfg);
+    return 0;
+}
+
+/* C1 subscribes to t/key on a 6-partition topic whose key maps to P (a
+ * partitioner "all" keeps the arithmetic out: P is given to the feed). */
+static sub *subscribe(const char *key) {
+    proto_err code;
+    char err[128];
+    sub *s = feed_subscribe(b.feeds, C1, 1, "t", 1, key, key ? strlen(key) : 0, &code, err, sizeof(err));
+    assert_non_null(s);
+    feed_on_topic_resolved(b.feeds, "t", 6, PROTO_E_NONE, NULL);
+    if (s->f && !s->f->wildcard) s->f->partition = P;
+    return s;
+}
+
+/* The feed t/k, owned here and delivering from offset 42. */
+static feed *owned_feed(void) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 1, 1, "n1", NULL, 0);
+    assert_int_equal(last("watch")->kind, COORD_WATCH_NOTICES);
+    feed_on_partition_start(b.feeds, "t", P, 42, NULL);
+    assert_int_equal(s->state, SUB_ACTIVE);
+    return s->f;
+}
+
+/* The feed t/k, relayed from n2 and delivering. */
+static feed *relayed_feed(void) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 2, 2, "n2", NULL, 0);
+    cluster_on_relay(b.feeds, &(coord_feed){"t", "k", 1, 0}, "S n2\n", 5);
+    assert_int_equal(s->state, SUB_ACTIVE);
+    return s->f;
+}
+
+/* Relay bytes from owner: a MESSAGE at offset (owner's feed handle 99),
+ * and a DROPPED of lost when lost > 0. */
+static size_t relay_bytes(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost) {
+    proto_buf pb;
+    proto_buf_init(&pb);
+    int n = snprintf(out, cap, "R %s\n", owner);
+    proto_frame m = {.type = PROTO_MESSAGE, .feed = 99, .partition = P, .offset = (uint64_t)offset,
+                     .key = {"k", 1}, .value = {"v", 1}};
+    assert_int_equal(proto_encode(&pb, &m), 0);
+    if (lost) {
+        proto_frame d = {.type = PROTO_DROPPED, .feed = 99, .count = lost};
+        assert_int_equal(proto_encode(&pb, &d), 0);
+    }
+    assert_true((size_t)n + pb.len <= cap);
+    memcpy(out + n, pb.data, pb.len);
+    size_t len = (size_t)n + pb.len;
+    proto_buf_free(&pb);
+    return len;
+}
+
+/* Runs the lease tick once, as its timer would. */
+static void tick(void) {
+    event_active(b.feeds->tick_ev, EV_TIMEOUT, 0);
+    event_base_loop(b.base, EVLOOP_NONBLOCK);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_relay_waits_for_sync_then_delivers_in_its_own_handle(void **state) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 2, 2, "n2", NULL, 0);
+    feed *f = s->f;
+    assert_int_equal(f->role, ROLE_RELAY);
+    assert_int_equal(last("watch")->kind, COORD_WATCH_RELAY);
+    assert_int_equal(last("claim")->announce, 1);    /* asks the owner for a sync marker */
+    assert_int_equal(rec.nqueried + rec.nassigned, 0);   /* a relay reads nothing from Kafka */
+    char data[256];
+    size_t n = relay_bytes(data, sizeof(data), "n2", 10, 0);
+    coord_feed cf = {"t", "k", 1, 0};
+    cluster_on_relay(b.feeds, &cf, data, n);         /* before the marker: not yet */
+    assert_int_equal(rec.ndelivered, 0);
+    assert_int_equal(rec.nframes, 0);
+    cluster_on_relay(b.feeds, &cf, "S n2\n", 5);
+    assert_int_equal(rec.nframes, 1);
+    assert_int_equal(rec.types[0], PROTO_SUBSCRIBED);
+    assert_int_equal(rec.feeds[0], f->handle);
+    n = relay_bytes(data, sizeof(data), "n2", 11, 3);
+    cluster_on_relay(b.feeds, &cf, data, n);
+    assert_int_equal(rec.ndelivered, 1);
+    assert_int_equal(rec.delivered[0].records, 1);
+    assert_int_equal(rec.delivered[0].lost, 3);     /* the owner's DROPPED rides along */
+    proto_decoder *d = proto_decoder_new(1 << 20);
+    proto_frame fr;
+    size_t used;
+    assert_int_equal(proto_decode(d, rec.delivered[0].bytes, rec.delivered[0].len, &used, &fr), PROTO_FRAME);
+    assert_int_equal(fr.type, PROTO_MESSAGE);
+    assert_int_equal(fr.feed, f->handle);            /* re-encoded: this node's handle, not 99 */
+    assert_int_equal(fr.offset, 11);
+    proto_decoder_free(d);
+}
+
+static void test_undecodable_relay_is_dropped(void **state) {
+    relayed_feed();
+    coord_feed cf = {"t", "k", 1, 0};
+    cluster_on_relay(b.feeds, &cf, "R n2\n\xff\xff\xff\xff", 9);
+    cluster_on_relay(b.feeds, &cf, "garbage", 7);
+    assert_int_equal(rec.ndelivered, 0);
+}
+
+static void test_owner_relays_from_a_join_until_the_leave(void **state) {
+    feed *f = owned_feed();
+    coord_feed cf = feed_coord(f);
+    fanout_record(b.feeds, "t", P, 42, 0, "k", 1, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
+    assert_int_equal(calls_of("relay"), 0);          /* nobody else holds it */
+    cluster_on_notice(b.feeds, &cf, COORD_JOIN, "n2", 2);
+    call *sync = last("relay");
+    assert_non_null(sync);
+    assert_int_equal(sync->len, 5);
+    assert_memory_equal(sync->data, "S n1\n", 5);
+    assert_int_equal(sync->noffs, 1);                /* where a successor resumes */
+    assert_int_equal(sync->offs[0], P);
+    assert_int_equal(sync->offs[1], 43);
+    fanout_record(b.feeds, "t", P, 43, 0, "k", 1, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
+    call *r = last("relay");
+    assert_ptr_not_equal(r, sync);
+    assert_memory_equal(r->data, "R n1\n", 5);
+    assert_int_equal(r->offs[1], 44);
+    assert_int_equal(rec.ndelivered, 2);             /* its own subscriber too */
+    cluster_on_notice(b.feeds, &cf, COORD_LEAVE, "n2", 1);
+    fanout_record(b.feeds, "t", P, 44, 0, "k", 1, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
+    assert_ptr_equal(last("relay"), r);              /* relaying stopped */
+    assert_int_equal(rec.ndelivered, 3);
+}
+
+static void test_lost_lease_turns_the_owner_into_a_relay(void **state) {
+    feed *f = owned_feed();
+    tick();
+    answer(pending("renew"), 2, 2, "n2", NULL, 0);
+    assert_int_equal(f->role, ROLE_RELAY);
+    assert_int_equal(rec.nunassigned, 1);            /* stops reading Kafka */
+    assert_int_equal(rec.unassigned[0], P);
+    assert_int_equal(last("watch")->kind, COORD_WATCH_RELAY);
+    char data[256];
+    size_t n = relay_bytes(data, sizeof(data), "n2", 50, 0);
+    cluster_on_relay(b.feeds, &(coord_feed){"t", "k", 1, 0}, data, n);
+    assert_int_equal(rec.ndelivered, 1);             /* still delivering, now from n2 */
+}
+
+static void test_takeover_resumes_where_the_old_owner_stopped(void **state) {
+    feed *f = relayed_feed();
+    tick();
+    call *k = pending("claim");
+    assert_int_equal(k->announce, 0);                /* delivering already: no sync wanted */
+    int64_t offs[] = {P, 500};
+    answer(k, 2, 2, "n1", offs, 1);
+    assert_int_equal(f->role, ROLE_OWNER);
+    assert_int_equal(rec.nassigned, 1);
+    assert_int_equal(rec.assigned[0], P);
+    assert_int_equal(rec.assigned_at[0], 500);       /* not the log end */
+    fanout_record(b.feeds, "t", P, 500, 0, "k", 1, "v", 1, NULL, 0);
+    fanout_flush(b.feeds);
+    assert_int_equal(rec.ndelivered, 1);
+    assert_memory_equal(last("relay")->data, "R n1\n", 5);   /* others still need it */
+}
+
+static void test_store_back_reasserts_and_follows_the_answer(void **state) {
+    feed *f = owned_feed();
+    cluster_on_state(b.feeds, 0);
+    assert_int_equal(calls_of("assert"), 0);
+    cluster_on_state(b.feeds, 1);
+    call *k = pending("assert");
+    assert_non_null(k);
+    assert_string_equal(k->feed, "t/k");
+    assert_int_equal(k->local, 1);
+    assert_int_equal(k->own, 1);
+    answer(k, 2, 2, "n2", NULL, 0);                  /* someone else owns it now */
+    assert_int_equal(f->role, ROLE_RELAY);
+    assert_int_equal(rec.nunassigned, 1);
+}
+
+static void test_last_release_disowns_then_retires(void **state) {
+    owned_feed();
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    call *k = pending("release");
+    assert_int_equal(k->local, 0);
+    answer(k, 0, 0, "n1", NULL, 0);
+    answer(pending("disown"), 0, 0, "", NULL, 0);
+    assert_int_equal(feed_table_count(b.feeds), 0);
+    assert_int_equal(last("watch")->kind, COORD_WATCH_NONE);
+    assert_int_equal(rec.nunassigned, 1);
+}
+
+static void test_owner_waits_for_the_cluster_count(void **state) {
+    owned_feed();
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    answer(pending("release"), 1, 1, "n1", NULL, 0); /* another node still holds it */
+    assert_int_equal(calls_of("disown"), 0);
+    assert_int_equal(feed_table_count(b.feeds), 1);
+    assert_int_equal(rec.nunassigned, 0);
+}
+
+static void test_disown_refused_keeps_serving(void **state) {
+    owned_feed();
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    answer(pending("release"), 0, 0, "n1", NULL, 0);
+    answer(pending("disown"), 1, 1, "n1", NULL, 0);  /* wanted again meanwhile */
+    assert_int_equal(feed_table_count(b.feeds), 1);
+    assert_int_equal(rec.nunassigned, 0);
+}
+
+static void test_answer_for_a_feed_gone_is_ignored(void **state) {
+    sub *s = subscribe("k");
+    feed_unsubscribe(b.feeds, s);
+    answer(pending("release"), 0, 0, "", NULL, 0);  /* pending, not ready: goes at once */
+    assert_int_equal(feed_table_count(b.feeds), 0);
+    answer(pending("acquire"), 1, 1, "n1", NULL, 0); /* the late answer finds nothing */
+    assert_int_equal(rec.nqueried + rec.nassigned, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_relay_waits_for_sync_then_delivers_in_its_own_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_relay_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_relays_from_a_join_until_the_leave, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_lease_turns_the_owner_into_a_relay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_resumes_where_the_old_owner_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_back_reasserts_and_follows_the_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_release_disowns_then_retires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_waits_for_the_cluster_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disown_refused_keeps_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_for_a_feed_gone_is_ignored, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
