@@ -193,6 +193,16 @@ class BadInputTest(NodeCase):
             with self.subTest(topic=topic[:20]):
                 self.assert_refused(c, lambda: c.subscribe(topic, b"k"), wire.E_INVALID_ARG)
 
+    def test_publish_checks_topic_names_as_subscribe_does(self):
+        """PUBLISH used to check only the length: 'bad topic' and names with
+        a NUL ('err\\0hidden' wrote to 'err') reached Kafka."""
+        c = self.fresh()
+        for topic in ("", "bad topic", "bad/topic", "b\u00e4d", "..", "t" * 250, "err\x00hidden"):
+            with self.subTest(topic=topic[:20]):
+                f = self.assert_refused(c, lambda: c.publish(topic, b"k", b"v"), wire.E_INVALID_ARG)
+                self.assertIn("A-Z a-z 0-9 . _ -", f.text)
+        self.assertEqual(c.publish("err", b"k", b"v").type, wire.PUBACK)
+
     def test_unknown_topic(self):
         c = self.fresh()
         for _ in range(2):  # the first refusal must not have created it
