@@ -1,6 +1,8 @@
 /* main.c -- the subway node: options, start-up in dependency order, the loop, orderly shutdown. */
 #include <event2/event.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +80,24 @@ static void node_stats(void *data, long *conns, long *feeds) {
     broker *b = data;
     *conns = (long)b->nconns;
     *feeds = (long)feed_table_count(b->feeds);
+}
+
+/* librdkafka's destroy can hang for minutes after a topic it knew was
+ * deleted (issue 13; cause not found yet). Everything the cluster relies on
+ * (releases, the node key's DEL) is done by then, so a node that is still
+ * in its Kafka shutdown after this long leaves without it. */
+#define SHUTDOWN_BOUND_MS 5000
+
+static atomic_int cleanup_done;
+
+static void *shutdown_watchdog(void *arg) {
+    struct timespec ts = {SHUTDOWN_BOUND_MS / 1000, (SHUTDOWN_BOUND_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    if (!atomic_load(&cleanup_done)) {
+        log_warn("Kafka client shutdown still running after %d ms; exiting without it", SHUTDOWN_BOUND_MS);
+        _exit(0);
+    }
+    return NULL;
 }
 
 static void broker_cleanup(broker *b) {
@@ -184,12 +204,15 @@ int main(int argc, char **argv) {
 
     event_base_dispatch(b.base);
     log_info("stopped");
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, shutdown_watchdog, NULL) == 0) pthread_detach(wd);
     rc = 0;
     goto out;
 fail:
     fprintf(stderr, "subway: %s\n", err);
 out:
     broker_cleanup(&b);
+    atomic_store(&cleanup_done, 1);
     config_free(&cfg);
     return rc;
 }
