@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include "broker/config.h"
+#include "broker/timeval.h"
 #include "coord/coord.h"
 
 struct event_base;
@@ -71,10 +72,6 @@ typedef struct broker {
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t broker_now_ms(void);
 
-/* ms as a timeval, for event_add(). */
-static inline struct timeval broker_tv(uint64_t ms) {
-    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-}
 
 /* Puts c (if not NULL) on the flush list and arms the flush event, so queued
  * output is written and closed connections freed at the end of this loop turn. */

@@ -167,7 +167,7 @@ void cluster_check_idle(feed_table *ft, feed *f) {
         log_error("cannot set the linger timer of feed %s", f->t->name);
         abort();
     }
-    struct timeval tv = broker_tv(ft->b->cfg->linger_ms);
+    struct timeval tv = ms_timeval(ft->b->cfg->linger_ms);
     f->lingering = 1;
     event_add(f->linger_ev, &tv);
 }
@@ -267,7 +267,7 @@ int cluster_init(feed_table *ft) {
     if (!(ft->relay_dec = proto_decoder_new(64u << 20))) return -1;
     if (b->cfg->redis) {
         uint64_t every = b->cfg->lease_ms / 3 ? b->cfg->lease_ms / 3 : 1;
-        struct timeval tv = broker_tv(every);
+        struct timeval tv = ms_timeval(every);
         ft->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, ft);
         if (!ft->tick_ev || event_add(ft->tick_ev, &tv) < 0) return -1;
     }

@@ -65,7 +65,7 @@ void freetopic_doom(feed_table *ft, const char *name) {
     d->ft = ft;
     d->next = ft->doomed;
     ft->doomed = d;
-    struct timeval tv = broker_tv(ft->b->cfg->free_topic_grace_ms);
+    struct timeval tv = ms_timeval(ft->b->cfg->free_topic_grace_ms);
     event_add(d->ev, &tv);
 }
 

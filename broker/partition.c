@@ -52,7 +52,7 @@ static void part_retry_later(feed_table *ft, tpart *tp, int64_t from) {
     tp->state = PART_RETRY;
     part_start_no_later_than(tp, from);
     if (!event_pending(ft->retry_ev, EV_TIMEOUT, NULL)) {
-        struct timeval tv = broker_tv(PART_RETRY_MS);
+        struct timeval tv = ms_timeval(PART_RETRY_MS);
         event_add(ft->retry_ev, &tv);
     }
 }
@@ -292,7 +292,7 @@ int part_init(feed_table *ft) {
     ft->retry_ev = event_new(b->base, -1, 0, retry_cb, ft);
     if (!ft->retry_ev) return -1;
     if (b->cfg->metadata_refresh_ms > 0) {
-        struct timeval tv = broker_tv(b->cfg->metadata_refresh_ms);
+        struct timeval tv = ms_timeval(b->cfg->metadata_refresh_ms);
         ft->refresh_ev = event_new(b->base, -1, EV_PERSIST, refresh_cb, ft);
         if (!ft->refresh_ev || event_add(ft->refresh_ev, &tv) < 0) return -1;
     }

@@ -110,7 +110,7 @@ void broker_drain(broker *b) {
         next = c->next;
         conn_goaway(c, "node is shutting down; reconnect and resubscribe");
     }
-    struct timeval tv = broker_tv(b->cfg->drain_timeout_ms);
+    struct timeval tv = ms_timeval(b->cfg->drain_timeout_ms);
     event_add(b->drain_ev, &tv);
     broker_schedule_flush(b, NULL);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/timeval.h"
 #include "broker/xmalloc.h"
 #include "coord/coord_cmd.h"
 #include "coord/coord_redis_int.h"
@@ -141,15 +142,11 @@ void coord_redis_self_reap(coord_redis *r) {
 
 /* ---------------------------------------------------------------- timers */
 
-static struct timeval ms_tv(uint64_t ms) {
-    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-}
-
 int coord_redis_nodes_start(coord_redis *r) {
     r->node_ev = event_new(r->evb, -1, EV_PERSIST, node_tick, r);
     r->reap_ev = event_new(r->evb, -1, EV_PERSIST, reap_tick, r);
-    struct timeval node_tv = ms_tv(r->node_ttl_ms / 3 ? r->node_ttl_ms / 3 : 1);
-    struct timeval reap_tv = ms_tv(r->reap_interval_ms);
+    struct timeval node_tv = ms_timeval(r->node_ttl_ms / 3 ? r->node_ttl_ms / 3 : 1);
+    struct timeval reap_tv = ms_timeval(r->reap_interval_ms);
     if (!r->node_ev || !r->reap_ev || event_add(r->node_ev, &node_tv) < 0 || event_add(r->reap_ev, &reap_tv) < 0)
         return -1;
     return 0;
