@@ -54,6 +54,9 @@ int coord_cmd_send(redisAsyncContext *ac, coord_cmd *b, redisCallbackFn *fn, voi
     char head[24];
     int hl = snprintf(head, sizeof(head), "*%d\r\n", b->argc);
     memcpy(b->p + COORD_CMD_HEAD_ROOM - hl, head, (size_t)hl);
+    /* hiredis 0.14 reads a formatted SUBSCRIBE's verb with strchr(): the
+     * buffer must end in a NUL (coord_arg_begin always leaves room). */
+    b->p[b->len] = '\0';
     int rc = redisAsyncFormattedCommand(ac, fn, privdata, b->p + COORD_CMD_HEAD_ROOM - hl, b->len - COORD_CMD_HEAD_ROOM + (size_t)hl);
     free(b->p);
     return rc;
