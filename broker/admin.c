@@ -31,9 +31,10 @@ static void feeds_json(feed_table *ft, struct evbuffer *out) {
             feed_range(f, &a, &z);
             for (int32_t p = a; p <= z; p++) evbuffer_add_printf(out, "%s%d", p == a ? "" : ",", (int)p);
             evbuffer_add_printf(out, "],\"records\":%llu,\"lingering\":%s,\"ready\":%s,\"role\":\"%s\","
-                                "\"local\":%ld,\"cluster_count\":%ld}",
+                                "\"fenced\":%s,\"repairing\":%s,\"local\":%ld,\"cluster_count\":%ld}",
                                 (unsigned long long)f->records, f->lingering ? "true" : "false",
-                                f->ready ? "true" : "false", feed_role_name(f->role), f->local, f->cluster_count);
+                                f->ready ? "true" : "false", feed_role_name(f->role), f->fenced ? "true" : "false",
+                                f->repairing ? "true" : "false", f->local, f->cluster_count);
         }
     evbuffer_add_printf(out, "],\"assigned\":[");
     first = 1;
@@ -61,8 +62,8 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
     evbuffer_add_printf(out, ",\"uptime_ms\":%llu,"
                         "\"draining\":%s,\"connections\":%zu,\"coord\":\"%s\",\"redis\":\"%s\",",
                         (unsigned long long)(broker_now_ms() - b->start_ms), b->draining ? "true" : "false",
-                        b->nconns, b->cfg->redis ? "redis" : "memory",
-                        !b->cfg->redis ? "none" : coord_up(b->coord) ? "connected" : "down");
+                        b->nconns, config_cluster(b->cfg) ? "redis" : "memory",
+                        !config_cluster(b->cfg) ? "none" : coord_up(b->coord) ? "connected" : "down");
     feeds_json(b->feeds, out);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
                         "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"

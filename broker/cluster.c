@@ -1,4 +1,4 @@
-/* cluster.c -- a feed's cluster role (owner, relay, pending): coordination calls and answers, leases, notices, linger. */
+/* cluster.c -- a feed's cluster role (owner, relay, pending): coordination calls and answers, leases and fencing, relay gaps and repair, linger. */
 #include "broker/cluster.h"
 
 #include <event2/event.h>
@@ -8,11 +8,37 @@
 #include "broker/fanout.h"
 #include "broker/freetopic.h"
 #include "broker/log.h"
+#include "broker/timeval.h"
 #include "broker/partition.h"
 #include "broker/relaywire.h"
 #include "broker/sub.h"
 
 static void claim_done(void *cb_data, const coord_result *r);
+static void repair_check(feed_table *ft, feed *f);
+
+/* ------------------------------------------------------------------ leases */
+
+/* A call that may grant (or keep) ownership is about to go out. */
+static void grant_send(feed *f) {
+    if (f->grants_inflight++ == 0) f->grant_sent = monotonic_ms();
+}
+
+/* Its answer. Owning, the lease counts from when the oldest unanswered such
+ * call was sent (the store counts it from when it ran, later), shortened by
+ * a fifth for clock-rate drift: this node stops acting as owner before the
+ * lease can run out in the store. Later calls keep the older send time: a
+ * shorter lease, never a longer one. */
+static void grant_answer(feed_table *ft, feed *f, const coord_result *r) {
+    uint64_t sent = f->grant_sent;
+    if (f->grants_inflight > 0) f->grants_inflight--;
+    if (r->status == COORD_ERROR || !r->own || !ft->lease_safe_ms) return;
+    uint64_t until = sent + ft->lease_safe_ms;
+    if (until > f->lease_until) f->lease_until = until;
+    if (f->fenced && monotonic_ms() < f->lease_until) {
+        f->fenced = 0;
+        log_info("feed %s: lease renewed; acting as owner again", f->t->name);
+    }
+}
 
 /* ------------------------------------------------------------------ roles */
 
@@ -30,8 +56,20 @@ static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (f->role != ROLE_OWNER) {
         log_debug("feed %s: this node is the owner", f->t->name);
         f->role = ROLE_OWNER;
+        f->repairing = 0;
         coord_feed cf = feed_coord(f);
         coord_watch(ft->b->coord, &cf, COORD_WATCH_NOTICES);
+        if (f->has_parts) {
+            /* Already reading (a repair): its batches start where it is,
+             * and a relay that had less sees the gap and reads it. */
+            size_t n = fanout_resume_offsets(ft, f);
+            for (size_t i = 0; i < n; i++) f->rpos[ft->relay_offsets[2 * i]] = ft->relay_offsets[2 * i + 1];
+        } else {
+            for (size_t i = 0; i < r->noffsets; i++) {
+                int64_t p = r->offsets[2 * i];
+                if (p >= 0 && p < f->t->partition_cnt) f->rpos[p] = r->offsets[2 * i + 1];
+            }
+        }
     }
     /* Only turned on here: a count read before other nodes re-asserted (or
      * joined) says nothing about them. Only an ordered 'leave' notice turns
@@ -41,17 +79,49 @@ static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (part_all_assigned(f)) sub_feed_ready(ft, f);
 }
 
+/* Reads f's partitions from Kafka here, from where the relay left off,
+ * until it meets the live relay (repair_check); the relay's batches wait
+ * meanwhile. starts: (partition, offset) pairs, n of them. */
+static void claim(feed_table *ft, feed *f, int announce) {
+    coord_feed cf = feed_coord(f);
+    grant_send(f);
+    coord_claim(ft->b->coord, &cf, announce, claim_done, ticket_new(ft, f));
+}
+
+static void repair_begin(feed_table *ft, feed *f, const int64_t *starts, size_t n) {
+    f->repairing = 1;
+    ft->repairs++;
+    part_take(ft, f, starts, n);
+}
+
 static void become_relay(feed_table *ft, feed *f) {
     if (f->role == ROLE_RELAY) return;
-    if (f->role == ROLE_OWNER) log_info("feed %s: lost ownership; relaying", f->t->name);
+    int32_t a, z;
+    feed_range(f, &a, &z);
     f->role = ROLE_RELAY;
     f->relay_on = 0;
-    part_drop(ft, f);
+    f->fenced = 0;
+    f->lease_until = 0;
+    if (f->has_parts && f->ready) {
+        /* Lost it (to a takeover while paused or cut off): keep reading
+         * until this node's subscribers reach the new owner's relay, so
+         * nothing that passed meanwhile is lost. */
+        size_t n = fanout_resume_offsets(ft, f);
+        for (size_t i = 0; i < n; i++) f->rpos[ft->relay_offsets[2 * i]] = ft->relay_offsets[2 * i + 1];
+        for (int32_t p = a; p <= z; p++) f->live[p] = REPAIR_UNKNOWN;
+        f->repairing = 1;
+        ft->repairs++;
+        log_info("feed %s: lost ownership; reading Kafka until the new owner's relay is reached", f->t->name);
+    } else {
+        part_drop(ft, f);
+        if (f->ready) log_info("feed %s: lost ownership; relaying", f->t->name);
+    }
     coord_feed cf = feed_coord(f);
     coord_watch(ft->b->coord, &cf, COORD_WATCH_RELAY);
     /* Now that the relay channel is watched, tell the owner we wait: it
-     * answers with a sync marker, after which nothing it reads is missed. */
-    if (!f->ready) coord_claim(ft->b->coord, &cf, 1, claim_done, ticket_new(ft, f));
+     * answers with a sync marker, after which nothing it reads is missed
+     * (or, repairing, which says how far the relay is). */
+    if (!f->ready || f->repairing) claim(ft, f, 1);
 }
 
 /* ------------------------------------------------------ coordination answers */
@@ -60,6 +130,7 @@ static void acquire_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
     if (!f) return;
     feed_table *ft = f->t->ft;
+    grant_answer(ft, f, r);
     if (r->status == COORD_ERROR) {
         log_warn("feed %s: coordination failed: %s", f->t->name, r->errstr);
         return;                   /* the waiters time out through claim retries */
@@ -73,15 +144,19 @@ static void acquire_done(void *cb_data, const coord_result *r) {
 
 static void claim_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
-    if (!f || r->status == COORD_ERROR) return;
+    if (!f) return;
+    grant_answer(f->t->ft, f, r);
+    if (r->status == COORD_ERROR) return;
     update_counts(f, r);
     if (r->own) become_owner(f->t->ft, f, r);
 }
 
 static void renew_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
-    if (!f || r->status == COORD_ERROR || f->role != ROLE_OWNER) return;
+    if (!f) return;
     feed_table *ft = f->t->ft;
+    grant_answer(ft, f, r);
+    if (r->status == COORD_ERROR || f->role != ROLE_OWNER) return;
     update_counts(f, r);
     if (!r->own) {
         become_relay(ft, f);
@@ -113,8 +188,10 @@ static void disown_done(void *cb_data, const coord_result *r) {
 
 static void assert_done(void *cb_data, const coord_result *r) {
     feed *f = ticket_take(cb_data);
-    if (!f || r->status == COORD_ERROR) return;
+    if (!f) return;
     feed_table *ft = f->t->ft;
+    grant_answer(ft, f, r);
+    if (r->status == COORD_ERROR) return;
     update_counts(f, r);
     if (r->own)
         become_owner(ft, f, r);
@@ -132,6 +209,7 @@ void cluster_acquire(feed_table *ft, feed *f) {
     }
     f->local++;
     coord_feed cf = feed_coord(f);
+    grant_send(f);
     coord_acquire(ft->b->coord, &cf, acquire_done, ticket_new(ft, f));
 }
 
@@ -188,6 +266,31 @@ static feed *feed_of(feed_table *ft, const coord_feed *cf) {
     return feed_lookup(ft, cf->topic, cf->key, cf->key_len, cf->wildcard);
 }
 
+/* Owner: f's relay stream positions (where its last batch ended) as
+ * (partition, offset) pairs in ft->repair_starts; returns how many. */
+static size_t stream_positions(feed_table *ft, const feed *f) {
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    size_t k = 0;
+    for (int32_t p = a; p <= z && k < COORD_MAX_OFFSETS; p++)
+        if (f->rpos[p] >= 0) {
+            ft->repair_starts[2 * k] = p;
+            ft->repair_starts[2 * k + 1] = f->rpos[p];
+            k++;
+        }
+    return k;
+}
+
+/* Owner: a sync marker with where the relay stream is (the next batch
+ * starts there), and resume offsets recorded with it, for a feed that has
+ * had no record to relay yet. */
+static void send_sync(feed_table *ft, feed *f) {
+    relaywire_sync(&ft->relay_buf, ft->b->node_id, ft->repair_starts, stream_positions(ft, f));
+    size_t n = fanout_resume_offsets(ft, f);
+    coord_feed cf = feed_coord(f);
+    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
+}
+
 void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, const char *node, long nodes) {
     feed *f = feed_of(ft, cf);
     if (!f || f->role != ROLE_OWNER) return;
@@ -195,13 +298,9 @@ void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, 
     if (nodes == 0) f->cluster_count = 0;
     if (what == COORD_JOIN && strcmp(node, ft->b->node_id) != 0) {
         /* Relay from now on, and tell the joiner where "now" is: it starts
-         * delivering at this marker, so no record read after it is lost.
-         * The marker records where a successor resumes, too, for a feed
-         * that has had no record to relay yet. */
+         * delivering at this marker, so no record read after it is lost. */
         f->relay_on = 1;
-        relaywire_sync(&ft->relay_buf, ft->b->node_id);
-        coord_relay(ft->b->coord, cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets,
-                    fanout_resume_offsets(ft, f));
+        if (fanout_may_relay(f)) send_sync(ft, f);
         return;
     }
     if (what == COORD_LEAVE) {
@@ -210,17 +309,122 @@ void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, 
     }
 }
 
+/* Relay: the header's positions of partitions f reads. */
+static long header_positions(feed_table *ft, feed *f, const char *data, size_t body) {
+    long n = relaywire_positions(data, body, ft->relay_pos, COORD_MAX_OFFSETS);
+    if (n < 0) {
+        log_warn("feed %s: relay header with unreadable positions; ignored", f->t->name);
+        return 0;
+    }
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    long k = 0;
+    for (long i = 0; i < n; i++)
+        if (ft->relay_pos[i].partition >= a && ft->relay_pos[i].partition <= z) ft->relay_pos[k++] = ft->relay_pos[i];
+    return k;
+}
+
+/* Relay: the stream went from pos[].from, while this node is at rpos.
+ * Starts a repair from rpos when it missed something; returns 1 then. */
+static int gap(feed_table *ft, feed *f, const relaywire_pos *pos, long n) {
+    int missed = 0;
+    for (long i = 0; i < n; i++) {
+        int32_t p = pos[i].partition;
+        if (f->rpos[p] >= 0 && pos[i].from > f->rpos[p]) missed = 1;
+    }
+    if (!missed) return 0;
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    size_t k = 0;
+    int64_t *starts = ft->repair_starts;
+    for (int32_t p = a; p <= z && k < COORD_MAX_OFFSETS; p++) {
+        int64_t at = f->rpos[p];
+        f->live[p] = -1;
+        for (long i = 0; i < n; i++)
+            if (pos[i].partition == p) {
+                if (at < 0) at = pos[i].from;
+                f->live[p] = pos[i].to;
+            }
+        if (at < 0) continue;
+        starts[2 * k] = p;
+        starts[2 * k + 1] = at;
+        k++;
+    }
+    log_warn("feed %s: the relay skipped records (a Redis outage, a cut, a takeover); reading them from Kafka",
+             f->t->name);
+    repair_begin(ft, f, starts, k);
+    return 1;
+}
+
+/* Relay, repairing: the live relay has got to pos[].to. A sync marker
+ * says where it is for every partition; one it leaves out has nothing to
+ * wait for. */
+static void live_at(feed *f, const relaywire_pos *pos, long n, int sync) {
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    if (sync)
+        for (int32_t p = a; p <= z; p++)
+            if (f->live[p] == REPAIR_UNKNOWN) f->live[p] = -1;
+    for (long i = 0; i < n; i++) {
+        int32_t p = pos[i].partition;
+        if (f->live[p] == REPAIR_UNKNOWN || f->live[p] < pos[i].to) f->live[p] = pos[i].to;
+    }
+}
+
+/* Repairing: done once this node's own reads reached the live relay in
+ * every partition. Then the relay takes over, from where it is. */
+static void repair_check(feed_table *ft, feed *f) {
+    if (!f->repairing || f->role != ROLE_RELAY) return;
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    for (int32_t p = a; p <= z; p++) {
+        if (f->live[p] == REPAIR_UNKNOWN) return;
+        if (f->live[p] < 0) continue;
+        const tpart *tp = &f->t->parts[p];
+        if (tp->state != PART_ASSIGNED || tp->next < f->live[p]) return;
+    }
+    for (int32_t p = a; p <= z; p++) {
+        if (f->live[p] > f->rpos[p]) f->rpos[p] = f->live[p];
+        f->live[p] = -1;
+    }
+    f->repairing = 0;
+    part_drop(ft, f);
+    log_info("feed %s: caught up with the relay", f->t->name);
+}
+
 void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_t len) {
     feed *f = feed_of(ft, cf);
     if (!f || f->role != ROLE_RELAY) return;
     const char *owner;
     size_t owner_len, off;
     relaywire_kind kind = relaywire_parse(data, len, &owner, &owner_len, &off);
-    if (kind == RELAYWIRE_SYNC) {
-        sub_feed_ready(ft, f);
+    if (kind == RELAYWIRE_GONE) {
+        claim(ft, f, 0);          /* the owner stopped: take the feed over now */
         return;
     }
-    if (kind != RELAYWIRE_RECORDS || !f->ready) return;
+    if (kind == RELAYWIRE_BAD) return;
+    long n = header_positions(ft, f, data, off);
+    const relaywire_pos *pos = ft->relay_pos;
+    if (kind == RELAYWIRE_SYNC) {
+        if (!f->ready) {
+            for (long i = 0; i < n; i++) f->rpos[pos[i].partition] = pos[i].to;
+            sub_feed_ready(ft, f);
+        } else if (f->repairing) {
+            live_at(f, pos, n, 1);
+        } else if (!gap(ft, f, pos, n)) {
+            for (long i = 0; i < n; i++)
+                if (f->rpos[pos[i].partition] < 0) f->rpos[pos[i].partition] = pos[i].to;
+        }
+        repair_check(ft, f);
+        return;
+    }
+    if (!f->ready) return;
+    if (f->repairing) {
+        live_at(f, pos, n, 0);
+        repair_check(ft, f);
+        return;
+    }
+    if (gap(ft, f, pos, n)) return;   /* the repair reads this batch too */
     while (off < len) {
         size_t used;
         proto_frame fr;
@@ -235,6 +439,8 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
         else if (fr.type == PROTO_DROPPED)
             fanout_append_lost(ft, f, fr.count);   /* records the owner's Kafka lost */
     }
+    for (long i = 0; i < n; i++)
+        if (pos[i].to > f->rpos[pos[i].partition]) f->rpos[pos[i].partition] = pos[i].to;
     fanout_flush(ft);
 }
 
@@ -244,39 +450,89 @@ void cluster_on_state(feed_table *ft, int up) {
     TABLE_FOR_EACH_TOPIC(ft, t)
         for (feed *f = t->feeds; f; f = f->tnext) {
             coord_feed cf = feed_coord(f);
+            /* A fenced owner asks for its lease back; if another node took
+             * it meanwhile, this one becomes a relay and catches up. */
+            grant_send(f);
             coord_assert(ft->b->coord, &cf, f->local, f->role == ROLE_OWNER, assert_done, ticket_new(ft, f));
         }
 }
 
+void cluster_on_batch_end(feed_table *ft) {
+    fanout_flush(ft);
+    if (!ft->repairs) return;
+    ft->repairs = 0;
+    TABLE_FOR_EACH_TOPIC(ft, t)
+        for (feed *f = t->feeds; f; f = f->tnext) {
+            repair_check(ft, f);
+            if (f->repairing) ft->repairs++;
+        }
+}
+
+void cluster_resign_all(feed_table *ft) {
+    if (!config_cluster(ft->b->cfg)) return;
+    TABLE_FOR_EACH_TOPIC(ft, t)
+        for (feed *f = t->feeds; f; f = f->tnext) {
+            if (!fanout_may_relay(f)) continue;
+            /* The successor resumes where the relay stream is: every record
+             * of the feed below it was relayed, and the relays are there. */
+            size_t n = stream_positions(ft, f);
+            relaywire_gone(&ft->relay_buf, ft->b->node_id);
+            coord_feed cf = feed_coord(f);
+            coord_resign(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->repair_starts, n);
+            f->role = ROLE_PENDING;
+        }
+}
+
 /* Every third of a lease: owners renew, the others check the owner lives. */
-static void tick_cb(evutil_socket_t fd, short what, void *arg) {
+static void lease_tick(evutil_socket_t fd, short what, void *arg) {
     feed_table *ft = arg;
     if (!coord_up(ft->b->coord)) return;
     TABLE_FOR_EACH_TOPIC(ft, t)
         for (feed *f = t->feeds; f; f = f->tnext) {
-            coord_feed cf = feed_coord(f);
-            if (f->role == ROLE_OWNER)
+            if (f->role == ROLE_OWNER) {
+                coord_feed cf = feed_coord(f);
+                grant_send(f);
                 coord_renew(ft->b->coord, &cf, renew_done, ticket_new(ft, f));
-            else
-                coord_claim(ft->b->coord, &cf, !f->ready, claim_done, ticket_new(ft, f));
+            } else {
+                claim(ft, f, !f->ready || f->repairing);
+            }
+        }
+}
+
+/* Every tenth of a lease: owners whose lease ran out (as this node counts
+ * it) stop acting as owner; repairs that met the relay end. */
+static void fence_tick(evutil_socket_t fd, short what, void *arg) {
+    feed_table *ft = arg;
+    ft->repairs = 0;
+    TABLE_FOR_EACH_TOPIC(ft, t)
+        for (feed *f = t->feeds; f; f = f->tnext) {
+            if (f->role == ROLE_OWNER) fanout_may_relay(f);
+            repair_check(ft, f);
+            if (f->repairing) ft->repairs++;
         }
 }
 
 int cluster_init(feed_table *ft) {
     broker *b = ft->b;
     if (!(ft->relay_dec = proto_decoder_new(64u << 20))) return -1;
-    if (b->cfg->redis) {
+    if (config_cluster(b->cfg)) {
+        ft->lease_safe_ms = b->cfg->lease_ms * 8 / 10;
         uint64_t every = b->cfg->lease_ms / 3 ? b->cfg->lease_ms / 3 : 1;
         struct timeval tv = ms_timeval(every);
-        ft->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, ft);
+        ft->tick_ev = event_new(b->base, -1, EV_PERSIST, lease_tick, ft);
         if (!ft->tick_ev || event_add(ft->tick_ev, &tv) < 0) return -1;
+        every = b->cfg->lease_ms / 10 ? b->cfg->lease_ms / 10 : 1;
+        tv = ms_timeval(every);
+        ft->fence_ev = event_new(b->base, -1, EV_PERSIST, fence_tick, ft);
+        if (!ft->fence_ev || event_add(ft->fence_ev, &tv) < 0) return -1;
     }
     return 0;
 }
 
 void cluster_fini(feed_table *ft) {
     if (ft->tick_ev) event_free(ft->tick_ev);
-    ft->tick_ev = NULL;
+    if (ft->fence_ev) event_free(ft->fence_ev);
+    ft->tick_ev = ft->fence_ev = NULL;
     proto_decoder_free(ft->relay_dec);
     ft->relay_dec = NULL;
 }

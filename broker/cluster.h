@@ -32,4 +32,11 @@ void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, 
 void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_t len);
 void cluster_on_state(feed_table *ft, int up);
 
+/* Kafka's batch is in: fans it out, and ends the repairs it completed. */
+void cluster_on_batch_end(feed_table *ft);
+
+/* Stopping: every feed this node owns is handed over at once (resume
+ * offsets recorded, lease freed, relays told to claim it). */
+void cluster_resign_all(feed_table *ft);
+
 #endif

@@ -29,9 +29,14 @@ static const opt opts[] = {
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
     {"redis", OPT_STR, F(redis), 0, NULL, "Redis HOST:PORT for cluster coordination (none: single node)"},
     {"redis-password", OPT_STR, F(redis_password), 0, NULL, "password for --redis (AUTH)"},
+    {"redis-sentinel", OPT_STR, F(redis_sentinel), 0, NULL,
+     "Sentinels HOST:PORT[,HOST:PORT...] to find the coordination Redis through (with --redis-master)"},
+    {"redis-master", OPT_STR, F(redis_master), 0, NULL, "the master's name in the Sentinels (--redis-sentinel)"},
     {"lease-ms", OPT_UINT, F(lease_ms), 0, "3000", "feed owner lease; a dead owner is replaced within it"},
     {"node-ttl-ms", OPT_UINT, F(node_ttl_ms), 0, "5000", "a node silent this long is reaped by the others"},
     {"reap-interval-ms", OPT_UINT, F(reap_interval_ms), 0, "1000", "how often a node looks for dead nodes"},
+    {"redis-timeout-ms", OPT_UINT, F(redis_timeout_ms), 0, "1500",
+     "Redis silent this long (a PING unanswered) counts as down, even with its connection open"},
     {"free-topic", OPT_LIST, F(free_topics), F(free_topic_cnt), NULL, "glob of topics created on first subscription and deleted when unused, repeatable"},
     {"free-topic-partitions", OPT_UINT, F(free_topic_partitions), 0, "1", "partitions of a free topic"},
     {"free-topic-replication", OPT_UINT, F(free_topic_replication), 0, "1", "replication factor of a free topic"},
@@ -222,6 +227,10 @@ static int partitioner_known(const char *p) {
     return strcmp(p, "murmur2") == 0 || strcmp(p, "crc32") == 0 || strcmp(p, "all") == 0;
 }
 
+int config_cluster(const config *c) {
+    return c->redis || c->redis_sentinel;
+}
+
 int config_validate(const config *c, char *err, size_t errlen) {
     if (!c->dev && (!c->kafka || !*c->kafka)) {
         snprintf(err, errlen,
@@ -258,8 +267,18 @@ int config_validate(const config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--out-hard-limit must be >= --out-soft-limit >= 1");
         return -1;
     }
-    if (c->redis && (c->lease_ms < 30 || c->node_ttl_ms < 30 || c->reap_interval_ms < 10)) {
-        snprintf(err, errlen, "--lease-ms and --node-ttl-ms must be >= 30, --reap-interval-ms >= 10");
+    if (c->redis_sentinel && (c->redis || !c->redis_master)) {
+        snprintf(err, errlen, "--redis-sentinel needs --redis-master NAME, and replaces --redis");
+        return -1;
+    }
+    if (c->redis_master && !c->redis_sentinel) {
+        snprintf(err, errlen, "--redis-master needs --redis-sentinel");
+        return -1;
+    }
+    if (config_cluster(c) && (c->lease_ms < 30 || c->node_ttl_ms < 30 || c->reap_interval_ms < 10 ||
+                     c->redis_timeout_ms < 10)) {
+        snprintf(err, errlen, "--lease-ms and --node-ttl-ms must be >= 30, --reap-interval-ms and "
+                              "--redis-timeout-ms >= 10");
         return -1;
     }
     if (c->free_topic_cnt && (c->free_topic_partitions < 1 || c->free_topic_replication < 1)) {

@@ -37,9 +37,12 @@ typedef struct config {
     uint64_t dev_partitions;      /* partitions of topics the dev Kafka creates */
     char *redis;                  /* HOST:PORT of the coordination Redis, NULL for single node */
     char *redis_password;
+    char *redis_sentinel;         /* Sentinels HOST:PORT,... (instead of redis), NULL for none */
+    char *redis_master;           /* the master's name in them */
     uint64_t lease_ms;            /* feed owner lease */
     uint64_t node_ttl_ms;         /* node liveness key TTL */
     uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
+    uint64_t redis_timeout_ms;    /* a Redis that answers no PING this long is down */
     char **free_topics;           /* glob patterns of topics created on demand */
     size_t free_topic_cnt;
     uint64_t free_topic_partitions;
@@ -64,6 +67,9 @@ int config_parse_args(config *c, int argc, char **argv, char *err, size_t errlen
 /* Reads "name = value" lines (option names without "--", # comments).
  * Returns 0 or -1 with a message naming the file and line in err. */
 int config_parse_file(config *c, const char *path, char *err, size_t errlen);
+
+/* 1 when the node runs in a cluster (--redis or --redis-sentinel). */
+int config_cluster(const config *c);
 
 /* Checks the combination (Kafka source given, limits sane). Returns 0 or -1. */
 int config_validate(const config *c, char *err, size_t errlen);

@@ -6,6 +6,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/timeval.h"
 #include "broker/relaywire.h"
 
 static void encode(feed *f, const proto_frame *fr) {
@@ -35,10 +36,10 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
                    size_t header_cnt) {
     if (!feed_listened(f)) return;
     if (f->partition >= 0 && f->partition != partition) return;
-    if (f->has_parts) {
-        if (offset < f->next_off[partition]) return;   /* read again for another feed: it had this one */
-        f->next_off[partition] = offset + 1;
-    }
+    /* Had already: read again for another feed, read by a repair and then
+     * relayed, or relayed again by a new owner from its resume offsets. */
+    if (offset < f->next_off[partition]) return;
+    f->next_off[partition] = offset + 1;
     proto_frame fr = {
         .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)partition,
         .offset = (uint64_t)offset, .timestamp_ms = ts_ms,
@@ -90,12 +91,31 @@ size_t fanout_resume_offsets(feed_table *ft, const feed *f) {
                                     COORD_MAX_OFFSETS);
 }
 
-/* Owner: hands the batch to the other nodes with the offsets to resume from. */
+int fanout_may_relay(feed *f) {
+    if (f->role != ROLE_OWNER || f->fenced) return 0;
+    if (f->lease_until && monotonic_ms() >= f->lease_until) {
+        /* Woken from a pause, or cut off from the store: the lease may be
+         * another node's by now. Checked here, before acting. */
+        f->fenced = 1;
+        log_warn("feed %s: lease not renewed in time; stopped acting as owner (no relay, no resume offsets) "
+                 "until coordination answers", f->t->name);
+        return 0;
+    }
+    return 1;
+}
+
+/* Owner: hands the batch to the other nodes with the offsets to resume
+ * from, and the positions it spans; moves the feed's position on, relayed
+ * or not, so a relay sees what it did not get. */
 static void relay_batch(feed_table *ft, feed *f) {
-    relaywire_records(&ft->relay_buf, ft->b->node_id, f->batch.data, f->batch.len);
-    coord_feed cf = feed_coord(f);
-    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets,
-                fanout_resume_offsets(ft, f));
+    size_t n = fanout_resume_offsets(ft, f);
+    if (f->relay_on && fanout_may_relay(f)) {
+        relaywire_records(&ft->relay_buf, ft->b->node_id, f->rpos, ft->relay_offsets, n, f->batch.data,
+                          f->batch.len);
+        coord_feed cf = feed_coord(f);
+        coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
+    }
+    for (size_t i = 0; i < n; i++) f->rpos[ft->relay_offsets[2 * i]] = ft->relay_offsets[2 * i + 1];
 }
 
 void fanout_flush(feed_table *ft) {
@@ -104,7 +124,7 @@ void fanout_flush(feed_table *ft) {
         ft->dirty = f->dirty_next;
         f->dirty = 0;
         f->dirty_next = NULL;
-        if (f->role == ROLE_OWNER && f->relay_on) relay_batch(ft, f);
+        if (f->role == ROLE_OWNER) relay_batch(ft, f);
         outq_block *blk = outq_block_adopt(f->batch.data, f->batch.len, f->batch.cap, f->batch_records);
         proto_buf_init(&f->batch);
         f->batch_records = 0;

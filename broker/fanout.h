@@ -14,7 +14,7 @@ void fanout_record(feed_table *ft, const char *topic_name, int32_t partition, in
                    size_t header_cnt);
 
 /* Appends one record to f's batch (from Kafka or from the relay). A feed
- * that reads Kafka skips records below its next offset: it had them. */
+ * skips records below its next offset in the partition: it had them. */
 void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, int64_t ts_ms, const void *key,
                    size_t key_len, const void *value, size_t value_len, const proto_header *headers,
                    size_t header_cnt);
@@ -32,6 +32,11 @@ void fanout_flush(feed_table *ft);
 /* Fills ft->relay_offsets with where a successor resumes f; returns the
  * (partition, offset) pairs. */
 size_t fanout_resume_offsets(feed_table *ft, const feed *f);
+
+/* 1 when f's owner may act as owner now (relay, write resume offsets):
+ * its lease, as this node counts it, has not run out. Fences f (for good,
+ * until a renewal) when it has. */
+int fanout_may_relay(feed *f);
 
 /* Takes f off the pending batches (it is going away). */
 void fanout_forget(feed_table *ft, feed *f);

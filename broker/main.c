@@ -73,7 +73,7 @@ static void up_record(void *cb_data, const upstream_record *r) {
 }
 
 static void up_batch_end(void *cb_data) {
-    fanout_flush(((broker *)cb_data)->feeds);
+    cluster_on_batch_end(((broker *)cb_data)->feeds);
 }
 
 static void node_stats(void *data, long *conns, long *feeds) {
@@ -102,10 +102,12 @@ static void *shutdown_watchdog(void *arg) {
 
 static void broker_cleanup(broker *b) {
     /* Connections first (they release their subscriptions), then the
-     * coordination (it sends those releases on its way out), then feeds
+     * feeds this node owns are handed over, then the coordination (it sends
+     * those releases and hand-overs on its way out), then feeds
      * (they unassign), then the Kafka handles they used. */
     server_stop(b);
     admin_stop(b);
+    if (b->feeds && b->coord) cluster_resign_all(b->feeds);
     coord_free(b->coord);
     b->coord = NULL;
     feed_table_free(b->feeds);
@@ -173,21 +175,25 @@ int main(int argc, char **argv) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
-    if (cfg.redis) {
+    if (config_cluster(&cfg)) {
         char admin[300];
         snprintf(admin, sizeof(admin), "%s", cfg.admin ? cfg.admin : "off");
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         coord_redis_opts ro = {
-            .addr = cfg.redis, .password = cfg.redis_password, .node_id = b.node_id,
+            .addr = cfg.redis, .sentinels = cfg.redis_sentinel, .master = cfg.redis_master,
+            .password = cfg.redis_password, .node_id = b.node_id,
             .node_addr = cfg.listen, .node_admin = admin,
             .start_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
             .stats = node_stats, .stats_data = &b,
             .lease_ms = cfg.lease_ms, .node_ttl_ms = cfg.node_ttl_ms, .reap_interval_ms = cfg.reap_interval_ms,
+            .timeout_ms = cfg.redis_timeout_ms,
         };
         b.coord = coord_redis_new(b.base, &ro, err, sizeof(err));
         if (!b.coord) goto fail;
-        log_info("coordination: Redis at %s (lease %llu ms, node TTL %llu ms)", cfg.redis,
+        log_info("coordination: Redis %s%s%s (lease %llu ms, node TTL %llu ms)",
+                 cfg.redis ? "at " : "master ", cfg.redis ? cfg.redis : cfg.redis_master,
+                 cfg.redis ? "" : " through Sentinel",
                  (unsigned long long)cfg.lease_ms, (unsigned long long)cfg.node_ttl_ms);
     } else if (!(b.coord = coord_memory_new(b.node_id))) {
         snprintf(err, sizeof(err), "out of memory");

@@ -103,10 +103,12 @@ void part_take(feed_table *ft, feed *f, const int64_t *offsets, size_t noffsets)
         int64_t start = START_AT_LOG_END;
         for (size_t i = 0; i < noffsets; i++)
             if (offsets[2 * i] == p && offsets[2 * i + 1] >= 0) start = offsets[2 * i + 1];
+        /* The feed's subscribers had everything below next_off already. */
+        if (start >= 0 && f->next_off[p] > start) start = f->next_off[p];
         part_ref(ft, t, p, start);
         tpart *tp = &t->parts[p];
         if (start >= 0) {
-            f->next_off[p] = start;
+            if (f->next_off[p] < start) f->next_off[p] = start;
             if (tp->state == PART_QUERYING || tp->state == PART_RETRY) part_start_no_later_than(tp, start);
             if (tp->state == PART_ASSIGNED && tp->next > start) {
                 log_info("topic %s: reading partition %d again from offset %lld for a feed taken over", t->name,
@@ -116,7 +118,7 @@ void part_take(feed_table *ft, feed *f, const int64_t *offsets, size_t noffsets)
         } else if (tp->state == PART_ASSIGNED) {
             /* Shared: from the furthest record read, even while the
              * partition is read again from further back for another feed. */
-            f->next_off[p] = tp->head;
+            if (f->next_off[p] < tp->head) f->next_off[p] = tp->head;
         }
     }
 }
@@ -126,10 +128,9 @@ void part_drop(feed_table *ft, feed *f) {
     f->has_parts = 0;
     int32_t a, z;
     feed_range(f, &a, &z);
-    for (int32_t p = a; p <= z; p++) {
-        part_unref(ft, f->t, p);
-        f->next_off[p] = -1;      /* known again when it next reads them */
-    }
+    /* next_off stays: what the feed's subscribers had, whoever brings the
+     * records next (the relay, or this node again). */
+    for (int32_t p = a; p <= z; p++) part_unref(ft, f->t, p);
 }
 
 /* ------------------------------------------------------- lookup answers */

@@ -1,5 +1,6 @@
 /* server.c -- the node's loop: listener, output flushing, periodic checks, signals and the drain. */
 #include "broker/server.h"
+#include "broker/timeval.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,9 +22,7 @@
 #define TICK_MS 50                /* resolution of heartbeat and slow-consumer checks */
 
 uint64_t broker_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return monotonic_ms();
 }
 
 void broker_schedule_flush(broker *b, conn *c) {

@@ -131,7 +131,9 @@ void topic_set_partitions(topic *t, int32_t cnt) {
     for (int32_t p = old; p < cnt; p++) tpart_init(&t->parts[p]);
     for (feed *f = t->feeds; f; f = f->tnext) {
         f->next_off = xreallocarray(f->next_off, (size_t)cnt, sizeof(*f->next_off));
-        for (int32_t p = old; p < cnt; p++) f->next_off[p] = -1;
+        f->rpos = xreallocarray(f->rpos, (size_t)cnt, sizeof(*f->rpos));
+        f->live = xreallocarray(f->live, (size_t)cnt, sizeof(*f->live));
+        for (int32_t p = old; p < cnt; p++) f->next_off[p] = f->rpos[p] = f->live[p] = -1;
     }
     t->partition_cnt = cnt;
 }
@@ -155,7 +157,9 @@ feed *feed_lookup(feed_table *ft, const char *topic_name, const char *key, size_
 feed *feed_create(feed_table *ft, topic *t, const char *key, size_t key_len, int wildcard) {
     feed *f = xcalloc(1, sizeof(*f));
     f->next_off = xcalloc((size_t)t->partition_cnt, sizeof(*f->next_off));
-    for (int32_t p = 0; p < t->partition_cnt; p++) f->next_off[p] = -1; /* nothing read yet */
+    f->rpos = xcalloc((size_t)t->partition_cnt, sizeof(*f->rpos));
+    f->live = xcalloc((size_t)t->partition_cnt, sizeof(*f->live));
+    for (int32_t p = 0; p < t->partition_cnt; p++) f->next_off[p] = f->rpos[p] = f->live[p] = -1; /* nothing read yet */
     if (!wildcard) f->key = xmemdup(key, key_len);
     f->key_len = wildcard ? 0 : key_len;
     f->wildcard = wildcard;
@@ -190,6 +194,8 @@ void feed_free(feed_table *ft, feed *f) {
     if (f->linger_ev) event_free(f->linger_ev);
     proto_buf_free(&f->batch);
     free(f->next_off);
+    free(f->rpos);
+    free(f->live);
     free(f->key);
     free(f);
 }

@@ -64,6 +64,15 @@ typedef enum feed_role {
     ROLE_RELAY,                   /* another node does; records come through the relay */
 } feed_role;
 
+#define REPAIR_UNKNOWN INT64_MAX
+
+/* A partition's positions in a relay header (relaywire.h): from == to in a
+ * sync marker. */
+typedef struct relaywire_pos {
+    int32_t partition;
+    int64_t from, to;
+} relaywire_pos;
+
 /* "pending", "owner", "relay". */
 const char *feed_role_name(feed_role r);
 
@@ -107,6 +116,23 @@ struct feed {
      * unknown). Records below it are ones it had: after a partition is
      * read again from further back for another feed, it skips them. */
     int64_t *next_off;
+    /* Per partition, the relay stream's position (relaywire.h): owner, at
+     * the end of its last batch, relayed or not; relay, at the end of the
+     * last batch it took. -1 unknown. */
+    int64_t *rpos;
+    /* Repairing (a relay that missed part of the stream, or an owner that
+     * lost the feed): per partition, how far the live relay has got, which
+     * the feed's own Kafka reads must reach before it takes the relay
+     * again; REPAIR_UNKNOWN until a sync marker says. */
+    int64_t *live;
+    int repairing;
+    /* Owner, cluster only: the lease as this node counts it (monotonic ms),
+     * from when the call that granted it was sent; past it the feed is
+     * fenced: no relay, no resume offsets, until a renewal succeeds. */
+    uint64_t lease_until;
+    uint64_t grant_sent;          /* send time of the oldest unanswered granting call */
+    int grants_inflight;
+    int fenced;
     proto_buf batch;              /* this loop turn's MESSAGE (and DROPPED) frames */
     uint32_t batch_records;
     uint64_t batch_lost;          /* counts of the DROPPED frames in batch */
@@ -146,6 +172,11 @@ struct feed_table {
     /* cluster.c */
     proto_decoder *relay_dec;     /* decodes relayed MESSAGE frames */
     struct event *tick_ev;        /* leases */
+    struct event *fence_ev;       /* lease deadlines, repairs */
+    uint64_t lease_safe_ms;       /* the lease as owners count it; 0 without a cluster */
+    size_t repairs;               /* feeds repairing, as last counted (0: skip the checks) */
+    relaywire_pos relay_pos[COORD_MAX_OFFSETS];
+    int64_t repair_starts[2 * COORD_MAX_OFFSETS];
     /* sub.c */
     uint32_t *scratch_parts;      /* SUBSCRIBED partition lists */
     size_t scratch_cap;

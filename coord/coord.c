@@ -31,6 +31,11 @@ void coord_assert(coord *c, const coord_feed *f, long local, int own, coord_cb *
     c->backend->assert_state(c, f, local, own, cb, cb_data);
 }
 
+void coord_resign(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                  size_t noffsets) {
+    c->backend->resign(c, f, data, len, offsets, noffsets);
+}
+
 void coord_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                  size_t noffsets) {
     c->backend->relay(c, f, data, len, offsets, noffsets);

@@ -30,7 +30,8 @@ typedef struct coord_result {
     long count;                   /* cluster-wide subscriptions after the call */
     long nodes;                   /* nodes holding subscriptions to the feed */
     int own;                      /* this node owns (consumes) the feed */
-    const char *owner;            /* owner's node id, "" if none */
+    const char *owner;            /* owner's session token ("node:incarnation"; the node id
+                                   * alone from the memory backend), "" if none */
     const int64_t *offsets;       /* partition, next offset pairs the owner relayed */
     size_t noffsets;              /* pairs */
     const char *errstr;           /* COORD_ERROR only */
@@ -51,8 +52,11 @@ typedef struct coord_events {
     /* The owner relayed bytes for f: exactly the data of its coord_relay()
      * call. For relays. */
     void (*relay)(void *cb_data, const coord_feed *f, const char *data, size_t len);
-    /* The backend's store became reachable (up=1) or not (up=0). After a
-     * return the caller re-asserts its state with coord_assert(). */
+    /* The backend's store became reachable (up=1) or not (up=0). Up means
+     * this node started a new session (README, "Sessions and fencing"): the
+     * caller re-asserts its state with coord_assert(). A node whose
+     * registration lapsed while it was paused or cut off (reaped while
+     * alive) goes down and up again. */
     void (*state)(void *cb_data, int up);
     /* The feed's cluster-wide count went 0->1 or reached 0 through a call of
      * this node (reaps of dead nodes included): json is exactly what was
@@ -86,6 +90,8 @@ typedef struct coord_backend {
     void (*assert_state)(coord *c, const coord_feed *f, long local, int own, coord_cb *cb, void *cb_data);
     void (*relay)(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                   size_t noffsets);
+    void (*resign)(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                   size_t noffsets);
     void (*watch)(coord *c, const coord_feed *f, coord_watch_kind kind);
     int (*up)(coord *c);
     void (*topic_in_use)(coord *c, const char *topic, coord_used_cb *cb, void *cb_data);
@@ -108,7 +114,9 @@ long coord_memory_count(coord *c, const coord_feed *f);
 
 /* Options of the Redis backend. */
 typedef struct coord_redis_opts {
-    const char *addr;             /* HOST:PORT or [V6ADDR]:PORT */
+    const char *addr;             /* HOST:PORT or [V6ADDR]:PORT; NULL with sentinels */
+    const char *sentinels;        /* HOST:PORT[,HOST:PORT...] of Sentinels to ask for master, or NULL */
+    const char *master;           /* the master's name in them */
     const char *password;         /* NULL for none */
     const char *node_id;
     const char *node_addr;        /* for subway:node:<id>: where clients connect */
@@ -119,6 +127,7 @@ typedef struct coord_redis_opts {
     uint64_t lease_ms;            /* owner lease */
     uint64_t node_ttl_ms;         /* node liveness key TTL */
     uint64_t reap_interval_ms;    /* how often dead nodes are looked for */
+    uint64_t timeout_ms;          /* a connection silent this long (no PING answered) is dropped */
 } coord_redis_opts;
 
 /* The cluster backend on hiredis's async API in base's loop. Connects (and
@@ -161,6 +170,12 @@ void coord_assert(coord *c, const coord_feed *f, long local, int own, coord_cb *
  * next offset pairs) a successor resumes from. Fire and forget. */
 void coord_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                  size_t noffsets);
+
+/* Owner, stopping: records offsets for a successor, frees the lease at once
+ * and publishes data (a marker telling the relays to claim the feed now), in
+ * one step that only this session's ownership passes. Fire and forget. */
+void coord_resign(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                  size_t noffsets);
 
 /* Chooses which events of f reach this node. */
 void coord_watch(coord *c, const coord_feed *f, coord_watch_kind kind);

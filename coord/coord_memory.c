@@ -216,6 +216,9 @@ static void mem_assert(coord *c, const coord_feed *f, long local, int own, coord
 static void mem_relay(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                       size_t noffsets) {}
 
+static void mem_resign(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                       size_t noffsets) {}
+
 static void mem_watch(coord *c, const coord_feed *f, coord_watch_kind kind) {}
 
 static int mem_up(coord *c) {
@@ -249,7 +252,7 @@ static void mem_free(coord *c) {
 
 static const coord_backend memory_backend = {
     "memory", mem_acquire, mem_release, mem_claim, mem_own, mem_disown, mem_assert,
-    mem_relay, mem_watch, mem_up, mem_topic_in_use, mem_free,
+    mem_relay, mem_resign, mem_watch, mem_up, mem_topic_in_use, mem_free,
 };
 
 coord *coord_memory_new(const char *node_id) {

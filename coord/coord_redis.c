@@ -74,7 +74,8 @@ enum {
     CALL_RELEASE,                 /* the same; count 0 means COORD_LAST */
     CALL_ACQUIRE,                 /* the same; count 1 from our 0 means COORD_FIRST */
     CALL_REAP,                    /* {count, demand}; nobody waits */
-    CALL_RELAY,                   /* nobody waits, nothing to read */
+    CALL_RELAY,                   /* 1, or 0 when fenced off; nobody waits */
+    CALL_NODE,                    /* a node script (beat, forget): the reply goes to node_cb */
 };
 
 /* A script call in flight: completes the caller's callback (if any) exactly
@@ -85,6 +86,7 @@ typedef struct call {
     int kind;                     /* CALL_* */
     coord_cb *cb;                 /* NULL when nobody waits */
     void *cb_data;
+    coord_redis_reply_fn *node_cb; /* CALL_NODE: gets the reply (NULL when lost) */
     uint64_t seq;                 /* send order (first sends) */
     int resent;                   /* went out again with EVAL */
     coord_cmd b;                     /* numkeys, keys, arguments */
@@ -102,6 +104,7 @@ static call *call_new(coord_redis *r, int script, int kind, const char *name, si
     c->kind = kind;
     c->cb = cb;
     c->cb_data = cb_data;
+    c->node_cb = NULL;
     c->seq = 0;
     c->resent = 0;
     coord_cmd_init(&c->b);
@@ -130,6 +133,7 @@ static void call_free(call *c) {
 
 static void call_fail(call *c, const char *why) {
     if (c->cb) fail_cb(c->cb, c->cb_data, why);
+    if (c->node_cb) c->node_cb(c->r, NULL, c->cb_data);
     call_free(c);
 }
 
@@ -216,7 +220,7 @@ static void feed_reply(call *c, const redisReply *rep) {
     }
     const char *owner = rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : "";
     coord_result res = {.status = COORD_OK, .count = (long)reply_int(rep->element[0]),
-                        .nodes = (long)reply_int(rep->element[1]), .own = strcmp(owner, r->node_id) == 0,
+                        .nodes = (long)reply_int(rep->element[1]), .own = strcmp(owner, r->token) == 0,
                         .owner = owner, .offsets = offs, .noffsets = n};
     long long mine = reply_int(rep->element[4]);
     if (c->kind == CALL_RELEASE && res.count == 0) res.status = COORD_LAST;
@@ -248,6 +252,14 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     }
     if (c->kind == CALL_RELAY) {
+        if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+            r->relays_fenced++;
+            fprintf(stderr, "subway: warn: redis: relay of %s/%s refused: this session no longer owns it\n",
+                    c->f.topic, c->f.wildcard ? "*" : c->f.key);
+        }
+        call_free(c);
+    } else if (c->kind == CALL_NODE) {
+        c->node_cb(r, rep, c->cb_data);
         call_free(c);
     } else if (c->kind == CALL_REAP) {
         if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2) call_demand(c, rep->element[1]);
@@ -296,23 +308,33 @@ void coord_redis_load_scripts(coord_redis *r) {
 
 /* ------------------------------------------------------------ feed calls */
 
-static const char *const K_NCOO[] = {"nodes", "count", "owner", "offsets"};
+/* Every feed script gets these keys of its feed, in this order. */
+static const char *const K_FEED[] = {"nodes", "count", "owner", "offsets", "sessions"};
+#define NK_FEED 5
 
-/* A feed operation's call of script about f: the first nkeys of K_NCOO,
- * then this node's id; the caller adds the rest and call_start()s it. NULL,
- * with cb failed, while the store is down. *name gets the feed's name (heap,
- * the caller frees it), *nlen its length. */
-static call *op_call(coord_redis *r, int script, int kind, const coord_feed *f, int nkeys, coord_cb *cb,
-                     void *cb_data, char **name, size_t *nlen) {
+/* A call of a feed script about the feed named name: its keys, then node
+ * and incarnation (ARGV[1], ARGV[2]); the caller adds the rest. */
+static call *feed_call(coord_redis *r, int script, int kind, const char *name, size_t nlen, int wildcard,
+                       const char *node, const char *inc, coord_cb *cb, void *cb_data) {
+    call *c = call_new(r, script, kind, name, nlen, wildcard, cb, cb_data);
+    call_keys(c, name, nlen, K_FEED, NK_FEED);
+    coord_arg_str(&c->b, node);
+    coord_arg_str(&c->b, inc);
+    return c;
+}
+
+/* A feed operation's call of script about f, as this session; the caller
+ * adds the rest and call_start()s it. NULL, with cb failed, while the store
+ * is down. *name gets the feed's name (heap, the caller frees it), *nlen its
+ * length. */
+static call *op_call(coord_redis *r, int script, int kind, const coord_feed *f, coord_cb *cb, void *cb_data,
+                     char **name, size_t *nlen) {
     if (!r->up || !r->cmd_ready) {
-        fail_cb(cb, cb_data, "redis: not connected");
+        if (cb) fail_cb(cb, cb_data, "redis: not connected");
         return NULL;
     }
     *name = coord_redis_feed_name_dup(f, nlen);
-    call *c = call_new(r, script, kind, *name, *nlen, f->wildcard, cb, cb_data);
-    call_keys(c, *name, *nlen, K_NCOO, nkeys);
-    coord_arg_str(&c->b, r->node_id);
-    return c;
+    return feed_call(r, script, kind, *name, *nlen, f->wildcard, r->node_id, r->inc, cb, cb_data);
 }
 
 /* The index commands go out before or after a script in pipeline order
@@ -322,7 +344,7 @@ static void r_acquire(coord *base, const coord_feed *f, coord_cb *cb, void *cb_d
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_ACQUIRE, CALL_ACQUIRE, f, 4, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_ACQUIRE, CALL_ACQUIRE, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     coord_arg_num(&c->b, (long long)r->lease_ms);
     coord_arg_feed_key(&c->b, name, nlen, "ctl");
@@ -336,7 +358,7 @@ static void r_release(coord *base, const coord_feed *f, long local_after, coord_
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_RELEASE, CALL_RELEASE, f, 3, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_RELEASE, CALL_RELEASE, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     coord_arg_feed_key(&c->b, name, nlen, "ctl");
     coord_arg(&c->b, name, nlen);
@@ -352,7 +374,7 @@ static void r_claim(coord *base, const coord_feed *f, int announce, coord_cb *cb
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_CLAIM, CALL_OTHER, f, 4, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_CLAIM, CALL_OTHER, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     coord_arg_num(&c->b, (long long)r->lease_ms);
     coord_arg_feed_key(&c->b, name, nlen, "ctl");
@@ -365,7 +387,7 @@ static void r_renew(coord *base, const coord_feed *f, coord_cb *cb, void *cb_dat
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_RENEW, CALL_OTHER, f, 3, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_RENEW, CALL_OTHER, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     coord_arg_num(&c->b, (long long)r->lease_ms);
     call_start(c);
@@ -376,7 +398,7 @@ static void r_disown(coord *base, const coord_feed *f, coord_cb *cb, void *cb_da
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_DISOWN, CALL_OTHER, f, 4, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_DISOWN, CALL_OTHER, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     call_start(c);
     free(name);
@@ -386,7 +408,7 @@ static void r_assert(coord *base, const coord_feed *f, long local, int own, coor
     coord_redis *r = (coord_redis *)base;
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_ASSERT, CALL_OTHER, f, 4, cb, cb_data, &name, &nlen);
+    call *c = op_call(r, COORD_SCRIPT_ASSERT, CALL_OTHER, f, cb, cb_data, &name, &nlen);
     if (!c) return;
     coord_arg_num(&c->b, local);
     coord_arg_num(&c->b, (long long)r->lease_ms);
@@ -403,12 +425,27 @@ static void r_assert(coord *base, const coord_feed *f, long local, int own, coor
 static void r_relay(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                     size_t noffsets) {
     coord_redis *r = (coord_redis *)base;
-    if (!r->up || !r->cmd_ready) return;  /* nobody can hear it anyway; offsets catch up next batch */
+    /* Down: dropped. The relays see the gap in the next batch's positions
+     * (relaywire.c) and read it from Kafka themselves. */
+    char *name;
     size_t nlen;
-    char *name = coord_redis_feed_name_dup(f, &nlen);
-    call *c = call_new(r, COORD_SCRIPT_RELAY, CALL_RELAY, name, nlen, f->wildcard, NULL, NULL);
-    static const char *const K_OFFSETS[] = {"offsets"};
-    call_keys(c, name, nlen, K_OFFSETS, 1);
+    call *c = op_call(r, COORD_SCRIPT_RELAY, CALL_RELAY, f, NULL, NULL, &name, &nlen);
+    if (!c) return;
+    coord_arg_feed_key(&c->b, name, nlen, "relay");
+    coord_arg(&c->b, data, len);
+    if (noffsets > COORD_MAX_OFFSETS) noffsets = COORD_MAX_OFFSETS;
+    for (size_t i = 0; i < 2 * noffsets; i++) coord_arg_num(&c->b, (long long)offsets[i]);
+    call_start(c);
+    free(name);
+}
+
+static void r_resign(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                     size_t noffsets) {
+    coord_redis *r = (coord_redis *)base;
+    char *name;
+    size_t nlen;
+    call *c = op_call(r, COORD_SCRIPT_RESIGN, CALL_RELAY, f, NULL, NULL, &name, &nlen);
+    if (!c) return;
     coord_arg_feed_key(&c->b, name, nlen, "relay");
     coord_arg(&c->b, data, len);
     if (noffsets > COORD_MAX_OFFSETS) noffsets = COORD_MAX_OFFSETS;
@@ -418,15 +455,28 @@ static void r_relay(coord *base, const coord_feed *f, const char *data, size_t l
 }
 
 /* The name alone cannot tell topic/'*' from a key "*": reaps say wildcard. */
-void coord_redis_reap_feed(coord_redis *r, const char *node, const char *name, size_t nlen) {
+void coord_redis_reap_feed(coord_redis *r, const char *node, const char *dead_inc, const char *successor,
+                           const char *name, size_t nlen) {
     int wildcard = nlen >= 2 && memcmp(name + nlen - 2, "/*", 2) == 0;
-    call *c = call_new(r, COORD_SCRIPT_REAP, CALL_REAP, name, nlen, wildcard, NULL, NULL);
-    call_keys(c, name, nlen, K_NCOO, 3);
-    coord_arg_str(&c->b, node);
+    call *c = feed_call(r, COORD_SCRIPT_REAP, CALL_REAP, name, nlen, wildcard, node, dead_inc, NULL, NULL);
     coord_arg_feed_key(&c->b, name, nlen, "ctl");
     coord_arg(&c->b, name, nlen);
+    coord_arg_str(&c->b, successor);
     call_start(c);
-    index_feed(r, "SREM", node, name, nlen);
+}
+
+void coord_redis_node_script(coord_redis *r, int script, coord_cmd *b, coord_redis_reply_fn *fn, void *data) {
+    call *c = call_new(r, script, CALL_NODE, "", 0, 0, NULL, data);
+    free(c->b.p);
+    c->b = *b;
+    c->node_cb = fn;
+    call_start(c);
+}
+
+int coord_redis_script_id(const char *name) {
+    for (int i = 0; i < COORD_NSCRIPTS; i++)
+        if (strcmp(coord_script_name[i], name) == 0) return i;
+    return -1;
 }
 
 /* -------------------------------------------------------- topics in use */
@@ -477,6 +527,7 @@ static void r_free(coord *base) {
     coord_redis_nodes_stop(r);    /* the liveness key's DEL is queued first, */
     coord_redis_conn_close(r);    /* then let out with the rest */
     coord_redis_watch_free(r);
+    coord_redis_sentinel_free(r);
     free(r->password);
     free(r->node_id);
     free(r->node_addr);
@@ -486,7 +537,7 @@ static void r_free(coord *base) {
 
 static const coord_backend redis_backend = {
     "redis", r_acquire, r_release, r_claim, r_renew, r_disown, r_assert,
-    r_relay, coord_redis_watch, r_up, r_topic_in_use, r_free,
+    r_relay, r_resign, coord_redis_watch, r_up, r_topic_in_use, r_free,
 };
 
 coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char *errstr, size_t errlen) {
@@ -494,7 +545,13 @@ coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char 
     r->base.backend = &redis_backend;
     r->evb = base;
     char why[300];
-    if (proto_addr_split(o->addr, r->host, sizeof(r->host), &r->port, why, sizeof(why)) < 0) {
+    if (o->sentinels) {
+        if (coord_redis_sentinel_init(r, o->sentinels, o->master ? o->master : "", errstr, errlen) < 0) {
+            coord_redis_sentinel_free(r);
+            free(r);
+            return NULL;
+        }
+    } else if (proto_addr_split(o->addr, r->host, sizeof(r->host), &r->port, why, sizeof(why)) < 0) {
         snprintf(errstr, errlen, "--redis: %s", why);
         free(r);
         return NULL;
@@ -509,6 +566,8 @@ coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char 
     r->lease_ms = o->lease_ms;
     r->node_ttl_ms = o->node_ttl_ms;
     r->reap_interval_ms = o->reap_interval_ms;
+    r->timeout_ms = o->timeout_ms ? o->timeout_ms : 1500;
+    coord_redis_new_incarnation(r);
     if (coord_redis_conn_init(r) < 0 || coord_redis_nodes_start(r) < 0) {
         snprintf(errstr, errlen, "cannot add the coordination timers to the event loop");
         r_free(&r->base);

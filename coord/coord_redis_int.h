@@ -7,31 +7,53 @@
 #include <stdint.h>
 
 #include "coord/coord.h"
+#include "coord/coord_cmd.h"
 
 struct event;
 struct event_base;
 struct watch;
 
+typedef struct coord_redis_sentinel {
+    char host[256];
+    int port;
+} coord_redis_sentinel;
+
 /* The backend. coord_redis.c: script calls and the feed operations;
- * coord_redis_conn.c: the two connections and up/down; coord_redis_nodes.c:
+ * coord_redis_conn.c: the two connections, deadlines and up/down;
+ * coord_redis_sentinel.c: finding the master; coord_redis_nodes.c: sessions,
  * the liveness key and reaping; coord_redis_watch.c: pub/sub. */
 typedef struct coord_redis {
     coord base;
     struct event_base *evb;
-    char host[256];
+    char host[256];               /* the master: --redis, or the last Sentinel's answer */
     int port;
+    coord_redis_sentinel *sentinels; /* --redis-sentinel, nsentinels of them (0: none) */
+    size_t nsentinels, sentinel_i;   /* and the one asked next */
+    char *master;                 /* --redis-master */
+    int master_known;             /* host/port are a Sentinel's answer since the last lost connection */
+    redisAsyncContext *sentinel_ac; /* a question to a Sentinel under way */
     char *password;
     char *node_id;
     char *node_addr, *node_admin;
     uint64_t start_ms;
     void (*stats)(void *data, long *conns, long *feeds);
     void *stats_data;
-    uint64_t lease_ms, node_ttl_ms, reap_interval_ms;
+    uint64_t lease_ms, node_ttl_ms, reap_interval_ms, timeout_ms;
+    /* The session (README, "Sessions and fencing"): this process's current
+     * incarnation, new at every session start; token = "node_id:inc" is what
+     * the owner key holds when this session owns a feed. */
+    char inc[17];
+    char token[128];
+    int had_session;              /* inc is a session this process held (not just made up) */
+    int starting;                 /* a session start is under way */
+    uint64_t sessions;            /* started by this process */
+    uint64_t relays_fenced;       /* relays and resigns the scripts refused */
+    uint64_t ping_sent_ms;        /* cmd: monotonic ms of the PING still unanswered, 0 if none */
+    struct event *ping_ev;        /* deadline watchdog */
     redisAsyncContext *cmd;       /* commands and scripts */
     redisAsyncContext *sub;       /* pub/sub: notices and relay */
     int cmd_ready, sub_ready;     /* connected and authenticated; cmd: scripts loaded */
     int up;                       /* both ready, as last reported */
-    int self_reaped;              /* a previous process with our id was cleaned up */
     int loads_pending;            /* SCRIPT LOAD replies still to come on cmd */
     int load_failed;              /* one of them was an error */
     uint64_t seq;                 /* script calls sent on cmd (first sends only) */
@@ -56,9 +78,21 @@ char *coord_redis_feed_name_dup(const coord_feed *f, size_t *len);
  * connection not yet ready becomes so (coord_redis_conn_ready). */
 void coord_redis_load_scripts(coord_redis *r);
 
-/* Runs reap.lua for the feed named name (nlen bytes) of the dead node,
- * and drops the node's entry in the topic index. */
-void coord_redis_reap_feed(coord_redis *r, const char *node, const char *name, size_t nlen);
+/* Runs reap.lua for the feed named name (nlen bytes) of the dead session
+ * node:dead_inc; successor ("" for none) is the incarnation of this process
+ * that takes over its leases. */
+void coord_redis_reap_feed(coord_redis *r, const char *node, const char *dead_inc, const char *successor,
+                           const char *name, size_t nlen);
+
+/* The reply of a node script; rep NULL when the call failed or was lost. */
+typedef void coord_redis_reply_fn(coord_redis *r, const struct redisReply *rep, void *data);
+
+/* Runs script (coord_redis_script_id) with b (numkeys, keys, arguments;
+ * taken over) on cmd; fn gets the reply, exactly once. */
+void coord_redis_node_script(coord_redis *r, int script, coord_cmd *b, coord_redis_reply_fn *fn, void *data);
+
+/* The COORD_SCRIPT_* id of a script by file name ("beat"), -1 if none. */
+int coord_redis_script_id(const char *name);
 
 /* ---- coord_redis_conn.c */
 
@@ -68,8 +102,11 @@ int coord_redis_conn_init(coord_redis *r);
 /* Connects whichever connection is missing (retrying on a timer). */
 void coord_redis_connect(coord_redis *r);
 
-/* Both connections ready: up, once our previous incarnation is reaped. */
+/* Both connections ready (each after a round trip): starts a session. */
 void coord_redis_conn_ready(coord_redis *r);
+
+/* Drops both connections now (no reply is awaited), and reconnects. */
+void coord_redis_conn_drop(coord_redis *r, const char *why);
 
 /* Reports up or down once per change; going up registers the node and
  * subscribes every watch again. */
@@ -79,14 +116,29 @@ void coord_redis_set_up(coord_redis *r, int up);
  * connections and the reconnect timer. */
 void coord_redis_conn_close(coord_redis *r);
 
+/* Schedules the next connect attempt. */
+void coord_redis_schedule_reconnect(coord_redis *r);
+
+/* ---- coord_redis_sentinel.c */
+
+/* Parses the Sentinels' HOST:PORT list; 0, or -1 with err. */
+int coord_redis_sentinel_init(coord_redis *r, const char *list, const char *master, char *err, size_t errlen);
+
+/* Asks the next Sentinel where the master is; when it answers (or fails)
+ * coord_redis_connect() goes on with the master (or the next Sentinel). */
+void coord_redis_sentinel_ask(coord_redis *r);
+
+void coord_redis_sentinel_free(coord_redis *r);
+
 /* ---- coord_redis_nodes.c */
 
-/* Writes this node's liveness hash (addr, figures) and its TTL, and adds it
- * to the registered nodes. Nothing when cmd is not ready. */
-void coord_redis_register_node(coord_redis *r);
+/* Picks a new incarnation: inc and token. */
+void coord_redis_new_incarnation(coord_redis *r);
 
-/* Reaps a previous process under our id, then sets the backend up. */
-void coord_redis_self_reap(coord_redis *r);
+/* Starts a new session on a ready cmd connection: reaps the previous one
+ * (this process's, handing its leases to the new one; or a previous
+ * process's, whose leases go free), registers, then sets the backend up. */
+void coord_redis_session_start(coord_redis *r);
 
 /* Starts the liveness and reaping timers; 0, or -1 when they cannot. */
 int coord_redis_nodes_start(coord_redis *r);

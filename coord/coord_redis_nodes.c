@@ -1,7 +1,27 @@
-/* coord_redis_nodes.c -- the Redis backend's node registry: this node's liveness key, and reaping the nodes that lost theirs. */
+/* coord_redis_nodes.c -- the Redis backend's node registry: sessions, the liveness key and its heartbeat, and reaping sessions that lapsed. */
+/*
+ * A node's session is its id plus an incarnation, new at each session start
+ * (README, "Sessions and fencing"). A session starts when both connections
+ * are ready after a round trip, and again when the heartbeat finds the
+ * liveness key gone or another incarnation's (the node was paused or cut off
+ * past --node-ttl-ms, and may have been reaped while alive). Each start:
+ *   1. reaps the previous session: reap.lua for every feed in the node's
+ *      index, then forget.lua (this process hands its leases to the new
+ *      incarnation; a new process lets them go, since it has not the
+ *      offsets that went with them);
+ *   2. registers: the liveness hash with the incarnation, and
+ *      subway:nodes[id] = incarnation;
+ *   3. sets the backend up, so the node re-asserts what it holds.
+ * All of it goes in order on the one command connection. Scripts fenced by
+ * the session keep a reaper racing this (the node came back while another
+ * node reaps it) from subtracting anything the new session wrote.
+ */
 #include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/timeval.h"
@@ -9,25 +29,47 @@
 #include "coord/coord_cmd.h"
 #include "coord/coord_redis_int.h"
 
-#define NODES_KEY "subway:nodes"  /* registered nodes: what reapers scan */
+#define NODES_KEY "subway:nodes"  /* registered node -> incarnation: what reapers scan */
 
-/* ------------------------------------------------------------ node keys */
+/* ------------------------------------------------------------ sessions */
 
-void coord_redis_register_node(coord_redis *r) {
-    if (!r->cmd_ready) return;
+void coord_redis_new_incarnation(coord_redis *r) {
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40) ^ r->sessions;
+    }
+    if (fd >= 0) close(fd);
+    snprintf(r->inc, sizeof(r->inc), "%016llx", (unsigned long long)v);
+    snprintf(r->token, sizeof(r->token), "%s:%s", r->node_id, r->inc);
+}
+
+/* Appends the liveness hash's fields: what operators read with HGETALL. */
+static void node_fields(coord_redis *r, coord_cmd *b) {
     long conns = 0, feeds = 0;
     if (r->stats) r->stats(r->stats_data, &conns, &feeds);
+    coord_arg_str(b, "addr"), coord_arg_str(b, r->node_addr);
+    coord_arg_str(b, "admin"), coord_arg_str(b, r->node_admin);
+    coord_arg_str(b, "pid"), coord_arg_num(b, (long long)getpid());
+    coord_arg_str(b, "version"), coord_arg_str(b, SUBWAY_VERSION);
+    coord_arg_str(b, "started_ms"), coord_arg_num(b, (long long)r->start_ms);
+    coord_arg_str(b, "connections"), coord_arg_num(b, conns);
+    coord_arg_str(b, "feeds"), coord_arg_num(b, feeds);
+}
+
+static void register_node(coord_redis *r) {
     coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "DEL");                 /* a lapsed incarnation's leftovers */
+    coord_arg_node_key(&b, r->node_id, NULL);
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
     coord_cmd_init(&b);
     coord_arg_str(&b, "HSET");
     coord_arg_node_key(&b, r->node_id, NULL);
-    coord_arg_str(&b, "addr"), coord_arg_str(&b, r->node_addr);
-    coord_arg_str(&b, "admin"), coord_arg_str(&b, r->node_admin);
-    coord_arg_str(&b, "pid"), coord_arg_num(&b, (long long)getpid());
-    coord_arg_str(&b, "version"), coord_arg_str(&b, SUBWAY_VERSION);
-    coord_arg_str(&b, "started_ms"), coord_arg_num(&b, (long long)r->start_ms);
-    coord_arg_str(&b, "connections"), coord_arg_num(&b, conns);
-    coord_arg_str(&b, "feeds"), coord_arg_num(&b, feeds);
+    coord_arg_str(&b, "incarnation"), coord_arg_str(&b, r->inc);
+    node_fields(r, &b);
     coord_cmd_send(r->cmd, &b, NULL, NULL);
     coord_cmd_init(&b);
     coord_arg_str(&b, "PEXPIRE");
@@ -35,109 +77,200 @@ void coord_redis_register_node(coord_redis *r) {
     coord_arg_num(&b, (long long)r->node_ttl_ms);
     coord_cmd_send(r->cmd, &b, NULL, NULL);
     coord_cmd_init(&b);
-    coord_arg_str(&b, "SADD");
+    coord_arg_str(&b, "HSET");
     coord_arg_str(&b, NODES_KEY);
     coord_arg_str(&b, r->node_id);
+    coord_arg_str(&b, r->inc);
     coord_cmd_send(r->cmd, &b, NULL, NULL);
 }
 
-static void node_tick(evutil_socket_t fd, short what, void *arg) {
-    coord_redis_register_node(arg);
-}
-
-/* Reaping: subway:nodes -> each node without its liveness key -> each feed
- * in its feed set -> reap.lua, and its topic index entries; then its keys
- * go. Any node may do it, and several at once are harmless: the script
- * subtracts only once, so only one reaper gets a feed's demand event. */
+/* Reaping one session: its feed index -> reap.lua each -> forget.lua. A
+ * reaper and the node itself (at a session start) both run it. */
 typedef struct reap_ctx {
     coord_redis *r;
+    int own;                      /* this node's previous session: register and go up after */
+    char successor[17];           /* incarnation taking the leases over, "" for none */
+    char dead_inc[64];
     char node[];
 } reap_ctx;
 
-static reap_ctx *reap_ctx_new(coord_redis *r, const char *node) {
+static reap_ctx *reap_ctx_new(coord_redis *r, const char *node, const char *dead_inc, int own,
+                              const char *successor) {
     size_t len = strlen(node);
-    reap_ctx *x = xmalloc(sizeof(*x) + len + 1);
+    reap_ctx *x = xcalloc(1, sizeof(*x) + len + 1);
     x->r = r;
+    x->own = own;
+    snprintf(x->successor, sizeof(x->successor), "%s", successor);
+    snprintf(x->dead_inc, sizeof(x->dead_inc), "%s", dead_inc);
     memcpy(x->node, node, len + 1);
     return x;
 }
 
-/* Sends cmd NODE-KEY(node, suffix) with fn, or frees x when refused. */
-static void reap_send(reap_ctx *x, const char *verb, const char *suffix, redisCallbackFn *fn) {
-    coord_cmd b;
-    coord_cmd_init(&b);
-    coord_arg_str(&b, verb);
-    coord_arg_node_key(&b, x->node, suffix);
-    /* A refused command never calls back: then x is freed here. */
-    if (coord_cmd_send(x->r->cmd, &b, fn, x) != REDIS_OK) free(x);
+static void session_up(coord_redis *r) {
+    r->starting = 0;
+    r->had_session = 1;
+    r->sessions++;
+    fprintf(stderr, "subway: coordination: session %s started\n", r->token);
+    coord_redis_set_up(r, r->cmd_ready && r->sub_ready);
+}
+
+/* A session start whose command connection went away meanwhile is begun
+ * again by the next connection. */
+static void reap_done(reap_ctx *x) {
+    coord_redis *r = x->r;
+    if (x->own) {
+        if (r->cmd_ready) {
+            register_node(r);
+            session_up(r);
+        } else {
+            r->starting = 0;
+        }
+    }
+    free(x);
+}
+
+static void forget_reply(coord_redis *r, const redisReply *rep, void *data) {
+    reap_done(data);
 }
 
 static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
     reap_ctx *x = privdata;
     coord_redis *r = x->r;
     redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && r->cmd_ready) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            redisReply *e = rep->element[i];
-            if (e->type == REDIS_REPLY_STRING) coord_redis_reap_feed(r, x->node, e->str, (size_t)e->len);
-        }
-        coord_cmd b;
-        coord_cmd_init(&b);
-        coord_arg_str(&b, "DEL");
-        coord_arg_node_key(&b, x->node, "feeds");
-        coord_cmd_send(r->cmd, &b, NULL, NULL);
-        if (strcmp(x->node, r->node_id) != 0) {
-            coord_cmd_init(&b);
-            coord_arg_str(&b, "SREM");
-            coord_arg_str(&b, NODES_KEY);
-            coord_arg_str(&b, x->node);
-            coord_cmd_send(r->cmd, &b, NULL, NULL);
-        }
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || !r->cmd_ready) {
+        if (rep && rep->type == REDIS_REPLY_ERROR) fprintf(stderr, "subway: warn: redis: reaping %s failed: %s\n", x->node, rep->str);
+        reap_done(x);
+        return;
     }
-    if (strcmp(x->node, r->node_id) == 0) {
-        /* Our own previous incarnation is subtracted: the scripts above are
-         * queued before anything this process will send. Now we are up. */
-        r->self_reaped = 1;
-        coord_redis_set_up(r, r->cmd_ready && r->sub_ready);
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_num(&b, 2 + (long long)rep->elements);
+    coord_arg_str(&b, NODES_KEY);
+    coord_arg_node_key(&b, x->node, "feeds");
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        const char *slash = e->type == REDIS_REPLY_STRING ? memchr(e->str, '/', (size_t)e->len) : NULL;
+        coord_arg_topic_key(&b, e->str, slash ? (size_t)(slash - e->str) : (size_t)e->len);
     }
-    free(x);
+    coord_arg_str(&b, x->node);
+    coord_arg_str(&b, x->dead_inc);
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        coord_arg(&b, e->str, (size_t)e->len);
+        coord_redis_reap_feed(r, x->node, x->dead_inc, x->successor, e->str, (size_t)e->len);
+    }
+    coord_redis_node_script(r, coord_redis_script_id("forget"), &b, forget_reply, x);
 }
 
+/* Sends cmd KEY(node, suffix) with fn; a refused command never calls back,
+ * so x ends here then. */
+static void node_cmd(reap_ctx *x, const char *verb, const char *suffix, redisCallbackFn *fn) {
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, verb);
+    coord_arg_node_key(&b, x->node, suffix);
+    if (coord_cmd_send(x->r->cmd, &b, fn, x) != REDIS_OK) reap_done(x);
+}
+
+/* A new process: its previous process's incarnation, from the registry. */
+static void prev_inc(redisAsyncContext *ac, void *reply, void *privdata) {
+    reap_ctx *x = privdata;
+    redisReply *rep = reply;
+    if (!rep || !x->r->cmd_ready) {
+        reap_done(x);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_STRING) snprintf(x->dead_inc, sizeof(x->dead_inc), "%s", rep->str);
+    if (rep->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "subway: error: redis: %s is not a hash (%s): is an older subway using this Redis?\n",
+                NODES_KEY, rep->str);
+    node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
+}
+
+void coord_redis_session_start(coord_redis *r) {
+    if (r->starting || !r->cmd_ready) return;
+    r->starting = 1;
+    char old[17];
+    memcpy(old, r->inc, sizeof(old));
+    int mine = r->had_session;
+    coord_redis_new_incarnation(r);
+    reap_ctx *x = reap_ctx_new(r, r->node_id, mine ? old : "", 1, mine ? r->inc : "");
+    if (mine) {
+        node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
+        return;
+    }
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "HGET");
+    coord_arg_str(&b, NODES_KEY);
+    coord_arg_str(&b, r->node_id);
+    if (coord_cmd_send(r->cmd, &b, prev_inc, x) != REDIS_OK) reap_done(x);
+}
+
+/* ------------------------------------------------------------ heartbeat */
+
+static void beat_reply(coord_redis *r, const redisReply *rep, void *data) {
+    if (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer != 0 || !r->up || r->starting) return;
+    fprintf(stderr, "subway: warn: coordination: this node's registration lapsed (paused or cut off past "
+            "--node-ttl-ms; others may have reaped it): starting a new session and re-asserting\n");
+    coord_redis_set_up(r, 0);
+    coord_redis_session_start(r);
+}
+
+static void node_tick(evutil_socket_t fd, short what, void *arg) {
+    coord_redis *r = arg;
+    if (!r->cmd_ready || !r->up || r->starting) return;
+    coord_cmd b;
+    coord_cmd_init(&b);
+    coord_arg_num(&b, 1);
+    coord_arg_node_key(&b, r->node_id, NULL);
+    coord_arg_str(&b, r->inc);
+    coord_arg_num(&b, (long long)r->node_ttl_ms);
+    node_fields(r, &b);
+    coord_redis_node_script(r, coord_redis_script_id("beat"), &b, beat_reply, NULL);
+}
+
+/* -------------------------------------------------------------- reaping */
+
+/* A registered session whose liveness key is gone, or holds another
+ * incarnation, is dead: reap it. */
 static void reap_check(redisAsyncContext *ac, void *reply, void *privdata) {
     reap_ctx *x = privdata;
     redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && x->r->cmd_ready)
-        reap_send(x, "SMEMBERS", "feeds", reap_feeds);
-    else
-        free(x);
+    int alive = rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, x->dead_inc) == 0;
+    if (rep && !alive && rep->type != REDIS_REPLY_ERROR && x->r->cmd_ready) {
+        node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
+        return;
+    }
+    free(x);
 }
 
 static void reap_nodes(redisAsyncContext *ac, void *reply, void *privdata) {
     coord_redis *r = privdata;
     redisReply *rep = reply;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || !r->cmd_ready) return;
-    for (size_t i = 0; i < rep->elements; i++) {
-        const redisReply *e = rep->element[i];
-        if (e->type != REDIS_REPLY_STRING || strcmp(e->str, r->node_id) == 0) continue;
-        reap_send(reap_ctx_new(r, e->str), "EXISTS", NULL, reap_check);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const redisReply *id = rep->element[i], *inc = rep->element[i + 1];
+        if (id->type != REDIS_REPLY_STRING || inc->type != REDIS_REPLY_STRING || strcmp(id->str, r->node_id) == 0)
+            continue;
+        reap_ctx *x = reap_ctx_new(r, id->str, inc->str, 0, "");
+        coord_cmd b;
+        coord_cmd_init(&b);
+        coord_arg_str(&b, "HGET");
+        coord_arg_node_key(&b, x->node, NULL);
+        coord_arg_str(&b, "incarnation");
+        if (coord_cmd_send(r->cmd, &b, reap_check, x) != REDIS_OK) free(x);
     }
 }
 
 static void reap_tick(evutil_socket_t fd, short what, void *arg) {
     coord_redis *r = arg;
-    if (!r->cmd_ready) return;
+    if (!r->cmd_ready || !r->up) return;
     coord_cmd b;
     coord_cmd_init(&b);
-    coord_arg_str(&b, "SMEMBERS");
+    coord_arg_str(&b, "HGETALL");
     coord_arg_str(&b, NODES_KEY);
     coord_cmd_send(r->cmd, &b, reap_nodes, r);
-}
-
-/* A node restarted under the same id finds its liveness key taken over by
- * itself before anyone reaped its previous process: it reaps that one
- * itself, once, before it takes any subscription. */
-void coord_redis_self_reap(coord_redis *r) {
-    reap_send(reap_ctx_new(r, r->node_id), "SMEMBERS", "feeds", reap_feeds);
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -153,9 +286,9 @@ int coord_redis_nodes_start(coord_redis *r) {
 }
 
 void coord_redis_nodes_stop(coord_redis *r) {
-    if (r->cmd && r->cmd_ready) {
+    if (r->cmd && r->cmd_ready && r->up) {
         /* Leave quickly: without the liveness key the others reap this
-         * node's remaining counts and leases at once. */
+         * session's remaining counts at once. */
         coord_cmd b;
         coord_cmd_init(&b);
         coord_arg_str(&b, "DEL");

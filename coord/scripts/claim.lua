@@ -1,14 +1,18 @@
 -- claim.lua -- takes ownership if nobody holds the lease; else (announce) asks the owner for a sync marker.
--- KEYS: nodes count owner offsets   ARGV: node lease_ms ctl_channel announce
--- Returns {count, nodes, owner, offsets(when taking ownership), 0}
+-- KEYS: nodes count owner offsets sessions   ARGV: node inc lease_ms ctl_channel announce
+-- Returns {count, nodes, owner token, offsets(when taking ownership), 0}
+--#include common.inc
 local total = tonumber(redis.call('GET', KEYS[2]) or '0')
 local nodes = redis.call('HLEN', KEYS[1])
 local owner = redis.call('GET', KEYS[3])
+local me = token(ARGV[1], ARGV[2])
 if not owner then
-  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
-  return {total, nodes, ARGV[1], redis.call('HGETALL', KEYS[4]), 0}
+  redis.call('SET', KEYS[3], me, 'PX', ARGV[3])
+  return {total, nodes, me, redis.call('HGETALL', KEYS[4]), 0}
 end
-if owner ~= ARGV[1] and ARGV[4] == '1' then
-  redis.call('PUBLISH', ARGV[3], 'join ' .. ARGV[1] .. ' ' .. nodes)
+if owner == me then
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])   -- the caller counts a full lease from its call
+elseif ARGV[5] == '1' then
+  redis.call('PUBLISH', ARGV[4], 'join ' .. ARGV[1] .. ' ' .. nodes)
 end
 return {total, nodes, owner, {}, 0}

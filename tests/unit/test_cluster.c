@@ -141,6 +141,10 @@ static void s_relay(coord *c, const coord_feed *f, const char *data, size_t len,
     k->noffs = n < 4 ? n : 4;
     memcpy(k->offs, offsets, 2 * k->noffs * sizeof(*offsets));
 }
+static void s_resign(coord *c, const coord_feed *f, const char *data, size_t len, const int64_t *offsets, size_t n) {
+    s_relay(c, f, data, len, offsets, n);
+    script.calls[script.n - 1].op = "resign";
+}
 static void s_watch(coord *c, const coord_feed *f, coord_watch_kind kind) {
     call *k = record("watch", f, NULL, NULL);
     k->kind = kind;
@@ -164,7 +168,7 @@ static void s_free(coord *c) {
 
 static const coord_backend scripted = {
     .name = "scripted", .acquire = s_acquire, .release = s_release, .claim = s_claim, .renew = s_renew,
-    .disown = s_disown, .assert_state = s_assert, .relay = s_relay, .watch = s_watch, .up = s_up,
+    .disown = s_disown, .assert_state = s_assert, .relay = s_relay, .resign = s_resign, .watch = s_watch, .up = s_up,
     .topic_in_use = s_topic_in_use, .free = s_free,
 };
 
@@ -268,11 +272,14 @@ static feed *relayed_feed(void) {
 }
 
 /* Relay bytes from owner: a MESSAGE at offset (owner's feed handle 99),
- * and a DROPPED of lost when lost > 0. */
-static size_t relay_bytes(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost) {
+ * and a DROPPED of lost when lost > 0; the batch spans positions from..to
+ * of partition P (from < 0: none in the header). */
+static size_t relay_span(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost, int64_t from,
+                         int64_t to) {
     proto_buf pb;
     proto_buf_init(&pb);
-    int n = snprintf(out, cap, "R %s\n", owner);
+    int n = from < 0 ? snprintf(out, cap, "R %s\n", owner)
+                     : snprintf(out, cap, "R %s %d:%lld:%lld\n", owner, P, (long long)from, (long long)to);
     proto_frame m = {.type = PROTO_MESSAGE, .feed = 99, .partition = P, .offset = (uint64_t)offset,
                      .key = {"k", 1}, .value = {"v", 1}};
     assert_int_equal(proto_encode(&pb, &m), 0);
@@ -285,6 +292,32 @@ static size_t relay_bytes(char *out, size_t cap, const char *owner, int64_t offs
     size_t len = (size_t)n + pb.len;
     proto_buf_free(&pb);
     return len;
+}
+
+static size_t relay_bytes(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost) {
+    return relay_span(out, cap, owner, offset, lost, -1, -1);
+}
+
+static void relay_in(const char *data, size_t len) {
+    cluster_on_relay(b.feeds, &(coord_feed){"t", "k", 1, 0}, data, len);
+}
+
+/* A record of t/k from this node's own Kafka consumer, and the batch's end. */
+static void kafka_in(int64_t offset) {
+    fanout_record(b.feeds, "t", P, offset, 0, "k", 1, "v", 1, NULL, 0);
+    cluster_on_batch_end(b.feeds);
+}
+
+/* The offset of the one MESSAGE in delivered block i. */
+static int64_t delivered_offset(size_t i) {
+    proto_decoder *d = proto_decoder_new(1 << 20);
+    proto_frame fr;
+    size_t used;
+    assert_int_equal(rec.delivered[i].records, 1);
+    assert_int_equal(proto_decode(d, rec.delivered[i].bytes, rec.delivered[i].len, &used, &fr), PROTO_FRAME);
+    int64_t off = (int64_t)fr.offset;
+    proto_decoder_free(d);
+    return off;
 }
 
 /* Runs the lease tick once, as its timer would. */
@@ -345,8 +378,8 @@ static void test_owner_relays_from_a_join_until_the_leave(void **state) {
     cluster_on_notice(b.feeds, &cf, COORD_JOIN, "n2", 2);
     call *sync = last("relay");
     assert_non_null(sync);
-    assert_int_equal(sync->len, 5);
-    assert_memory_equal(sync->data, "S n1\n", 5);
+    assert_int_equal(sync->len, 10);
+    assert_memory_equal(sync->data, "S n1 3:43\n", 10);   /* where the feed is */
     assert_int_equal(sync->noffs, 1);                /* where a successor resumes */
     assert_int_equal(sync->offs[0], P);
     assert_int_equal(sync->offs[1], 43);
@@ -354,7 +387,7 @@ static void test_owner_relays_from_a_join_until_the_leave(void **state) {
     fanout_flush(b.feeds);
     call *r = last("relay");
     assert_ptr_not_equal(r, sync);
-    assert_memory_equal(r->data, "R n1\n", 5);
+    assert_memory_equal(r->data, "R n1 3:43:44\n", 13);   /* from where to where */
     assert_int_equal(r->offs[1], 44);
     assert_int_equal(rec.ndelivered, 2);             /* its own subscriber too */
     cluster_on_notice(b.feeds, &cf, COORD_LEAVE, "n2", 1);
@@ -364,18 +397,114 @@ static void test_owner_relays_from_a_join_until_the_leave(void **state) {
     assert_int_equal(rec.ndelivered, 3);
 }
 
-static void test_lost_lease_turns_the_owner_into_a_relay(void **state) {
+/* Lost to a takeover (while paused, or cut off): it keeps reading Kafka
+ * until its subscribers reach the new owner's relay, then relays. */
+static void test_lost_lease_catches_up_then_relays(void **state) {
     feed *f = owned_feed();
+    kafka_in(42);
     tick();
     answer(pending("renew"), 2, 2, "n2", NULL, 0);
     assert_int_equal(f->role, ROLE_RELAY);
-    assert_int_equal(rec.nunassigned, 1);            /* stops reading Kafka */
-    assert_int_equal(rec.unassigned[0], P);
+    assert_true(f->repairing);
+    assert_int_equal(rec.nunassigned, 0);            /* still reading */
     assert_int_equal(last("watch")->kind, COORD_WATCH_RELAY);
+    assert_int_equal(pending("claim")->announce, 1); /* asks where the relay is */
     char data[256];
-    size_t n = relay_bytes(data, sizeof(data), "n2", 50, 0);
-    cluster_on_relay(b.feeds, &(coord_feed){"t", "k", 1, 0}, data, n);
-    assert_int_equal(rec.ndelivered, 1);             /* still delivering, now from n2 */
+    size_t n = relay_span(data, sizeof(data), "n2", 45, 0, 45, 46);
+    relay_in(data, n);                               /* the relay before the marker: waits */
+    assert_int_equal(rec.ndelivered, 1);
+    relay_in("S n2 3:46\n", 10);
+    assert_true(f->repairing);                       /* this node is at 43, the relay at 46 */
+    kafka_in(43);
+    kafka_in(45);
+    assert_int_equal(rec.ndelivered, 3);
+    assert_int_equal(delivered_offset(2), 45);
+    assert_false(f->repairing);                      /* reached it: stops reading */
+    assert_int_equal(rec.nunassigned, 1);
+    assert_int_equal(rec.unassigned[0], P);
+    n = relay_span(data, sizeof(data), "n2", 45, 0, 45, 46);
+    relay_in(data, n);                               /* had it */
+    assert_int_equal(rec.ndelivered, 3);
+    n = relay_span(data, sizeof(data), "n2", 47, 0, 46, 48);
+    relay_in(data, n);
+    assert_int_equal(rec.ndelivered, 4);
+    assert_int_equal(delivered_offset(3), 47);
+}
+
+/* An owner whose lease ran out as it counts it (a pause, a cut from the
+ * store) stops relaying and writing offsets, but serves its own; a renewal
+ * brings it back, and its next batch shows the relays what they missed. */
+static void test_owner_past_its_lease_is_fenced(void **state) {
+    feed *f = owned_feed();
+    cluster_on_notice(b.feeds, &(coord_feed){"t", "k", 1, 0}, COORD_JOIN, "n2", 2);
+    size_t relays = calls_of("relay");
+    f->lease_until = 1;                              /* long past */
+    kafka_in(42);
+    assert_true(f->fenced);
+    assert_int_equal(calls_of("relay"), relays);     /* nothing relayed, no offsets written */
+    assert_int_equal(rec.ndelivered, 1);             /* its own subscriber still served */
+    tick();
+    answer(pending("renew"), 2, 2, "n1", NULL, 0);
+    assert_false(f->fenced);
+    kafka_in(43);
+    call *r = last("relay");
+    assert_int_equal(calls_of("relay"), relays + 1);
+    assert_memory_equal(r->data, "R n1 3:43:44\n", 13);   /* from 43: a relay at 42 sees the gap */
+}
+
+/* A relay that missed batches (its link to the store was down) reads the
+ * gap from Kafka, then takes the relay again: nothing lost, nothing twice. */
+static void test_relay_gap_is_read_from_kafka(void **state) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 2, 2, "n2", NULL, 0);
+    feed *f = s->f;
+    relay_in("S n2 3:100\n", 11);
+    char data[256];
+    size_t n = relay_span(data, sizeof(data), "n2", 101, 0, 100, 102);
+    relay_in(data, n);
+    assert_int_equal(rec.ndelivered, 1);
+    n = relay_span(data, sizeof(data), "n2", 111, 0, 110, 112);
+    relay_in(data, n);                               /* 102..110 never came */
+    assert_true(f->repairing);
+    assert_int_equal(rec.ndelivered, 1);
+    assert_int_equal(rec.nassigned, 1);              /* an offset to start at: no lookup */
+    assert_int_equal(rec.assigned_at[0], 102);       /* from where the relay left off */
+    kafka_in(105);
+    kafka_in(111);
+    assert_int_equal(rec.ndelivered, 3);
+    assert_int_equal(delivered_offset(1), 105);
+    assert_int_equal(delivered_offset(2), 111);
+    assert_false(f->repairing);
+    assert_int_equal(rec.nunassigned, 1);
+    relay_in(data, n);                               /* 111 again: had it */
+    n = relay_span(data, sizeof(data), "n2", 112, 0, 112, 113);
+    relay_in(data, n);
+    assert_int_equal(rec.ndelivered, 4);
+    assert_int_equal(delivered_offset(3), 112);
+}
+
+static void test_gone_marker_claims_at_once(void **state) {
+    relayed_feed();
+    size_t claims = calls_of("claim");
+    relay_in("G n2\n", 5);
+    assert_int_equal(calls_of("claim"), claims + 1);
+    assert_int_equal(pending("claim")->announce, 0);
+    int64_t offs[] = {P, 77};
+    answer(pending("claim"), 1, 1, "n1", offs, 1);
+    assert_int_equal(rec.assigned_at[0], 77);
+}
+
+static void test_stopping_owner_resigns(void **state) {
+    owned_feed();
+    kafka_in(42);
+    cluster_resign_all(b.feeds);
+    call *k = last("resign");
+    assert_non_null(k);
+    assert_int_equal(k->len, 5);
+    assert_memory_equal(k->data, "G n1\n", 5);
+    assert_int_equal(k->noffs, 1);
+    assert_int_equal(k->offs[0], P);
+    assert_int_equal(k->offs[1], 43);                /* where the successor resumes */
 }
 
 static void test_takeover_resumes_where_the_old_owner_stopped(void **state) {
@@ -392,7 +521,7 @@ static void test_takeover_resumes_where_the_old_owner_stopped(void **state) {
     fanout_record(b.feeds, "t", P, 500, 0, "k", 1, "v", 1, NULL, 0);
     fanout_flush(b.feeds);
     assert_int_equal(rec.ndelivered, 1);
-    assert_memory_equal(last("relay")->data, "R n1\n", 5);   /* others still need it */
+    assert_memory_equal(last("relay")->data, "R n1 3:500:501\n", 15);   /* others still need it */
 }
 
 static void test_store_back_reasserts_and_follows_the_answer(void **state) {
@@ -407,7 +536,7 @@ static void test_store_back_reasserts_and_follows_the_answer(void **state) {
     assert_int_equal(k->own, 1);
     answer(k, 2, 2, "n2", NULL, 0);                  /* someone else owns it now */
     assert_int_equal(f->role, ROLE_RELAY);
-    assert_int_equal(rec.nunassigned, 1);
+    assert_true(f->repairing);                       /* catches up from Kafka first */
 }
 
 static void test_last_release_disowns_then_retires(void **state) {
@@ -454,7 +583,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_relay_waits_for_sync_then_delivers_in_its_own_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undecodable_relay_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_relays_from_a_join_until_the_leave, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lost_lease_turns_the_owner_into_a_relay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_lease_catches_up_then_relays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_past_its_lease_is_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_gap_is_read_from_kafka, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gone_marker_claims_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stopping_owner_resigns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_resumes_where_the_old_owner_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_back_reasserts_and_follows_the_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_release_disowns_then_retires, setup, teardown),
