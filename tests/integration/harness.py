@@ -27,6 +27,10 @@ nemesis.TcpProxy between each node and Redis to cut(), heal() or reset():
     c = Cluster({"orders": 6}, nodes=3, redis_proxy=True)
     c.proxy("n2").cut(); ...; c.proxy("n2").heal()
 
+The coordination schema is read in both its forms: owner keys "NODEID" or
+"NODEID:INC" (owner_node, Cluster.owner/owner_token), subway:nodes a SET of
+ids or a HASH id -> incarnation (registered_nodes, Cluster.registered).
+
 The binaries come from configure(bin_dir) (run.py --bin), else $SUBWAY_BIN,
 else ./bin relative to the repository.
 """
@@ -908,6 +912,42 @@ def node_key(node_id, suffix=None):
 NODES_KEY = "subway:nodes"
 
 
+def owner_node(value):
+    """The node id in the value of a feed's owner key: the key holds either
+    the node id ("n1") or a session token "NODEID:INC" (INC: the owner's
+    incarnation, hex); node ids never contain ':'. None stays None."""
+    if value is None:
+        return None
+    node, sep, _inc = value.rpartition(":")
+    return node if sep else value
+
+
+def registered_nodes(redis):
+    """The node ids registered in subway:nodes, a SET of ids or a HASH id ->
+    incarnation (either schema); an empty set when the key does not exist."""
+    return set(registered_incarnations(redis))
+
+
+def registered_incarnations(redis):
+    """{node id: incarnation} from subway:nodes: the hash's values, or None
+    for each member while subway:nodes is a SET (the older schema)."""
+    for _ in range(3):
+        t = redis.call("TYPE", NODES_KEY)
+        try:
+            if t == "set":
+                return {m: None for m in redis.call("SMEMBERS", NODES_KEY) or []}
+            if t == "hash":
+                flat = redis.call("HGETALL", NODES_KEY) or []
+                return dict(zip(flat[0::2], flat[1::2]))
+            if t == "none":
+                return {}
+        except RedisError as e:  # WRONGTYPE: the key was replaced in between; look again
+            if not str(e).startswith("WRONGTYPE"):
+                raise
+            continue
+        raise AssertionError("%s is a %s, neither a set nor a hash" % (NODES_KEY, t))
+    raise AssertionError("%s kept changing type" % NODES_KEY)
+
 
 # -------------------------------------------------------------- HAProxy
 
@@ -1129,11 +1169,20 @@ class Cluster:
             raise AssertionError("no Redis proxy for %s: the Cluster was made without redis_proxy=True" % node_id)
         return self.proxies[node_id]
 
+    def registered(self):
+        """The node ids in subway:nodes (a SET, or a HASH id -> incarnation)."""
+        return registered_nodes(self.redis)
+
+    def incarnation(self, node_id):
+        """node_id's incarnation as subway:nodes has it (a HASH), None when
+        it is not registered or subway:nodes is still a SET."""
+        return registered_incarnations(self.redis).get(node_id)
+
     def wait_registered(self, node_id, timeout=15.0):
         """Waits until node_id is in subway:nodes and its subway:node:ID
         hash exists (the node registered itself)."""
         n = self.node(node_id)
-        n.proc.wait_ready(lambda: self.redis.call("SISMEMBER", NODES_KEY, node_id) == 1
+        n.proc.wait_ready(lambda: node_id in self.registered()
                           and self.redis.call("EXISTS", node_key(node_id)) == 1,
                           timeout, "node %s registered in Redis (%s, %s)" % (node_id, NODES_KEY, node_key(node_id)))
 
@@ -1150,11 +1199,23 @@ class Cluster:
 
     def feed_state(self, topic, key):
         """(count, {node_id: n}, owner) of a feed as Redis has it: count 0
-        when the count key does not exist, owner None when there is none."""
+        when the count key does not exist, owner None when there is none.
+        owner is the node id, also when the owner key holds a session token
+        "NODEID:INC" (owner_token() gives it raw)."""
         count = self.redis.call("GET", feed_key(topic, key, "count"))
         nodes = {k: int(v) for k, v in self.redis.hgetall(feed_key(topic, key, "nodes")).items()}
-        owner = self.redis.call("GET", feed_key(topic, key, "owner"))
+        owner = self.owner(topic, key)
         return (int(count) if count is not None else 0), nodes, owner
+
+    def owner_token(self, topic, key):
+        """The feed's owner key as it is ("NODEID" or "NODEID:INC"), None
+        when there is none."""
+        return self.redis.call("GET", feed_key(topic, key, "owner"))
+
+    def owner(self, topic, key):
+        """The node id owning the feed (owner_node of the owner key), None
+        when there is none."""
+        return owner_node(self.owner_token(topic, key))
 
     def all_stats(self):
         """{node_id: /stats} of every running node."""
@@ -1171,7 +1232,7 @@ class Cluster:
             except Exception as e:
                 parts.append("redis %s: %r" % (feed_name(topic, key), e))
         try:
-            parts.append("redis %s = %r" % (NODES_KEY, sorted(self.redis.smembers(NODES_KEY))))
+            parts.append("redis %s = %r" % (NODES_KEY, sorted(registered_incarnations(self.redis).items())))
         except Exception as e:
             parts.append("redis: %r" % (e,))
         for nid, p in sorted(self.proxies.items()):

@@ -1,6 +1,7 @@
 """test_nemesis.py -- checks the fault-injection layer itself against a real redis-server:
 the TCP proxy (forward, cut/heal, reset, close), process pause/resume, Redis
-with an append-only file and down()/up(), and Cluster(redis_proxy=True).
+with an append-only file and down()/up(), Cluster(redis_proxy=True), and the
+schema helpers that read both forms of the owner key and of subway:nodes.
 
 A failure here means the nemesis is broken, not the cluster.
 """
@@ -11,7 +12,7 @@ import threading
 import time
 
 import harness
-from harness import TestCase, redis_call, wait_until
+from harness import Cluster, TestCase, feed_key, owner_node, redis_call, wait_until
 import nemesis
 from nemesis import TcpProxy
 
@@ -320,9 +321,43 @@ class RedisPersistenceTest(TestCase):
         self.assertEqual(r.call("GET", "k"), "v")
 
 
+class SchemaHelpersTest(TestCase):
+    def test_owner_node(self):
+        self.assertEqual(owner_node("n1"), "n1")
+        self.assertEqual(owner_node("n1:1f"), "n1")
+        self.assertEqual(owner_node("svc-test.a_b:0"), "svc-test.a_b")
+        self.assertIsNone(owner_node(None))
+
+    def test_both_forms_in_redis(self):
+        r = self.redis()
+        c = Cluster.__new__(Cluster)   # no nodes: only the Redis readers
+        c.redis = r
+        self.assertEqual(c.registered(), set())
+        r.call("SADD", harness.NODES_KEY, "n1", "n2")
+        self.assertEqual(c.registered(), {"n1", "n2"})
+        self.assertIsNone(c.incarnation("n1"))
+        r.call("DEL", harness.NODES_KEY)
+        r.call("HSET", harness.NODES_KEY, "n1", "1a", "n3", "2")
+        self.assertEqual(c.registered(), {"n1", "n3"})
+        self.assertEqual(c.incarnation("n1"), "1a")
+        self.assertIsNone(c.incarnation("n2"))
+
+        self.assertIsNone(c.owner("t", "k"))
+        self.assertIsNone(c.owner_token("t", "k"))
+        self.assertEqual(c.feed_state("t", "k"), (0, {}, None))
+        r.call("SET", feed_key("t", "k", "owner"), "n1")
+        self.assertEqual((c.owner("t", "k"), c.owner_token("t", "k")), ("n1", "n1"))
+        r.call("SET", feed_key("t", "k", "owner"), "n3:2")
+        r.call("SET", feed_key("t", "k", "count"), "1")
+        r.call("HSET", feed_key("t", "k", "nodes"), "n3", "1")
+        self.assertEqual((c.owner("t", "k"), c.owner_token("t", "k")), ("n3", "n3:2"))
+        self.assertEqual(c.feed_state("t", "k"), (1, {"n3": 1}, "n3"))
+
+
 class ClusterProxyTest(TestCase):
     def test_redis_proxy_cluster(self):
         c = self.cluster({"np": 2}, nodes=2, haproxy=False, redis_proxy=True)
+        self.assertEqual(c.registered(), {"n1", "n2"})
         p1, p2 = c.proxy("n1"), c.proxy("n2")
         self.assertIsNot(p1, p2)
         for nid, p in (("n1", p1), ("n2", p2)):
@@ -338,6 +373,7 @@ class ClusterProxyTest(TestCase):
         self.assertIs(c.proxy("n2"), p2)
         c.node("n2").wait_stats(lambda s: s.get("redis") == "connected" and p2.accepted > accepted,
                                 what="the restarted n2 connected to Redis through its proxy")
+        self.assertEqual(c.registered(), {"n1", "n2"})
 
         # a reset: the node reconnects through the proxy
         accepted = p1.accepted
