@@ -19,6 +19,18 @@ and --node-id + HAProxy in front):
     c.redis.call("GET", feed_key("orders", "cust-1", "count"))
     c.node("n2").kill9(); c.node("n2").start()
 
+Faults (nemesis.py): Proc/Node/Redis .pause() and .resume() (SIGSTOP and
+SIGCONT), Redis.down() and .up() (kill -9 and back on the same port; with
+Redis(appendonly=True) the data survives), and Cluster(redis_proxy=True), a
+nemesis.TcpProxy between each node and Redis to cut(), heal() or reset():
+
+    c = Cluster({"orders": 6}, nodes=3, redis_proxy=True)
+    c.proxy("n2").cut(); ...; c.proxy("n2").heal()
+
+The coordination schema is read in both its forms: owner keys "NODEID" or
+"NODEID:INC" (owner_node, Cluster.owner/owner_token), subway:nodes a SET of
+ids or a HASH id -> incarnation (registered_nodes, Cluster.registered).
+
 The binaries come from configure(bin_dir) (run.py --bin), else $SUBWAY_BIN,
 else ./bin relative to the repository.
 """
@@ -168,6 +180,7 @@ class Proc:
                 stdin=subprocess.DEVNULL if stdin is None else stdin,
                 env=full_env, cwd=cwd, start_new_session=True)
         self.pid = self.p.pid
+        self.paused = False   # pause() stopped it (SIGSTOP) and resume() did not continue it yet
         _procs.append(self)
 
     # ---- state
@@ -259,11 +272,36 @@ class Proc:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def pause(self):
+        """SIGSTOP to the process group (the process and any children it
+        forked, e.g. a redis-server's background save): it stays alive,
+        keeps its sockets open (the kernel still completes connects into its
+        listen backlog and buffers what arrives) but runs no code until
+        resume(). stop(), kill() and the end-of-run cleanup work on a paused
+        process."""
+        if self.p.poll() is not None:
+            raise AssertionError("%s (pid %d) is not running (exit %s): cannot pause it"
+                                 % (self.name, self.pid, self.p.returncode))
+        self._killpg(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """SIGCONT to the process group after pause(). Safe when not paused."""
+        self._killpg(signal.SIGCONT)
+        self.paused = False
+
     def stop(self, timeout=5.0):
         """SIGTERM to the process group, SIGKILL after timeout; returns the
-        exit status. Safe to call more than once."""
+        exit status. Safe to call more than once. A paused process is
+        continued (SIGCONT right after the SIGTERM, so that the first thing it
+        does when it runs again is handle the SIGTERM) rather than left to
+        the SIGKILL."""
         if self.p.poll() is None:
             self._killpg(signal.SIGTERM)
+            # always, not only when self.paused: a test may have stopped it
+            # with signal(SIGSTOP); SIGCONT to a running process is a no-op
+            self._killpg(signal.SIGCONT)
+            self.paused = False
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -275,8 +313,9 @@ class Proc:
         return self.p.returncode
 
     def kill(self):
-        self._killpg(signal.SIGKILL)
+        self._killpg(signal.SIGKILL)   # ends a stopped (paused) process too
         self.p.wait()
+        self.paused = False
 
     def stop_checked(self, timeout=10.0):
         """stop(), then fails unless the process exited 0 on its own after
@@ -612,6 +651,19 @@ class Node:
         self.killed = True
         self.proc.kill()
 
+    def pause(self):
+        """SIGSTOP (Proc.pause): the node is frozen, a GC pause or a VM
+        stall as its peers and Redis see it; its connections stay open."""
+        self.proc.pause()
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        self.proc.resume()
+
+    @property
+    def paused(self):
+        return self.proc.paused
+
     def start(self, wait=True, timeout=20.0):
         """Starts the node again with the same argv (same ports, same
         --node-id) after kill9() or stop(); waits for /stats unless
@@ -694,13 +746,20 @@ def _redis_server():
 class Redis:
     """A redis-server of the test's own on a free loopback port, with no
     persistence: redis-server --port P --bind 127.0.0.1 --save '' --appendonly no
-    --dir TMP. Ready when it answers PING."""
+    --dir TMP. Ready when it answers PING.
 
-    def __init__(self, port=None, wait=True):
+    appendonly=True turns the append-only file on with an fsync per write
+    (--appendonly yes --appendfsync always): every write Redis acknowledged
+    survives a kill -9 (restart(keep_data=True), down() then up()). RDB
+    snapshots stay off (--save '') either way."""
+
+    def __init__(self, port=None, wait=True, appendonly=False):
         self.port = port or free_port()
         self.dir = tmp_path("redis-%d" % self.port)
         os.makedirs(self.dir)
+        self.appendonly = bool(appendonly)
         self.proc = None
+        self.down_since = None   # monotonic time of down(), None while up
         self.start(wait)
 
     @property
@@ -708,14 +767,17 @@ class Redis:
         return "127.0.0.1:%d" % self.port
 
     def argv(self):
-        return [_redis_server(), "--port", self.port, "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly
+                       else ["--appendonly", "no"])
+        return [_redis_server(), "--port", self.port, "--bind", "127.0.0.1", "--save", ""] + persistence + [
+            "--dir", self.dir, "--daemonize", "no"]
 
     def start(self, wait=True):
         """Starts redis-server on this object's port (again, after kill9())."""
         if self.proc is not None and self.proc.alive():
             raise AssertionError("redis-server (pid %d) is still running" % self.proc.pid)
         self.proc = Proc(self.argv(), name="redis-%d" % self.port)
+        self.down_since = None
         if wait:
             self.proc.wait_ready(lambda: self.call("PING") == "PONG", 15,
                                  "redis-server to answer PING on port %d" % self.port)
@@ -727,15 +789,64 @@ class Redis:
 
     def restart(self, keep_data=False):
         """kill -9, then start again on the same port. With keep_data=False
-        the new server starts empty; with keep_data=True it loads a snapshot
-        taken (SAVE) right before the kill."""
-        dump = os.path.join(self.dir, "dump.rdb")
-        if keep_data:
+        the new server starts empty (snapshot and append-only file deleted);
+        with keep_data=True it loads its append-only file (appendonly=True:
+        every acknowledged write) or else a snapshot taken (SAVE) right
+        before the kill."""
+        if keep_data and not self.appendonly:
             self.call("SAVE")
         self.kill9()
-        if not keep_data and os.path.exists(dump):
-            os.unlink(dump)
+        if not keep_data:
+            self.wipe()
         return self.start()
+
+    def wipe(self):
+        """Deletes the data files in the server's --dir: dump.rdb and the
+        append-only file(s) (Redis 7's appendonlydir/, older appendonly.aof).
+        Only while the server is down."""
+        if self.alive():
+            raise AssertionError("redis-server (pid %d) is running: wipe() only while it is down" % self.proc.pid)
+        for name in os.listdir(self.dir):
+            if name == "dump.rdb" or name.startswith("appendonly") or name.startswith("temp-"):
+                path = os.path.join(self.dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+
+    def down(self, save=False):
+        """kill -9 (a crash), and remember it (is_down, down_since) until
+        up(). With appendonly=True the data stays on disk; without, only a
+        snapshot save=True takes (SAVE) right before the kill does."""
+        if self.down_since is not None:
+            raise AssertionError("redis on port %d is already down (down() without up())" % self.port)
+        if save:
+            self.call("SAVE")
+        self.kill9()
+        self.down_since = time.monotonic()
+        return self
+
+    @property
+    def is_down(self):
+        """True between down() and up()."""
+        return self.down_since is not None
+
+    def up(self, keep_data=True, wait=True):
+        """Starts redis-server again on the same port after down(). With
+        keep_data=True it loads what is on disk (see down()); with
+        keep_data=False it starts empty."""
+        if self.down_since is None:
+            raise AssertionError("redis on port %d is not down (up() without down())" % self.port)
+        if not keep_data:
+            self.wipe()
+        return self.start(wait)
+
+    def pause(self):
+        """SIGSTOP (Proc.pause): connections to it stay open, nothing answers."""
+        self.proc.pause()
+
+    def resume(self):
+        self.proc.resume()
 
     def alive(self):
         return self.proc is not None and self.proc.alive()
@@ -799,6 +910,43 @@ def node_key(node_id, suffix=None):
 
 
 NODES_KEY = "subway:nodes"
+
+
+def owner_node(value):
+    """The node id in the value of a feed's owner key: the key holds either
+    the node id ("n1") or a session token "NODEID:INC" (INC: the owner's
+    incarnation, hex); node ids never contain ':'. None stays None."""
+    if value is None:
+        return None
+    node, sep, _inc = value.rpartition(":")
+    return node if sep else value
+
+
+def registered_nodes(redis):
+    """The node ids registered in subway:nodes, a SET of ids or a HASH id ->
+    incarnation (either schema); an empty set when the key does not exist."""
+    return set(registered_incarnations(redis))
+
+
+def registered_incarnations(redis):
+    """{node id: incarnation} from subway:nodes: the hash's values, or None
+    for each member while subway:nodes is a SET (the older schema)."""
+    for _ in range(3):
+        t = redis.call("TYPE", NODES_KEY)
+        try:
+            if t == "set":
+                return {m: None for m in redis.call("SMEMBERS", NODES_KEY) or []}
+            if t == "hash":
+                flat = redis.call("HGETALL", NODES_KEY) or []
+                return dict(zip(flat[0::2], flat[1::2]))
+            if t == "none":
+                return {}
+        except RedisError as e:  # WRONGTYPE: the key was replaced in between; look again
+            if not str(e).startswith("WRONGTYPE"):
+                raise
+            continue
+        raise AssertionError("%s is a %s, neither a set nor a hash" % (NODES_KEY, t))
+    raise AssertionError("%s kept changing type" % NODES_KEY)
 
 
 # -------------------------------------------------------------- HAProxy
@@ -953,22 +1101,32 @@ class Cluster:
     Stopped in reverse: HAProxy, the nodes (each must exit 0 on SIGTERM,
     except those ended by kill9()), Kafka, Redis."""
 
-    def __init__(self, topics=None, nodes=3, node_args=(), haproxy=True, kafka=None):
+    def __init__(self, topics=None, nodes=3, node_args=(), haproxy=True, kafka=None,
+                 redis_proxy=False, redis_appendonly=False):
         """kafka: a running Kafka (with .bootstrap) to use instead of a new
-        MockKafka(topics); the caller stops it."""
+        MockKafka(topics); the caller stops it. redis_proxy=True puts a
+        nemesis.TcpProxy of its own between each node and Redis (the node's
+        --redis is the proxy; proxy(node_id) cuts, heals or resets it; node
+        restarts keep it). redis_appendonly: Redis(appendonly=True)."""
         self.redis = None
         self.kafka = None
         self.own_kafka = kafka is None
         self.nodes = []
         self.haproxy = None
+        self.proxies = {}     # node id -> TcpProxy, with redis_proxy=True
         self.node_args = [str(a) for a in node_args]
         try:
-            self.redis = Redis()
+            self.redis = Redis(appendonly=redis_appendonly)
             self.kafka = MockKafka(topics) if kafka is None else kafka
             for i in range(nodes):
                 nid = "n%d" % (i + 1)
+                redis_addr = self.redis.addr_str
+                if redis_proxy:
+                    from nemesis import TcpProxy
+                    self.proxies[nid] = TcpProxy("127.0.0.1", self.redis.port, name="redis-proxy-" + nid)
+                    redis_addr = self.proxies[nid].addr_str
                 n = Node(self.kafka.bootstrap,
-                         ["--redis", self.redis.addr_str, "--node-id", nid] + self.node_args,
+                         ["--redis", redis_addr, "--node-id", nid] + self.node_args,
                          wait=False, name="subway-" + nid)
                 n.node_id = nid
                 self.nodes.append(n)
@@ -1004,11 +1162,27 @@ class Cluster:
         """A RawClient through HAProxy; .welcome.node_id names its node."""
         return self.haproxy.client(hello=hello, **kw)
 
+    def proxy(self, node_id):
+        """The TcpProxy between node_id and Redis (redis_proxy=True)."""
+        self.node(node_id)
+        if node_id not in self.proxies:
+            raise AssertionError("no Redis proxy for %s: the Cluster was made without redis_proxy=True" % node_id)
+        return self.proxies[node_id]
+
+    def registered(self):
+        """The node ids in subway:nodes (a SET, or a HASH id -> incarnation)."""
+        return registered_nodes(self.redis)
+
+    def incarnation(self, node_id):
+        """node_id's incarnation as subway:nodes has it (a HASH), None when
+        it is not registered or subway:nodes is still a SET."""
+        return registered_incarnations(self.redis).get(node_id)
+
     def wait_registered(self, node_id, timeout=15.0):
         """Waits until node_id is in subway:nodes and its subway:node:ID
         hash exists (the node registered itself)."""
         n = self.node(node_id)
-        n.proc.wait_ready(lambda: self.redis.call("SISMEMBER", NODES_KEY, node_id) == 1
+        n.proc.wait_ready(lambda: node_id in self.registered()
                           and self.redis.call("EXISTS", node_key(node_id)) == 1,
                           timeout, "node %s registered in Redis (%s, %s)" % (node_id, NODES_KEY, node_key(node_id)))
 
@@ -1025,11 +1199,23 @@ class Cluster:
 
     def feed_state(self, topic, key):
         """(count, {node_id: n}, owner) of a feed as Redis has it: count 0
-        when the count key does not exist, owner None when there is none."""
+        when the count key does not exist, owner None when there is none.
+        owner is the node id, also when the owner key holds a session token
+        "NODEID:INC" (owner_token() gives it raw)."""
         count = self.redis.call("GET", feed_key(topic, key, "count"))
         nodes = {k: int(v) for k, v in self.redis.hgetall(feed_key(topic, key, "nodes")).items()}
-        owner = self.redis.call("GET", feed_key(topic, key, "owner"))
+        owner = self.owner(topic, key)
         return (int(count) if count is not None else 0), nodes, owner
+
+    def owner_token(self, topic, key):
+        """The feed's owner key as it is ("NODEID" or "NODEID:INC"), None
+        when there is none."""
+        return self.redis.call("GET", feed_key(topic, key, "owner"))
+
+    def owner(self, topic, key):
+        """The node id owning the feed (owner_node of the owner key), None
+        when there is none."""
+        return owner_node(self.owner_token(topic, key))
 
     def all_stats(self):
         """{node_id: /stats} of every running node."""
@@ -1046,9 +1232,11 @@ class Cluster:
             except Exception as e:
                 parts.append("redis %s: %r" % (feed_name(topic, key), e))
         try:
-            parts.append("redis %s = %r" % (NODES_KEY, sorted(self.redis.smembers(NODES_KEY))))
+            parts.append("redis %s = %r" % (NODES_KEY, sorted(registered_incarnations(self.redis).items())))
         except Exception as e:
             parts.append("redis: %r" % (e,))
+        for nid, p in sorted(self.proxies.items()):
+            parts.append("redis proxy of %s: %r" % (nid, p))
         for n in self.nodes:
             if not n.proc.alive():
                 parts.append("node %s: not running (exit %s)" % (n.node_id, n.proc.returncode))
@@ -1082,11 +1270,31 @@ class Cluster:
 
     # ---- stopping
 
+    def _heal_proxies(self):
+        """Heals every Redis proxy, so that a partition a test left in place
+        does not hold up the nodes' shutdown."""
+        for p in self.proxies.values():
+            try:
+                p.heal()
+            except AssertionError:
+                pass  # closed already
+
+    def _close_proxies(self):
+        errors = []
+        for p in self.proxies.values():
+            try:
+                p.close()
+            except AssertionError as e:
+                errors.append(e)
+        return errors
+
     def _stop_quietly(self):
         if self.haproxy is not None:
             self.haproxy.stop()
+        self._heal_proxies()
         for n in reversed(self.nodes):
             n.proc.stop()
+        self._close_proxies()
         if self.kafka is not None and self.own_kafka:
             self.kafka.proc.stop()
         if self.redis is not None:
@@ -1094,15 +1302,18 @@ class Cluster:
 
     def stop(self):
         """Stops everything; fails (after stopping the rest) when a node did
-        not exit cleanly on SIGTERM."""
+        not exit cleanly on SIGTERM. Redis proxies are healed before the
+        nodes stop (a paused node is continued by its stop) and closed after."""
         errors = []
         if self.haproxy is not None:
             self.haproxy.stop()
+        self._heal_proxies()
         for n in reversed(self.nodes):
             try:
                 n.stop()
             except AssertionError as e:
                 errors.append(e)
+        errors += self._close_proxies()
         if self.kafka is not None and self.own_kafka:
             try:
                 self.kafka.stop()
@@ -1148,6 +1359,13 @@ class TestCase(unittest.TestCase):
         r = Redis(**kw)
         self.addCleanup(r.stop)
         return r
+
+    def tcp_proxy(self, target_host, target_port, **kw):
+        """A nemesis.TcpProxy, closed at cleanup."""
+        from nemesis import TcpProxy
+        p = TcpProxy(target_host, target_port, **kw)
+        self.addCleanup(p.close)
+        return p
 
     def haproxy(self, servers, **kw):
         h = HAProxy(servers, **kw)
