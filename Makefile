@@ -168,6 +168,16 @@ run:
 bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 	$(Q)$(BIN)/subway-bench --bin $(BIN) $(BENCH_ARGS)
 
+# The seeded churn with faults (tests/integration/test_faults.py), long:
+# CHAOS_RUNS runs of CHAOS_STEPS steps, each with a new seed (printed, and
+# replayed with SUBWAY_CHURN_SEED=N).
+CHAOS_RUNS ?= 5
+CHAOS_STEPS ?= 300
+chaos: all $(TOOL_BINS)
+	$(Q)for i in $$(seq $(CHAOS_RUNS)); do \
+		SUBWAY_CHURN_STEPS=$(CHAOS_STEPS) python3 tests/integration/run.py --bin $(BIN) -k FaultChurn || exit 1; \
+	done
+
 # Redis, a Kafka, three nodes and HAProxy from local processes (see README).
 cluster: all $(BIN)/tests/mock_kafka
 	$(Q)BIN=$(BIN) bash deploy/local-cluster.sh up

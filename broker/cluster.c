@@ -15,6 +15,7 @@
 
 static void claim_done(void *cb_data, const coord_result *r);
 static void repair_check(feed_table *ft, feed *f);
+static void send_sync(feed_table *ft, feed *f);
 
 /* ------------------------------------------------------------------ leases */
 
@@ -52,6 +53,14 @@ static int others_hold(const feed *f, long nodes) {
     return nodes > (f->local > 0 ? 1 : 0);
 }
 
+/* Appends (p, at) to the pairs in ft->repair_starts, k of them so far. */
+static void put_pair(feed_table *ft, size_t *k, int32_t p, int64_t at) {
+    if (*k >= COORD_MAX_OFFSETS) return;
+    ft->repair_starts[2 * *k] = p;
+    ft->repair_starts[2 * *k + 1] = at;
+    (*k)++;
+}
+
 static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (f->role != ROLE_OWNER) {
         log_debug("feed %s: this node is the owner", f->t->name);
@@ -65,29 +74,41 @@ static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
             size_t n = fanout_resume_offsets(ft, f);
             for (size_t i = 0; i < n; i++) f->rpos[ft->relay_offsets[2 * i]] = ft->relay_offsets[2 * i + 1];
         } else {
-            for (size_t i = 0; i < r->noffsets; i++) {
-                int64_t p = r->offsets[2 * i];
-                if (p >= 0 && p < f->t->partition_cnt) f->rpos[p] = r->offsets[2 * i + 1];
+            /* Where the old owner stopped, or where this node's own
+             * subscribers are if that is further back (it missed batches)
+             * or the store lost the offsets (it came back empty). */
+            int32_t a, z;
+            feed_range(f, &a, &z);
+            size_t k = 0;
+            for (int32_t p = a; p <= z; p++) {
+                int64_t at = f->rpos[p];
+                for (size_t i = 0; i < r->noffsets; i++)
+                    if (r->offsets[2 * i] == p && (at < 0 || r->offsets[2 * i + 1] < at)) at = r->offsets[2 * i + 1];
+                if (at < 0) continue;
+                f->rpos[p] = at;
+                put_pair(ft, &k, p, at);
             }
+            part_take(ft, f, ft->repair_starts, k);
         }
     }
     /* Only turned on here: a count read before other nodes re-asserted (or
      * joined) says nothing about them. Only an ordered 'leave' notice turns
      * relaying off, so no relay misses records in between. */
     if (others_hold(f, r->nodes)) f->relay_on = 1;
-    part_take(ft, f, r->offsets, r->noffsets);
     if (part_all_assigned(f)) sub_feed_ready(ft, f);
 }
 
-/* Reads f's partitions from Kafka here, from where the relay left off,
- * until it meets the live relay (repair_check); the relay's batches wait
- * meanwhile. starts: (partition, offset) pairs, n of them. */
+/* Asks for ownership (taken if nobody holds it), and with announce for a
+ * sync marker from the owner. */
 static void claim(feed_table *ft, feed *f, int announce) {
     coord_feed cf = feed_coord(f);
     grant_send(f);
     coord_claim(ft->b->coord, &cf, announce, claim_done, ticket_new(ft, f));
 }
 
+/* Reads f's partitions from Kafka here, from where the relay left off,
+ * until it meets the live relay (repair_check); the relay's batches wait
+ * meanwhile. starts: (partition, offset) pairs, n of them. */
 static void repair_begin(feed_table *ft, feed *f, const int64_t *starts, size_t n) {
     f->repairing = 1;
     ft->repairs++;
@@ -193,10 +214,20 @@ static void assert_done(void *cb_data, const coord_result *r) {
     grant_answer(ft, f, r);
     if (r->status == COORD_ERROR) return;
     update_counts(f, r);
-    if (r->own)
+    /* A new session: batches may have been lost either way while the
+     * store was away. The owner says where its stream is; a relay asks
+     * until a sync marker answers (the owner may not listen yet). */
+    if (r->own) {
         become_owner(ft, f, r);
-    else
+        if (f->relay_on && fanout_may_relay(f)) send_sync(ft, f);
+    } else {
+        int was_relay = f->role == ROLE_RELAY;
         become_relay(ft, f);
+        /* Asked from the next lease tick on, not now: a claim now could
+         * take the feed from its owner before the owner re-asserted, and a
+         * store restart would move feeds. */
+        if (was_relay && f->ready) f->need_sync = 1;
+    }
     cluster_check_idle(ft, f);
 }
 
@@ -272,12 +303,8 @@ static size_t stream_positions(feed_table *ft, const feed *f) {
     int32_t a, z;
     feed_range(f, &a, &z);
     size_t k = 0;
-    for (int32_t p = a; p <= z && k < COORD_MAX_OFFSETS; p++)
-        if (f->rpos[p] >= 0) {
-            ft->repair_starts[2 * k] = p;
-            ft->repair_starts[2 * k + 1] = f->rpos[p];
-            k++;
-        }
+    for (int32_t p = a; p <= z; p++)
+        if (f->rpos[p] >= 0) put_pair(ft, &k, p, f->rpos[p]);
     return k;
 }
 
@@ -336,8 +363,7 @@ static int gap(feed_table *ft, feed *f, const relaywire_pos *pos, long n) {
     int32_t a, z;
     feed_range(f, &a, &z);
     size_t k = 0;
-    int64_t *starts = ft->repair_starts;
-    for (int32_t p = a; p <= z && k < COORD_MAX_OFFSETS; p++) {
+    for (int32_t p = a; p <= z; p++) {
         int64_t at = f->rpos[p];
         f->live[p] = -1;
         for (long i = 0; i < n; i++)
@@ -345,14 +371,11 @@ static int gap(feed_table *ft, feed *f, const relaywire_pos *pos, long n) {
                 if (at < 0) at = pos[i].from;
                 f->live[p] = pos[i].to;
             }
-        if (at < 0) continue;
-        starts[2 * k] = p;
-        starts[2 * k + 1] = at;
-        k++;
+        if (at >= 0) put_pair(ft, &k, p, at);
     }
     log_warn("feed %s: the relay skipped records (a Redis outage, a cut, a takeover); reading them from Kafka",
              f->t->name);
-    repair_begin(ft, f, starts, k);
+    repair_begin(ft, f, ft->repair_starts, k);
     return 1;
 }
 
@@ -406,6 +429,7 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
     long n = header_positions(ft, f, data, off);
     const relaywire_pos *pos = ft->relay_pos;
     if (kind == RELAYWIRE_SYNC) {
+        f->need_sync = 0;
         if (!f->ready) {
             for (long i = 0; i < n; i++) f->rpos[pos[i].partition] = pos[i].to;
             sub_feed_ready(ft, f);
@@ -494,7 +518,7 @@ static void lease_tick(evutil_socket_t fd, short what, void *arg) {
                 grant_send(f);
                 coord_renew(ft->b->coord, &cf, renew_done, ticket_new(ft, f));
             } else {
-                claim(ft, f, !f->ready || f->repairing);
+                claim(ft, f, !f->ready || f->repairing || f->need_sync);
             }
         }
 }

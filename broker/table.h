@@ -126,6 +126,7 @@ struct feed {
      * again; REPAIR_UNKNOWN until a sync marker says. */
     int64_t *live;
     int repairing;
+    int need_sync;                /* relay, after a session start: asks for a sync marker until one comes */
     /* Owner, cluster only: the lease as this node counts it (monotonic ms),
      * from when the call that granted it was sent; past it the feed is
      * fenced: no relay, no resume offsets, until a renewal succeeds. */

@@ -19,6 +19,8 @@ PACKAGES=(
     libmsgpack-dev
     libcmocka-dev
     redis-server
+    redis-sentinel   # the Sentinel failover test
+    spin             # checks the coordination model, coord/model/
     kcat
     haproxy
     python3

@@ -117,7 +117,7 @@ wait_for() {  # wait_for NAME WHAT CHECK...: polls CHECK until it succeeds, NAME
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 node_healthy() { [ "$(http_status "http://127.0.0.1:$(admin_port "$1")/healthz")" = 200 ]; }
-node_registered() { [ "$(redis_cli SISMEMBER subway:nodes "$1" 2>/dev/null)" = 1 ]; }
+node_registered() { [ "$(redis_cli HEXISTS subway:nodes "$1" 2>/dev/null)" = 1 ]; }
 
 haproxy_states() {  # node name and status per backend server, from the stats CSV
     curl -s -m 2 "http://127.0.0.1:$STATS_PORT/;csv" 2>/dev/null |
@@ -217,7 +217,7 @@ do_up() {
     done
     for n in "${NODES[@]}"; do
         wait_for "$n" "200 from GET /healthz on port $(admin_port "$n")" node_healthy "$n"
-        wait_for "$n" "registration in Redis (SISMEMBER subway:nodes $n)" node_registered "$n"
+        wait_for "$n" "registration in Redis (HEXISTS subway:nodes $n)" node_registered "$n"
     done
 
     launch haproxy haproxy -f "$(haproxy_cfg)" -db
@@ -248,7 +248,7 @@ EOF
     echo 'cust-1:{"order":1}' | kcat -P -b $bootstrap -t orders -K: -X partitioner=murmur2_random
   Look at the coordination state:
     redis-cli -p $REDIS_PORT --scan --pattern 'subway:feed:*:count'
-    redis-cli -p $REDIS_PORT SMEMBERS subway:nodes
+    redis-cli -p $REDIS_PORT HGETALL subway:nodes
     curl -s 127.0.0.1:$(admin_port node1)/stats
   Then:
     bash deploy/local-cluster.sh status
@@ -301,7 +301,7 @@ do_status() {
         echo
         echo "  nodes registered in Redis (subway:nodes; liveness key TTL in ms):"
         local ids id
-        ids=$(redis_cli SMEMBERS subway:nodes 2>/dev/null | sort || true)
+        ids=$(redis_cli HKEYS subway:nodes 2>/dev/null | sort || true)
         if [ -z "$ids" ]; then
             echo "    (none)"
         fi

@@ -157,7 +157,7 @@ class ClusterCase(TestCase):
         state = {}
 
         def ok():
-            owner = self.c.redis.call("GET", feed_key(topic, key, "owner"))
+            owner = self.c.owner(topic, key)
             stats = self.c.all_stats()
             if owner not in stats:
                 return False
@@ -269,7 +269,7 @@ class SharedFeedTest(ClusterCase):
 
         def owner_still_assigned():
             st = c.all_stats()
-            return (c.redis.call("GET", feed_key(topic, key, "owner")) == owner
+            return (c.owner(topic, key) == owner
                     and self.assigned_nodes(topic, part, st) == [owner])
 
         self.hold(owner_still_assigned, 3 * LINGER_MS / 1000.0,
@@ -301,7 +301,7 @@ class SharedFeedTest(ClusterCase):
         a.unsubscribe(sa.feed)
         sa = a.subscribe(topic, key)
         self.wait_feed(topic, key, 1, {a.welcome.node_id: 1})
-        self.hold(lambda: c.redis.call("GET", feed_key(topic, key, "owner")) == owner
+        self.hold(lambda: c.owner(topic, key) == owner
                   and self.assigned_nodes(topic, 5, c.all_stats()) == [owner],
                   3 * LINGER_MS / 1000.0, "owner and partition of %s across an unsubscribe/subscribe" % key)
         produce(c.kafka.bootstrap, topic, [(key, "still-here")])
@@ -361,7 +361,7 @@ class OwnerFailoverTest(ClusterCase):
 
             def survivor_owns():
                 pull(surv, ssub.feed, got, 0.02)
-                return c.redis.call("GET", feed_key(topic, key, "owner")) == nsurv
+                return c.owner(topic, key) == nsurv
 
             c.wait(survivor_owns, OWNER_DEADLINE, "survivor %s to own %s after %s was killed" % (nsurv, key, owner),
                    feeds=[(topic, key)])
@@ -405,7 +405,7 @@ class OwnerFailoverTest(ClusterCase):
         self.assertEqual(list(offsets), [str(part)], "the sync marker recorded where to resume, for its partition")
         c.node(n0).kill9()
         produce(c.kafka.bootstrap, topic, [(key, "gap%d" % i) for i in range(5)])
-        c.wait(lambda: c.redis.call("GET", feed_key(topic, key, "owner")) == n1, OWNER_DEADLINE,
+        c.wait(lambda: c.owner(topic, key) == n1, OWNER_DEADLINE,
                "%s to take %s over" % (n1, key), feeds=[(topic, key)])
         produce(c.kafka.bootstrap, topic, [(key, "post%d" % i) for i in range(5)])
         want = in_kafka(c.kafka.bootstrap, topic, key)
@@ -481,7 +481,7 @@ class SharedPartitionTest(ClusterCase):
         # nobody owns the key now; n1 reads these for orders/* only
         produce(c.kafka.bootstrap, topic, [(key, "gap%d" % i) for i in range(5)] + [("other", "o")])
         c.wait(lambda: take() and len(on(sw.feed)) >= 11, 15, "orders/* past the records nobody relayed")
-        c.wait(lambda: take() and c.redis.call("GET", feed_key(topic, key, "owner")) == n1, OWNER_DEADLINE,
+        c.wait(lambda: take() and c.owner(topic, key) == n1, OWNER_DEADLINE,
                "%s to take %s over" % (n1, key), feeds=[(topic, key)])
         produce(c.kafka.bootstrap, topic, [(key, "post%d" % i) for i in range(5)])
         want = in_kafka(c.kafka.bootstrap, topic, key)
@@ -515,7 +515,7 @@ class ReapTest(ClusterCase):
         self.wait_feed("orders", k2, 1, {victim: 1}, owner_in=(victim,))
         self.wait_feed("demo", None, 2, {other: 1, victim: 1}, owner_in=(other, victim))
         r = c.redis
-        self.assertIn(victim, r.smembers("subway:nodes"))
+        self.assertIn(victim, c.registered())
         self.assertEqual(r.call("EXISTS", node_key(victim)), 1)
         self.assertEqual(r.smembers(node_key(victim, "feeds")),
                          {feed_name("orders", k1), feed_name("orders", k2), feed_name("demo", None)})
@@ -528,7 +528,7 @@ class ReapTest(ClusterCase):
             return (c.feed_state("orders", k1)[:2] == (1, {owner: 1})
                     and c.feed_state("orders", k2)[:2] == (0, {})
                     and c.feed_state("demo", None)[:2] == (1, {other: 1})
-                    and victim not in r.smembers("subway:nodes")
+                    and victim not in c.registered()
                     and r.call("EXISTS", node_key(victim), node_key(victim, "feeds")) == 0)
 
         c.wait(reaped, REAP_DEADLINE, "the counts of killed %s reaped" % victim, feeds=feeds)
@@ -570,7 +570,7 @@ class RedisRestartTest(ClusterCase):
     def snapshot(self):
         """What Redis says about FEEDS and the nodes, in comparable form."""
         r = self.c.redis
-        snap = {"nodes": sorted(r.smembers("subway:nodes"))}
+        snap = {"nodes": sorted(self.c.registered())}
         for topic, key in self.FEEDS:
             snap[feed_name(topic, key)] = self.c.feed_state(topic, key)
         for nid in self.c.node_ids:
@@ -824,6 +824,11 @@ class ChurnTest(ClusterCase):
         return out
 
     def quiet_point(self, label):
+        self.check_invariants(label)
+        self.check_flow(label)
+
+    def check_invariants(self, label):
+        """Invariants 1-3 of the module docstring, once the cluster settled."""
         c = self.c
         self.history.append("quiet point: " + label)
         exp = self.expected()
@@ -850,7 +855,7 @@ class ChurnTest(ClusterCase):
                 if len(claimed) > 1:
                     raise AssertionError("%s has %d owners: %s" % (feed_name(topic, key), len(claimed), roles))
                 if nodes:
-                    owner = c.redis.call("GET", feed_key(topic, key, "owner"))
+                    owner = c.owner(topic, key)
                     if owner not in stats or claimed != [owner]:
                         return False
             return True
@@ -865,7 +870,7 @@ class ChurnTest(ClusterCase):
             need = {nid: set() for nid in stats}
             for f, nodes in exp.items():
                 topic, key = self.FEEDS[f]
-                owner = c.redis.call("GET", feed_key(topic, key, "owner"))
+                owner = c.owner(topic, key)
                 if not nodes:
                     if owner is not None:
                         return False
@@ -882,7 +887,10 @@ class ChurnTest(ClusterCase):
         c.wait(assignments_ok, RELEASE_DEADLINE, "invariant 3 at %s: partitions assigned exactly for "
                "owned feeds with count > 0" % label, feeds=self.FEEDS)
 
-        # records flow: one per live feed reaches every subscriber
+    def check_flow(self, label):
+        """Records flow: one per live feed reaches every subscriber."""
+        c = self.c
+        exp = self.expected()
         tag = "q%d" % len(self.history)
         by_topic = {}
         for f, nodes in exp.items():

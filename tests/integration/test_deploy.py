@@ -480,7 +480,7 @@ class SystemdUnitTest(TestCase):
         n = self.node(None, args, listen_port=port, admin_port=admin, own_flags=False)
         st = n.stats()
         self.assertEqual((st["node_id"], st.get("coord")), ("svc-test", "redis"))
-        self.assertIn("svc-test", redis.smembers("subway:nodes"))
+        self.assertIn("svc-test", redis.hgetall("subway:nodes"))
         c = self.client(n)
         sub = c.subscribe("svc", "k")
         produce(kafka.bootstrap, "svc", [("k", "v")])

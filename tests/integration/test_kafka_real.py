@@ -10,7 +10,7 @@ import os
 import threading
 
 import harness
-from harness import TestCase, class_fixture, crc32_partition, java_partition, produce, run, wait_until
+from harness import TestCase, class_fixture, crc32_partition, java_partition, owner_node, produce, run, wait_until
 from kafka_real import ApacheKafka, console_produce
 import wire
 
@@ -180,7 +180,7 @@ class RealKafkaLossTest(TestCase):
         sa = a.subscribe("lossy", b"k")            # first: node 1 owns the feed
         b = self.client(relay)
         sb = b.subscribe("lossy", b"k")
-        self.assertEqual(cl.redis.cli("GET", "subway:feed:{lossy/k}:owner"), owner.node_id)
+        self.assertEqual(owner_node(cl.redis.cli("GET", "subway:feed:{lossy/k}:owner")), owner.node_id)
         produce(kafka.bootstrap, "lossy", [("k", "seen")])
         for c, s in ((a, sa), (b, sb)):
             self.assertEqual(c.messages(1, timeout=30, feed=s.feed)[0].value, b"seen")
@@ -252,7 +252,7 @@ class RealKafkaClusterTest(TestCase):
         cl = self.cluster_on_kafka()
         clients = [self.client(n) for n in cl.nodes[:2]]
         subs = [c.subscribe("orders", b"cust-9") for c in clients]
-        owner_id = cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner")
+        owner_id = owner_node(cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner"))
         survivor = [i for i, n in enumerate(cl.nodes[:2]) if n.node_id != owner_id]
         self.assertEqual(len(survivor), 1, "the owner is one of the two subscribed nodes")
         i = survivor[0]
@@ -272,7 +272,7 @@ class RealKafkaClusterTest(TestCase):
         try:
             wait_until(lambda: len(sent) >= 60, 30, "records flowing")
             cl.node(owner_id).kill9()
-            wait_until(lambda: cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner")
+            wait_until(lambda: owner_node(cl.redis.cli("GET", "subway:feed:{orders/cust-9}:owner"))
                        == cl.nodes[i].node_id, 10, "the survivor owns the feed")
         finally:
             stop.set()
