@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-from harness import TestCase, consume, feed_key, feed_name, owner_node, produce, wait_until
+from harness import TestCase, class_fixture, consume, feed_key, feed_name, owner_node, produce, wait_until
 import test_cluster
 import wire
 from wire import DROPPED, MESSAGE
@@ -91,10 +91,13 @@ class FaultCase(ClusterCase):
     REDIS_PROXY = True
     TOPIC = "orders"
 
+    KAFKA = None                  # a running Apache Kafka to use instead of a mock (see ApacheKafkaFaultTest)
+
     def setUp(self):
         TestCase.setUp(self)
-        self.c = self.cluster(TOPICS, self.NODES, NODE_ARGS + list(self.EXTRA_ARGS), redis_proxy=self.REDIS_PROXY)
-        self.key = key_on(2, "fault")
+        self.c = self.cluster(TOPICS, self.NODES, NODE_ARGS + list(self.EXTRA_ARGS), redis_proxy=self.REDIS_PROXY,
+                              kafka=self.KAFKA)
+        self.key = key_on(2, "%s-" % self._testMethodName)   # distinct: Apache Kafka outlives a test
         self.subs = [Subscriber(self.node_client(n), self.TOPIC, self.key, n) for n in self.c.node_ids]
         self.wait_feed(self.TOPIC, self.key, 3, {n: 1 for n in self.c.node_ids}, owner_in=self.c.node_ids)
         self.owner = self.wait_single_owner(self.TOPIC, self.key, self.c.node_ids)
@@ -160,6 +163,9 @@ class FaultCase(ClusterCase):
 
 class CutFromRedisTest(FaultCase):
     def test_owner_cut_off_fences_itself_before_anyone_takes_over(self):
+        self.owner_cut_off()
+
+    def owner_cut_off(self):
         """The owner's link to Redis stops answering, connections left open,
         for three leases. It must stop acting as owner before Redis hands
         the lease to another node; at the heal its queued relays are refused
@@ -212,6 +218,9 @@ class CutFromRedisTest(FaultCase):
 
 class PauseTest(FaultCase):
     def test_paused_owner_wakes_checks_and_catches_up(self):
+        self.paused_owner()
+
+    def paused_owner(self):
         """SIGSTOP of the owner for two leases and a node TTL: another node
         takes over and the paused one is reaped. On SIGCONT it must check
         before it acts (its late relays are refused), come back with exact
@@ -230,6 +239,24 @@ class PauseTest(FaultCase):
         self.producer.wait_more(30)
         self.check_settled()
         self.check_no_loss()
+
+
+class ApacheKafkaFaultTest(FaultCase):
+    """The two hardest faults again, on Apache Kafka itself (one broker,
+    KRaft): the nodes' consumers re-read and repair from a real log."""
+
+    @classmethod
+    def setUpClass(cls):
+        from kafka_real import ApacheKafka
+        cls.KAFKA = class_fixture(cls, ApacheKafka(brokers=1))
+        for topic, n in TOPICS.items():
+            cls.KAFKA.create_topic(topic, n)
+
+    def test_owner_cut_off_on_apache_kafka(self):
+        CutFromRedisTest.owner_cut_off(self)
+
+    def test_paused_owner_on_apache_kafka(self):
+        PauseTest.paused_owner(self)
 
 
 class RedisOutageTest(FaultCase):
