@@ -37,7 +37,7 @@ static void grant_answer(feed_table *ft, feed *f, const coord_result *r) {
     if (until > f->lease_until) f->lease_until = until;
     if (f->fenced && monotonic_ms() < f->lease_until) {
         f->fenced = 0;
-        log_info("feed %s: lease renewed; acting as owner again", f->t->name);
+        log_info("feed %s: lease renewed; acting as owner again", feed_label(f));
     }
 }
 
@@ -63,7 +63,7 @@ static void put_pair(feed_table *ft, size_t *k, int32_t p, int64_t at) {
 
 static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (f->role != ROLE_OWNER) {
-        log_debug("feed %s: this node is the owner", f->t->name);
+        log_debug("feed %s: this node is the owner", feed_label(f));
         f->role = ROLE_OWNER;
         f->repairing = 0;
         coord_feed cf = feed_coord(f);
@@ -132,10 +132,10 @@ static void become_relay(feed_table *ft, feed *f) {
         for (int32_t p = a; p <= z; p++) f->live[p] = REPAIR_UNKNOWN;
         f->repairing = 1;
         ft->repairs++;
-        log_info("feed %s: lost ownership; reading Kafka until the new owner's relay is reached", f->t->name);
+        log_info("feed %s: lost ownership; reading Kafka until the new owner's relay is reached", feed_label(f));
     } else {
         part_drop(ft, f);
-        if (f->ready) log_info("feed %s: lost ownership; relaying", f->t->name);
+        if (f->ready) log_info("feed %s: lost ownership; relaying", feed_label(f));
     }
     coord_feed cf = feed_coord(f);
     coord_watch(ft->b->coord, &cf, COORD_WATCH_RELAY);
@@ -153,7 +153,7 @@ static void acquire_done(void *cb_data, const coord_result *r) {
     feed_table *ft = f->t->ft;
     grant_answer(ft, f, r);
     if (r->status == COORD_ERROR) {
-        log_warn("feed %s: coordination failed: %s", f->t->name, r->errstr);
+        log_warn("feed %s: coordination failed: %s", feed_label(f), r->errstr);
         return;                   /* the waiters time out through claim retries */
     }
     update_counts(f, r);
@@ -257,7 +257,7 @@ static void linger_expired(evutil_socket_t fd, short what, void *arg) {
     feed_table *ft = f->t->ft;
     f->lingering = 0;
     if (f->role == ROLE_OWNER) {
-        log_debug("feed %s: linger over, giving it up", f->t->name);
+        log_debug("feed %s: linger over, giving it up", feed_label(f));
         coord_feed cf = feed_coord(f);
         coord_disown(ft->b->coord, &cf, disown_done, ticket_new(ft, f));
         return;
@@ -273,7 +273,7 @@ void cluster_check_idle(feed_table *ft, feed *f) {
         return;
     }
     if (!f->linger_ev && !(f->linger_ev = event_new(ft->b->base, -1, 0, linger_expired, f))) {
-        log_error("cannot set the linger timer of feed %s", f->t->name);
+        log_error("cannot set the linger timer of feed %s", feed_label(f));
         abort();
     }
     struct timeval tv = ms_timeval(ft->b->cfg->linger_ms);
@@ -340,7 +340,7 @@ void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, 
 static long header_positions(feed_table *ft, feed *f, const char *data, size_t body) {
     long n = relaywire_positions(data, body, ft->relay_pos, COORD_MAX_OFFSETS);
     if (n < 0) {
-        log_warn("feed %s: relay header with unreadable positions; ignored", f->t->name);
+        log_warn("feed %s: relay header with unreadable positions; ignored", feed_label(f));
         return 0;
     }
     int32_t a, z;
@@ -374,7 +374,7 @@ static int gap(feed_table *ft, feed *f, const relaywire_pos *pos, long n) {
         if (at >= 0) put_pair(ft, &k, p, at);
     }
     log_warn("feed %s: the relay skipped records (a Redis outage, a cut, a takeover); reading them from Kafka",
-             f->t->name);
+             feed_label(f));
     repair_begin(ft, f, ft->repair_starts, k);
     return 1;
 }
@@ -412,7 +412,7 @@ static void repair_check(feed_table *ft, feed *f) {
     }
     f->repairing = 0;
     part_drop(ft, f);
-    log_info("feed %s: caught up with the relay", f->t->name);
+    log_info("feed %s: caught up with the relay", feed_label(f));
 }
 
 void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, size_t len) {
@@ -453,7 +453,7 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
         size_t used;
         proto_frame fr;
         if (proto_decode(ft->relay_dec, data + off, len - off, &used, &fr) != PROTO_FRAME) {
-            log_warn("feed %s: undecodable relay data dropped", f->t->name);
+            log_warn("feed %s: undecodable relay data dropped", feed_label(f));
             break;
         }
         off += used;

@@ -11,7 +11,7 @@
 
 static void encode(feed *f, const proto_frame *fr) {
     if (proto_encode(&f->batch, fr) < 0) {
-        log_error("out of memory encoding a frame of feed %s", f->t->name);
+        log_error("out of memory encoding a frame of feed %s", feed_label(f));
         abort();
     }
 }
@@ -98,7 +98,7 @@ int fanout_may_relay(feed *f) {
          * another node's by now. Checked here, before acting. */
         f->fenced = 1;
         log_warn("feed %s: lease not renewed in time; stopped acting as owner (no relay, no resume offsets) "
-                 "until coordination answers", f->t->name);
+                 "until coordination answers", feed_label(f));
         return 0;
     }
     return 1;

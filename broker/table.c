@@ -200,6 +200,23 @@ void feed_free(feed_table *ft, feed *f) {
     free(f);
 }
 
+const char *feed_label(const feed *f) {
+    static char buf[160];
+    size_t n = (size_t)snprintf(buf, sizeof(buf), "%s/", f->t->name);
+    if (n >= sizeof(buf)) return buf;
+    if (f->wildcard) {
+        snprintf(buf + n, sizeof(buf) - n, "*");
+        return buf;
+    }
+    for (size_t i = 0; i < f->key_len && n + 4 < sizeof(buf); i++) {
+        unsigned char ch = (unsigned char)f->key[i];
+        buf[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (f->key_len && n + 4 >= sizeof(buf)) memcpy(buf + n - 3, "...", 3);
+    buf[n] = '\0';
+    return buf;
+}
+
 void feed_range(const feed *f, int32_t *first, int32_t *last) {
     if (f->partition >= 0) {
         *first = *last = f->partition;

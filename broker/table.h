@@ -73,6 +73,11 @@ typedef struct relaywire_pos {
     int64_t from, to;
 } relaywire_pos;
 
+/* f as "topic/key" (topic/ and a star for every key) for logs: bytes outside
+ * printable ASCII as '?', long keys cut. A static buffer: valid until the
+ * next call. */
+const char *feed_label(const feed *f);
+
 /* "pending", "owner", "relay". */
 const char *feed_role_name(feed_role r);
 

@@ -483,6 +483,13 @@ static void test_relay_gap_is_read_from_kafka(void **state) {
     assert_int_equal(delivered_offset(3), 112);
 }
 
+static void test_feed_label_names_the_feed_for_logs(void **state) {
+    assert_string_equal(feed_label(subscribe("k")->f), "t/k");
+    assert_string_equal(feed_label(subscribe(NULL)->f), "t/*");
+    sub *s = subscribe("a\001b");
+    assert_string_equal(feed_label(s->f), "t/a?b");
+}
+
 static void test_gone_marker_claims_at_once(void **state) {
     relayed_feed();
     size_t claims = calls_of("claim");
@@ -587,6 +594,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_owner_past_its_lease_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_gap_is_read_from_kafka, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gone_marker_claims_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_feed_label_names_the_feed_for_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopping_owner_resigns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_resumes_where_the_old_owner_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_back_reasserts_and_follows_the_answer, setup, teardown),
