@@ -202,8 +202,12 @@ static void disown_done(void *cb_data, const coord_result *r) {
         cluster_retire(ft, f);
         return;
     }
-    /* Wanted again meanwhile (or the store is away): keep serving. */
-    if (r->status != COORD_ERROR) update_counts(f, r);
+    /* The store is away: keep serving; its return re-asserts the feed,
+     * whose answer checks idleness again. Not now: with --linger-ms 0 that
+     * would disown again at once, fail at once, and recurse. */
+    if (r->status == COORD_ERROR) return;
+    /* Wanted again meanwhile: keep serving. */
+    update_counts(f, r);
     cluster_check_idle(ft, f);
 }
 
@@ -308,12 +312,15 @@ static size_t stream_positions(feed_table *ft, const feed *f) {
     return k;
 }
 
-/* Owner: a sync marker with where the relay stream is (the next batch
- * starts there), and resume offsets recorded with it, for a feed that has
- * had no record to relay yet. */
+/* Owner: a sync marker with where the feed is now (its resume offsets,
+ * recorded with it too, for a feed that has had no record to relay yet). A
+ * joining node delivers from there; a node that already delivers and is
+ * further back reads the difference from Kafka. Not the end of the last
+ * batch: while no one listened (no subscriber here, no relay: the others
+ * were reaped while cut off) nothing was batched, yet records went by. */
 static void send_sync(feed_table *ft, feed *f) {
-    relaywire_sync(&ft->relay_buf, ft->b->node_id, ft->repair_starts, stream_positions(ft, f));
     size_t n = fanout_resume_offsets(ft, f);
+    relaywire_sync(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
     coord_feed cf = feed_coord(f);
     coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
 }

@@ -156,6 +156,11 @@ class FaultCase(ClusterCase):
     def check_settled(self, holders=None):
         """Counts exact for the live holders, and one owner among them."""
         holders = holders if holders is not None else self.c.node_ids
+        r = self.c.redis
+        self.c.wait(lambda: all(self.c.incarnation(n) is not None
+                                and r.call("HGET", "subway:node:%s" % n, "incarnation") == self.c.incarnation(n)
+                                for n in holders), SETTLE,
+                    "every holder registered, its liveness key of its current session")
         self.wait_feed(self.TOPIC, self.key, len(holders), {n: 1 for n in holders}, owner_in=holders,
                        timeout=SETTLE)
         return self.wait_single_owner(self.TOPIC, self.key, holders, timeout=SETTLE)

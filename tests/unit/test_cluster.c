@@ -490,6 +490,41 @@ static void test_feed_label_names_the_feed_for_logs(void **state) {
     assert_string_equal(feed_label(s->f), "t/a?b");
 }
 
+/* Records that went by while nobody listened (no subscriber here, the
+ * other nodes reaped while cut off) were never batched: a sync marker says
+ * where the feed is now, so a node coming back sees what it lacks. */
+static void test_sync_marker_says_where_the_feed_is_now(void **state) {
+    feed *f = owned_feed();
+    coord_feed cf = feed_coord(f);
+    cluster_on_notice(b.feeds, &cf, COORD_JOIN, "n2", 2);
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    answer(pending("release"), 1, 1, "n1", NULL, 0);  /* n2 still holds it */
+    cluster_on_notice(b.feeds, &cf, COORD_LEAVE, "n2", 0);   /* n2 reaped */
+    assert_false(f->relay_on);
+    kafka_in(42);
+    kafka_in(43);                                    /* nobody listens */
+    cluster_on_notice(b.feeds, &cf, COORD_JOIN, "n2", 1);    /* n2 back */
+    answer(pending("disown"), 1, 1, "n1", NULL, 0);  /* so it keeps the feed */
+    call *sync = last("relay");
+    assert_int_equal(sync->len, 10);
+    assert_memory_equal(sync->data, "S n1 3:44\n", 10);
+}
+
+/* A disown the store could not take (it is away) is not retried at once:
+ * with no linger that was a recursion without end. */
+static void test_disown_failing_is_not_retried_at_once(void **state) {
+    owned_feed();
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    answer(pending("release"), 0, 0, "n1", NULL, 0);
+    size_t disowns = calls_of("disown");
+    assert_int_equal(disowns, 1);
+    call *k = pending("disown");
+    k->answered = 1;
+    k->cb(k->cb_data, &(coord_result){.status = COORD_ERROR, .owner = "", .errstr = "redis: not connected"});
+    assert_int_equal(calls_of("disown"), disowns);
+    assert_int_equal(feed_table_count(b.feeds), 1);  /* still serving, until the store answers */
+}
+
 static void test_gone_marker_claims_at_once(void **state) {
     relayed_feed();
     size_t claims = calls_of("claim");
@@ -594,6 +629,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_owner_past_its_lease_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_gap_is_read_from_kafka, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gone_marker_claims_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disown_failing_is_not_retried_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_marker_says_where_the_feed_is_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feed_label_names_the_feed_for_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopping_owner_resigns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_resumes_where_the_old_owner_stopped, setup, teardown),
