@@ -436,13 +436,18 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
     long n = header_positions(ft, f, data, off);
     const relaywire_pos *pos = ft->relay_pos;
     if (kind == RELAYWIRE_SYNC) {
+        /* Markers answer joiners; a node that delivers already compares
+         * only the one it asked for after a session start (the feed's
+         * position runs ahead of its batches, over other keys' records,
+         * so any other marker would look like a gap). */
+        int resync = f->need_sync;
         f->need_sync = 0;
         if (!f->ready) {
             for (long i = 0; i < n; i++) f->rpos[pos[i].partition] = pos[i].to;
             sub_feed_ready(ft, f);
         } else if (f->repairing) {
             live_at(f, pos, n, 1);
-        } else if (!gap(ft, f, pos, n)) {
+        } else if (resync && !gap(ft, f, pos, n)) {
             for (long i = 0; i < n; i++)
                 if (f->rpos[pos[i].partition] < 0) f->rpos[pos[i].partition] = pos[i].to;
         }

@@ -29,8 +29,7 @@ void relaywire_records(proto_buf *out, const char *owner, const int64_t *from, c
                        const char *frames, size_t len) {
     head(out, RELAYWIRE_RECORDS, owner);
     for (size_t i = 0; i < npairs; i++) {
-        int64_t p = pairs[2 * i], f = from[p];
-        if (f < 0) continue;
+        int64_t p = pairs[2 * i], f = from[p] < 0 ? -1 : from[p];
         char pos[72];
         int n = snprintf(pos, sizeof(pos), " %lld:%lld:%lld", (long long)p, (long long)f, (long long)pairs[2 * i + 1]);
         append(out, pos, (size_t)n);

@@ -14,13 +14,14 @@
  *                 its own subscribers got them (the relay re-encodes them
  *                 with its own feed handle). For each partition P of the
  *                 feed, FROM is the owner's position (the resume offset)
- *                 before this batch, TO after it: a relay whose last batch
- *                 ended before FROM missed one, and reads the gap from Kafka;
+ *                 before this batch (-1 when it has none yet), TO after it:
+ *                 a relay whose last batch ended before FROM missed one, and
+ *                 reads the gap from Kafka;
  *   "S <owner> P:POS ...\n" a sync marker: a joining node delivers from
  *                 here on; a node that already delivers compares POS with
  *                 where it is;
  *   "G <owner>\n" the owner stopped and freed the lease: claim it now.
- * Unknown positions are left out. */
+ * Partitions with no known position are left out. */
 typedef enum relaywire_kind {
     RELAYWIRE_BAD = 0,            /* not relay bytes */
     RELAYWIRE_RECORDS = 'R',
@@ -29,7 +30,7 @@ typedef enum relaywire_kind {
 } relaywire_kind;
 
 /* Resets out to "R <owner> P:FROM:TO ...\n" followed by frames[0..len):
- * for each (partition, to) pair, from is from[partition] (-1: left out). */
+ * for each (partition, to) pair, from is from[partition] (-1: unknown). */
 void relaywire_records(proto_buf *out, const char *owner, const int64_t *from, const int64_t *pairs, size_t npairs,
                        const char *frames, size_t len);
 

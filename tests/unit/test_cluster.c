@@ -273,12 +273,12 @@ static feed *relayed_feed(void) {
 
 /* Relay bytes from owner: a MESSAGE at offset (owner's feed handle 99),
  * and a DROPPED of lost when lost > 0; the batch spans positions from..to
- * of partition P (from < 0: none in the header). */
+ * of partition P (from INT64_MIN: none in the header). */
 static size_t relay_span(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost, int64_t from,
                          int64_t to) {
     proto_buf pb;
     proto_buf_init(&pb);
-    int n = from < 0 ? snprintf(out, cap, "R %s\n", owner)
+    int n = from == INT64_MIN ? snprintf(out, cap, "R %s\n", owner)
                      : snprintf(out, cap, "R %s %d:%lld:%lld\n", owner, P, (long long)from, (long long)to);
     proto_frame m = {.type = PROTO_MESSAGE, .feed = 99, .partition = P, .offset = (uint64_t)offset,
                      .key = {"k", 1}, .value = {"v", 1}};
@@ -295,7 +295,7 @@ static size_t relay_span(char *out, size_t cap, const char *owner, int64_t offse
 }
 
 static size_t relay_bytes(char *out, size_t cap, const char *owner, int64_t offset, uint64_t lost) {
-    return relay_span(out, cap, owner, offset, lost, -1, -1);
+    return relay_span(out, cap, owner, offset, lost, INT64_MIN, -1);
 }
 
 static void relay_in(const char *data, size_t len) {
@@ -525,6 +525,31 @@ static void test_disown_failing_is_not_retried_at_once(void **state) {
     assert_int_equal(feed_table_count(b.feeds), 1);  /* still serving, until the store answers */
 }
 
+/* A new owner's first batch has no position to start from yet: it says
+ * -1, and the relays take its end, so the next batch is no false gap (a
+ * relay repaired after every new owner's first batch, and counted the
+ * owner's DROPPED a second time from its own reads). */
+static void test_first_batch_without_a_position(void **state) {
+    owned_feed();
+    cluster_on_notice(b.feeds, &(coord_feed){"t", "k", 1, 0}, COORD_JOIN, "n2", 2);
+    kafka_in(42);
+    assert_memory_equal(last("relay")->data, "R n1 3:-1:43\n", 13);
+}
+
+static void test_relay_takes_the_end_of_a_batch_without_a_start(void **state) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 2, 2, "n2", NULL, 0);
+    relay_in("S n2 3:42\n", 10);
+    char data[256];
+    size_t n = relay_span(data, sizeof(data), "n2", 42, 0, -1, 43);
+    relay_in(data, n);
+    n = relay_span(data, sizeof(data), "n2", 53, 10, 43, 54);   /* ten lost in Kafka, then 53 */
+    relay_in(data, n);
+    assert_false(s->f->repairing);
+    assert_int_equal(rec.ndelivered, 2);
+    assert_int_equal(rec.delivered[1].lost, 10);
+}
+
 static void test_gone_marker_claims_at_once(void **state) {
     relayed_feed();
     size_t claims = calls_of("claim");
@@ -629,6 +654,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_owner_past_its_lease_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_gap_is_read_from_kafka, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gone_marker_claims_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_batch_without_a_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_takes_the_end_of_a_batch_without_a_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disown_failing_is_not_retried_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_marker_says_where_the_feed_is_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feed_label_names_the_feed_for_logs, setup, teardown),

@@ -13,10 +13,10 @@ static void test_records_and_sync_round_trip(void **state) {
     proto_buf b;
     proto_buf_init(&b);
     int64_t from[3] = {-1, 7, 20};
-    int64_t pairs[] = {0, 5, 1, 9, 2, 21};           /* partition 0: no from, left out */
+    int64_t pairs[] = {0, 5, 1, 9, 2, 21};           /* partition 0: no from yet */
     relaywire_records(&b, "node-1", from, pairs, 3, "\x01\x02", 2);
-    const char *want = "R node-1 1:7:9 2:20:21\n\x01\x02";
-    assert_int_equal(b.len, strlen("R node-1 1:7:9 2:20:21\n") + 2);
+    const char *want = "R node-1 0:-1:5 1:7:9 2:20:21\n\x01\x02";
+    assert_int_equal(b.len, strlen("R node-1 0:-1:5 1:7:9 2:20:21\n") + 2);
     assert_memory_equal(b.data, want, b.len);
     const char *owner;
     size_t olen, body;
@@ -25,13 +25,16 @@ static void test_records_and_sync_round_trip(void **state) {
     assert_memory_equal(owner, "node-1", 6);
     assert_int_equal(body, b.len - 2);
     relaywire_pos pos[4];
-    assert_int_equal(relaywire_positions(b.data, body, pos, 4), 2);
-    assert_int_equal(pos[0].partition, 1);
-    assert_int_equal(pos[0].from, 7);
-    assert_int_equal(pos[0].to, 9);
-    assert_int_equal(pos[1].partition, 2);
-    assert_int_equal(pos[1].from, 20);
-    assert_int_equal(pos[1].to, 21);
+    assert_int_equal(relaywire_positions(b.data, body, pos, 4), 3);
+    assert_int_equal(pos[0].partition, 0);
+    assert_int_equal(pos[0].from, -1);
+    assert_int_equal(pos[0].to, 5);
+    assert_int_equal(pos[1].partition, 1);
+    assert_int_equal(pos[1].from, 7);
+    assert_int_equal(pos[1].to, 9);
+    assert_int_equal(pos[2].partition, 2);
+    assert_int_equal(pos[2].from, 20);
+    assert_int_equal(pos[2].to, 21);
     assert_int_equal(relaywire_positions(b.data, body, pos, 1), 1);   /* at most max */
 
     int64_t at[] = {3, 100};
