@@ -87,6 +87,7 @@ typedef struct call {
     coord_cb *cb;                 /* NULL when nobody waits */
     void *cb_data;
     coord_redis_reply_fn *node_cb; /* CALL_NODE: gets the reply (NULL when lost) */
+    char inc[17];                 /* the session it was sent in: its reply is about that one */
     uint64_t seq;                 /* send order (first sends) */
     int resent;                   /* went out again with EVAL */
     coord_cmd b;                     /* numkeys, keys, arguments */
@@ -105,6 +106,7 @@ static call *call_new(coord_redis *r, int script, int kind, const char *name, si
     c->cb = cb;
     c->cb_data = cb_data;
     c->node_cb = NULL;
+    memcpy(c->inc, r->inc, sizeof(c->inc));
     c->seq = 0;
     c->resent = 0;
     coord_cmd_init(&c->b);
@@ -118,12 +120,6 @@ static call *call_new(coord_redis *r, int script, int kind, const char *name, si
     c->f.wildcard = wildcard;
     if (wildcard) c->f.key_len = 0;
     return c;
-}
-
-/* Adds numkeys and the feed's keys with these suffixes. */
-static void call_keys(call *c, const char *name, size_t nlen, const char *const *suffixes, int nkeys) {
-    coord_arg_num(&c->b, nkeys);
-    for (int i = 0; i < nkeys; i++) coord_arg_feed_key(&c->b, name, nlen, suffixes[i]);
 }
 
 static void call_free(call *c) {
@@ -219,8 +215,11 @@ static void feed_reply(call *c, const redisReply *rep) {
         offs[2 * i + 1] = reply_int(o->element[2 * i + 1]);
     }
     const char *owner = rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : "";
+    /* Owned by the session the call was sent in, and that is still ours:
+     * a reply of a session since replaced grants nothing. */
     coord_result res = {.status = COORD_OK, .count = (long)reply_int(rep->element[0]),
-                        .nodes = (long)reply_int(rep->element[1]), .own = strcmp(owner, r->token) == 0,
+                        .nodes = (long)reply_int(rep->element[1]),
+                        .own = strcmp(owner, r->token) == 0 && strcmp(c->inc, r->inc) == 0,
                         .owner = owner, .offsets = offs, .noffsets = n};
     long long mine = reply_int(rep->element[4]);
     if (c->kind == CALL_RELEASE && res.count == 0) res.status = COORD_LAST;
@@ -308,7 +307,8 @@ void coord_redis_load_scripts(coord_redis *r) {
 
 /* ------------------------------------------------------------ feed calls */
 
-/* Every feed script gets these keys of its feed, in this order. */
+/* Every feed script gets these keys of its feed, in this order, and then
+ * the node's liveness key (common.inc). */
 static const char *const K_FEED[] = {"nodes", "count", "owner", "offsets", "sessions"};
 #define NK_FEED 5
 
@@ -317,7 +317,9 @@ static const char *const K_FEED[] = {"nodes", "count", "owner", "offsets", "sess
 static call *feed_call(coord_redis *r, int script, int kind, const char *name, size_t nlen, int wildcard,
                        const char *node, const char *inc, coord_cb *cb, void *cb_data) {
     call *c = call_new(r, script, kind, name, nlen, wildcard, cb, cb_data);
-    call_keys(c, name, nlen, K_FEED, NK_FEED);
+    coord_arg_num(&c->b, NK_FEED + 1);
+    for (int i = 0; i < NK_FEED; i++) coord_arg_feed_key(&c->b, name, nlen, K_FEED[i]);
+    coord_arg_node_key(&c->b, node, NULL);
     coord_arg_str(&c->b, node);
     coord_arg_str(&c->b, inc);
     return c;

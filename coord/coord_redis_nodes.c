@@ -5,12 +5,14 @@
  * are ready after a round trip, and again when the heartbeat finds the
  * liveness key gone or another incarnation's (the node was paused or cut off
  * past --node-ttl-ms, and may have been reaped while alive). Each start:
- *   1. reaps the previous session: reap.lua for every feed in the node's
- *      index, then forget.lua (this process hands its leases to the new
- *      incarnation; a new process lets them go, since it has not the
- *      offsets that went with them);
- *   2. registers: the liveness hash with the incarnation, and
- *      subway:nodes[id] = incarnation;
+ *   1. registers: the liveness hash with the new incarnation, and
+ *      subway:nodes[id] = incarnation. From here on the feed scripts refuse
+ *      the old session's writes (common.inc's live()), so none that arrives
+ *      late (a dropped connection's, held up in the network) counts;
+ *   2. reaps the previous session: reap.lua for every feed in the node's
+ *      index (this process hands its leases to the new incarnation; a new
+ *      process frees them now, since it has not the positions that went
+ *      with them), then empties the index;
  *   3. sets the backend up, so the node re-asserts what it holds.
  * All of it goes in order on the one command connection. Scripts fenced by
  * the session keep a reaper racing this (the node came back while another
@@ -89,7 +91,7 @@ static void register_node(coord_redis *r) {
 typedef struct reap_ctx {
     coord_redis *r;
     int own;                      /* this node's previous session: register and go up after */
-    char successor[17];           /* incarnation taking the leases over, "" for none */
+    char successor[17];           /* reap.lua's: the incarnation taking leases over, "-" frees them, "" leaves them */
     char dead_inc[64];
     char node[];
 } reap_ctx;
@@ -119,14 +121,35 @@ static void session_up(coord_redis *r) {
 static void reap_done(reap_ctx *x) {
     coord_redis *r = x->r;
     if (x->own) {
-        if (r->cmd_ready) {
-            register_node(r);
+        if (r->cmd_ready)
             session_up(r);
-        } else {
+        else
             r->starting = 0;
-        }
     }
     free(x);
+}
+
+/* This node's own previous session is reaped: its index goes (the asserts
+ * to come add back what the node holds). The only writer of the node's
+ * index is the node, in order on this connection: no fencing needed. */
+static void own_index_clear(reap_ctx *x, const redisReply *feeds) {
+    coord_redis *r = x->r;
+    coord_cmd b;
+    for (size_t i = 0; i < feeds->elements; i++) {
+        const redisReply *e = feeds->element[i];
+        if (e->type != REDIS_REPLY_STRING) continue;
+        const char *slash = memchr(e->str, '/', (size_t)e->len);
+        coord_cmd_init(&b);
+        coord_arg_str(&b, "SREM");
+        coord_arg_topic_key(&b, e->str, slash ? (size_t)(slash - e->str) : (size_t)e->len);
+        coord_arg_topic_member(&b, r->node_id, e->str, (size_t)e->len);
+        coord_cmd_send(r->cmd, &b, NULL, NULL);
+    }
+    coord_cmd_init(&b);
+    coord_arg_str(&b, "DEL");
+    coord_arg_node_key(&b, r->node_id, "feeds");
+    coord_cmd_send(r->cmd, &b, NULL, NULL);
+    reap_done(x);
 }
 
 static void forget_reply(coord_redis *r, const redisReply *rep, void *data) {
@@ -140,6 +163,15 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
     if (!rep || rep->type != REDIS_REPLY_ARRAY || !r->cmd_ready) {
         if (rep && rep->type == REDIS_REPLY_ERROR) fprintf(stderr, "subway: warn: redis: reaping %s failed: %s\n", x->node, rep->str);
         reap_done(x);
+        return;
+    }
+    if (x->own) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_STRING)
+                coord_redis_reap_feed(r, x->node, x->dead_inc, x->successor, e->str, (size_t)e->len);
+        }
+        own_index_clear(x, rep);
         return;
     }
     coord_cmd b;
@@ -184,6 +216,7 @@ static void prev_inc(redisAsyncContext *ac, void *reply, void *privdata) {
     if (rep->type == REDIS_REPLY_ERROR)
         fprintf(stderr, "subway: error: redis: %s is not a hash (%s): is an older subway using this Redis?\n",
                 NODES_KEY, rep->str);
+    register_node(x->r);
     node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
 }
 
@@ -194,8 +227,11 @@ void coord_redis_session_start(coord_redis *r) {
     memcpy(old, r->inc, sizeof(old));
     int mine = r->had_session;
     coord_redis_new_incarnation(r);
-    reap_ctx *x = reap_ctx_new(r, r->node_id, mine ? old : "", 1, mine ? r->inc : "");
+    /* The lease of the previous session: this process's goes on with the
+     * new incarnation; a previous process's is freed. */
+    reap_ctx *x = reap_ctx_new(r, r->node_id, mine ? old : "", 1, mine ? r->inc : "-");
     if (mine) {
+        register_node(r);
         node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
         return;
     }

@@ -1,9 +1,10 @@
 -- release.lua -- one subscription of node ARGV[1] less; ownership stays (see disown.lua).
--- KEYS: nodes count owner offsets sessions   ARGV: node inc ctl_channel feed_name
+-- KEYS: nodes count owner offsets sessions node_key   ARGV: node inc ctl_channel feed_name
 -- Only the incarnation that wrote the node's count releases from it: an older
 -- one's release, arriving late, changes nothing. A count reaching 0 is
 -- announced on subway:demand.
 --#include common.inc
+if not live(KEYS[6], ARGV[2]) then return stale() end
 -- Returns {count, nodes, owner token, {}, mine, demand JSON or nil}
 local mine = 0
 if redis.call('HGET', KEYS[5], ARGV[1]) == ARGV[2] then
