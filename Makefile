@@ -6,6 +6,7 @@
 #   make run             installs what is missing, then a dev node (embedded Kafka) with a demo producer
 #   make test            installs what is missing, then the suite, then the same under ASan+UBSan
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
+#   make model           model-checks the coordination protocol with spin (coord/model/check.sh)
 #   make install PREFIX=/usr/local DESTDIR=
 #   V=1 shows the commands, WERROR= drops -Werror.
 
@@ -71,7 +72,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check test-deps-check run test test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check test-deps-check run test model test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
 all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Every compile waits for these checks, so a missing library is reported
@@ -216,6 +217,10 @@ else
 endif
 
 check: test
+
+# The coordination protocol's Promela model (coord/model/README.md).
+model:
+	$(Q)bash coord/model/check.sh
 
 # ------------------------------------------------------------------ installing
 # The one public header goes to include/subway/, so programs say
