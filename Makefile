@@ -209,6 +209,7 @@ test-one: test-unit test-integration test-bench test-install
 # when present).
 test:
 	$(Q)bash deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory model
 ifeq ($(SANITIZER),)
 	$(Q)$(MAKE) --no-print-directory test-one
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZER=address,undefined
@@ -219,6 +220,8 @@ endif
 check: test
 
 # The coordination protocol's Promela model (coord/model/README.md).
+# The Promela model of the coordination protocol, checked with spin (about a
+# minute; coord/model/README.md).
 model:
 	$(Q)bash coord/model/check.sh
 
