@@ -16,6 +16,7 @@
 static void claim_done(void *cb_data, const coord_result *r);
 static void repair_check(feed_table *ft, feed *f);
 static void send_sync(feed_table *ft, feed *f);
+static void relay_again(feed_table *ft, feed *f);
 
 /* ------------------------------------------------------------------ leases */
 
@@ -38,6 +39,7 @@ static void grant_answer(feed_table *ft, feed *f, const coord_result *r) {
     if (f->fenced && monotonic_ms() < f->lease_until) {
         f->fenced = 0;
         log_info("feed %s: lease renewed; acting as owner again", feed_label(f));
+        if (f->relay_on) relay_again(ft, f);
     }
 }
 
@@ -94,7 +96,7 @@ static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     /* Only turned on here: a count read before other nodes re-asserted (or
      * joined) says nothing about them. Only an ordered 'leave' notice turns
      * relaying off, so no relay misses records in between. */
-    if (others_hold(f, r->nodes)) f->relay_on = 1;
+    if (others_hold(f, r->nodes) && !f->relay_on) relay_again(ft, f);
     if (part_all_assigned(f)) sub_feed_ready(ft, f);
 }
 
@@ -183,7 +185,7 @@ static void renew_done(void *cb_data, const coord_result *r) {
         become_relay(ft, f);
         return;
     }
-    if (others_hold(f, r->nodes)) f->relay_on = 1;
+    if (others_hold(f, r->nodes) && !f->relay_on) relay_again(ft, f);
     cluster_check_idle(ft, f);
 }
 
@@ -325,6 +327,19 @@ static void send_sync(feed_table *ft, feed *f) {
     coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
 }
 
+/* Owner: relays again after a while it did not (no other node held the
+ * feed, as far as it knew, or it was fenced). Records went by unbatched
+ * meanwhile: a check marker tells every relay where the feed is now, and
+ * one further back reads the difference from Kafka. */
+static void relay_again(feed_table *ft, feed *f) {
+    f->relay_on = 1;
+    if (!fanout_may_relay(f)) return;
+    size_t n = fanout_resume_offsets(ft, f);
+    relaywire_check(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
+    coord_feed cf = feed_coord(f);
+    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
+}
+
 void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, const char *node, long nodes) {
     feed *f = feed_of(ft, cf);
     if (!f || f->role != ROLE_OWNER) return;
@@ -435,12 +450,12 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
     if (kind == RELAYWIRE_BAD) return;
     long n = header_positions(ft, f, data, off);
     const relaywire_pos *pos = ft->relay_pos;
-    if (kind == RELAYWIRE_SYNC) {
+    if (kind == RELAYWIRE_SYNC || kind == RELAYWIRE_CHECK) {
         /* Markers answer joiners; a node that delivers already compares
-         * only the one it asked for after a session start (the feed's
-         * position runs ahead of its batches, over other keys' records,
-         * so any other marker would look like a gap). */
-        int resync = f->need_sync;
+         * only a check, or the sync it asked for after a session start (the
+         * feed's position runs ahead of its batches, over other keys'
+         * records, so any other marker would look like a gap). */
+        int resync = f->need_sync || kind == RELAYWIRE_CHECK;
         f->need_sync = 0;
         if (!f->ready) {
             for (long i = 0; i < n; i++) f->rpos[pos[i].partition] = pos[i].to;

@@ -38,8 +38,8 @@ void relaywire_records(proto_buf *out, const char *owner, const int64_t *from, c
     append(out, frames, len);
 }
 
-void relaywire_sync(proto_buf *out, const char *owner, const int64_t *pairs, size_t npairs) {
-    head(out, RELAYWIRE_SYNC, owner);
+static void positions(proto_buf *out, char kind, const char *owner, const int64_t *pairs, size_t npairs) {
+    head(out, kind, owner);
     for (size_t i = 0; i < npairs; i++) {
         char pos[48];
         int n = snprintf(pos, sizeof(pos), " %lld:%lld", (long long)pairs[2 * i], (long long)pairs[2 * i + 1]);
@@ -48,13 +48,23 @@ void relaywire_sync(proto_buf *out, const char *owner, const int64_t *pairs, siz
     head_end(out);
 }
 
+void relaywire_sync(proto_buf *out, const char *owner, const int64_t *pairs, size_t npairs) {
+    positions(out, RELAYWIRE_SYNC, owner, pairs, npairs);
+}
+
+void relaywire_check(proto_buf *out, const char *owner, const int64_t *pairs, size_t npairs) {
+    positions(out, RELAYWIRE_CHECK, owner, pairs, npairs);
+}
+
 void relaywire_gone(proto_buf *out, const char *owner) {
     head(out, RELAYWIRE_GONE, owner);
     head_end(out);
 }
 
 relaywire_kind relaywire_parse(const char *data, size_t len, const char **owner, size_t *owner_len, size_t *body) {
-    if (len < 3 || (data[0] != RELAYWIRE_RECORDS && data[0] != RELAYWIRE_SYNC && data[0] != RELAYWIRE_GONE) ||
+    if (len < 3 ||
+        (data[0] != RELAYWIRE_RECORDS && data[0] != RELAYWIRE_SYNC && data[0] != RELAYWIRE_GONE &&
+         data[0] != RELAYWIRE_CHECK) ||
         data[1] != ' ')
         return RELAYWIRE_BAD;
     const char *nl = memchr(data + 2, '\n', len - 2);

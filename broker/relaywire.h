@@ -20,6 +20,10 @@
  *   "S <owner> P:POS ...\n" a sync marker: a joining node delivers from
  *                 here on; a node that already delivers compares POS with
  *                 where it is;
+ *   "C <owner> P:POS ...\n" a check: the owner relays again after a while
+ *                 it did not (nobody held the feed elsewhere, or it was
+ *                 fenced); every relay compares POS with where it is, as
+ *                 with a sync marker it asked for;
  *   "G <owner>\n" the owner stopped and freed the lease: claim it now.
  * Partitions with no known position are left out. */
 typedef enum relaywire_kind {
@@ -27,6 +31,7 @@ typedef enum relaywire_kind {
     RELAYWIRE_RECORDS = 'R',
     RELAYWIRE_SYNC = 'S',
     RELAYWIRE_GONE = 'G',
+    RELAYWIRE_CHECK = 'C',
 } relaywire_kind;
 
 /* Resets out to "R <owner> P:FROM:TO ...\n" followed by frames[0..len):
@@ -34,8 +39,10 @@ typedef enum relaywire_kind {
 void relaywire_records(proto_buf *out, const char *owner, const int64_t *from, const int64_t *pairs, size_t npairs,
                        const char *frames, size_t len);
 
-/* Resets out to the sync marker "S <owner> P:POS ...\n" of (partition, pos) pairs. */
+/* Resets out to the sync marker "S <owner> P:POS ...\n" of (partition, pos)
+ * pairs, or with kind RELAYWIRE_CHECK the check marker "C ...". */
 void relaywire_sync(proto_buf *out, const char *owner, const int64_t *pairs, size_t npairs);
+void relaywire_check(proto_buf *out, const char *owner, const int64_t *pairs, size_t npairs);
 
 /* Resets out to the hand-over marker "G <owner>\n". */
 void relaywire_gone(proto_buf *out, const char *owner);

@@ -446,10 +446,31 @@ static void test_owner_past_its_lease_is_fenced(void **state) {
     tick();
     answer(pending("renew"), 2, 2, "n1", NULL, 0);
     assert_false(f->fenced);
+    assert_int_equal(calls_of("relay"), relays + 1);
+    assert_memory_equal(last("relay")->data, "C n1 3:43\n", 10);   /* where it is now: relays check */
     kafka_in(43);
     call *r = last("relay");
-    assert_int_equal(calls_of("relay"), relays + 1);
+    assert_int_equal(calls_of("relay"), relays + 2);
     assert_memory_equal(r->data, "R n1 3:43:44\n", 13);   /* from 43: a relay at 42 sees the gap */
+}
+
+/* A check marker (the owner relays again after a while it did not) is
+ * compared by a relay that delivers already: one further back reads the
+ * difference from Kafka, even while no new batch comes to show it. */
+static void test_check_marker_starts_a_repair(void **state) {
+    sub *s = subscribe("k");
+    answer(pending("acquire"), 2, 2, "n2", NULL, 0);
+    relay_in("S n2 3:42\n", 10);
+    relay_in("S n2 3:50\n", 10);                    /* another node's sync: not ours to compare */
+    assert_false(s->f->repairing);
+    relay_in("C n2 3:50\n", 10);
+    assert_true(s->f->repairing);
+    assert_int_equal(rec.assigned_at[0], 42);
+    kafka_in(45);
+    assert_int_equal(rec.ndelivered, 1);
+    feed_on_partition_start(b.feeds, "t", P, 50, NULL);
+    kafka_in(49);
+    assert_false(s->f->repairing);                   /* met the owner's position */
 }
 
 /* A relay that missed batches (its link to the store was down) reads the
@@ -654,6 +675,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_owner_past_its_lease_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_gap_is_read_from_kafka, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gone_marker_claims_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_marker_starts_a_repair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_batch_without_a_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_takes_the_end_of_a_batch_without_a_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disown_failing_is_not_retried_at_once, setup, teardown),

@@ -54,6 +54,11 @@ static void test_records_and_sync_round_trip(void **state) {
     assert_int_equal(relaywire_parse(b.data, b.len, &owner, &olen, &body), RELAYWIRE_SYNC);
     assert_int_equal(relaywire_positions(b.data, body, pos, 4), 0);
 
+    relaywire_check(&b, "n2", at, 1);
+    assert_memory_equal(b.data, "C n2 3:100\n", 11);
+    assert_int_equal(relaywire_parse(b.data, b.len, &owner, &olen, &body), RELAYWIRE_CHECK);
+    assert_int_equal(relaywire_positions(b.data, body, pos, 4), 1);
+
     relaywire_gone(&b, "n3");
     assert_memory_equal(b.data, "G n3\n", 5);
     assert_int_equal(relaywire_parse(b.data, b.len, &owner, &olen, &body), RELAYWIRE_GONE);
