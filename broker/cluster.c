@@ -15,7 +15,7 @@
 
 static void claim_done(void *cb_data, const coord_result *r);
 static void repair_check(feed_table *ft, feed *f);
-static void send_sync(feed_table *ft, feed *f);
+static void send_marker(feed_table *ft, feed *f, relaywire_kind kind);
 static void relay_again(feed_table *ft, feed *f);
 
 /* ------------------------------------------------------------------ leases */
@@ -225,7 +225,7 @@ static void assert_done(void *cb_data, const coord_result *r) {
      * until a sync marker answers (the owner may not listen yet). */
     if (r->own) {
         become_owner(ft, f, r);
-        if (f->relay_on && fanout_may_relay(f)) send_sync(ft, f);
+        if (f->relay_on && fanout_may_relay(f)) send_marker(ft, f, RELAYWIRE_SYNC);
     } else {
         int was_relay = f->role == ROLE_RELAY;
         become_relay(ft, f);
@@ -314,15 +314,18 @@ static size_t stream_positions(feed_table *ft, const feed *f) {
     return k;
 }
 
-/* Owner: a sync marker with where the feed is now (its resume offsets,
+/* Owner: a sync (or check) marker with where the feed is now (its resume offsets,
  * recorded with it too, for a feed that has had no record to relay yet). A
  * joining node delivers from there; a node that already delivers and is
  * further back reads the difference from Kafka. Not the end of the last
  * batch: while no one listened (no subscriber here, no relay: the others
  * were reaped while cut off) nothing was batched, yet records went by. */
-static void send_sync(feed_table *ft, feed *f) {
+static void send_marker(feed_table *ft, feed *f, relaywire_kind kind) {
     size_t n = fanout_resume_offsets(ft, f);
-    relaywire_sync(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
+    if (kind == RELAYWIRE_CHECK)
+        relaywire_check(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
+    else
+        relaywire_sync(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
     coord_feed cf = feed_coord(f);
     coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
 }
@@ -333,11 +336,7 @@ static void send_sync(feed_table *ft, feed *f) {
  * one further back reads the difference from Kafka. */
 static void relay_again(feed_table *ft, feed *f) {
     f->relay_on = 1;
-    if (!fanout_may_relay(f)) return;
-    size_t n = fanout_resume_offsets(ft, f);
-    relaywire_check(&ft->relay_buf, ft->b->node_id, ft->relay_offsets, n);
-    coord_feed cf = feed_coord(f);
-    coord_relay(ft->b->coord, &cf, ft->relay_buf.data, ft->relay_buf.len, ft->relay_offsets, n);
+    if (fanout_may_relay(f)) send_marker(ft, f, RELAYWIRE_CHECK);
 }
 
 void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, const char *node, long nodes) {
@@ -349,7 +348,7 @@ void cluster_on_notice(feed_table *ft, const coord_feed *cf, coord_notice what, 
         /* Relay from now on, and tell the joiner where "now" is: it starts
          * delivering at this marker, so no record read after it is lost. */
         f->relay_on = 1;
-        if (fanout_may_relay(f)) send_sync(ft, f);
+        if (fanout_may_relay(f)) send_marker(ft, f, RELAYWIRE_SYNC);
         return;
     }
     if (what == COORD_LEAVE) {

@@ -424,14 +424,16 @@ static void r_assert(coord *base, const coord_feed *f, long local, int own, coor
     free(name);
 }
 
-static void r_relay(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
-                    size_t noffsets) {
-    coord_redis *r = (coord_redis *)base;
-    /* Down: dropped. The relays see the gap in the next batch's positions
-     * (relaywire.c) and read it from Kafka themselves. */
+/* relay.lua or resign.lua: data on f's relay channel and the resume
+ * offsets, in one step that only this session's ownership passes (a
+ * refusal is logged in script_reply). Fire and forget. While the store is
+ * down it is dropped: the relays see the gap in the next batch's positions
+ * (relaywire.c) and read it from Kafka themselves. */
+static void owner_publish(coord_redis *r, int script, const coord_feed *f, const char *data, size_t len,
+                          const int64_t *offsets, size_t noffsets) {
     char *name;
     size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_RELAY, CALL_RELAY, f, NULL, NULL, &name, &nlen);
+    call *c = op_call(r, script, CALL_RELAY, f, NULL, NULL, &name, &nlen);
     if (!c) return;
     coord_arg_feed_key(&c->b, name, nlen, "relay");
     coord_arg(&c->b, data, len);
@@ -441,19 +443,14 @@ static void r_relay(coord *base, const coord_feed *f, const char *data, size_t l
     free(name);
 }
 
+static void r_relay(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
+                    size_t noffsets) {
+    owner_publish((coord_redis *)base, COORD_SCRIPT_RELAY, f, data, len, offsets, noffsets);
+}
+
 static void r_resign(coord *base, const coord_feed *f, const char *data, size_t len, const int64_t *offsets,
                      size_t noffsets) {
-    coord_redis *r = (coord_redis *)base;
-    char *name;
-    size_t nlen;
-    call *c = op_call(r, COORD_SCRIPT_RESIGN, CALL_RELAY, f, NULL, NULL, &name, &nlen);
-    if (!c) return;
-    coord_arg_feed_key(&c->b, name, nlen, "relay");
-    coord_arg(&c->b, data, len);
-    if (noffsets > COORD_MAX_OFFSETS) noffsets = COORD_MAX_OFFSETS;
-    for (size_t i = 0; i < 2 * noffsets; i++) coord_arg_num(&c->b, (long long)offsets[i]);
-    call_start(c);
-    free(name);
+    owner_publish((coord_redis *)base, COORD_SCRIPT_RESIGN, f, data, len, offsets, noffsets);
 }
 
 /* The name alone cannot tell topic/'*' from a key "*": reaps say wildcard. */
