@@ -290,15 +290,16 @@ static void handle_frame(conn *c, const proto_frame *f) {
             conn_protocol_error(c, PROTO_E_HELLO_REQUIRED, "the first frame must be HELLO");
             return;
         }
-        if (f->version != PROTO_VERSION) {
+        if (f->version < PROTO_MIN_VERSION) {
             char text[128];
-            snprintf(text, sizeof(text), "protocol version %llu is not supported; this node speaks version %d",
-                     (unsigned long long)f->version, PROTO_VERSION);
+            snprintf(text, sizeof(text), "protocol version %llu is not supported; this node speaks versions %d to %d",
+                     (unsigned long long)f->version, PROTO_MIN_VERSION, PROTO_VERSION);
             conn_protocol_error(c, PROTO_E_VERSION, text);
             return;
         }
         c->flags |= CONN_HELLO;
-        proto_frame w = {.type = PROTO_WELCOME, .version = PROTO_VERSION,
+        c->version = f->version < PROTO_VERSION ? (int)f->version : PROTO_VERSION;
+        proto_frame w = {.type = PROTO_WELCOME, .version = (uint64_t)c->version,
                          .name = {b->node_id, strlen(b->node_id)},
                          .heartbeat_ms = b->cfg->heartbeat_ms, .max_frame = b->cfg->max_frame};
         conn_send(c, &w);

@@ -28,6 +28,7 @@ struct conn {
     uint64_t id;
     int fd;
     int flags;
+    int version;                  /* protocol version, from HELLO (0 before) */
     char peer[64];
     struct event *read_ev;
     struct event *write_ev;

@@ -16,9 +16,9 @@ static int protocol_error(subway_client *c, const char *what, const proto_frame 
 
 static int on_welcome(subway_client *c, const proto_frame *f) {
     if (c->flags & F_WELCOMED) return protocol_error(c, "unexpected", f);
-    if (f->version != PROTO_VERSION) {
+    if (f->version < PROTO_MIN_VERSION || f->version > PROTO_VERSION) {
         client_fail(c, SUBWAY_E_PROTOCOL, "protocol error: node speaks version %" PRIu64
-                    ", this library %d", f->version, PROTO_VERSION);
+                    ", this library %d to %d", f->version, PROTO_MIN_VERSION, PROTO_VERSION);
         return -1;
     }
     char *id = client_strdup(client_frame_text(c, f->name));
@@ -136,6 +136,8 @@ static int dispatch(subway_client *c, const proto_frame *f) {
         if (c->cb.on_goaway) c->cb.on_goaway(c, c->cb.cb_data, text);
         return 0;
     }
+    case PROTO_LIVE:
+        return 0;
     case PROTO_HELLO:
     case PROTO_SUBSCRIBE:
     case PROTO_UNSUBSCRIBE:

@@ -42,6 +42,8 @@ typedef enum field_kind {
     FIELD_BYTES,        /* proto_bytes member, nil allowed; written as bin */
     FIELD_PARTITIONS,   /* partitions + partition_cnt: array of uint32 */
     FIELD_HEADERS,      /* headers + header_cnt: array of [name, value] */
+    FIELD_POSITIONS,    /* positions + position_cnt: array of [partition, offset] */
+    FIELD_START,        /* start_mode, start_arg, positions: [mode, arg] */
 } field_kind;
 
 typedef struct field_spec {
@@ -55,7 +57,7 @@ typedef struct field_spec {
 typedef struct type_spec {
     const char *name;            /* enum name without PROTO_ */
     unsigned nfields;            /* fields always present */
-    unsigned nopt;               /* optional trailing fields (MESSAGE headers) */
+    unsigned nopt;               /* optional trailing fields (MESSAGE headers, SUBSCRIBE start) */
     field_spec fields[TYPE_MAX_FIELDS];
 } type_spec;
 
@@ -72,10 +74,11 @@ static const type_spec type_specs[PROTO_TYPE_MAX + 1] = {
         F("node_id", FIELD_TEXT, name),
         F("heartbeat_ms", FIELD_UINT, heartbeat_ms),
         F("max_frame", FIELD_UINT, max_frame) } },
-    [PROTO_SUBSCRIBE] = { "SUBSCRIBE", 3, 0, {
+    [PROTO_SUBSCRIBE] = { "SUBSCRIBE", 3, 1, {
         F("req_id", FIELD_UINT, req_id),
         F("topic", FIELD_TEXT, topic),
-        F("key", FIELD_BYTES, key) } },
+        F("key", FIELD_BYTES, key),
+        F("start", FIELD_START, start_mode) } },
     [PROTO_SUBSCRIBED] = { "SUBSCRIBED", 3, 0, {
         F("req_id", FIELD_UINT, req_id),
         F("feed", FIELD_UINT, feed),
@@ -116,6 +119,9 @@ static const type_spec type_specs[PROTO_TYPE_MAX + 1] = {
         F("count", FIELD_UINT, count) } },
     [PROTO_GOAWAY] = { "GOAWAY", 1, 0, {
         F("text", FIELD_TEXT, text) } },
+    [PROTO_LIVE] = { "LIVE", 2, 0, {
+        F("feed", FIELD_UINT, feed),
+        F("positions", FIELD_POSITIONS, positions) } },
 };
 
 #undef F
@@ -232,6 +238,19 @@ static int pack_bytes(msgpack_packer *pk, proto_bytes s) {
     return s.len ? msgpack_pack_bin_body(pk, s.ptr, s.len) : 0;
 }
 
+static int pack_positions(msgpack_packer *pk, const proto_frame *f) {
+    if (f->position_cnt > PROTO_MAX_PARTITIONS) return -1;
+    if (f->position_cnt > 0 && f->positions == NULL) return -1;
+    if (msgpack_pack_array(pk, f->position_cnt) < 0) return -1;
+    for (size_t i = 0; i < f->position_cnt; i++) {
+        if (f->positions[i].offset > INT64_MAX) return -1;
+        if (msgpack_pack_array(pk, 2) < 0 || msgpack_pack_uint32(pk, f->positions[i].partition) < 0 ||
+            msgpack_pack_uint64(pk, f->positions[i].offset) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int pack_field(msgpack_packer *pk, const field_spec *fs, const proto_frame *f) {
     switch (fs->kind) {
     case FIELD_UINT:
@@ -261,6 +280,22 @@ static int pack_field(msgpack_packer *pk, const field_spec *fs, const proto_fram
             if (pack_bytes(pk, f->headers[i].value) < 0) return -1;
         }
         return 0;
+    case FIELD_POSITIONS:
+        return pack_positions(pk, f);
+    case FIELD_START:
+        if (f->start_mode < 1 || f->start_mode > PROTO_START_MAX) return -1;
+        if (msgpack_pack_array(pk, 2) < 0 || msgpack_pack_uint64(pk, f->start_mode) < 0) return -1;
+        switch ((proto_start_mode)f->start_mode) {
+        case PROTO_START_POSITIONS:
+            return pack_positions(pk, f);
+        case PROTO_START_TIMESTAMP:
+            return msgpack_pack_int64(pk, f->start_arg);
+        case PROTO_START_BEGINNING:
+            return msgpack_pack_uint64(pk, 0);
+        default:
+            if (f->start_arg < 0) return -1;
+            return msgpack_pack_uint64(pk, (uint64_t)f->start_arg);
+        }
     }
     return -1;
 }
@@ -273,8 +308,10 @@ int proto_encode(proto_buf *b, const proto_frame *f) {
 
     const type_spec *ts = &type_specs[f->type];
     unsigned n = ts->nfields;
-    /* The only optional field is MESSAGE headers, omitted when there are none. */
-    if (ts->nopt > 0 && f->header_cnt > 0) n += ts->nopt;
+    /* The optional fields: MESSAGE headers, omitted when there are none;
+     * SUBSCRIBE start, omitted without a start mode. */
+    if (ts->nopt > 0 && (f->type == PROTO_MESSAGE ? f->header_cnt > 0 : f->start_mode != PROTO_START_NONE))
+        n += ts->nopt;
 
     size_t start = b->len;
     if (buf_reserve(b, PROTO_HEADER_SIZE) < 0) return -1;
@@ -523,6 +560,65 @@ static proto_status decode_headers(proto_decoder *d, const type_spec *ts, unsign
     return PROTO_FRAME;
 }
 
+static proto_status decode_positions(proto_decoder *d, const type_spec *ts, const char *what,
+                                     const msgpack_object *o, proto_frame *f) {
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return fail(d, PROTO_E_BAD_FRAME, "%s: %s must be an array", ts->name, what);
+    uint32_t n = o->via.array.size;
+    if (n > PROTO_MAX_PARTITIONS)
+        return fail(d, PROTO_E_BAD_FRAME, "%s: %" PRIu32 " positions exceed the %d limit",
+                    ts->name, n, PROTO_MAX_PARTITIONS);
+    if (n == 0) return PROTO_FRAME;
+    proto_position *ps = msgpack_zone_malloc(&d->zone, n * sizeof(*ps));
+    if (ps == NULL) return fail(d, PROTO_E_INTERNAL, "out of memory decoding a frame");
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+            e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            e->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            e->via.array.ptr[0].via.u64 > UINT32_MAX || e->via.array.ptr[1].via.u64 > INT64_MAX)
+            return fail(d, PROTO_E_BAD_FRAME, "%s: positions[%" PRIu32 "] must be [partition, "
+                        "offset], a uint32 and an int64 >= 0", ts->name, i);
+        ps[i].partition = (uint32_t)e->via.array.ptr[0].via.u64;
+        ps[i].offset = e->via.array.ptr[1].via.u64;
+    }
+    f->positions = ps;
+    f->position_cnt = n;
+    return PROTO_FRAME;
+}
+
+/* SUBSCRIBE's [mode, arg]. */
+static proto_status decode_start(proto_decoder *d, const type_spec *ts, unsigned fno,
+                                 const msgpack_object *o, proto_frame *f) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2)
+        return fail(d, PROTO_E_BAD_FRAME, "%s: field %u (start) must be a 2-element array",
+                    ts->name, fno);
+    const msgpack_object *m = &o->via.array.ptr[0], *a = &o->via.array.ptr[1];
+    if (m->type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->via.u64 < 1 || m->via.u64 > PROTO_START_MAX)
+        return fail(d, PROTO_E_BAD_FRAME, "%s: start mode must be 1..%d", ts->name, PROTO_START_MAX);
+    f->start_mode = m->via.u64;
+    switch ((proto_start_mode)f->start_mode) {
+    case PROTO_START_POSITIONS:
+        return decode_positions(d, ts, "start positions", a, f);
+    case PROTO_START_TIMESTAMP:
+        if (a->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+            f->start_arg = a->via.i64;
+            return PROTO_FRAME;
+        }
+        break;
+    case PROTO_START_BEGINNING:
+        if (a->type == MSGPACK_OBJECT_POSITIVE_INTEGER && a->via.u64 == 0) return PROTO_FRAME;
+        return fail(d, PROTO_E_BAD_FRAME, "%s: start mode 4 (beginning) takes 0", ts->name);
+    default:
+        break;
+    }
+    if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 > INT64_MAX)
+        return fail(d, PROTO_E_BAD_FRAME, "%s: start mode %" PRIu64 " takes an integer%s",
+                    ts->name, f->start_mode, f->start_mode == PROTO_START_TIMESTAMP ? "" : " >= 0");
+    f->start_arg = (int64_t)a->via.u64;
+    return PROTO_FRAME;
+}
+
 /* Decodes field number fno (1-based, after the type) described by fs. */
 static proto_status decode_field(proto_decoder *d, const type_spec *ts, unsigned fno,
                                  const field_spec *fs, const msgpack_object *o,
@@ -560,6 +656,10 @@ static proto_status decode_field(proto_decoder *d, const type_spec *ts, unsigned
         return decode_partitions(d, ts, fno, o, f);
     case FIELD_HEADERS:
         return decode_headers(d, ts, fno, o, f);
+    case FIELD_POSITIONS:
+        return decode_positions(d, ts, "field 2 (positions)", o, f);
+    case FIELD_START:
+        return decode_start(d, ts, fno, o, f);
     }
 
     static const char *const want[] = {

@@ -15,6 +15,7 @@
  *  1  HELLO        c>s  version:uint, client_name:str
  *  2  WELCOME      s>c  version:uint, node_id:str, heartbeat_ms:uint, max_frame:uint
  *  3  SUBSCRIBE    c>s  req_id:uint, topic:str, key:bin|str|nil   (nil = every key, "*")
+ *                       [, start:[mode:uint, arg]]                 (version 2)
  *  4  SUBSCRIBED   s>c  req_id:uint, feed:uint, partitions:[uint...]
  *  5  UNSUBSCRIBE  c>s  req_id:uint, feed:uint
  *  6  UNSUBSCRIBED s>c  req_id:uint, feed:uint
@@ -27,6 +28,7 @@
  *  12 ERROR        s>c  req_id:uint (0 = not tied to a request), code:uint, text:str
  *  13 DROPPED      s>c  feed:uint, count:uint
  *  14 GOAWAY       s>c  text:str
+ *  15 LIVE         s>c  feed:uint, positions:[[partition:uint, offset:uint]...]  (version 2)
  *
  * Encoders always write the smallest msgpack representation (the golden
  * vectors in PROTOCOL.md depend on it), bin for bytes and str for text.
@@ -34,7 +36,8 @@
  * is expected, and reject everything else with PROTO_E_BAD_FRAME.
  */
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2           /* the newest version this codec speaks */
+#define PROTO_MIN_VERSION 1       /* the oldest a node still accepts */
 #define PROTO_HEADER_SIZE 4
 #define PROTO_DEFAULT_MAX_FRAME (1024 * 1024)
 #define PROTO_MIN_MAX_FRAME 64
@@ -54,9 +57,30 @@ typedef enum proto_type {
     PROTO_ERROR = 12,
     PROTO_DROPPED = 13,
     PROTO_GOAWAY = 14,
+    PROTO_LIVE = 15,
 } proto_type;
 
-#define PROTO_TYPE_MAX 14
+#define PROTO_TYPE_MAX 15
+
+/* Where a SUBSCRIBE starts (version 2): its optional start field is
+ * [mode, arg]. Without it (PROTO_START_NONE) the feed starts at the log end. */
+typedef enum proto_start_mode {
+    PROTO_START_NONE = 0,         /* field absent: live from the log end */
+    PROTO_START_POSITIONS = 1,    /* arg: [[partition, next offset]...]; partitions not listed start live */
+    PROTO_START_TIMESTAMP = 2,    /* arg: int, ms since the epoch: Kafka's offsets-for-times */
+    PROTO_START_LAST = 3,         /* arg: uint N: N records back from each partition's log end */
+    PROTO_START_BEGINNING = 4,    /* arg: 0: each partition's log start */
+    PROTO_START_OFFSET = 5,       /* arg: uint: the same offset in each partition */
+} proto_start_mode;
+
+#define PROTO_START_MAX 5
+
+/* A partition and the offset of the next record in it (SUBSCRIBE start
+ * positions, LIVE positions). */
+typedef struct proto_position {
+    uint32_t partition;
+    uint64_t offset;
+} proto_position;
 
 /* Error codes carried by ERROR frames; programs switch on these. "close"
  * means the node closes the connection once the ERROR frame is flushed;
@@ -121,6 +145,10 @@ typedef struct proto_frame {
     uint64_t code;                    /* ERROR (a proto_err) */
     proto_bytes text;                 /* ERROR, GOAWAY */
     uint64_t count;                   /* DROPPED */
+    uint64_t start_mode;              /* SUBSCRIBE (a proto_start_mode; 0 = no start field) */
+    int64_t start_arg;                /* SUBSCRIBE: TIMESTAMP, LAST, OFFSET argument */
+    const proto_position *positions;  /* SUBSCRIBE (START_POSITIONS), LIVE */
+    size_t position_cnt;
 } proto_frame;
 
 /* ---------------------------------------------------------------- decoding */

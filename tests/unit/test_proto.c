@@ -978,7 +978,7 @@ static void test_names(void **state) {
         assert_string_equal(proto_err_name(e), errs[e]);
     assert_string_equal(proto_err_name(UINT64_MAX), "UNKNOWN");
     assert_int_equal(PROTO_ERR_MAX, 18);
-    assert_int_equal(PROTO_TYPE_MAX, 14);
+    assert_int_equal(PROTO_TYPE_MAX, 15);
 }
 
 static void test_peek_length(void **state) {
