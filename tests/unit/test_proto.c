@@ -105,6 +105,15 @@ static void check_frame(const char *what, const proto_frame *got, const proto_fr
     CHECK_NUM(what, "code", got->code, want->code);
     check_bytes(what, "text", got->text, want->text);
     CHECK_NUM(what, "count", got->count, want->count);
+    CHECK_NUM(what, "start_mode", got->start_mode, want->start_mode);
+    CHECK_NUM(what, "start_arg", got->start_arg, want->start_arg);
+    CHECK_NUM(what, "position_cnt", got->position_cnt, want->position_cnt);
+    for (size_t i = 0; i < want->position_cnt; i++) {
+        CHECK_NUM(what, "positions[i].partition", got->positions[i].partition,
+                  want->positions[i].partition);
+        CHECK_NUM(what, "positions[i].offset", got->positions[i].offset,
+                  want->positions[i].offset);
+    }
 }
 
 /* Decodes buf expecting PROTO_BAD_INPUT with exactly this code, text and *consumed. */
@@ -127,6 +136,8 @@ static void check_error(const char *what, proto_decoder *d, const char *buf, siz
 /* ========================================================= golden vectors */
 
 static const uint32_t parts_a[] = { 0, 5, 300 };
+static const proto_position start_positions_a[] = { { 0, 12 }, { 3, 70000 } };
+static const proto_position live_positions_a[] = { { 0, 1234567 }, { 5, 0 } };
 static const proto_header headers_a[] = {
     { B("trace"), B("abc") },
     { B("empty"), { NULL, 0 } },
@@ -203,6 +214,42 @@ static const golden goldens[] = {
     { "GOAWAY",
       { .type = PROTO_GOAWAY, .text = B("shutting down") },
       "00000010 92 0e ad7368757474696e6720646f776e" },
+    /* Version 2: SUBSCRIBE with a start, one per mode, and LIVE. */
+    { "SUBSCRIBE from positions",
+      { .type = PROTO_SUBSCRIBE, .req_id = 12, .topic = B("orders"), .key = B("user-42"),
+        .start_mode = PROTO_START_POSITIONS, .positions = start_positions_a,
+        .position_cnt = 2 },
+      "00000020 95 03 0c a66f7264657273 c407757365722d3432 92 01 92 92000c 9203ce00011170" },
+    { "SUBSCRIBE from no positions",
+      { .type = PROTO_SUBSCRIBE, .req_id = 13, .topic = B("orders"), .key = { NULL, 0 },
+        .start_mode = PROTO_START_POSITIONS },
+      "0000000e 95 03 0d a66f7264657273 c0 92 01 90" },
+    { "SUBSCRIBE from a timestamp",
+      { .type = PROTO_SUBSCRIBE, .req_id = 14, .topic = B("orders"), .key = B("user-42"),
+        .start_mode = PROTO_START_TIMESTAMP, .start_arg = 1700000000000 },
+      "0000001e 95 03 0e a66f7264657273 c407757365722d3432 92 02 cf0000018bcfe56800" },
+    { "SUBSCRIBE from a negative timestamp",
+      { .type = PROTO_SUBSCRIBE, .req_id = 15, .topic = B("orders"), .key = { NULL, 0 },
+        .start_mode = PROTO_START_TIMESTAMP, .start_arg = -3600000 },
+      "00000012 95 03 0f a66f7264657273 c0 92 02 d2ffc91180" },
+    { "SUBSCRIBE last",
+      { .type = PROTO_SUBSCRIBE, .req_id = 16, .topic = B("orders"), .key = { NULL, 0 },
+        .start_mode = PROTO_START_LAST, .start_arg = 1000 },
+      "00000010 95 03 10 a66f7264657273 c0 92 03 cd03e8" },
+    { "SUBSCRIBE from the beginning",
+      { .type = PROTO_SUBSCRIBE, .req_id = 17, .topic = B("orders"), .key = { NULL, 0 },
+        .start_mode = PROTO_START_BEGINNING },
+      "0000000e 95 03 11 a66f7264657273 c0 92 04 00" },
+    { "SUBSCRIBE from an offset",
+      { .type = PROTO_SUBSCRIBE, .req_id = 18, .topic = B("orders"), .key = B("user-42"),
+        .start_mode = PROTO_START_OFFSET, .start_arg = 200 },
+      "00000017 95 03 12 a66f7264657273 c407757365722d3432 92 05 ccc8" },
+    { "LIVE",
+      { .type = PROTO_LIVE, .feed = 3, .positions = live_positions_a, .position_cnt = 2 },
+      "0000000e 93 0f 03 92 9200ce0012d687 920500" },
+    { "LIVE no positions",
+      { .type = PROTO_LIVE, .feed = 4 },
+      "00000004 93 0f 04 90" },
 };
 
 #define N_GOLDEN (sizeof(goldens) / sizeof(goldens[0]))
@@ -212,6 +259,14 @@ static void test_golden_covers_every_type(void **state) {
     for (size_t i = 0; i < N_GOLDEN; i++) seen[goldens[i].frame.type]++;
     for (int t = 1; t <= PROTO_TYPE_MAX; t++)
         if (!seen[t]) fail_msg("no golden vector for %s", proto_type_name((uint64_t)t));
+}
+
+static void test_golden_covers_every_start_mode(void **state) {
+    int seen[PROTO_START_MAX + 1] = { 0 };
+    for (size_t i = 0; i < N_GOLDEN; i++)
+        if (goldens[i].frame.type == PROTO_SUBSCRIBE) seen[goldens[i].frame.start_mode]++;
+    for (int m = 0; m <= PROTO_START_MAX; m++)
+        if (!seen[m]) fail_msg("no golden SUBSCRIBE vector with start mode %d", m);
 }
 
 static void test_golden_encode(void **state) {
@@ -422,7 +477,9 @@ static const bad_case bad_cases[] = {
       "frame type must be a positive integer" },
 
     /* UNKNOWN_TYPE: recoverable, *consumed covers the frame */
-    { "type 15", "91 0f", PROTO_E_UNKNOWN_TYPE, "unknown frame type 15" },
+    { "type 16", "91 10", PROTO_E_UNKNOWN_TYPE, "unknown frame type 16" },
+    { "type 16 with LIVE's fields", "93 10 01 90", PROTO_E_UNKNOWN_TYPE,
+      "unknown frame type 16" },
     { "type 99 with fields", "93 63 01 02", PROTO_E_UNKNOWN_TYPE, "unknown frame type 99" },
     { "type 2^64-1", "91 cf ffffffffffffffff", PROTO_E_UNKNOWN_TYPE,
       "unknown frame type 18446744073709551615" },
@@ -437,6 +494,12 @@ static const bad_case bad_cases[] = {
       "MESSAGE: expected 6 or 7 fields, got 5" },
     { "MESSAGE 8 fields", "99 07 01 02 03 04 c0 c0 90 c0", PROTO_E_BAD_FRAME,
       "MESSAGE: expected 6 or 7 fields, got 8" },
+    { "SUBSCRIBE 2 fields", "93 03 01 a174", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: expected 3 or 4 fields, got 2" },
+    { "SUBSCRIBE 5 fields", "96 03 01 a174 c0 920400 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: expected 3 or 4 fields, got 5" },
+    { "LIVE 1 field", "92 0f 01", PROTO_E_BAD_FRAME, "LIVE: expected 2 fields, got 1" },
+    { "LIVE 3 fields", "94 0f 01 90 90", PROTO_E_BAD_FRAME, "LIVE: expected 2 fields, got 3" },
 
     /* BAD_FRAME: field types, some for every frame type */
     { "HELLO version -1", "93 01 ff a0", PROTO_E_BAD_FRAME,
@@ -525,6 +588,102 @@ static const bad_case bad_cases[] = {
       "DROPPED: field 2 (count) must be an unsigned integer" },
     { "GOAWAY text int", "92 0e 01", PROTO_E_BAD_FRAME,
       "GOAWAY: field 1 (text) must be str or bin" },
+    { "LIVE feed -1", "93 0f ff 90", PROTO_E_BAD_FRAME,
+      "LIVE: field 1 (feed) must be an unsigned integer" },
+
+    /* BAD_FRAME: SUBSCRIBE start (version 2) */
+    { "start nil", "95 03 01 a174 c0 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start int", "95 03 01 a174 c0 04", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start map", "95 03 01 a174 c0 81 04 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start empty array", "95 03 01 a174 c0 90", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start of 1", "95 03 01 a174 c0 91 04", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start of 3", "95 03 01 a174 c0 93 04 00 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: field 4 (start) must be a 2-element array" },
+    { "start mode 0", "95 03 01 a174 c0 92 00 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode must be 1..5" },
+    { "start mode 6", "95 03 01 a174 c0 92 06 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode must be 1..5" },
+    { "start mode -1", "95 03 01 a174 c0 92 ff 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode must be 1..5" },
+    { "start mode 2^64-1", "95 03 01 a174 c0 92 cfffffffffffffffff 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode must be 1..5" },
+    { "start mode str", "95 03 01 a174 c0 92 a131 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode must be 1..5" },
+    { "start beginning 1", "95 03 01 a174 c0 92 04 01", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 4 (beginning) takes 0" },
+    { "start beginning -1", "95 03 01 a174 c0 92 04 ff", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 4 (beginning) takes 0" },
+    { "start beginning nil", "95 03 01 a174 c0 92 04 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 4 (beginning) takes 0" },
+    { "start last -1", "95 03 01 a174 c0 92 03 ff", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 3 takes an integer >= 0" },
+    { "start last int64 min", "95 03 01 a174 c0 92 03 d38000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 3 takes an integer >= 0" },
+    { "start last 2^63", "95 03 01 a174 c0 92 03 cf8000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 3 takes an integer >= 0" },
+    { "start last str", "95 03 01 a174 c0 92 03 a131", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 3 takes an integer >= 0" },
+    { "start offset -128", "95 03 01 a174 c0 92 05 d080", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 5 takes an integer >= 0" },
+    { "start offset 2^63", "95 03 01 a174 c0 92 05 cf8000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 5 takes an integer >= 0" },
+    { "start offset positions", "95 03 01 a174 c0 92 05 90", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 5 takes an integer >= 0" },
+    { "start timestamp 2^63", "95 03 01 a174 c0 92 02 cf8000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 2 takes an integer" },
+    { "start timestamp float", "95 03 01 a174 c0 92 02 cb0000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 2 takes an integer" },
+    { "start timestamp nil", "95 03 01 a174 c0 92 02 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start mode 2 takes an integer" },
+    { "start positions nil", "95 03 01 a174 c0 92 01 c0", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start positions must be an array" },
+    { "start positions int", "95 03 01 a174 c0 92 01 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start positions must be an array" },
+    { "start positions map", "95 03 01 a174 c0 92 01 81 00 0c", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: start positions must be an array" },
+    { "start position int", "95 03 01 a174 c0 92 01 91 05", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start position of 1", "95 03 01 a174 c0 92 01 91 91 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start position of 3", "95 03 01 a174 c0 92 01 92 92000c 93000c00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[1] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start position map", "95 03 01 a174 c0 92 01 91 81 00 0c", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start partition 2^32", "95 03 01 a174 c0 92 01 91 92 cf0000000100000000 00",
+      PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start partition -1", "95 03 01 a174 c0 92 01 91 92 ff 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start partition nil", "95 03 01 a174 c0 92 01 91 92 c0 00", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start offset in positions 2^63",
+      "95 03 01 a174 c0 92 01 91 92 00 cf8000000000000000", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start offset in positions -1", "95 03 01 a174 c0 92 01 91 92 00 ff", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "start offset in positions str", "95 03 01 a174 c0 92 01 91 92 00 a131", PROTO_E_BAD_FRAME,
+      "SUBSCRIBE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+
+    /* BAD_FRAME: LIVE positions (version 2) */
+    { "LIVE positions nil", "93 0f 01 c0", PROTO_E_BAD_FRAME,
+      "LIVE: field 2 (positions) must be an array" },
+    { "LIVE positions map", "93 0f 01 80", PROTO_E_BAD_FRAME,
+      "LIVE: field 2 (positions) must be an array" },
+    { "LIVE position int", "93 0f 01 91 00", PROTO_E_BAD_FRAME,
+      "LIVE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "LIVE position of 3", "93 0f 01 92 920000 93000000", PROTO_E_BAD_FRAME,
+      "LIVE: positions[1] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "LIVE partition 2^32", "93 0f 01 91 92 cf0000000100000000 00", PROTO_E_BAD_FRAME,
+      "LIVE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "LIVE offset 2^63", "93 0f 01 91 92 00 cf8000000000000000", PROTO_E_BAD_FRAME,
+      "LIVE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
+    { "LIVE offset -1", "93 0f 01 91 92 00 ff", PROTO_E_BAD_FRAME,
+      "LIVE: positions[0] must be [partition, offset], a uint32 and an int64 >= 0" },
 };
 
 static void test_bad_input(void **state) {
@@ -571,7 +730,7 @@ static void test_bad_input(void **state) {
 
 /* ===================================================== field-by-field sweep */
 
-enum { W_UINT, W_INT, W_TEXT, W_BYTES, W_ARRAY };
+enum { W_UINT, W_INT, W_TEXT, W_BYTES, W_ARRAY, W_PAIR };
 
 static const char *const want_text[] = {
     [W_UINT] = "an unsigned integer",
@@ -579,6 +738,7 @@ static const char *const want_text[] = {
     [W_TEXT] = "str or bin",
     [W_BYTES] = "bin, str or nil",
     [W_ARRAY] = "an array",
+    [W_PAIR] = "a 2-element array",
 };
 
 /* The field list of proto.h, written out again independently of codec.c. */
@@ -592,7 +752,8 @@ static const sweep_spec sweep_specs[PROTO_TYPE_MAX + 1] = {
     [PROTO_HELLO] = { 2, 0, { "version", "client_name" }, { W_UINT, W_TEXT } },
     [PROTO_WELCOME] = { 4, 0, { "version", "node_id", "heartbeat_ms", "max_frame" },
                         { W_UINT, W_TEXT, W_UINT, W_UINT } },
-    [PROTO_SUBSCRIBE] = { 3, 0, { "req_id", "topic", "key" }, { W_UINT, W_TEXT, W_BYTES } },
+    [PROTO_SUBSCRIBE] = { 3, 1, { "req_id", "topic", "key", "start" },
+                          { W_UINT, W_TEXT, W_BYTES, W_PAIR } },
     [PROTO_SUBSCRIBED] = { 3, 0, { "req_id", "feed", "partitions" },
                            { W_UINT, W_UINT, W_ARRAY } },
     [PROTO_UNSUBSCRIBE] = { 2, 0, { "req_id", "feed" }, { W_UINT, W_UINT } },
@@ -608,6 +769,7 @@ static const sweep_spec sweep_specs[PROTO_TYPE_MAX + 1] = {
     [PROTO_ERROR] = { 3, 0, { "req_id", "code", "text" }, { W_UINT, W_UINT, W_TEXT } },
     [PROTO_DROPPED] = { 2, 0, { "feed", "count" }, { W_UINT, W_UINT } },
     [PROTO_GOAWAY] = { 1, 0, { "text" }, { W_TEXT } },
+    [PROTO_LIVE] = { 2, 0, { "feed", "positions" }, { W_UINT, W_ARRAY } },
 };
 
 /* A frame whose body is root's array cut or padded with nil to `count`
@@ -675,7 +837,8 @@ static void test_field_sweep(void **state) {
             free(frame);
         }
 
-        /* One field fewer: only a MESSAGE with headers stays valid. */
+        /* One field fewer: only a MESSAGE with headers or a SUBSCRIBE with a
+         * start stays valid, as the same frame without its optional field. */
         size_t len;
         char *frame = repack(&root, size - 1, UINT32_MAX, &len);
         snprintf(what, sizeof(what), "%s, last field dropped", g->name);
@@ -684,7 +847,14 @@ static void test_field_sweep(void **state) {
             size_t consumed;
             if (proto_decode(d, frame, len, &consumed, &f) != PROTO_FRAME)
                 fail_msg("%s: %s", what, proto_decoder_errstr(d));
-            assert_int_equal(f.header_cnt, 0);
+            proto_frame want = g->frame;
+            want.headers = NULL;
+            want.header_cnt = 0;
+            want.start_mode = PROTO_START_NONE;
+            want.start_arg = 0;
+            want.positions = NULL;
+            want.position_cnt = 0;
+            check_frame(what, &f, &want);
         } else {
             count_text(text, sizeof(text), g->frame.type, size - 2);
             check_error(what, d, frame, len, PROTO_E_BAD_FRAME, text, 0);
@@ -751,6 +921,39 @@ static const lenient_case lenient_cases[] = {
       { .type = PROTO_WELCOME, .version = 2, .name = B("") } },
     { "max uint64 values", "93 0d cfffffffffffffffff cfffffffffffffffff",
       { .type = PROTO_DROPPED, .feed = UINT64_MAX, .count = UINT64_MAX } },
+    { "start mode as uint64, position at the limits as uint64",
+      "95 03 01 a174 c0 92 cf0000000000000001 91 92 cf00000000ffffffff cf7fffffffffffffff",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_POSITIONS,
+        .positions = (const proto_position[]){ { UINT32_MAX, INT64_MAX } },
+        .position_cnt = 1 } },
+    { "start positions as array16, repeated partition kept",
+      "95 03 01 a174 c0 92 01 dc0002 920102 920103",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_POSITIONS,
+        .positions = (const proto_position[]){ { 1, 2 }, { 1, 3 } }, .position_cnt = 2 } },
+    { "start timestamp INT64_MIN", "95 03 01 a174 c0 92 02 d38000000000000000",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_TIMESTAMP, .start_arg = INT64_MIN } },
+    { "start timestamp INT64_MAX", "95 03 01 a174 c0 92 02 cf7fffffffffffffff",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_TIMESTAMP, .start_arg = INT64_MAX } },
+    { "start timestamp 0 as int8", "95 03 01 a174 c0 92 02 d000",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_TIMESTAMP, .start_arg = 0 } },
+    { "start beginning 0 as uint64", "95 03 01 a174 c0 92 04 cf0000000000000000",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_BEGINNING } },
+    { "start last 0 as int16", "95 03 01 a174 c0 92 03 d10000",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"),
+        .start_mode = PROTO_START_LAST, .start_arg = 0 } },
+    { "start offset INT64_MAX, str key", "95 03 01 a174 a16b 92 05 cf7fffffffffffffff",
+      { .type = PROTO_SUBSCRIBE, .req_id = 1, .topic = B("t"), .key = B("k"),
+        .start_mode = PROTO_START_OFFSET, .start_arg = INT64_MAX } },
+    { "LIVE positions as array32 of int8 and uint32",
+      "93 0f 01 dd00000001 92 d007 ce00010000",
+      { .type = PROTO_LIVE, .feed = 1,
+        .positions = (const proto_position[]){ { 7, 65536 } }, .position_cnt = 1 } },
 };
 
 static void test_lenient_decode(void **state) {
@@ -808,6 +1011,28 @@ static void test_limits(void **state) {
     frame = big_array_frame("94 04 01 02", 100001, "\x07", 1, &len);
     check_error("100001 partitions", d, frame, len, PROTO_E_BAD_FRAME,
                 "SUBSCRIBED: 100001 partitions exceed the 100000 limit", 0);
+    free(frame);
+
+    /* SUBSCRIBE start positions and LIVE positions: at most 100000 too. */
+    frame = big_array_frame("95 03 01 a174 c0 92 01", 100000, "\x92\x07\x2a", 3, &len);
+    assert_int_equal(proto_decode(d, frame, len, &consumed, &f), PROTO_FRAME);
+    assert_int_equal(f.start_mode, PROTO_START_POSITIONS);
+    assert_int_equal(f.position_cnt, 100000);
+    assert_int_equal(f.positions[99999].partition, 7);
+    assert_int_equal(f.positions[99999].offset, 42);
+    free(frame);
+    frame = big_array_frame("95 03 01 a174 c0 92 01", 100001, "\x92\x07\x2a", 3, &len);
+    check_error("100001 start positions", d, frame, len, PROTO_E_BAD_FRAME,
+                "SUBSCRIBE: 100001 positions exceed the 100000 limit", 0);
+    free(frame);
+    frame = big_array_frame("93 0f 01", 100000, "\x92\x07\x2a", 3, &len);
+    assert_int_equal(proto_decode(d, frame, len, &consumed, &f), PROTO_FRAME);
+    assert_int_equal(f.position_cnt, 100000);
+    assert_int_equal(f.positions[99999].offset, 42);
+    free(frame);
+    frame = big_array_frame("93 0f 01", 100001, "\x92\x07\x2a", 3, &len);
+    check_error("100001 LIVE positions", d, frame, len, PROTO_E_BAD_FRAME,
+                "LIVE: 100001 positions exceed the 100000 limit", 0);
     free(frame);
 
     frame = big_array_frame("98 07 01 02 03 04 c0 c0", 10000, "\x92\xa1k\xc0", 4, &len);
@@ -889,13 +1114,30 @@ static void test_encode_errors(void **state) {
     /* Each refusal leaves the buffer as it was. */
     proto_frame bad[] = {
         { .type = (proto_type)0 },
-        { .type = (proto_type)15 },
+        { .type = (proto_type)16 },
         { .type = PROTO_SUBSCRIBED, .partitions = NULL, .partition_cnt = 2 },
         { .type = PROTO_SUBSCRIBED, .partitions = (const uint32_t[1]){ 0 },
           .partition_cnt = 100001 },
         { .type = PROTO_MESSAGE, .headers = NULL, .header_cnt = 1 },
         { .type = PROTO_MESSAGE, .headers = (const proto_header[1]){ { B("a"), B("b") } },
           .header_cnt = 10001 },
+        /* Version 2: what a decoder would refuse in start and LIVE. */
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_MAX + 1 },
+        { .type = PROTO_SUBSCRIBE, .start_mode = UINT64_MAX },
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_LAST, .start_arg = -1 },
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_OFFSET, .start_arg = INT64_MIN },
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_POSITIONS, .positions = NULL,
+          .position_cnt = 1 },
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_POSITIONS,
+          .positions = (const proto_position[1]){ { 0, (uint64_t)INT64_MAX + 1 } },
+          .position_cnt = 1 },
+        { .type = PROTO_SUBSCRIBE, .start_mode = PROTO_START_POSITIONS,
+          .positions = (const proto_position[1]){ { 0, 0 } }, .position_cnt = 100001 },
+        { .type = PROTO_LIVE, .positions = NULL, .position_cnt = 2 },
+        { .type = PROTO_LIVE, .positions = (const proto_position[2]){ { 0, 0 }, { 1, UINT64_MAX } },
+          .position_cnt = 2 },
+        { .type = PROTO_LIVE, .positions = (const proto_position[1]){ { 0, 0 } },
+          .position_cnt = 100001 },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (proto_encode(&b, &bad[i]) != -1) fail_msg("bad frame %zu was encoded", i);
@@ -924,6 +1166,21 @@ static void test_encode_errors(void **state) {
     assert_int_equal(proto_encode(&b, &nohdr), 0);
     assert_int_equal(b.len, 12);
     assert_memory_equal(b.data, "\x00\x00\x00\x08\x97\x07\x00\x00\x00\x00\xc0\xc0", 12);
+
+    /* positions set but no start mode: no start element. */
+    proto_frame nostart = { .type = PROTO_SUBSCRIBE, .topic = B("t"),
+                            .positions = start_positions_a, .position_cnt = 2 };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_encode(&b, &nostart), 0);
+    assert_int_equal(b.len, 10);
+    assert_memory_equal(b.data, "\x00\x00\x00\x06\x94\x03\x00\xa1t\xc0", 10);
+    /* BEGINNING always goes out with 0, whatever start_arg holds. */
+    proto_frame begin = { .type = PROTO_SUBSCRIBE, .topic = B("t"), .key = { NULL, 0 },
+                          .start_mode = PROTO_START_BEGINNING, .start_arg = 5 };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_encode(&b, &begin), 0);
+    assert_int_equal(b.len, 13);
+    assert_memory_equal(b.data, "\x00\x00\x00\x09\x95\x03\x00\xa1t\xc0\x92\x04\x00", 13);
 
     proto_buf_free(&b);
     assert_null(b.data);
@@ -962,7 +1219,7 @@ static void test_names(void **state) {
     static const char *const types[] = {
         "UNKNOWN", "HELLO", "WELCOME", "SUBSCRIBE", "SUBSCRIBED", "UNSUBSCRIBE",
         "UNSUBSCRIBED", "MESSAGE", "PUBLISH", "PUBACK", "PING", "PONG", "ERROR", "DROPPED",
-        "GOAWAY", "UNKNOWN",
+        "GOAWAY", "LIVE", "UNKNOWN",
     };
     for (uint64_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
         assert_string_equal(proto_type_name(t), types[t]);
@@ -990,6 +1247,7 @@ static void test_peek_length(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_covers_every_type),
+        cmocka_unit_test(test_golden_covers_every_start_mode),
         cmocka_unit_test(test_golden_encode),
         cmocka_unit_test(test_golden_decode),
         cmocka_unit_test(test_golden_partial),
