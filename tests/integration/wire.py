@@ -1,16 +1,25 @@
 """wire.py -- a raw subway protocol client for tests: minimal msgpack, framing, frames.
 
-Mirrors proto/proto.h (the contract). Only the standard library. The msgpack
-part covers what the protocol uses: nil, bool, ints, str, bin, array, map
-(floats are decoded too, so a test can see what a node sent by mistake).
-Encoding always uses the smallest representation, like proto_encode().
+Mirrors proto/proto.h (the contract), protocol version 2. Only the standard
+library. The msgpack part covers what the protocol uses: nil, bool, ints,
+str, bin, array, map (floats are decoded too, so a test can see what a node
+sent by mistake). Encoding always uses the smallest representation, like
+proto_encode().
 
     c = RawClient(node.addr)
-    c.hello()
+    c.hello()                                  # version 2; RawClient(addr, version=1) for 1
     sub = c.subscribe("events", b"alice")      # SUBSCRIBED frame; ServerError on ERROR
     msg = c.expect(MESSAGE, timeout=10)
     c.send_raw(b"\\x00\\x00\\x00\\x01\\xc1")        # malformed body
     err = c.expect(ERROR)
+
+Version 2 (PROTOCOL.md sections 3.3, 3.13, 5.8): a SUBSCRIBE may carry a
+start, and every subscription on a version-2 connection gets one LIVE frame
+once it follows the live feed:
+
+    sub = c.subscribe("events", None, start=("positions", {0: 12, 1: 7}))
+    history, live = c.until_live(sub.feed)     # MESSAGE/DROPPED frames, then LIVE
+    live.position_map()                        # {0: 15, 1: 7}: next offset per partition
 """
 
 import collections
@@ -21,7 +30,8 @@ import time
 
 # ---------------------------------------------------------------- constants
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2       # the newest version this client speaks (proto.h)
+PROTO_MIN_VERSION = 1   # the oldest a node accepts
 HEADER_SIZE = 4
 
 HELLO = 1
@@ -38,20 +48,21 @@ PONG = 11
 ERROR = 12
 DROPPED = 13
 GOAWAY = 14
+LIVE = 15
 
 TYPE_NAMES = {
     HELLO: "HELLO", WELCOME: "WELCOME", SUBSCRIBE: "SUBSCRIBE",
     SUBSCRIBED: "SUBSCRIBED", UNSUBSCRIBE: "UNSUBSCRIBE",
     UNSUBSCRIBED: "UNSUBSCRIBED", MESSAGE: "MESSAGE", PUBLISH: "PUBLISH",
     PUBACK: "PUBACK", PING: "PING", PONG: "PONG", ERROR: "ERROR",
-    DROPPED: "DROPPED", GOAWAY: "GOAWAY",
+    DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE",
 }
 
 # Field names after the type, per frame type (proto.h's table).
 FIELDS = {
     HELLO: ("version", "client_name"),
     WELCOME: ("version", "node_id", "heartbeat_ms", "max_frame"),
-    SUBSCRIBE: ("req_id", "topic", "key"),
+    SUBSCRIBE: ("req_id", "topic", "key", "start"),
     SUBSCRIBED: ("req_id", "feed", "partitions"),
     UNSUBSCRIBE: ("req_id", "feed"),
     UNSUBSCRIBED: ("req_id", "feed"),
@@ -63,7 +74,21 @@ FIELDS = {
     ERROR: ("req_id", "code", "text"),
     DROPPED: ("feed", "count"),
     GOAWAY: ("text",),
+    LIVE: ("feed", "positions"),
 }
+
+# SUBSCRIBE start modes (PROTOCOL.md section 3.3): start is [mode, arg].
+START_POSITIONS = 1   # arg [[partition, offset], ...]: the next offset wanted per partition
+START_TIMESTAMP = 2   # arg int: ms since the epoch (Kafka's offsets-for-times)
+START_LAST = 3        # arg uint N: N records back from each partition's log end
+START_BEGINNING = 4   # arg 0: each partition's log start
+START_OFFSET = 5      # arg uint: that offset in every partition
+
+START_NAMES = {
+    START_POSITIONS: "positions", START_TIMESTAMP: "timestamp", START_LAST: "last",
+    START_BEGINNING: "beginning", START_OFFSET: "offset",
+}
+_START_MODES = {v: k for k, v in START_NAMES.items()}
 
 E_NONE = 0
 E_VERSION = 1
@@ -322,6 +347,86 @@ def encode(ftype, *fields):
     return frame(packb([ftype] + list(fields)))
 
 
+def encode_start(start):
+    """Returns SUBSCRIBE's start field, [mode, arg], for a start given as
+
+        ("positions", {partition: offset, ...})  or a list of (partition, offset)
+                                                  pairs, kept in order (duplicates too)
+        ("timestamp", ms)                         ms since the epoch; may be negative
+        ("last", n)                               n records back from the log end
+        ("beginning",)                            or just "beginning"
+        ("offset", n)                             offset n in every partition
+
+    and None for None (no start field). The mode name and the tuple's shape
+    are checked (ValueError); the numbers are sent as given, so a test can
+    send ones a node must refuse. For a start that is not even of this shape
+    (mode 6, a nil arg, ...) use subscribe(..., raw_start=True)."""
+    if start is None:
+        return None
+    if isinstance(start, str):
+        start = (start,)
+    if not isinstance(start, tuple) or not start or start[0] not in _START_MODES:
+        raise ValueError("start must be (mode, arg) with mode one of %s, not %r"
+                         % ("/".join(_START_MODES), start))
+    mode = _START_MODES[start[0]]
+    if mode == START_BEGINNING:
+        if len(start) != 1:
+            raise ValueError("('beginning',) takes no argument, got %r" % (start,))
+        return [mode, 0]
+    if len(start) != 2:
+        raise ValueError("(%r, arg) takes one argument, got %r" % (start[0], start))
+    arg = start[1]
+    if mode == START_POSITIONS:
+        pairs = arg.items() if isinstance(arg, dict) else arg
+        return [mode, [[p, o] for p, o in pairs]]
+    if not isinstance(arg, int) or isinstance(arg, bool):
+        raise ValueError("%r takes an int, got %r" % (start[0], arg))
+    return [mode, arg]
+
+
+def decode_start(raw):
+    """The inverse of encode_start(): [mode, arg] as sent (a decoded
+    SUBSCRIBE's .start) to ("positions", {partition: offset}),
+    ("timestamp", ms), ("last", n), ("beginning",) or ("offset", n); None
+    stays None. Raises ProtocolViolation for anything else."""
+    if raw is None:
+        return None
+    if (not isinstance(raw, list) or len(raw) != 2 or isinstance(raw[0], bool)
+            or raw[0] not in START_NAMES):
+        raise ProtocolViolation("start is not [mode 1..5, arg]: %r" % (raw,))
+    mode, arg = raw
+    name = START_NAMES[mode]
+    if mode == START_POSITIONS:
+        return (name, position_map(arg))
+    if mode == START_BEGINNING:
+        if arg != 0 or isinstance(arg, bool):
+            raise ProtocolViolation("start beginning takes 0, got %r" % (arg,))
+        return (name,)
+    if not isinstance(arg, int) or isinstance(arg, bool) or (mode != START_TIMESTAMP and arg < 0):
+        raise ProtocolViolation("start %s takes an int%s, got %r"
+                                % (name, "" if mode == START_TIMESTAMP else " >= 0", arg))
+    return (name, arg)
+
+
+def position_map(positions):
+    """LIVE positions (or SUBSCRIBE start positions) as sent,
+    [[partition, offset], ...], to {partition: offset}. Raises
+    ProtocolViolation when an entry is not a pair of non-negative ints
+    (partition a uint32, offset an int64) or a partition comes twice."""
+    if not isinstance(positions, list):
+        raise ProtocolViolation("positions is not an array: %r" % (positions,))
+    out = {}
+    for i, e in enumerate(positions):
+        if (not isinstance(e, list) or len(e) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in e)
+                or not 0 <= e[0] <= 0xFFFFFFFF or not 0 <= e[1] <= 0x7FFFFFFFFFFFFFFF):
+            raise ProtocolViolation("positions[%d] is not [partition, offset]: %r" % (i, e))
+        if e[0] in out:
+            raise ProtocolViolation("positions name partition %d twice: %r" % (e[0], positions))
+        out[e[0]] = e[1]
+    return out
+
+
 class Frame:
     """A decoded frame: .type, .fields (after the type), and the fields by
     name (f.feed, f.code, ...). .raw is the decoded array as sent."""
@@ -352,6 +457,12 @@ class Frame:
             parts.append("%s=%r" % (n, v))
         return "<%s %s>" % (type_name(self.type), " ".join(parts))
 
+    def position_map(self):
+        """A LIVE frame's positions as {partition: next offset}."""
+        if self.type != LIVE:
+            raise AttributeError("position_map() of a %s frame" % type_name(self.type))
+        return position_map(self.positions)
+
 
 class ProtocolViolation(AssertionError):
     """The node sent something the protocol does not allow."""
@@ -381,10 +492,16 @@ class RawClient:
     waiting for SUBSCRIBED) are kept in order and returned by later
     read_frame()/expect() calls. PINGs are answered with PONG automatically
     unless auto_pong is False; answered PINGs are still recorded in .pings.
+
+    version is what hello() says by default: PROTO_VERSION (2), or 1 for a
+    connection without start and LIVE (NodeCase.client(node, version=1)
+    passes it through).
     """
 
-    def __init__(self, addr, timeout=10.0, rcvbuf=None, auto_pong=True, max_frame=64 << 20):
+    def __init__(self, addr, timeout=10.0, rcvbuf=None, auto_pong=True, max_frame=64 << 20,
+                 version=PROTO_VERSION):
         self.addr = tuple(addr)
+        self.version = version
         self.auto_pong = auto_pong
         self.max_frame = max_frame
         self.pending = collections.deque()   # decoded frames not yet returned
@@ -593,9 +710,11 @@ class RawClient:
 
     # ---- requests
 
-    def hello(self, client_name="subway-tests", version=PROTO_VERSION, timeout=10.0):
-        """Sends HELLO, returns WELCOME (raises ServerError on ERROR)."""
-        self.send(HELLO, version, client_name)
+    def hello(self, client_name="subway-tests", version=None, timeout=10.0):
+        """Sends HELLO with version (default: the one given to the
+        constructor, PROTO_VERSION unless told), returns WELCOME, whose
+        .version is the one the connection uses. Raises ServerError on ERROR."""
+        self.send(HELLO, self.version if version is None else version, client_name)
         f = self._expect_reply(WELCOME, None, timeout)
         self.welcome = f
         return f
@@ -607,18 +726,49 @@ class RawClient:
             raise ServerError(f)
         return f
 
-    def subscribe(self, topic, key, timeout=10.0, raw_key=False):
+    def subscribe(self, topic, key, timeout=10.0, raw_key=False, start=None, raw_start=False):
         """Subscribes to topic/key; key None or "*" means every key (sent as
-        nil) unless raw_key. str keys are sent as bin. Returns SUBSCRIBED;
-        raises ServerError when refused."""
+        nil) unless raw_key. str keys are sent as bin. start (version 2) is
+        where the subscription starts, as encode_start() takes it, e.g.
+        ("positions", {0: 12}), ("timestamp", ms), ("last", n),
+        ("beginning",), ("offset", n); None sends no start field (live from
+        the log end). With raw_start, start is sent as the field as it is
+        (e.g. [6, 0]). Returns SUBSCRIBED; raises ServerError when refused.
+        On a version-2 connection a LIVE follows: see until_live()."""
         if not raw_key:
             if key == "*" or key == b"*":
                 key = None
             elif isinstance(key, str):
                 key = key.encode("utf-8")
         rid = self.next_req_id()
-        self.send(SUBSCRIBE, rid, topic, key)
+        fields = [rid, topic, key]
+        if raw_start or start is not None:
+            fields.append(start if raw_start else encode_start(start))
+        self.send(SUBSCRIBE, *fields)
         return self._expect_reply(SUBSCRIBED, rid, timeout)
+
+    def expect_live(self, feed, timeout=10.0):
+        """Returns the LIVE frame of feed (other frames stay pending)."""
+        return self.expect(LIVE, timeout, match=lambda f: f.feed == feed)
+
+    def until_live(self, feed, timeout=10.0):
+        """Reads feed's catch-up: returns (frames, live), frames being the
+        feed's MESSAGE and DROPPED frames before its LIVE, in order, and live
+        the LIVE frame. Other feeds' frames stay pending. Raises TimeoutError
+        (saying what was seen) when no LIVE comes within timeout."""
+        deadline = time.monotonic() + timeout
+        frames = []
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                f = self.expect(None, max(left, 0.001), match=lambda x: (
+                    x.type in (MESSAGE, DROPPED, LIVE) and x.feed == feed))
+            except TimeoutError as e:
+                raise TimeoutError("no LIVE of feed %r within %.1fs after %d of its frames: %s; %s"
+                                   % (feed, timeout, len(frames), _summary(frames), e))
+            if f.type == LIVE:
+                return frames, f
+            frames.append(f)
 
     def unsubscribe(self, feed, timeout=10.0):
         """Returns UNSUBSCRIBED; raises ServerError when refused."""
