@@ -153,17 +153,27 @@ class BadInputTest(NodeCase):
         self.assert_closed_with(c, wire.encode(wire.HELLO, wire.PROTO_VERSION, "again"), wire.E_HELLO_REQUIRED)
 
     def test_bad_version(self):
-        for version in (0, 2, 99):
+        """Version 0 is the one a node refuses: every version from 1 up is
+        welcomed (test_version_negotiation)."""
+        c = self.fresh(hello=False)
+        self.assert_closed_with(c, wire.encode(wire.HELLO, 0, "time-traveller"), wire.E_VERSION)
+
+    def test_version_negotiation(self):
+        """WELCOME carries the lower of the client's version and the node's
+        newest (2), and the connection works at it."""
+        for version, used in ((1, 1), (2, 2), (3, 2), (99, 2), (2 ** 64 - 1, 2)):
             with self.subTest(version=version):
                 c = self.fresh(hello=False)
-                self.assert_closed_with(c, wire.encode(wire.HELLO, version, "time-traveller"), wire.E_VERSION)
+                w = c.hello("time-traveller", version=version)
+                self.assertEqual(w.version, used, w)
+                self.assertEqual(c.ping(7).token, 7)
 
     # ---- refuse errors
 
     def test_unknown_type_is_refused(self):
         c = self.fresh()
         sub = c.subscribe("err", "*")
-        for t in (wire.GOAWAY + 1, 99, 127):  # positive, just not known
+        for t in (wire.LIVE + 1, 99, 127):  # positive, just not known
             c.send(t, 1, 2)
             e = c.expect_error(timeout=5)
             self.assertEqual(e.code, wire.E_UNKNOWN_TYPE, e)
