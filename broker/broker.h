@@ -36,6 +36,9 @@ typedef struct broker_counters {
     uint64_t protocol_errors;     /* clients closed for bad input */
     uint64_t conns_accepted;
     uint64_t conns_refused;       /* over --max-conns */
+    uint64_t catchup_records;     /* MESSAGE frames of catch-ups queued to clients */
+    uint64_t catchup_missing;     /* records catch-ups asked for that Kafka no longer held (DROPPED) */
+    uint64_t catchup_yields;      /* readers sent to the back of the queue for others */
 } broker_counters;
 
 typedef struct broker {
@@ -62,6 +65,7 @@ typedef struct broker {
 
     feed_table *feeds;
     upstream *up;
+    upstream *history;            /* the catch-ups' consumer */
     producer *prod;
     coord *coord;
     dev_kafka *dev;

@@ -487,7 +487,7 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
             fanout_append(ft, f, (int32_t)fr.partition, (int64_t)fr.offset, fr.timestamp_ms, fr.key.ptr, fr.key.len,
                           fr.value.ptr, fr.value.len, fr.headers, fr.header_cnt);
         else if (fr.type == PROTO_DROPPED)
-            fanout_append_lost(ft, f, fr.count);   /* records the owner's Kafka lost */
+            fanout_append_lost(ft, f, -1, fr.count);   /* records the owner's Kafka lost */
     }
     for (long i = 0; i < n; i++)
         if (pos[i].to > f->rpos[pos[i].partition]) f->rpos[pos[i].partition] = pos[i].to;

@@ -53,6 +53,8 @@ static const opt opts[] = {
     {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
+    {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
+     "partitions read for catch-ups (SUBSCRIBE with a start) at once; more wait their turn"},
     {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
     {"metadata-refresh-ms", OPT_UINT, F(metadata_refresh_ms), 0, "30000", "how often topics in use are checked for added partitions"},
     {"drain-timeout-ms", OPT_UINT, F(drain_timeout_ms), 0, "5000", "on SIGTERM, wait this long for GOAWAYs to flush"},
@@ -257,6 +259,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
     if (c->max_key > CONFIG_MAX_KEY_LIMIT) {
         snprintf(err, errlen, "--max-key must be at most %u bytes (got %llu)", CONFIG_MAX_KEY_LIMIT,
                  (unsigned long long)c->max_key);
+        return -1;
+    }
+    if (c->catchup_readers < 1) {
+        snprintf(err, errlen, "--catchup-readers must be at least 1");
         return -1;
     }
     if (c->max_subs < 1 || c->max_conns < 1 || c->max_key < 1 || c->max_key > c->max_frame) {

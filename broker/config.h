@@ -26,6 +26,7 @@ typedef struct config {
     uint64_t heartbeat_timeout_ms;
     uint64_t max_frame;
     uint64_t max_subs;            /* per connection */
+    uint64_t catchup_readers;     /* partitions read for catch-ups at once */
     uint64_t max_conns;
     uint64_t max_key;
     uint64_t out_soft_limit;

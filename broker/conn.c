@@ -168,13 +168,13 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
     conn_send(c, &f);
 }
 
-void conn_deliver(conn *c, sub *s, outq_block *block) {
+void conn_deliver(conn *c, sub *s, outq_block *block, size_t off, size_t len, uint32_t records, uint64_t lost) {
     broker *b = c->b;
     if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL)) return;
     if (c->out.bytes >= b->cfg->out_soft_limit) {
-        /* The block's own DROPPED frames go with it: fold them in. */
-        s->dropped += block->records + block->lost;
-        b->ctr.dropped += block->records;
+        /* The slice's own DROPPED frames go with it: fold them in. */
+        s->dropped += records + lost;
+        b->ctr.dropped += records;
         c->has_dropped = 1;
         if (!c->over_soft_since_ms) c->over_soft_since_ms = broker_now_ms();
         return;
@@ -185,10 +185,14 @@ void conn_deliver(conn *c, sub *s, outq_block *block) {
         s->dropped = 0;
         conn_send(c, &d);
     }
-    outq_push(&c->out, block);
-    b->ctr.records_out += block->records;
+    outq_push_slice(&c->out, block, off, len);
+    b->ctr.records_out += records;
     if (c->out.bytes > b->cfg->out_hard_limit) c->flags |= CONN_KILL;
     broker_schedule_flush(b, c);
+}
+
+int conn_takes_records(const conn *c) {
+    return !(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL)) && c->out.bytes < c->b->cfg->out_soft_limit;
 }
 
 /* Queues one DROPPED per feed that lost records and has had no record
@@ -263,12 +267,15 @@ static void handle_subscribe(conn *c, const proto_frame *f) {
                         (int)f->topic.len, f->topic.ptr, key ? (int)f->key.len : 1, key ? key : "*");
         return;
     }
+    if (f->start_mode != PROTO_START_NONE && c->version < 2) {
+        conn_send_error(c, f->req_id, PROTO_E_INVALID_ARG, "a start position needs protocol version 2 (HELLO said %d)",
+                        c->version);
+        return;
+    }
     proto_err code;
     char err[256];
     /* It may answer at once, which only queues output. */
-    if (!feed_subscribe(b->feeds, c, f->req_id, f->topic.ptr, f->topic.len, key, f->key.len, &code, err,
-                        sizeof(err)))
-        conn_send_error(c, f->req_id, code, "%s", err);
+    if (!feed_subscribe(b->feeds, c, f, &code, err, sizeof(err))) conn_send_error(c, f->req_id, code, "%s", err);
 }
 
 static void handle_unsubscribe(conn *c, const proto_frame *f) {

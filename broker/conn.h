@@ -66,9 +66,13 @@ int conn_send(conn *c, const proto_frame *f);
 void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Fan-out: queues a reference to a block of s's feed's records, or drops and
- * counts them when the connection is over its soft output limit. */
-void conn_deliver(conn *c, sub *s, outq_block *block);
+/* Fan-out: queues a reference to bytes [off, off + len) of a block of s's
+ * feed's frames (records MESSAGE frames, DROPPED frames counting lost), or
+ * drops and counts them when the connection is over its soft output limit. */
+void conn_deliver(conn *c, sub *s, outq_block *block, size_t off, size_t len, uint32_t records, uint64_t lost);
+
+/* 1 when c's output queue is below its soft limit: it takes records. */
+int conn_takes_records(const conn *c);
 
 /* Writes what the connection has queued; called by the broker's flush. */
 void conn_flush(conn *c);

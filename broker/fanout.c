@@ -6,14 +6,23 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/xmalloc.h"
 #include "broker/timeval.h"
 #include "broker/relaywire.h"
+#include "broker/sub.h"
 
-static void encode(feed *f, const proto_frame *fr) {
+/* Appends a frame to f's batch, marked with its partition and offset (-1
+ * for a DROPPED). */
+static void encode(feed *f, const proto_frame *fr, int32_t partition, int64_t offset) {
     if (proto_encode(&f->batch, fr) < 0) {
         log_error("out of memory encoding a frame of feed %s", feed_label(f));
         abort();
     }
+    if (f->nmarks == f->marks_cap) {
+        f->marks_cap = f->marks_cap ? 2 * f->marks_cap : 16;
+        f->marks = xreallocarray(f->marks, f->marks_cap, sizeof(*f->marks));
+    }
+    f->marks[f->nmarks++] = (batch_mark){partition, offset, fr->type == PROTO_DROPPED ? fr->count : 0, f->batch.len};
 }
 
 /* Puts f on the list fanout_flush() hands out. */
@@ -46,16 +55,16 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
         .key = {key, key_len}, .value = {value, value_len},
         .headers = headers, .header_cnt = header_cnt,
     };
-    encode(f, &fr);
+    encode(f, &fr, partition, offset);
     f->batch_records++;
     f->records++;
     mark_dirty(ft, f);
 }
 
-void fanout_append_lost(feed_table *ft, feed *f, uint64_t lost) {
+void fanout_append_lost(feed_table *ft, feed *f, int32_t partition, uint64_t lost) {
     if (!feed_listened(f)) return;
     proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = lost};
-    encode(f, &d);
+    encode(f, &d, partition, -1);
     f->batch_lost += lost;
     mark_dirty(ft, f);
 }
@@ -118,6 +127,40 @@ static void relay_batch(feed_table *ft, feed *f) {
     for (size_t i = 0; i < n; i++) f->rpos[ft->relay_offsets[2 * i]] = ft->relay_offsets[2 * i + 1];
 }
 
+/* 1 when s, still catching up, takes the batch's frame m: a record of a
+ * partition that joined the live feed, at or past where its catch-up
+ * ended; a DROPPED of such a partition (or of any, when all joined). */
+static int filter_takes(sub_catchup *cu, const batch_mark *m) {
+    if (m->partition < 0) return cu->unjoined == 0;
+    cu_part *cp = cu_find(cu, m->partition);
+    if (!cp) return 1;            /* a partition the feed read after it began (the topic grew) */
+    if (cp->state != CU_JOINED) return 0;
+    if (m->offset < 0) return 1;
+    if (m->offset < cp->pos) return 0;
+    cp->pos = m->offset + 1;
+    return 1;
+}
+
+/* Hands s the frames of blk it takes, as slices of the shared block. */
+static void deliver_filtered(feed *f, sub *s, outq_block *blk) {
+    size_t start = 0, from = 0;
+    uint32_t records = 0;
+    uint64_t lost = 0;
+    int open = 0;
+    for (size_t i = 0; i <= f->nmarks; i++) {
+        const batch_mark *m = i < f->nmarks ? &f->marks[i] : NULL;
+        if (m && filter_takes(s->cu, m)) {
+            if (!open) from = start, records = 0, lost = 0, open = 1;
+            records += m->offset >= 0;
+            lost += m->lost;
+        } else if (open) {
+            conn_deliver(s->c, s, blk, from, start - from, records, lost);
+            open = 0;
+        }
+        if (m) start = m->end;
+    }
+}
+
 void fanout_flush(feed_table *ft) {
     while (ft->dirty) {
         feed *f = ft->dirty;
@@ -130,7 +173,14 @@ void fanout_flush(feed_table *ft) {
         f->batch_records = 0;
         blk->lost = f->batch_lost;
         f->batch_lost = 0;
-        for (sub *s = f->subs; s; s = s->next) conn_deliver(s->c, s, blk);
+        for (sub *s = f->subs; s; s = s->next) {
+            if (s->cu) {
+                deliver_filtered(f, s, blk);
+                if (!sub_catchup_needed(s)) sub_catchup_free(ft, s);
+            } else
+                conn_deliver(s->c, s, blk, 0, blk->len, blk->records, blk->lost);
+        }
+        f->nmarks = 0;
         outq_block_unref(blk);
     }
 }

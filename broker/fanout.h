@@ -19,10 +19,10 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
                    size_t key_len, const void *value, size_t value_len, const proto_header *headers,
                    size_t header_cnt);
 
-/* Records lost under f (Kafka deleted them before they were read): a
- * DROPPED frame in the batch, right at the gap, for every subscriber and,
- * through the relay, every other node's. */
-void fanout_append_lost(feed_table *ft, feed *f, uint64_t lost);
+/* Records lost under f in partition (-1: not known) (Kafka deleted them
+ * before they were read): a DROPPED frame in the batch, right at the gap,
+ * for every subscriber and, through the relay, every other node's. */
+void fanout_append_lost(feed_table *ft, feed *f, int32_t partition, uint64_t lost);
 
 /* Ends the loop turn's batches: each touched feed's frames become one
  * block, referenced by each subscriber's queue and relayed once when other

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/catchup.h"
 #include "broker/cluster.h"
 #include "broker/fanout.h"
 #include "broker/freetopic.h"
@@ -16,7 +17,7 @@
 
 feed_table *feed_table_new(broker *b) {
     feed_table *ft = table_new(b);
-    if (part_init(ft) < 0 || cluster_init(ft) < 0) {
+    if (part_init(ft) < 0 || cluster_init(ft) < 0 || catchup_init(ft) < 0) {
         feed_table_free(ft);
         return NULL;
     }
@@ -25,6 +26,7 @@ feed_table *feed_table_new(broker *b) {
 
 void feed_table_free(feed_table *ft) {
     if (!ft) return;
+    catchup_fini(ft);
     /* Destroying a topic's last feed frees the topic. */
     for (size_t i = 0; ft->tbuckets && i < ft->ntbuckets; i++) {
         while (ft->tbuckets[i]) {
@@ -41,6 +43,7 @@ void feed_table_free(feed_table *ft) {
     cluster_fini(ft);
     fanout_fini(ft);
     free(ft->scratch_parts);
+    free(ft->scratch_pos);
     table_free(ft);
 }
 
@@ -79,8 +82,9 @@ static void attach(feed_table *ft, sub *s) {
     cluster_acquire(ft, f);
 }
 
-sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_name, size_t topic_len,
-                    const char *key, size_t key_len, proto_err *code, char *err, size_t errlen) {
+sub *feed_subscribe(feed_table *ft, conn *c, const proto_frame *req, proto_err *code, char *err, size_t errlen) {
+    const char *topic_name = req->topic.ptr, *key = req->key.ptr;
+    size_t topic_len = req->topic.len, key_len = req->key.len;
     if (!names_topic_ok(topic_name, topic_len)) {
         *code = PROTO_E_INVALID_ARG;
         snprintf(err, errlen, "topic must be " NAMES_TOPIC_RULE " (got %zu bytes)", topic_len);
@@ -103,7 +107,7 @@ sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_
         return NULL;
     }
     topic *t = topic_get(ft, topic_name, topic_len);
-    sub *s = sub_new(ft, c, req_id, t, key, key_len);
+    sub *s = sub_new(ft, c, req->req_id, t, key, key_len, req);
     /* Attaching may send SUBSCRIBED now; that only queues output. */
     if (t->ready)
         attach(ft, s);

@@ -24,13 +24,13 @@ feed_table *feed_table_new(broker *b);
 /* Frees every topic and feed; connections must be closed already. */
 void feed_table_free(feed_table *ft);
 
-/* Starts a subscription of c to topic/key (key NULL = every key). Validates
- * the names (NULL with *code and err filled when refused before anything
- * happened), else returns the new subscription, linked into c: the
- * SUBSCRIBED or ERROR reply is sent to c when the topic and partitions are
- * ready, maybe at once. Duplicate and limit checks are the caller's. */
-sub *feed_subscribe(feed_table *ft, conn *c, uint64_t req_id, const char *topic_name, size_t topic_len,
-                    const char *key, size_t key_len, proto_err *code, char *err, size_t errlen);
+/* Starts the subscription a SUBSCRIBE frame asks c for (topic, key: nil =
+ * every key, start). Validates the names (NULL with *code and err filled
+ * when refused before anything happened), else returns the new
+ * subscription, linked into c: the SUBSCRIBED or ERROR reply is sent to c
+ * when the topic and partitions are ready, maybe at once. Duplicate, limit
+ * and version checks are the caller's. */
+sub *feed_subscribe(feed_table *ft, conn *c, const proto_frame *req, proto_err *code, char *err, size_t errlen);
 
 /* Ends a subscription in any state, unlinks it from c and frees it; the
  * feed lingers when it was its last. Sends nothing to the connection. */

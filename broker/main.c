@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "broker/admin.h"
+#include "broker/catchup.h"
 #include "broker/cluster.h"
 #include "broker/fanout.h"
 #include "broker/broker.h"
@@ -76,6 +77,33 @@ static void up_batch_end(void *cb_data) {
     cluster_on_batch_end(((broker *)cb_data)->feeds);
 }
 
+/* The catch-up consumer's go to the catch-ups. */
+static void hist_record(void *cb_data, const upstream_record *r) {
+    catchup_on_record(((broker *)cb_data)->feeds, r);
+}
+
+static void hist_batch_end(void *cb_data) {
+    catchup_on_batch_end(((broker *)cb_data)->feeds);
+}
+
+static void hist_eof(void *cb_data, const char *topic_name, int32_t partition, int64_t offset) {
+    catchup_on_eof(((broker *)cb_data)->feeds, topic_name, partition, offset);
+}
+
+static void hist_seek(void *cb_data, const char *topic_name, int32_t partition, uint32_t tag, int64_t offset,
+                      const char *errstr) {
+    catchup_on_seek(((broker *)cb_data)->feeds, topic_name, partition, tag, offset, errstr);
+}
+
+static void hist_out_of_range(void *cb_data, const char *topic_name, int32_t partition, int64_t from) {
+    catchup_on_out_of_range(((broker *)cb_data)->feeds, topic_name, partition, from);
+}
+
+static void hist_reset(void *cb_data, const char *topic_name, int32_t partition, uint32_t tag, int64_t from,
+                       int64_t offset, int64_t lost) {
+    catchup_on_reset(((broker *)cb_data)->feeds, topic_name, partition, tag, from, offset, lost);
+}
+
 static void node_stats(void *data, long *conns, long *feeds) {
     broker *b = data;
     *conns = (long)b->nconns;
@@ -115,6 +143,7 @@ static void broker_cleanup(broker *b) {
     coord_free(b->coord);
     b->coord = NULL;
     feed_table_free(b->feeds);
+    upstream_free(b->history);
     upstream_free(b->up);
     producer_free(b->prod);
     dev_kafka_free(b->dev);
@@ -205,8 +234,12 @@ int main(int argc, char **argv) {
     }
     coord_events ev = {.notice = ev_notice, .relay = ev_relay, .state = ev_state, .demand = ev_demand, .cb_data = &b};
     coord_set_events(b.coord, &ev);
-    upstream_events uev = {up_topic, up_start, up_out_of_range, up_reset, up_record, up_batch_end, &b};
-    if (!(b.up = upstream_new(&b, &uev, err, sizeof(err)))) goto fail;
+    upstream_events uev = {.topic = up_topic, .start = up_start, .out_of_range = up_out_of_range,
+                           .reset = up_reset, .record = up_record, .batch_end = up_batch_end, .cb_data = &b};
+    if (!(b.up = upstream_new(&b, UPSTREAM_LIVE, &uev, err, sizeof(err)))) goto fail;
+    upstream_events hev = {.out_of_range = hist_out_of_range, .reset = hist_reset, .record = hist_record,
+                           .batch_end = hist_batch_end, .eof = hist_eof, .seek = hist_seek, .cb_data = &b};
+    if (!(b.history = upstream_new(&b, UPSTREAM_HISTORY, &hev, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;
     if (admin_start(&b, err, sizeof(err)) < 0) goto fail;

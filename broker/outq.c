@@ -61,21 +61,27 @@ static void outq_grow(outq *q) {
     q->cap = ncap;
 }
 
-void outq_push(outq *q, outq_block *b) {
+void outq_push_slice(outq *q, outq_block *b, size_t off, size_t len) {
     if (q->count == q->cap) outq_grow(q);
     outq_block_ref(b);
-    q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, 0};
+    q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, off, off + len};
     q->count++;
-    q->bytes += b->len;
+    q->bytes += len;
+}
+
+void outq_push(outq *q, outq_block *b) {
+    outq_push_slice(q, b, 0, b->len);
 }
 
 void outq_push_copy(outq *q, const void *data, size_t len) {
     if (q->count > 0) {
-        outq_block *last = q->ring[(q->head + q->count - 1) % q->cap].block;
+        outq_ref *r = &q->ring[(q->head + q->count - 1) % q->cap];
+        outq_block *last = r->block;
         /* Only a private control block (one holder, no records) may grow. */
-        if (last->refs == 1 && last->records == 0 && last->cap - last->len >= len) {
+        if (last->refs == 1 && last->records == 0 && r->end == last->len && last->cap - last->len >= len) {
             memcpy(last->data + last->len, data, len);
             last->len += len;
+            r->end = last->len;
             q->bytes += len;
             return;
         }
@@ -93,7 +99,7 @@ ssize_t outq_write(outq *q, int fd) {
         for (size_t i = 0; i < q->count && n < OUTQ_IOV_MAX; i++) {
             outq_ref *r = &q->ring[(q->head + i) % q->cap];
             iov[n].iov_base = r->block->data + r->off;
-            iov[n].iov_len = r->block->len - r->off;
+            iov[n].iov_len = r->end - r->off;
             n++;
         }
         ssize_t w = writev(fd, iov, n);
@@ -107,7 +113,7 @@ ssize_t outq_write(outq *q, int fd) {
         size_t left = (size_t)w;
         while (left > 0) {
             outq_ref *r = &q->ring[q->head];
-            size_t avail = r->block->len - r->off;
+            size_t avail = r->end - r->off;
             if (left < avail) {
                 r->off += left;
                 break;

@@ -32,7 +32,8 @@ void outq_block_unref(outq_block *b);
 
 typedef struct outq_ref {
     outq_block *block;
-    size_t off;                   /* bytes of the block already written */
+    size_t off;                   /* next byte of the block to write */
+    size_t end;                   /* past the last byte to write: a reference may hold a slice */
 } outq_ref;
 
 /* A FIFO ring of block references, with the byte total not yet written. */
@@ -50,6 +51,10 @@ void outq_clear(outq *q);
 
 /* Queues a reference to b (takes a new reference). */
 void outq_push(outq *q, outq_block *b);
+
+/* Queues a reference to b's bytes [off, off + len): whole frames of a
+ * shared block, for a subscriber that may have only some of them. */
+void outq_push_slice(outq *q, outq_block *b, size_t off, size_t len);
 
 /* Queues a copy of data[0..len), appended to the last block when that block
  * is private to this queue and has room. */

@@ -228,7 +228,7 @@ void part_on_reset(feed_table *ft, const char *topic_name, int32_t partition, ui
         int64_t had = f->next_off[partition] > from ? f->next_off[partition] : from;
         if (offset > had) {
             /* Deleted under it: only what came after what it had. */
-            fanout_append_lost(ft, f, (uint64_t)(offset - had));
+            fanout_append_lost(ft, f, partition, (uint64_t)(offset - had));
             f->next_off[partition] = offset;
         } else if (offset < from && f->next_off[partition] > offset) {
             /* The log was cut short: new records reuse the offsets of

@@ -1,6 +1,7 @@
 /* sub.c -- subscriptions: the one module that links a connection and a feed, and unlinks both sides. */
 #include "broker/sub.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,8 +43,18 @@ static void feed_side_unlink(sub *s) {
     }
 }
 
-sub *sub_new(feed_table *ft, conn *c, uint64_t req_id, topic *t, const char *key, size_t key_len) {
+sub *sub_new(feed_table *ft, conn *c, uint64_t req_id, topic *t, const char *key, size_t key_len,
+              const proto_frame *start) {
     sub *s = xcalloc(1, sizeof(*s));
+    if (start && start->start_mode != PROTO_START_NONE) {
+        s->start.mode = (uint8_t)start->start_mode;
+        s->start.arg = start->start_arg;
+        if (start->position_cnt > 0) {
+            s->start.positions = xreallocarray(NULL, start->position_cnt, sizeof(*s->start.positions));
+            memcpy(s->start.positions, start->positions, start->position_cnt * sizeof(*s->start.positions));
+            s->start.npositions = start->position_cnt;
+        }
+    }
     s->c = c;
     s->t = t;
     s->req_id = req_id;
@@ -65,6 +76,102 @@ void sub_unwait_topic(sub *s) {
     sub_list_del(&s->t->waiters, s);
 }
 
+static proto_position *scratch_positions(feed_table *ft, size_t n) {
+    if (n > ft->scratch_pos_cap) {
+        ft->scratch_pos = xreallocarray(ft->scratch_pos, n, sizeof(*ft->scratch_pos));
+        ft->scratch_pos_cap = n;
+    }
+    return ft->scratch_pos;
+}
+
+void sub_send_live(feed_table *ft, sub *s, const int64_t *pos) {
+    int32_t a, z;
+    feed_range(s->f, &a, &z);
+    size_t n = (size_t)(z - a + 1);
+    proto_position *ps = scratch_positions(ft, n);
+    for (size_t i = 0; i < n; i++) ps[i] = (proto_position){(uint32_t)a + (uint32_t)i, (uint64_t)pos[i]};
+    proto_frame fr = {.type = PROTO_LIVE, .feed = s->f->handle, .positions = ps, .position_cnt = n};
+    conn_send(s->c, &fr);
+}
+
+/* Where each partition of s starts, as far as the start says without a
+ * lookup (-1: to be looked up). */
+static int64_t start_pos(const sub *s, int32_t p, int64_t live) {
+    switch ((proto_start_mode)s->start.mode) {
+    case PROTO_START_OFFSET:
+        return s->start.arg;
+    case PROTO_START_POSITIONS:
+        for (size_t i = 0; i < s->start.npositions; i++)
+            if ((int32_t)s->start.positions[i].partition == p) return (int64_t)s->start.positions[i].offset;
+        return live;              /* not listed: live */
+    case PROTO_START_NONE:
+        return live;
+    default:
+        return -1;
+    }
+}
+
+/* A version-2 subscription just activated: LIVE at once when it starts
+ * live and the feed's positions are all known (the common case), else a
+ * catch-up, filed for catchup.c. */
+static void sub_begin(feed_table *ft, feed *f, sub *s) {
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    size_t n = (size_t)(z - a + 1);
+    int known = s->start.mode == PROTO_START_NONE;
+    for (int32_t p = a; known && p <= z; p++)
+        if (feed_live_pos(f, p) < 0) known = 0;
+    if (known) {
+        int64_t *pos = xreallocarray(NULL, n, sizeof(*pos));
+        for (int32_t p = a; p <= z; p++) pos[p - a] = feed_live_pos(f, p);
+        sub_send_live(ft, s, pos);
+        free(pos);
+        return;
+    }
+    sub_catchup *cu = xcalloc(1, sizeof(*cu) + n * sizeof(cu->parts[0]));
+    cu->nparts = n;
+    cu->unjoined = n;
+    for (int32_t p = a; p <= z; p++) {
+        cu_part *cp = &cu->parts[p - a];
+        cp->s = s;
+        cp->partition = p;
+        cp->state = CU_NEW;
+        cp->pos = start_pos(s, p, feed_live_pos(f, p));
+        cp->b_last = -1;
+        cu_list_push(&ft->cu_new, cp);
+    }
+    s->cu = cu;
+    if (ft->catchup_ev) event_active(ft->catchup_ev, EV_TIMEOUT, 0);
+}
+
+static void sub_start_free(sub *s) {
+    free(s->start.positions);
+    s->start.positions = NULL;
+    s->start.npositions = 0;
+}
+
+int sub_catchup_needed(const sub *s) {
+    const sub_catchup *cu = s->cu;
+    if (!cu) return 0;
+    if (!cu->live_sent) return 1;
+    for (size_t i = 0; i < cu->nparts; i++)
+        if (feed_live_pos(s->f, cu->parts[i].partition) < cu->parts[i].pos) return 1;
+    return 0;
+}
+
+void sub_catchup_free(feed_table *ft, sub *s) {
+    sub_catchup *cu = s->cu;
+    if (!cu) return;
+    for (size_t i = 0; i < cu->nparts; i++) {
+        cu_part *cp = &cu->parts[i];
+        /* An emptied reader is let go by catchup.c's next look. */
+        if (cp->list && ft->catchup_ev) event_active(ft->catchup_ev, EV_TIMEOUT, 0);
+        cu_list_del(cp);
+    }
+    free(cu);
+    s->cu = NULL;
+}
+
 /* Sends SUBSCRIBED and makes s receive records. */
 static void sub_activate(feed_table *ft, feed *f, sub *s) {
     int32_t a, z;
@@ -82,6 +189,8 @@ static void sub_activate(feed_table *ft, feed *f, sub *s) {
     proto_frame fr = {.type = PROTO_SUBSCRIBED, .req_id = s->req_id, .feed = f->handle,
                       .partitions = ft->scratch_parts, .partition_cnt = n};
     conn_send(s->c, &fr);
+    if (s->c->version >= 2) sub_begin(ft, f, s);
+    sub_start_free(s);
 }
 
 void sub_attach(feed_table *ft, sub *s, feed *f) {
@@ -107,8 +216,10 @@ void sub_feed_ready(feed_table *ft, feed *f) {
 }
 
 void sub_free(feed_table *ft, sub *s) {
+    sub_catchup_free(ft, s);
     feed_side_unlink(s);
     conn_side_unlink(s->c, s);
+    sub_start_free(s);
     free(s->key);
     free(s);
     ft->nsubs--;
@@ -150,6 +261,8 @@ static void sub_list_free(feed_table *ft, sub **head) {
     while (*head) {
         sub *s = *head;
         sub_list_del(head, s);
+        sub_catchup_free(ft, s);
+        sub_start_free(s);
         free(s->key);
         free(s);
         ft->nsubs--;

@@ -12,8 +12,10 @@
  * No other module links or unlinks either side. */
 
 /* A new subscription of c to t (key NULL = every key; copied), in c's subs
- * array but in no list yet: follow with sub_wait_topic or sub_attach. */
-sub *sub_new(feed_table *ft, conn *c, uint64_t req_id, topic *t, const char *key, size_t key_len);
+ * array but in no list yet: follow with sub_wait_topic or sub_attach.
+ * start: the SUBSCRIBE whose start it takes (copied), or NULL. */
+sub *sub_new(feed_table *ft, conn *c, uint64_t req_id, topic *t, const char *key, size_t key_len,
+             const proto_frame *start);
 
 /* Parks s on its topic until the metadata is known. */
 void sub_wait_topic(sub *s);
@@ -22,7 +24,9 @@ void sub_wait_topic(sub *s);
 void sub_unwait_topic(sub *s);
 
 /* Joins s to f: active at once (SUBSCRIBED sent) when f delivers, else
- * waiting for f's partitions. */
+ * waiting for f's partitions. On a version-2 connection, activation also
+ * sends LIVE when s starts live and f's positions are known, or else
+ * files a catch-up (s->cu) on ft->cu_new for catchup.c. */
 void sub_attach(feed_table *ft, sub *s, feed *f);
 
 /* f delivers from now on: SUBSCRIBED to each of its waiters. */
@@ -31,6 +35,16 @@ void sub_feed_ready(feed_table *ft, feed *f);
 /* Answers s with ERROR{code, text}, unlinks it from both sides and frees
  * it. Its feed's count is the caller's to release. */
 void sub_fail(feed_table *ft, sub *s, proto_err code, const char *text);
+
+/* LIVE for s: pos[i] is the next offset of f's i-th partition. */
+void sub_send_live(feed_table *ft, sub *s, const int64_t *pos);
+
+/* 0 once s's catch-up is over and its live filter passes everything: LIVE
+ * was sent and the live feed is at or past every partition's position. */
+int sub_catchup_needed(const sub *s);
+
+/* Ends s's catch-up (it follows the live feed alone from now on, or goes). */
+void sub_catchup_free(feed_table *ft, sub *s);
 
 /* Unlinks s from both sides and frees it; sends nothing. */
 void sub_free(feed_table *ft, sub *s);

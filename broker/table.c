@@ -196,8 +196,46 @@ void feed_free(feed_table *ft, feed *f) {
     free(f->next_off);
     free(f->rpos);
     free(f->live);
+    free(f->marks);
     free(f->key);
     free(f);
+}
+
+int64_t feed_live_pos(const feed *f, int32_t p) {
+    int64_t n = f->next_off[p];
+    if (f->role == ROLE_RELAY) {
+        if (f->rpos[p] > n) n = f->rpos[p];
+    } else if (f->role == ROLE_OWNER && f->has_parts) {
+        /* The consumer handed every record below its position to f. */
+        const tpart *tp = &f->t->parts[p];
+        if (tp->state == PART_ASSIGNED && tp->next > n) n = tp->next;
+    }
+    return n;
+}
+
+cu_part *cu_find(sub_catchup *cu, int32_t p) {
+    if (cu->nparts == 0) return NULL;
+    int64_t i = (int64_t)p - cu->parts[0].partition;
+    return i >= 0 && (size_t)i < cu->nparts && cu->parts[i].partition == p ? &cu->parts[i] : NULL;
+}
+
+void cu_list_push(cu_part **head, cu_part *cp) {
+    cp->list = head;
+    cp->prev = NULL;
+    cp->next = *head;
+    if (*head) (*head)->prev = cp;
+    *head = cp;
+}
+
+void cu_list_del(cu_part *cp) {
+    if (!cp->list) return;
+    if (cp->prev)
+        cp->prev->next = cp->next;
+    else
+        *cp->list = cp->next;
+    if (cp->next) cp->next->prev = cp->prev;
+    cp->prev = cp->next = NULL;
+    cp->list = NULL;
 }
 
 const char *feed_label(const feed *f) {

@@ -14,6 +14,51 @@ struct event;
 
 /* ------------------------------------------------------------ subscriptions */
 
+typedef struct cu_reader cu_reader;
+
+/* Where one partition of a subscription stands while it catches up
+ * (catchup.c). Until it joins, the live feed's records of the partition
+ * are not delivered to it; once joined, live records below pos are not
+ * either (the catch-up delivered them). */
+typedef enum cu_state {
+    CU_NEW,                       /* on ft->cu_new: catchup.c has not looked at it yet */
+    CU_RESOLVING,                 /* on ft->cu_resolving: its start offset is being looked up */
+    CU_READING,                   /* on its reader's clients */
+    CU_PARKED,                    /* on ft->cu_parked: its connection's queue is above the soft limit */
+    CU_JOINED,                    /* on no list: follows the live feed */
+} cu_state;
+
+typedef struct cu_part {
+    sub *s;
+    int32_t partition;
+    cu_state state;
+    uint32_t seek_tag;            /* CU_RESOLVING: the lookup's tag */
+    int64_t pos;                  /* next offset it gets (-1: to be looked up) */
+    cu_reader *rd;                /* CU_READING */
+    struct cu_part **list;        /* the list it is on, NULL when none */
+    struct cu_part *prev, *next;
+    /* catchup.c, during one batch of its reader */
+    int64_t b_last;               /* last offset of the batch at or past pos (-1 none) */
+    size_t b_from;                /* byte where its records start in its feed's batch block */
+    uint32_t b_records;
+} cu_part;
+
+/* A subscription's catch-up (NULL once it follows the live feed alone). */
+typedef struct sub_catchup {
+    size_t unjoined;              /* partitions not joined */
+    int live_sent;
+    size_t nparts;
+    cu_part parts[];              /* the feed's partitions, first to last */
+} sub_catchup;
+
+/* The start a SUBSCRIBE asked for (proto_start_mode). */
+typedef struct sub_start {
+    uint8_t mode;
+    int64_t arg;
+    proto_position *positions;    /* START_POSITIONS, owned */
+    size_t npositions;
+} sub_start;
+
 typedef enum sub_state {
     SUB_WAIT_TOPIC,               /* topic metadata being fetched */
     SUB_WAIT_FEED,                /* feed's partitions being assigned */
@@ -34,6 +79,8 @@ struct sub {
     char *key;                    /* SUB_WAIT_TOPIC only: the key asked for */
     size_t key_len;
     int wildcard;
+    sub_start start;              /* freed once its catch-up begins */
+    sub_catchup *cu;              /* SUB_ACTIVE with a catch-up or a live filter */
     sub *prev, *next;             /* the topic's or feed's list */
 };
 
@@ -54,6 +101,7 @@ typedef struct tpart {
     int64_t next;                 /* ASSIGNED: offset of the next record the consumer hands us (-1 unknown) */
     int64_t head;                 /* ASSIGNED: past the furthest record read, even after a rewind (-1 unknown) */
     int64_t rewind;               /* QUERYING: start at this offset instead, if lower than the log end (-1 none) */
+    cu_reader *cu_rd;             /* the catch-up reader of this partition, if any */
 } tpart;
 
 /* ------------------------------------------------------------- topics, feeds */
@@ -140,12 +188,24 @@ struct feed {
     int grants_inflight;
     int fenced;
     proto_buf batch;              /* this loop turn's MESSAGE (and DROPPED) frames */
+    struct batch_mark *marks;     /* one per frame of batch: where it is, whose it is */
+    size_t nmarks, marks_cap;
     uint32_t batch_records;
     uint64_t batch_lost;          /* counts of the DROPPED frames in batch */
     feed *dirty_next;             /* on the table's dirty list */
     int dirty;
     uint64_t records;
 };
+
+/* One frame of a feed's batch: its partition (-1 when not known), offset
+ * (-1 for a DROPPED) and bytes, so a subscription still catching up gets
+ * only the frames it may have, as slices of the shared block. */
+typedef struct batch_mark {
+    int32_t partition;
+    int64_t offset;
+    uint64_t lost;                /* a DROPPED's count */
+    size_t end;                   /* the frame is batch[previous mark's end, end) */
+} batch_mark;
 
 /* A free topic nobody here uses any more, deleted after the grace. */
 typedef struct doomed {
@@ -186,6 +246,17 @@ struct feed_table {
     /* sub.c */
     uint32_t *scratch_parts;      /* SUBSCRIBED partition lists */
     size_t scratch_cap;
+    proto_position *scratch_pos;  /* LIVE position lists */
+    size_t scratch_pos_cap;
+    /* catchup.c (sub.c files new catch-ups on cu_new and wakes catchup_ev) */
+    struct event *catchup_ev;     /* looks at cu_new */
+    struct event *catchup_tick_ev;
+    cu_part *cu_new, *cu_resolving, *cu_parked;
+    cu_reader *cu_readers;        /* every reader */
+    cu_reader *cu_queue, *cu_queue_tail; /* readers waiting their turn */
+    cu_reader *cu_touched;        /* readers with records in the catch-up batch */
+    size_t cu_active;             /* readers assigned in the catch-up consumer */
+    uint32_t cu_seq;
     /* freetopic.c */
     doomed *doomed;               /* free topics waiting out their grace */
 };
@@ -226,6 +297,17 @@ void feed_free(feed_table *ft, feed *f);
 void feed_range(const feed *f, int32_t *first, int32_t *last);
 /* The feed as coordination names it (pointers into f). */
 coord_feed feed_coord(const feed *f);
+
+/* The offset of the next record f's live feed delivers on p, as far as
+ * this node knows (-1: not known). Live records below it never come again. */
+int64_t feed_live_pos(const feed *f, int32_t p);
+
+/* cu's part for partition p, or NULL. */
+cu_part *cu_find(sub_catchup *cu, int32_t p);
+
+/* Lists of catch-up partitions. */
+void cu_list_push(cu_part **head, cu_part *cp);
+void cu_list_del(cu_part *cp);
 
 /* Doubly linked sub lists of topics and feeds. */
 void sub_list_push(sub **head, sub *s);

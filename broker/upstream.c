@@ -1,4 +1,4 @@
-/* upstream.c -- the node's one Kafka consumer: hand-assigned partitions, lookups off the loop, records out through events. */
+/* upstream.c -- a Kafka consumer of the node (live feeds, or catch-ups): hand-assigned partitions, lookups off the loop, records out through events. */
 #include "broker/upstream.h"
 
 #include <errno.h>
@@ -19,6 +19,7 @@
 #include "broker/xmalloc.h"
 
 #define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
+#define UPSTREAM_HISTORY_BATCH 256 /* catch-ups: per loop turn */
 #define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
 #define LOOKUP_TIMEOUT_MS 5000
 #define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
@@ -27,7 +28,7 @@
  * answered back through a pipe. Lookups (metadata, offsets) and Admin
  * operations (create, delete topic) have a worker each, so a SUBSCRIBE's
  * lookup never waits behind a topic deletion. */
-typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_CREATE, JOB_DELETE } job_kind;
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_SEEK, JOB_CREATE, JOB_DELETE } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -39,7 +40,9 @@ typedef struct job {
     int64_t offset;               /* JOB_START: log end; JOB_RESET: where to resume */
     int64_t lost;                 /* JOB_RESET: records gone before they were read */
     int64_t from;                 /* JOB_RESET: the position lost */
-    uint32_t tag;                 /* JOB_RESET: the caller's */
+    uint32_t tag;                 /* JOB_RESET, JOB_SEEK: the caller's */
+    upstream_seek where;          /* JOB_SEEK */
+    int64_t arg;                  /* JOB_SEEK */
     proto_err code;
     char errstr[512];             /* empty when fine */
 } job;
@@ -56,6 +59,7 @@ typedef struct worker {
 
 struct upstream {
     broker *b;
+    upstream_kind kind;
     upstream_events ev;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
@@ -269,6 +273,40 @@ static void job_start(upstream *u, job *j) {
         j->offset = hi;
 }
 
+/* The offset j->where names, in j->offset. */
+static void job_seek(upstream *u, job *j) {
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e = watermarks(u, j->topic, j->partition, &lo, &hi);
+    if (e) {
+        snprintf(j->errstr, sizeof(j->errstr), "offsets of %.249s/%d: %s", j->topic, (int)j->partition,
+                 rd_kafka_err2str(e));
+        return;
+    }
+    switch (j->where) {
+    case UPSTREAM_SEEK_END:
+        j->offset = hi;
+        return;
+    case UPSTREAM_SEEK_BEGINNING:
+        j->offset = lo;
+        return;
+    case UPSTREAM_SEEK_LAST:
+        j->offset = hi - lo > j->arg ? hi - j->arg : lo;
+        return;
+    case UPSTREAM_SEEK_TIME:
+        break;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, j->topic, j->partition)->offset = j->arg;
+    e = rd_kafka_offsets_for_times(u->rk, l, LOOKUP_TIMEOUT_MS);
+    if (!e) e = l->elems[0].err;
+    if (e)
+        snprintf(j->errstr, sizeof(j->errstr), "offset for time %lld in %.249s/%d: %s", (long long)j->arg, j->topic,
+                 (int)j->partition, rd_kafka_err2str(e));
+    else
+        j->offset = l->elems[0].offset >= 0 ? l->elems[0].offset : hi;   /* none that late: the log end */
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* ---------------------------------------------------------------- workers */
 
 static void *worker_main(void *arg) {
@@ -294,6 +332,9 @@ static void *worker_main(void *arg) {
             break;
         case JOB_RESET:
             job_reset(u, j);
+            break;
+        case JOB_SEEK:
+            job_seek(u, j);
             break;
         case JOB_CREATE:
             job_create(u, j);
@@ -360,12 +401,14 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
     job *j;
     while (read(fd, &j, sizeof(j)) == sizeof(j)) {
         const char *es = j->errstr[0] ? j->errstr : NULL;
-        if (j->kind == JOB_TOPIC)
+        if (j->kind == JOB_TOPIC && ev->topic)
             ev->topic(ev->cb_data, j->topic, j->partition_cnt, j->code, es);
-        else if (j->kind == JOB_START)
+        else if (j->kind == JOB_START && ev->start)
             ev->start(ev->cb_data, j->topic, j->partition, j->offset, es);
         else if (j->kind == JOB_RESET)
             ev->reset(ev->cb_data, j->topic, j->partition, j->tag, j->from, j->offset, j->lost);
+        else if (j->kind == JOB_SEEK && ev->seek)
+            ev->seek(ev->cb_data, j->topic, j->partition, j->tag, j->offset, es);
         free(j);
     }
 }
@@ -381,6 +424,15 @@ void upstream_query_start(upstream *u, const char *topic_name, int32_t partition
 void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag) {
     job *j = job_new(JOB_RESET, topic_name, partition);
     j->offset = j->from = from;
+    j->tag = tag;
+    job_push(&u->lookup, j);
+}
+
+void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
+                         uint32_t tag) {
+    job *j = job_new(JOB_SEEK, topic_name, partition);
+    j->where = where;
+    j->arg = arg;
     j->tag = tag;
     job_push(&u->lookup, j);
 }
@@ -435,9 +487,12 @@ static void consume(void *arg) {
     upstream *u = arg;
     const upstream_events *ev = &u->ev;
     /* Drain it all, but yield to the loop after a bounded amount so
-     * clients get served. */
-    for (int rounds = 0; rounds < 16; rounds++) {
-        ssize_t n = rd_kafka_consume_batch_queue(u->q, 0, u->batch, UPSTREAM_BATCH);
+     * clients get served; catch-ups take one small bite per turn, so live
+     * records never wait long behind history. */
+    int max_rounds = u->kind == UPSTREAM_HISTORY ? 1 : 16;
+    size_t bite = u->kind == UPSTREAM_HISTORY ? UPSTREAM_HISTORY_BATCH : UPSTREAM_BATCH;
+    for (int rounds = 0; rounds < max_rounds; rounds++) {
+        ssize_t n = rd_kafka_consume_batch_queue(u->q, 0, u->batch, bite);
         if (n <= 0) return;
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = u->batch[i];
@@ -445,8 +500,11 @@ static void consume(void *arg) {
                 log_warn("consumer: %s/%d: offset %lld is outside the log: %s", rd_kafka_topic_name(m->rkt),
                          (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
                 ev->out_of_range(ev->cb_data, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+            } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (ev->eof && m->rkt) ev->eof(ev->cb_data, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
             } else if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) log_warn("consumer: %s", rd_kafka_message_errstr(m));
+                log_warn("consumer%s: %s", u->kind == UPSTREAM_HISTORY ? " (catch-ups)" : "",
+                         rd_kafka_message_errstr(m));
             } else {
                 size_t hn = message_headers(u, m);
                 upstream_record r = {
@@ -459,7 +517,7 @@ static void consume(void *arg) {
             rd_kafka_message_destroy(m);
         }
         ev->batch_end(ev->cb_data);
-        if (n < UPSTREAM_BATCH) return;
+        if ((size_t)n < bite) return;
     }
     /* Still more: come back after other events had their turn. */
     kafka_bridge_again(u->bridge);
@@ -467,9 +525,11 @@ static void consume(void *arg) {
 
 /* --------------------------------------------------------------- set up */
 
-upstream *upstream_new(broker *b, const upstream_events *ev, char *errstr, size_t errlen) {
+upstream *upstream_new(broker *b, upstream_kind kind, const upstream_events *ev, char *errstr, size_t errlen) {
     upstream *u = xcalloc(1, sizeof(*u));
     u->b = b;
+    u->kind = kind;
+    int history = kind == UPSTREAM_HISTORY;
     u->ev = *ev;
     u->answer_pipe[0] = u->answer_pipe[1] = -1;
     pthread_mutex_init(&u->lookup.lock, NULL);
@@ -487,18 +547,21 @@ upstream *upstream_new(broker *b, const upstream_events *ev, char *errstr, size_
     /* librdkafka routes assigned partitions through a consumer queue only
      * when a group is configured; the group is never joined (no subscribe)
      * and never committed to. */
-    snprintf(group, sizeof(group), "subway-%s", b->node_id);
+    snprintf(group, sizeof(group), "subway-%s%s", b->node_id, history ? "-catchup" : "");
     if (kafka_conf_set(conf, "group.id", group, errstr, errlen) < 0 ||
         kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errlen) < 0 ||
-        kafka_conf_set(conf, "enable.partition.eof", "false", errstr, errlen) < 0 ||
+        /* Catch-ups join the live feed once they reach the log end. */
+        kafka_conf_set(conf, "enable.partition.eof", history ? "true" : "false", errstr, errlen) < 0 ||
         /* error: a position outside the log is reported to us, so the
          * records lost to it can be counted and told to the clients. */
         kafka_conf_set(conf, "auto.offset.reset", "error", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errlen) < 0 ||
-        kafka_conf_set(conf, "queued.min.messages", "100000", errstr, errlen) < 0 ||
+        /* History is read as fast as clients take it: a smaller prefetch
+         * bounds what waiting catch-ups hold. */
+        kafka_conf_set(conf, "queued.min.messages", history ? "10000" : "100000", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
         kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {
         rd_kafka_conf_destroy(conf);

@@ -1,4 +1,4 @@
-/* upstream.h -- the node's one Kafka consumer: hand-assigned partitions, lookups off the loop, records out through events. */
+/* upstream.h -- a Kafka consumer of the node (live feeds, or catch-ups): hand-assigned partitions, lookups off the loop, records out through events. */
 #ifndef SUBWAY_UPSTREAM_H
 #define SUBWAY_UPSTREAM_H
 
@@ -42,12 +42,31 @@ typedef struct upstream_events {
     void (*record)(void *cb_data, const upstream_record *r);
     void (*batch_end)(void *cb_data);
     void *cb_data;
+    /* UPSTREAM_HISTORY only (NULL otherwise). The partition's fetch reached
+     * the log end: every record below offset was handed out. */
+    void (*eof)(void *cb_data, const char *topic, int32_t partition, int64_t offset);
+    /* upstream_query_seek's answer: the offset, or errstr. */
+    void (*seek)(void *cb_data, const char *topic, int32_t partition, uint32_t tag, int64_t offset,
+                 const char *errstr);
 } upstream_events;
+
+/* The live feeds' consumer favours latency and drains its queue in big
+ * bites; the catch-ups' consumer reports log ends and yields to the loop
+ * after each bite, so history never delays live records. */
+typedef enum upstream_kind { UPSTREAM_LIVE, UPSTREAM_HISTORY } upstream_kind;
+
+/* Where upstream_query_seek looks. */
+typedef enum upstream_seek {
+    UPSTREAM_SEEK_END,            /* the log end */
+    UPSTREAM_SEEK_BEGINNING,      /* the log start */
+    UPSTREAM_SEEK_LAST,           /* arg records before the log end, not before the log start */
+    UPSTREAM_SEEK_TIME,           /* the first record at or after arg ms; the log end when none */
+} upstream_seek;
 
 /* Creates the consumer for b->kafka_bootstrap, hooks its queue into b's
  * loop and starts the lookup and admin threads; events go to ev (copied).
  * Returns NULL with errstr filled. */
-upstream *upstream_new(broker *b, const upstream_events *ev, char *errstr, size_t errlen);
+upstream *upstream_new(broker *b, upstream_kind kind, const upstream_events *ev, char *errstr, size_t errlen);
 
 /* Stops the threads, unassigns, closes and frees; accepts NULL. */
 void upstream_free(upstream *u);
@@ -63,6 +82,11 @@ void upstream_query_start(upstream *u, const char *topic_name, int32_t partition
 /* After ev.out_of_range: asks where the partition resumes; the answer
  * comes through ev.reset with tag. */
 void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition, int64_t from, uint32_t tag);
+
+/* Looks up an offset of the partition (where); the answer comes through
+ * ev.seek with tag. */
+void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
+                         uint32_t tag);
 
 /* Deletes the topic from Kafka on the admin thread (so it never delays a
  * lookup); the outcome is only logged. */

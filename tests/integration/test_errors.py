@@ -63,6 +63,22 @@ class BadInputTest(NodeCase):
 
     # ---- close errors
 
+
+    def test_start_on_version_1_is_refused(self):
+        """start is version 2: on a version-1 connection a SUBSCRIBE with one
+        is refused with INVALID_ARG, and the connection carries on."""
+        c = self.client(self.n, version=1)
+        self.assertEqual(c.welcome.version, 1)
+        for start in (("beginning",), ("positions", {0: 0}), ("last", 1), ("offset", 0),
+                      ("timestamp", 0)):
+            with self.subTest(start=start):
+                f = self.assert_refused(c, lambda: c.subscribe("err", "*", start=start),
+                                        wire.E_INVALID_ARG)
+                self.assertEqual(f.req_id, c._req)
+        sub = c.subscribe("err", "*")   # the same without a start is fine
+        self.assertIsNone(sub.live)
+        self.produce("err", [("v1", "after the refusals")])
+        self.assertEqual(c.messages(1, feed=sub.feed)[0].value, b"after the refusals")
     def test_frame_too_large(self):
         c = self.fresh()
         self.assertEqual(c.welcome.max_frame, MAX_FRAME)

@@ -262,7 +262,7 @@ class RawClientTest(TestCase):
 
     def test_script(self):
         def script(conn):
-            self.assertEqual(self.recv_frame(conn), [wire.HELLO, 1, "subway-tests"])
+            self.assertEqual(self.recv_frame(conn), [wire.HELLO, wire.PROTO_VERSION, "subway-tests"])
             conn.sendall(wire.encode(wire.PING, 5) + wire.encode(wire.WELCOME, 1, "n1", 200, 4096))
             self.assertEqual(self.recv_frame(conn), [wire.PONG, 5])
             sub = self.recv_frame(conn)

@@ -734,7 +734,9 @@ class RawClient:
         ("beginning",), ("offset", n); None sends no start field (live from
         the log end). With raw_start, start is sent as the field as it is
         (e.g. [6, 0]). Returns SUBSCRIBED; raises ServerError when refused.
-        On a version-2 connection a LIVE follows: see until_live()."""
+        On a version-2 connection a LIVE follows: without a start, it is
+        awaited here (the subscription is live when this returns) and kept
+        as the SUBSCRIBED frame's .live; with one, see until_live()."""
         if not raw_key:
             if key == "*" or key == b"*":
                 key = None
@@ -745,7 +747,11 @@ class RawClient:
         if raw_start or start is not None:
             fields.append(start if raw_start else encode_start(start))
         self.send(SUBSCRIBE, *fields)
-        return self._expect_reply(SUBSCRIBED, rid, timeout)
+        sub = self._expect_reply(SUBSCRIBED, rid, timeout)
+        sub.live = None
+        if start is None and not raw_start and self.welcome is not None and self.welcome.version >= 2:
+            sub.live = self.expect_live(sub.feed, timeout)
+        return sub
 
     def expect_live(self, feed, timeout=10.0):
         """Returns the LIVE frame of feed (other frames stay pending)."""

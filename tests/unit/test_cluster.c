@@ -55,14 +55,21 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
     rec.feeds[rec.nframes++] = 0;
 }
 
-void conn_deliver(conn *c, sub *s, outq_block *blk) {
+void conn_deliver(conn *c, sub *s, outq_block *blk, size_t off, size_t len, uint32_t records, uint64_t lost) {
     size_t i = rec.ndelivered++;
     rec.delivered[i].c = c;
-    rec.delivered[i].records = blk->records;
-    rec.delivered[i].lost = blk->lost;
-    rec.delivered[i].len = blk->len < sizeof(rec.delivered[i].bytes) ? blk->len : sizeof(rec.delivered[i].bytes);
-    memcpy(rec.delivered[i].bytes, blk->data, rec.delivered[i].len);
+    rec.delivered[i].records = records;
+    rec.delivered[i].lost = lost;
+    rec.delivered[i].len = len < sizeof(rec.delivered[i].bytes) ? len : sizeof(rec.delivered[i].bytes);
+    memcpy(rec.delivered[i].bytes, blk->data + off, rec.delivered[i].len);
 }
+
+int conn_takes_records(const conn *c) {
+    return 1;
+}
+
+void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
+                         uint32_t tag) {}
 
 void upstream_resolve_topic(upstream *u, const char *topic_name) {}
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
@@ -245,7 +252,7 @@ static int teardown(void **state) {
 static sub *subscribe(const char *key) {
     proto_err code;
     char err[128];
-    sub *s = feed_subscribe(b.feeds, C1, 1, "t", 1, key, key ? strlen(key) : 0, &code, err, sizeof(err));
+    sub *s = feed_subscribe(b.feeds, C1, &(proto_frame){.type = PROTO_SUBSCRIBE, .req_id = 1, .topic = {"t", 1}, .key = {key, key ? strlen(key) : 0}}, &code, err, sizeof(err));
     assert_non_null(s);
     feed_on_topic_resolved(b.feeds, "t", 6, PROTO_E_NONE, NULL);
     if (s->f && !s->f->wildcard) s->f->partition = P;

@@ -80,16 +80,23 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
     va_end(ap);
 }
 
-void conn_deliver(conn *c, sub *s, outq_block *blk) {
+void conn_deliver(conn *c, sub *s, outq_block *blk, size_t off, size_t len, uint32_t records, uint64_t lost) {
     rec.delivered[rec.ndelivered].c = c;
     rec.delivered[rec.ndelivered].blk = blk;
-    rec.delivered[rec.ndelivered].records = blk->records;
-    rec.delivered[rec.ndelivered].lost = blk->lost;
-    size_t n = blk->len < sizeof(rec.delivered[0].bytes) ? blk->len : sizeof(rec.delivered[0].bytes);
-    memcpy(rec.delivered[rec.ndelivered].bytes, blk->data, n);
+    rec.delivered[rec.ndelivered].records = records;
+    rec.delivered[rec.ndelivered].lost = lost;
+    size_t n = len < sizeof(rec.delivered[0].bytes) ? len : sizeof(rec.delivered[0].bytes);
+    memcpy(rec.delivered[rec.ndelivered].bytes, blk->data + off, n);
     rec.delivered[rec.ndelivered].len = n;
     rec.ndelivered++;
 }
+
+int conn_takes_records(const conn *c) {
+    return 1;
+}
+
+void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
+                         uint32_t tag) {}
 
 void upstream_resolve_topic(upstream *u, const char *topic_name) {
     snprintf(rec.resolved[rec.nresolved++], 64, "%s", topic_name);
@@ -154,8 +161,7 @@ static int teardown(void **state) {
 static sub *subscribe(conn *c, uint64_t req, const char *topic_name, const char *key) {
     proto_err code = PROTO_E_NONE;
     char err[256];
-    sub *s = feed_subscribe(b.feeds, c, req, topic_name, strlen(topic_name), key, key ? strlen(key) : 0, &code,
-                            err, sizeof(err));
+    sub *s = feed_subscribe(b.feeds, c, &(proto_frame){.type = PROTO_SUBSCRIBE, .req_id = req, .topic = {topic_name, strlen(topic_name)}, .key = {key, key ? strlen(key) : 0}}, &code, err, sizeof(err));
     assert_non_null(s);
     return s;
 }
@@ -653,14 +659,14 @@ static void test_many_feeds_survive_table_growth(void **state) {
 static void test_invalid_names_refused_at_once(void **state) {
     proto_err code;
     char err[256];
-    assert_null(feed_subscribe(b.feeds, C1, 1, "bad topic", 9, "k", 1, &code, err, sizeof(err)));
+    assert_null(feed_subscribe(b.feeds, C1, &(proto_frame){.type = PROTO_SUBSCRIBE, .req_id = 1, .topic = {"bad topic", 9}, .key = {"k", 1}}, &code, err, sizeof(err)));
     assert_int_equal(code, PROTO_E_INVALID_ARG);
     assert_string_equal(err, "topic must be 1..249 bytes of A-Z a-z 0-9 . _ - (got 9 bytes)");
-    assert_null(feed_subscribe(b.feeds, C1, 1, "t", 1, "*", 1, &code, err, sizeof(err)));
+    assert_null(feed_subscribe(b.feeds, C1, &(proto_frame){.type = PROTO_SUBSCRIBE, .req_id = 1, .topic = {"t", 1}, .key = {"*", 1}}, &code, err, sizeof(err)));
     assert_int_equal(code, PROTO_E_INVALID_ARG);
     assert_string_equal(err, "key '*' names the every-key feed; subscribe with a nil key for it");
     cfg.max_key = 4;
-    assert_null(feed_subscribe(b.feeds, C1, 1, "t", 1, "12345", 5, &code, err, sizeof(err)));
+    assert_null(feed_subscribe(b.feeds, C1, &(proto_frame){.type = PROTO_SUBSCRIBE, .req_id = 1, .topic = {"t", 1}, .key = {"12345", 5}}, &code, err, sizeof(err)));
     assert_string_equal(err, "key must be 1..4 bytes (got 5); use nil for every key");
     assert_int_equal(rec.nresolved, 0);
 }
