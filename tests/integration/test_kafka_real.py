@@ -312,3 +312,76 @@ class RealKafkaLeaderChangeTest(TestCase):
         kafka.start_broker(leader)
         produce(kafka.bootstrap, "rep", [("key-1", "back")], extra=["-X", "acks=all"])
         self.assertEqual(c.messages(1, timeout=60, feed=s.feed)[0].value, b"back")
+
+
+class RealKafkaCatchupTest(TestCase):
+    """Start positions on Apache Kafka (its own broker: DeleteRecords): offsets-for-times, records
+    retention took from a resuming client, and clients resuming through HAProxy across a kill -9."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kafka = class_fixture(cls, ApacheKafka(brokers=1))
+        for name, n in (("when", 3), ("kept", 1), ("orders", 4)):
+            cls.kafka.create_topic(name, n)
+
+    def test_timestamp_start(self):
+        """TIMESTAMP: every record whose timestamp is at or after it, in
+        each partition (Kafka's ListOffsets by time), then LIVE."""
+        produce(self.kafka.bootstrap, "when", [("w%d" % i, "early-%d" % i) for i in range(30)])
+        produce(self.kafka.bootstrap, "when", [("w%d" % i, "late-%d" % i) for i in range(30)])
+        kafka = harness.consume(self.kafka.bootstrap, "when")
+        at = min(r["ts"] for r in kafka if r["value"].startswith("late"))
+        want = {}
+        for r in sorted(kafka, key=lambda r: (r["partition"], r["offset"])):
+            if r["ts"] >= at:
+                want.setdefault(r["partition"], []).append(r["offset"])
+        c = self.client(self.node(self.kafka.bootstrap))
+        sub = c.subscribe("when", "*", start=("timestamp", at))
+        frames, live = c.until_live(sub.feed, timeout=30)
+        got = {}
+        for f in frames:
+            got.setdefault(f.partition, []).append(f.offset)
+        self.assertEqual(got, want)
+        ends = {p: max(r["offset"] for r in kafka if r["partition"] == p) + 1 for p in range(3)}
+        self.assertEqual(live.position_map(), ends)
+
+    def test_retention_ahead_of_a_resuming_client(self):
+        """A client resumes from offset 5; DeleteRecords (what retention
+        does) took everything below 12: DROPPED 7 right before offset 12."""
+        produce(self.kafka.bootstrap, "kept", [("k", "v%d" % i) for i in range(20)])
+        delete_records(self.kafka.bootstrap, "kept", 0, 12)
+        c = self.client(self.node(self.kafka.bootstrap))
+        sub = c.subscribe("kept", "k", start=("positions", {0: 5}))
+        frames, live = c.until_live(sub.feed, timeout=30)
+        self.assertEqual((frames[0].type, frames[0].count), (wire.DROPPED, 7))
+        self.assertEqual([(f.type, f.offset) for f in frames[1:]], [(wire.MESSAGE, o) for o in range(12, 20)])
+        self.assertEqual(live.position_map(), {0: 20})
+
+    def test_clients_resume_across_a_kill9_of_the_owner(self):
+        """Three nodes on Apache Kafka behind HAProxy: the owner is killed
+        while records flow, and every client resumes from its positions on
+        another node with nothing missed or repeated."""
+        from test_resume import CLUSTER_ARGS, Producer, Resumer
+        cl = self.cluster(nodes=3, kafka=self.kafka, node_args=CLUSTER_ARGS)
+        resumers = [Resumer(cl, "orders", k) for k in ("c1", "c2", "*") for _ in range(2)]
+        for r in resumers:
+            self.addCleanup(r.stop)
+        wait_until(lambda: all(r.first is not None for r in resumers), 60, "every client live")
+        prod = Producer(self.kafka.bootstrap, "orders", ["c1", "c2", "c3"])
+        self.addCleanup(prod.stop)
+        marks = [len(r.records) for r in resumers]
+        wait_until(lambda: all(len(r.records) > m for r, m in zip(resumers, marks)), 60, "records flowing")
+        owner = cl.owner("orders", "c1")
+        before = sum(r.connects for r in resumers)
+        cl.node(owner).kill9()
+        wait_until(lambda: sum(r.connects for r in resumers) > before, 60, "clients of the dead owner back")
+        marks = [len(r.records) for r in resumers]
+        wait_until(lambda: all(len(r.records) > m for r, m in zip(resumers, marks)), 60, "records flowing again")
+        prod.stop()
+        kafka = harness.consume(self.kafka.bootstrap, "orders")
+        want = {id(r): sum(1 for x in kafka if x["offset"] >= r.first.get(x["partition"], 0)
+                           and (r.key == "*" or x["key"] == r.key)) for r in resumers}
+        wait_until(lambda: all(len(r.records) >= want[id(r)] for r in resumers), 60, "every client caught up")
+        for r in resumers:
+            r.stop()
+            r.check(self, kafka)
