@@ -25,9 +25,11 @@ typedef struct cu_enc {
     outq_block *blk;              /* at batch end */
 } cu_enc;
 
+/* A reader names its topic rather than pointing at it: the topic may go
+ * (its last feed retired) before catchup.c lets the emptied reader go. */
 struct cu_reader {
     feed_table *ft;
-    topic *t;
+    char *topic_name;
     int32_t partition;
     cu_part *clients;             /* CU_READING parts */
     int active;                   /* assigned in the catch-up consumer */
@@ -79,9 +81,13 @@ static void queue_del(feed_table *ft, cu_reader *rd) {
 static cu_reader *reader_get(feed_table *ft, topic *t, int32_t p) {
     tpart *tp = &t->parts[p];
     if (tp->cu_rd) return tp->cu_rd;
+    /* One left from before the topic was made anew: the same partition of
+     * the same consumer, so the same reader. */
+    for (cu_reader *rd = ft->cu_readers; rd; rd = rd->next)
+        if (rd->partition == p && strcmp(rd->topic_name, t->name) == 0) return tp->cu_rd = rd;
     cu_reader *rd = xcalloc(1, sizeof(*rd));
     rd->ft = ft;
-    rd->t = t;
+    rd->topic_name = xstrdup(t->name);
     rd->partition = p;
     rd->pos = rd->eof_at = -1;
     rd->next = ft->cu_readers;
@@ -94,7 +100,7 @@ static cu_reader *reader_get(feed_table *ft, topic *t, int32_t p) {
 
 static void reader_unassign(feed_table *ft, cu_reader *rd) {
     if (!rd->active) return;
-    upstream_unassign(ft_broker(ft)->history, rd->t->name, rd->partition);
+    upstream_unassign(ft_broker(ft)->history, rd->topic_name, rd->partition);
     rd->active = 0;
     rd->gen++;
     ft->cu_active--;
@@ -103,9 +109,9 @@ static void reader_unassign(feed_table *ft, cu_reader *rd) {
 /* Fetches from offset (the lowest its clients need). */
 static int reader_assign(feed_table *ft, cu_reader *rd, int64_t offset) {
     rd->gen++;
-    log_debug("catch-up reader of %s/%d: reading from offset %lld", rd->t->name, (int)rd->partition,
+    log_debug("catch-up reader of %s/%d: reading from offset %lld", rd->topic_name, (int)rd->partition,
               (long long)offset);
-    if (upstream_assign(ft_broker(ft)->history, rd->t->name, rd->partition, offset) < 0) return -1;
+    if (upstream_assign(ft_broker(ft)->history, rd->topic_name, rd->partition, offset) < 0) return -1;
     if (!rd->active) ft->cu_active++;
     rd->active = 1;
     rd->pos = offset;
@@ -121,7 +127,10 @@ static void reader_free(feed_table *ft, cu_reader *rd) {
     else
         ft->cu_readers = rd->next;
     if (rd->next) rd->next->prev = rd->prev;
-    rd->t->parts[rd->partition].cu_rd = NULL;
+    topic *t = topic_find(ft, rd->topic_name, strlen(rd->topic_name));
+    if (t && t->ready && rd->partition < t->partition_cnt && t->parts[rd->partition].cu_rd == rd)
+        t->parts[rd->partition].cu_rd = NULL;
+    free(rd->topic_name);
     for (size_t i = 0; i < rd->nenc; i++) proto_buf_free(&rd->enc[i].buf);
     free(rd->enc);
     free(rd);
@@ -203,7 +212,7 @@ static void attach_reader(feed_table *ft, cu_part *cp) {
     /* Shared: the reader goes back for a client behind it; the others skip
      * what they had. */
     if (rd->active && cp->pos < rd->pos) {
-        upstream_unassign(ft_broker(ft)->history, rd->t->name, rd->partition);
+        upstream_unassign(ft_broker(ft)->history, rd->topic_name, rd->partition);
         if (reader_assign(ft, rd, cp->pos) < 0) {
             ft->cu_active--;
             rd->active = 0;
@@ -419,7 +428,7 @@ void catchup_on_batch_end(feed_table *ft) {
             reader_unassign(ft, rd);
             queue_push(ft, rd);
             ft_broker(ft)->ctr.catchup_yields++;
-            log_debug("catch-up reader of %s/%d: served %llu records; yields to a waiting one", rd->t->name,
+            log_debug("catch-up reader of %s/%d: served %llu records; yields to a waiting one", rd->topic_name,
                       (int)rd->partition, (unsigned long long)rd->served);
         }
     }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "broker/catchup.h"
 #include "broker/conn.h"
 #include "broker/fanout.h"
 #include "broker/feed.h"
@@ -671,6 +672,141 @@ static void test_invalid_names_refused_at_once(void **state) {
     assert_int_equal(rec.nresolved, 0);
 }
 
+/* ------------------------------------------------------------- catch-ups */
+
+/* The first record's offset in what c was handed in delivery i. */
+static uint64_t first_offset(size_t i) {
+    proto_decoder *d = proto_decoder_new(1 << 20);
+    proto_frame f;
+    size_t used;
+    assert_int_equal(proto_decode(d, rec.delivered[i].bytes, rec.delivered[i].len, &used, &f), PROTO_FRAME);
+    assert_int_equal(f.type, PROTO_MESSAGE);
+    uint64_t o = f.offset;
+    proto_decoder_free(d);
+    return o;
+}
+
+static void record(const char *key, int64_t offset) {
+    fanout_record(b.feeds, "orders", murmur_part("cust-7", 6), offset, 1000, key, strlen(key), "v", 1, NULL, 0);
+}
+
+static void history(const char *key, int64_t offset) {
+    upstream_record r = {.topic = "orders", .partition = murmur_part("cust-7", 6), .offset = offset, .ts_ms = 1000,
+                         .key = key, .key_len = strlen(key), .value = "v", .value_len = 1};
+    catchup_on_record(b.feeds, &r);
+}
+
+/* C1 holds orders/cust-7 live from offset 100 and has had 100..104; C2, a
+ * version-2 client, then resumes the feed from offset 98. */
+static sub *resume_from_98(void) {
+    subscribe(C1, 1, "orders", "cust-7");
+    feed_on_topic_resolved(b.feeds, "orders", 6, PROTO_E_NONE, NULL);
+    int32_t p = murmur_part("cust-7", 6);
+    feed_on_partition_start(b.feeds, "orders", p, 100, NULL);
+    for (int64_t o = 100; o < 105; o++) record("cust-7", o);
+    fanout_flush(b.feeds);
+    conn2.version = 2;
+    proto_position from = {(uint32_t)p, 98};
+    proto_err code;
+    char err[128];
+    proto_frame req = {.type = PROTO_SUBSCRIBE, .req_id = 2, .topic = {"orders", 6}, .key = {"cust-7", 6},
+                       .start_mode = PROTO_START_POSITIONS, .positions = &from, .position_cnt = 1};
+    sub *s = feed_subscribe(b.feeds, C2, &req, &code, err, sizeof(err));
+    assert_non_null(s);
+    assert_non_null(s->cu);                        /* active, catching up */
+    size_t assigned = rec.nassigned;
+    event_base_loop(b.base, EVLOOP_NONBLOCK);      /* catchup.c takes it: a reader from 98 */
+    assert_int_equal(rec.nassigned, assigned + 1);
+    assert_int_equal(rec.assigned_at[assigned], 98);
+    return s;
+}
+
+/* The index of c's last delivery. */
+static size_t last_delivery_to(conn *c) {
+    for (size_t i = rec.ndelivered; i-- > 0;)
+        if (rec.delivered[i].c == c) return i;
+    fail_msg("nothing delivered to the connection");
+    return 0;
+}
+
+static size_t frames_of(conn *c, proto_type type) {
+    size_t n = 0;
+    for (size_t i = 0; i < rec.nframes; i++) n += rec.frames[i].c == c && rec.frames[i].type == type;
+    return n;
+}
+
+/* The live feed moves on during the catch-up; the catch-up gets there and
+ * joins: history in one slice (other keys left out), LIVE, then the live
+ * records from where the history ended. */
+static void test_catchup_joins_the_live_feed_where_history_ends(void **state) {
+    sub *s = resume_from_98();
+    record("cust-7", 105);                         /* live, while C2 catches up: not C2's yet */
+    fanout_flush(b.feeds);
+    assert_int_equal(records_to(C2), 0);
+    history("cust-7", 98);
+    history("other", 99);
+    for (int64_t o = 100; o < 106; o++) history("cust-7", o);
+    size_t before = rec.ndelivered;
+    catchup_on_batch_end(b.feeds);
+    assert_int_equal(rec.ndelivered, before + 1);  /* one slice */
+    assert_int_equal(rec.delivered[before].c, C2);
+    assert_int_equal(rec.delivered[before].records, 7);   /* 98, 100..105 */
+    assert_int_equal(first_offset(before), 98);
+    assert_int_equal(frames_of(C2, PROTO_LIVE), 1);
+    assert_null(s->cu);                            /* at the live position: nothing left to filter */
+    record("cust-7", 106);
+    fanout_flush(b.feeds);
+    assert_int_equal(first_offset(last_delivery_to(C2)), 106);
+    assert_int_equal(records_to(C2), 8);
+    assert_int_equal(records_to(C1), 7);           /* 100..106 */
+}
+
+/* Kafka's history runs ahead of the live consumer: the catch-up joins at
+ * 108 and the live feed's 105..107 are left out of C2's share of the block. */
+static void test_catchup_ahead_of_the_live_feed_filters_the_join(void **state) {
+    sub *s = resume_from_98();
+    for (int64_t o = 98; o < 108; o++) history("cust-7", o);
+    catchup_on_batch_end(b.feeds);
+    assert_int_equal(records_to(C2), 10);
+    assert_int_equal(frames_of(C2, PROTO_LIVE), 1);
+    assert_non_null(s->cu);                        /* the live feed is behind: filtering */
+    for (int64_t o = 105; o < 110; o++) record("cust-7", o);
+    fanout_flush(b.feeds);
+    assert_int_equal(records_to(C1), 10);          /* 100..109 */
+    size_t mine = last_delivery_to(C2);
+    assert_int_equal(rec.delivered[mine].records, 2);     /* 108, 109: a slice of the shared block */
+    assert_int_equal(first_offset(mine), 108);
+    assert_int_equal(records_to(C2), 12);
+    assert_null(s->cu);
+}
+
+/* A reader's clients each get records from their own position; the reader
+ * goes back for one behind it. */
+static void test_catchup_reader_shared_from_the_lowest_position(void **state) {
+    resume_from_98();
+    history("cust-7", 98);
+    history("cust-7", 99);
+    catchup_on_batch_end(b.feeds);
+    conn1.version = 2;                             /* a second catch-up of the partition, from 90 */
+    feed_unsubscribe(b.feeds, conn1.subs[0]);
+    int32_t p = murmur_part("cust-7", 6);
+    proto_position from = {(uint32_t)p, 90};
+    proto_err code;
+    char err[128];
+    proto_frame req = {.type = PROTO_SUBSCRIBE, .req_id = 3, .topic = {"orders", 6}, .key = {"cust-7", 6},
+                       .start_mode = PROTO_START_POSITIONS, .positions = &from, .position_cnt = 1};
+    assert_non_null(feed_subscribe(b.feeds, C1, &req, &code, err, sizeof(err)));
+    size_t assigned = rec.nassigned;
+    event_base_loop(b.base, EVLOOP_NONBLOCK);
+    assert_int_equal(rec.nassigned, assigned + 1);
+    assert_int_equal(rec.assigned_at[assigned], 90);      /* one reader, moved back */
+    size_t c1 = records_to(C1), c2 = records_to(C2);
+    for (int64_t o = 90; o < 102; o++) history("cust-7", o);
+    catchup_on_batch_end(b.feeds);
+    assert_int_equal(records_to(C1) - c1, 12);     /* 90..101 */
+    assert_int_equal(records_to(C2) - c2, 2);      /* 100, 101: it had 98, 99 */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shared_feed_one_partition_one_block, setup, teardown),
@@ -692,6 +828,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_reset_lookup_retried_from_the_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_for_a_position_left_goes_on_from_here, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assignment_gen_not_reused_after_topic_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catchup_joins_the_live_feed_where_history_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catchup_ahead_of_the_live_feed_filters_the_join, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catchup_reader_shared_from_the_lowest_position, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
