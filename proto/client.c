@@ -526,6 +526,10 @@ const char *subway_node_id(const subway_client *c) {
     return c->node_id;
 }
 
+uint64_t subway_protocol_version(const subway_client *c) {
+    return c->version;
+}
+
 uint64_t subway_heartbeat_ms(const subway_client *c) {
     return c->heartbeat_ms;
 }

@@ -27,6 +27,7 @@ static int on_welcome(subway_client *c, const proto_frame *f) {
         return -1;
     }
     c->node_id = id;
+    c->version = f->version;
     c->heartbeat_ms = f->heartbeat_ms;
     c->node_max_frame = f->max_frame;
     c->flags |= F_WELCOMED;

@@ -75,6 +75,7 @@ struct subway_client {
     subway_callbacks cb;
 
     /* from WELCOME */
+    uint64_t version;                /* protocol version of this connection: 1 or 2; 0 before WELCOME */
     char *node_id;
     uint64_t heartbeat_ms;
     uint64_t node_max_frame;

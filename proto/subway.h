@@ -324,6 +324,10 @@ const char *subway_errstr(const subway_client *c);
  * heartbeat interval and the largest frame body it accepts (0 before). */
 const char *subway_node_id(const subway_client *c);
 uint64_t subway_heartbeat_ms(const subway_client *c);
+/* The protocol version the connection speaks, from WELCOME: 2, or 1 for a
+ * node that predates start positions and LIVE; 0 before WELCOME. The
+ * library offers PROTOCOL.md's newest (2) and accepts either. */
+uint64_t subway_protocol_version(const subway_client *c);
 uint64_t subway_max_frame(const subway_client *c);
 
 /* Requests queued or sent that still await a reply. */

@@ -311,11 +311,16 @@ static void fx_connect(fx *t) {
                         f.name.len);
 }
 
-static void send_welcome(fx *t, uint64_t heartbeat_ms, uint64_t max_frame) {
-    proto_frame w = { .type = PROTO_WELCOME, .version = PROTO_VERSION,
+static void send_welcome_version(fx *t, uint64_t version, uint64_t heartbeat_ms,
+                                 uint64_t max_frame) {
+    proto_frame w = { .type = PROTO_WELCOME, .version = version,
                       .name = { "node-a", 6 }, .heartbeat_ms = heartbeat_ms,
                       .max_frame = max_frame };
     assert_int_equal(peer_send(&t->p, &w), 0);
+}
+
+static void send_welcome(fx *t, uint64_t heartbeat_ms, uint64_t max_frame) {
+    send_welcome_version(t, PROTO_VERSION, heartbeat_ms, max_frame);
 }
 
 /* Connects and completes the handshake. */
@@ -391,6 +396,23 @@ static void test_handshake(void **state) {
     assert_int_equal(t.r.close_calls, 1);
     assert_int_equal(t.r.close_err, SUBWAY_E_CLOSED);
     assert_string_equal(t.r.close_errstr, "client freed");
+}
+
+/* HELLO offers version 2; a node may answer with 2 or, predating it, 1. */
+static void test_welcome_versions(void **state) {
+    assert_int_equal(PROTO_VERSION, 2);
+    for (uint64_t v = 1; v <= 2; v++) {
+        fx t;
+        fx_options(&t);
+        fx_connect(&t);              /* checks HELLO carries PROTO_VERSION */
+        assert_int_equal(subway_protocol_version(t.c), 0);
+        send_welcome_version(&t, v, 5000, PROTO_DEFAULT_MAX_FRAME);
+        assert_int_equal(client_pump(t.c), 0);
+        assert_int_equal(t.r.welcome_calls, 1);
+        assert_int_equal(subway_err(t.c), 0);
+        assert_int_equal(subway_protocol_version(t.c), v);
+        fx_stop(&t);
+    }
 }
 
 static void test_default_client_name(void **state) {
@@ -967,8 +989,10 @@ static void test_unexpected_frames(void **state) {
           "protocol error: unexpected WELCOME" },
         { { .type = PROTO_MESSAGE, .feed = 1 }, true,
           "protocol error: expected WELCOME, got MESSAGE" },
-        { { .type = PROTO_WELCOME, .version = 2, .name = { "n", 1 } }, true,
-          "protocol error: node speaks version 2, this library 1" },
+        { { .type = PROTO_WELCOME, .version = 3, .name = { "n", 1 } }, true,
+          "protocol error: node speaks version 3, this library 1 to 2" },
+        { { .type = PROTO_WELCOME, .version = 0, .name = { "n", 1 } }, true,
+          "protocol error: node speaks version 0, this library 1 to 2" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fx t;
@@ -1432,6 +1456,7 @@ static void test_err_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_welcome_versions),
         cmocka_unit_test(test_default_client_name),
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_ping_before_welcome),
