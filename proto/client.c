@@ -651,6 +651,8 @@ const char *subway_err_name(int code) {
     case SUBWAY_E_OUTPUT_FULL: return "OUTPUT_FULL";
     case SUBWAY_E_TOO_MANY_PENDING: return "TOO_MANY_PENDING";
     case SUBWAY_E_GOAWAY: return "GOAWAY";
+    case SUBWAY_E_LOST: return "LOST";
+    case SUBWAY_E_UNSUPPORTED: return "UNSUPPORTED";
     }
     return code > 0 ? proto_err_name((uint64_t)code) : "UNKNOWN";
 }

@@ -2133,6 +2133,9 @@ static void test_err_names(void **state) {
     assert_string_equal(subway_err_name(0), "OK");
     assert_string_equal(subway_err_name(SUBWAY_E_TIMEOUT), "TIMEOUT");
     assert_string_equal(subway_err_name(SUBWAY_E_CLOSED), "CLOSED");
+    assert_string_equal(subway_err_name(SUBWAY_E_LOST), "LOST");
+    assert_string_equal(subway_err_name(SUBWAY_E_UNSUPPORTED), "UNSUPPORTED");
+    assert_string_equal(subway_err_name(113), "UNKNOWN");
     assert_string_equal(subway_err_name(PROTO_E_SLOW_CONSUMER), "SLOW_CONSUMER");
     assert_string_equal(subway_err_name(99), "UNKNOWN");
     assert_string_equal(subway_err_name(-1), "UNKNOWN");
