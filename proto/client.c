@@ -49,6 +49,38 @@ char *client_strdup(const char *s) {
     return p;
 }
 
+void *client_grow(void *arr, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap && arr) return arr;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) n *= 2;
+    if (n > SIZE_MAX / size) return NULL;
+    void *p = realloc(arr, n * size);
+    if (p) *cap = n;
+    return p;
+}
+
+size_t client_lower_bound(const void *base, size_t n, size_t stride, size_t key_off,
+                          size_t key_size, uint64_t key) {
+    const char *b = base;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t k;
+        if (key_size == sizeof(uint32_t)) {
+            uint32_t k32;
+            memcpy(&k32, b + mid * stride + key_off, sizeof(k32));
+            k = k32;
+        } else {
+            memcpy(&k, b + mid * stride + key_off, sizeof(k));
+        }
+        if (k < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* The other half of client_enter() (client_int.h): the outermost call
  * frees a client subway_client_free() marked from a callback. Returns rv,
  * or -1 when it freed the client. */

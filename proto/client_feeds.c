@@ -16,28 +16,12 @@ static void feed_clear(client_feed *fe) {
 
 /* Index of id in the table, or where it would be inserted. */
 static size_t feed_index(const subway_client *c, uint64_t id) {
-    size_t lo = 0, hi = c->feed_cnt;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->feeds[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return CLIENT_LOWER_BOUND(client_feed, c->feeds, c->feed_cnt, id, id);
 }
 
 /* Index of handle in the handle index, or where it would be inserted. */
 static size_t handle_index(const subway_client *c, uint64_t handle) {
-    size_t lo = 0, hi = c->handle_cnt;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->handles[mid].handle < handle)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return CLIENT_LOWER_BOUND(client_handle, c->handles, c->handle_cnt, handle, handle);
 }
 
 static bool has_handle(const client_feed *fe) {
@@ -64,15 +48,7 @@ static void handle_remove(subway_client *c, uint64_t handle) {
 
 /* Index of partition in fe's positions, or where it would be inserted. */
 static size_t pos_index(const client_feed *fe, uint32_t partition) {
-    size_t lo = 0, hi = fe->pos_cnt;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (fe->pos[mid].partition < partition)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return CLIENT_LOWER_BOUND(subway_position, fe->pos, fe->pos_cnt, partition, partition);
 }
 
 /* Sets partition's position to offset, adding it when new. Returns 0, or
@@ -83,13 +59,9 @@ static int pos_set(client_feed *fe, uint32_t partition, uint64_t offset) {
         fe->pos[i].offset = offset;
         return 0;
     }
-    if (fe->pos_cnt == fe->pos_cap) {
-        size_t cap = fe->pos_cap ? fe->pos_cap * 2 : 4;
-        subway_position *p = realloc(fe->pos, cap * sizeof(*p));
-        if (p == NULL) return -1;
-        fe->pos = p;
-        fe->pos_cap = cap;
-    }
+    subway_position *p = client_grow(fe->pos, &fe->pos_cap, fe->pos_cnt + 1, sizeof(*p));
+    if (p == NULL) return -1;
+    fe->pos = p;
     memmove(&fe->pos[i + 1], &fe->pos[i], (fe->pos_cnt - i) * sizeof(*fe->pos));
     fe->pos[i] = (subway_position){ partition, offset };
     fe->pos_cnt++;
@@ -118,13 +90,9 @@ client_feed *client_feed_by_handle(const subway_client *c, uint64_t handle) {
 
 client_feed *client_feed_add(subway_client *c, const char *topic, const char *key,
                              size_t key_len, const subway_start *start) {
-    if (c->feed_cnt == c->feed_cap) {
-        size_t cap = c->feed_cap ? c->feed_cap * 2 : 8;
-        client_feed *fs = realloc(c->feeds, cap * sizeof(*fs));
-        if (fs == NULL) return NULL;
-        c->feeds = fs;
-        c->feed_cap = cap;
-    }
+    client_feed *fs = client_grow(c->feeds, &c->feed_cap, c->feed_cnt + 1, sizeof(*fs));
+    if (fs == NULL) return NULL;
+    c->feeds = fs;
     client_feed fe = { .id = c->next_feed_id, .state = FEED_UNSENT };
     fe.topic = client_strdup(topic);
     if (fe.topic == NULL) goto oom;
@@ -161,16 +129,12 @@ int client_feed_bind(subway_client *c, client_feed *fe, uint64_t handle,
         if (pcopy == NULL) return -1;
         memcpy(pcopy, parts, cnt * sizeof(*pcopy));
     }
-    if (c->handle_cnt == c->handle_cap) {
-        size_t cap = c->handle_cap ? c->handle_cap * 2 : 8;
-        client_handle *hs = realloc(c->handles, cap * sizeof(*hs));
-        if (hs == NULL) {
-            free(pcopy);
-            return -1;
-        }
-        c->handles = hs;
-        c->handle_cap = cap;
+    client_handle *hs = client_grow(c->handles, &c->handle_cap, c->handle_cnt + 1, sizeof(*hs));
+    if (hs == NULL) {
+        free(pcopy);
+        return -1;
     }
+    c->handles = hs;
     client_feed *other = client_feed_by_handle(c, handle);
     if (other && other != fe) {
         /* The node reused a handle it still gave us: the newest reply
@@ -298,12 +262,9 @@ int client_feed_start(subway_client *c, client_feed *fe, proto_frame *f, bool *u
     f->positions = NULL;
     f->position_cnt = 0;
     if (mode != SUBWAY_START_POSITIONS || fe->pos_cnt == 0) return 0;
-    if (fe->pos_cnt > c->scratch_cap) {
-        proto_position *p = realloc(c->scratch_pos, fe->pos_cnt * sizeof(*p));
-        if (p == NULL) return -1;
-        c->scratch_pos = p;
-        c->scratch_cap = fe->pos_cnt;
-    }
+    proto_position *p = client_grow(c->scratch_pos, &c->scratch_cap, fe->pos_cnt, sizeof(*p));
+    if (p == NULL) return -1;
+    c->scratch_pos = p;
     for (size_t i = 0; i < fe->pos_cnt; i++)
         c->scratch_pos[i] = (proto_position){ fe->pos[i].partition, fe->pos[i].offset };
     f->positions = c->scratch_pos;

@@ -73,13 +73,12 @@ static int on_message(subway_client *c, const proto_frame *f) {
     if (c->cb.on_message == NULL) return 0;
     if (f->header_cnt > c->hdr_cap) {
         /* The codec caps the count, and the array is reused across frames. */
-        subway_header *h = realloc(c->hdrs, f->header_cnt * sizeof(*h));
+        subway_header *h = client_grow(c->hdrs, &c->hdr_cap, f->header_cnt, sizeof(*h));
         if (h == NULL) {
             client_fail(c, SUBWAY_E_NOMEM, "out of memory decoding MESSAGE headers");
             return -1;
         }
         c->hdrs = h;
-        c->hdr_cap = f->header_cnt;
     }
     for (size_t i = 0; i < f->header_cnt; i++)
         c->hdrs[i] = (subway_header){ f->headers[i].name.ptr, f->headers[i].name.len,

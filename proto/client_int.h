@@ -195,6 +195,24 @@ int64_t client_now_ms(void);
 /* A malloc'd copy of s (the caller owns it), or NULL out of memory. */
 char *client_strdup(const char *s);
 
+/* The one binary search of the client's sorted tables (requests by req_id,
+ * feeds by id, handles, positions by partition): the index of the first of
+ * the n elements at base, stride bytes apart and sorted by an unsigned key
+ * of key_size bytes (4 or 8) at key_off, whose key is not below key; that
+ * is where key is, or would be inserted. */
+size_t client_lower_bound(const void *base, size_t n, size_t stride, size_t key_off,
+                          size_t key_size, uint64_t key);
+
+/* The one way the client's arrays grow: returns arr (size-byte elements,
+ * *cap of them) with room for at least need, doubling (from 8) when it
+ * must grow, and updates *cap; or NULL when out of memory, arr and *cap
+ * untouched. */
+void *client_grow(void *arr, size_t *cap, size_t need, size_t size);
+
+#define CLIENT_LOWER_BOUND(type, arr, n, field, key)                                   \
+    client_lower_bound((arr), (n), sizeof(type), offsetof(type, field),               \
+                       sizeof(((type *)0)->field), (key))
+
 /* A NUL-terminated copy of b in c->text, valid until the next call; b may be
  * nil. Returns "" if memory runs out, because callbacks must still run. */
 const char *client_frame_text(subway_client *c, proto_bytes b);

@@ -11,14 +11,9 @@
 /* Returns the live request with req_id, or NULL. Binary search over the
  * sorted window; answered slots keep their ids so the order holds. */
 client_req *client_req_find(subway_client *c, uint64_t req_id) {
-    size_t lo = c->req_head, hi = c->req_len;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->reqs[mid].req_id < req_id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = c->req_head;
+    if (c->reqs)
+        lo += CLIENT_LOWER_BOUND(client_req, c->reqs + lo, c->req_len - lo, req_id, req_id);
     if (lo < c->req_len && c->reqs[lo].req_id == req_id && c->reqs[lo].type != 0)
         return &c->reqs[lo];
     return NULL;
@@ -34,13 +29,9 @@ static client_req *req_add(subway_client *c) {
             c->req_len -= c->req_head;
             c->req_head = 0;
         }
-        if (c->req_len == c->req_cap) {
-            size_t cap = c->req_cap ? c->req_cap * 2 : 16;
-            client_req *r = realloc(c->reqs, cap * sizeof(*r));
-            if (r == NULL) return NULL;
-            c->reqs = r;
-            c->req_cap = cap;
-        }
+        client_req *r = client_grow(c->reqs, &c->req_cap, c->req_len + 1, sizeof(*r));
+        if (r == NULL) return NULL;
+        c->reqs = r;
     }
     client_req *r = &c->reqs[c->req_len++];
     memset(r, 0, sizeof(*r));
