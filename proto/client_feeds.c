@@ -230,7 +230,11 @@ bool client_feed_record(subway_client *c, client_feed *fe, uint32_t partition, u
 }
 
 int client_feed_live(subway_client *c, client_feed *fe, const proto_position *ps, size_t n) {
+    /* LIVE names every partition the feed reads, each exactly: it replaces
+     * what records and the start left, which keeps a POSITIONS resume to
+     * partitions the node will accept. */
     int rc = 0;
+    fe->pos_cnt = 0;
     for (size_t i = 0; i < n; i++)
         if (pos_set(fe, ps[i].partition, ps[i].offset) < 0) rc = -1;
     fe->had_live = true;

@@ -360,8 +360,8 @@ void client_feed_remove(subway_client *c, uint64_t id);
  * behind, which resumes with a repeat rather than a gap. */
 bool client_feed_record(subway_client *c, client_feed *fe, uint32_t partition, uint64_t offset);
 
-/* LIVE for fe: merges positions in, marks fe complete. Returns 0, or -1
- * when out of memory (some positions may be missing). */
+/* LIVE for fe: its positions become LIVE's, and fe is complete. Returns
+ * 0, or -1 when out of memory (some positions may be missing). */
 int client_feed_live(subway_client *c, client_feed *fe, const proto_position *ps, size_t n);
 
 /* Fills *f's start for fe's SUBSCRIBE on this connection: the original

@@ -43,6 +43,7 @@ void client_lost(subway_client *c, int code, const char *why) {
     c->state = STATE_WAITING;
     c->flags |= F_RECONNECTING;
     c->resub_at_ms = -1;
+    c->resub_attempt = 0;
     client_feeds_unbind_all(c);
     c->attempt++;
     int delay = client_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, c->attempt,

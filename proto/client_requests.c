@@ -238,16 +238,15 @@ int64_t subway_unsubscribe(subway_client *c, uint64_t feed, subway_reply_cb *cb,
     int64_t id = -1;
     int code = 0;
     client_feed *fe = client_feed_find(c, feed);
-    if (c->state != STATE_NEW && c->state != STATE_CLOSED && fe && fe->answered &&
-        fe->state == FEED_UNSENT) {
-        /* No node holds it now (reconnecting): nothing to ask anyone. */
-        client_feed_remove(c, feed);
-        id = unsubscribe_locally(c, feed, cb, cb_data);
-    } else if (c->state != STATE_NEW && c->state != STATE_CLOSED && fe && fe->answered &&
-               fe->state == FEED_SENT) {
-        /* Being sent again after a reconnect: forget it now, and give the
-         * node's handle back once SUBSCRIBED names it. */
-        fe->cancelled = true;
+    if (client_is_live(c) && fe && fe->answered &&
+        (fe->state == FEED_UNSENT || fe->state == FEED_SENT)) {
+        /* No node holds it right now (reconnecting, or asking again after
+         * a refusal): it is forgotten at once. A SUBSCRIBE on its way gets
+         * its handle given back when SUBSCRIBED names it. */
+        if (fe->state == FEED_UNSENT)
+            client_feed_remove(c, feed);
+        else
+            fe->cancelled = true;
         id = unsubscribe_locally(c, feed, cb, cb_data);
     } else if ((code = may_request(c, PROTO_UNSUBSCRIBE, errbuf, sizeof(errbuf))) != 0) {
         /* not connected, closed, pending bound */
@@ -259,8 +258,7 @@ int64_t subway_unsubscribe(subway_client *c, uint64_t feed, subway_reply_cb *cb,
         uint64_t req_id;
         code = request(c, &f, feed, cb, cb_data, &req_id, errbuf, sizeof(errbuf));
         if (code == 0) {
-            /* request() may have moved the table: look the feed up again. */
-            client_feed_find(c, feed)->state = FEED_LEAVING;
+            fe->state = FEED_LEAVING;
             id = (int64_t)req_id;
         }
     }

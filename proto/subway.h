@@ -75,7 +75,7 @@ extern "C" {
  * node gives a new one). The library remembers, per feed and partition,
  * the offset of the next record (subway_feed_positions()): the offset after
  * the last MESSAGE of that partition, or LIVE's position for it when LIVE
- * came later (PROTOCOL.md 5.8).
+ * came later (PROTOCOL.md 5.8); LIVE names every partition the feed reads.
  *
  * Reconnect (options.reconnect = 1). Once a connection has reached
  * WELCOME, losing it (network error, EOF, GOAWAY then close, heartbeat
@@ -232,10 +232,11 @@ typedef void subway_message_cb(subway_client *c, void *cb_data, const subway_mes
  * Kafka lost them: PROTOCOL.md 3.11). feed is 0 for a handle no
  * subscription has. */
 typedef void subway_dropped_cb(subway_client *c, void *cb_data, uint64_t feed, uint64_t count);
-/* LIVE: `feed` caught up and follows the live feed from here on. positions
- * are its remembered positions, LIVE's merged in (position_cnt entries,
- * sorted by partition): where it stands in every partition it reads.
- * Comes once per subscription and connection, on version-2 nodes only. */
+/* LIVE: `feed` caught up and follows the live feed from here on.
+ * positions are LIVE's (position_cnt entries, sorted by partition), which
+ * are now the feed's remembered ones: where it stands in every partition
+ * it reads. Comes once per subscription and connection, on version-2
+ * nodes only. */
 typedef void subway_live_cb(subway_client *c, void *cb_data, uint64_t feed,
                             const subway_position *positions, size_t position_cnt);
 /* The node is going away (draining); it will close the connection soon. */

@@ -1802,18 +1802,25 @@ static void test_live_and_positions(void **state) {
     assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:12,1:51,2:4");
     assert_int_equal(t.r.msg_feed, 1);
 
-    /* A POSITIONS start is where the feed stands until records come. */
-    static const subway_position from[] = { { 5, 77 } };
-    subway_start st = { .mode = SUBWAY_START_POSITIONS, .positions = from, .position_cnt = 1 };
+    /* A POSITIONS start is where the feed stands until records come; LIVE,
+     * which names every partition the feed reads, replaces it. */
+    static const subway_position from[] = { { 9, 3 }, { 5, 77 } };
+    subway_start st = { .mode = SUBWAY_START_POSITIONS, .positions = from, .position_cnt = 2 };
     reply rp2 = {0};
     assert_true(subway_subscribe_from(t.c, "other", "k", 1, &st, reply_cb, &rp2) > 0);
     client_flush_all(t.c);
-    uint64_t req = expect_subscribe(&t, "other", "k", PROTO_START_POSITIONS, 0, "5:77");
+    uint64_t req = expect_subscribe(&t, "other", "k", PROTO_START_POSITIONS, 0, "5:77,9:3");
     static const uint32_t p5[] = { 5 };
     send_subscribed(&t, req, 8, p5, 1);
     assert_int_equal(client_pump(t.c), 0);
     assert_int_equal(rp2.res.feed, 2);
-    assert_string_equal(feed_positions(t.c, 2, buf, sizeof(buf)), "5:77");
+    assert_string_equal(feed_positions(t.c, 2, buf, sizeof(buf)), "5:77,9:3");
+    static const proto_position lp5[] = { { 5, 80 } };
+    send_live(&t, 8, lp5, 1);
+    poll_until(t.c, &t.r.live_calls, 2);
+    assert_int_equal(t.r.live_feed, 2);
+    assert_string_equal(t.r.live_pos, "5:80");
+    assert_string_equal(feed_positions(t.c, 2, buf, sizeof(buf)), "5:80");
     assert_null(subway_feed_positions(t.c, 3, NULL));
     fx_stop(&t);
 }
@@ -2051,6 +2058,49 @@ static void test_reconnect_refusals(void **state) {
     fx_stop(&t);
 }
 
+/* Unsubscribed while its SUBSCRIBE is on the way again: forgotten at once;
+ * the handle the node then gives is handed back, its records unseen. */
+static void test_unsubscribe_while_resubscribing(void **state) {
+    fx t;
+    fx_reconnecting(&t);
+    fx_start(&t);
+    reply ra = {0}, rb = {0}, ru = {0};
+    subscribe_ok(&t, "a", "k", 1, NULL, 0, &ra);
+    subscribe_ok(&t, "b", "k", 2, NULL, 0, &rb);
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 1);
+    peer_welcome_again(&t, 2);
+    uint64_t qa = expect_subscribe(&t, "a", "k", PROTO_START_NONE, 0, "");
+    uint64_t qb = expect_subscribe(&t, "b", "k", PROTO_START_NONE, 0, "");
+    assert_true(subway_unsubscribe(t.c, 1, reply_cb, &ru) > 0);
+    assert_int_equal(ru.calls, 1);
+    assert_int_equal(ru.err, 0);
+    assert_int_equal(ru.res.feed, 1);
+    assert_null(subway_feed_topic(t.c, 1));
+    assert_int_equal(subway_unsubscribe(t.c, 1, NULL, NULL), -1);   /* gone for the application */
+
+    send_subscribed(&t, qa, 11, NULL, 0);
+    send_record(&t, 11, 0, 1);
+    send_subscribed(&t, qb, 12, NULL, 0);
+    send_record(&t, 12, 0, 1);
+    poll_until(t.c, &t.r.message_calls, 1);
+    assert_int_equal(t.r.msg_feed, 2);           /* feed 1's record was not delivered */
+    proto_frame f;
+    assert_int_equal(peer_read(&t.p, &f), 1);
+    assert_int_equal(f.type, PROTO_UNSUBSCRIBE);
+    assert_int_equal(f.feed, 11);
+    proto_frame u = { .type = PROTO_UNSUBSCRIBED, .req_id = f.req_id, .feed = 11 };
+    peer_send_handled(&t, &u);
+    send_record(&t, 12, 0, 2);
+    poll_until(t.c, &t.r.message_calls, 2);
+    assert_int_equal(t.r.msg_feed, 2);
+    assert_int_equal(t.r.message_calls, 2);
+    assert_int_equal(ru.calls, 1);
+    assert_int_equal(subway_pending(t.c), 0);
+    assert_int_equal(subway_err(t.c), 0);
+    fx_stop(&t);
+}
+
 /* Backoff ceilings double from base up to max; the delay is uniform below. */
 static void test_backoff_bounds(void **state) {
     static const int ceilings[] = { 100, 200, 400, 800, 1000, 1000 };
@@ -2183,6 +2233,7 @@ int main(void) {
         cmocka_unit_test(test_reconnect_after_close),
         cmocka_unit_test(test_reconnect_after_goaway),
         cmocka_unit_test(test_reconnect_refusals),
+        cmocka_unit_test(test_unsubscribe_while_resubscribing),
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_backoff_jitter),
         cmocka_unit_test(test_no_reconnect_by_default),
