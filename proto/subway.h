@@ -127,7 +127,8 @@ typedef enum subway_err_code {
     SUBWAY_E_INVALID_ARG = 9,        /* refuse: empty/oversize topic or key, bad name */
     SUBWAY_E_UNKNOWN_TOPIC = 10,     /* refuse: topic does not exist in Kafka */
     SUBWAY_E_ALREADY_SUBSCRIBED = 11, /* refuse: this connection already has that feed */
-    SUBWAY_E_NOT_SUBSCRIBED = 12,    /* refuse: UNSUBSCRIBE of a feed handle not held */
+    SUBWAY_E_NOT_SUBSCRIBED = 12,    /* refuse: UNSUBSCRIBE of a feed not held (the library
+                                      * says it too, for a feed id it has no subscription for) */
     SUBWAY_E_KAFKA = 13,             /* refuse: Kafka failed the request (text says why) */
     SUBWAY_E_HEARTBEAT_TIMEOUT = 14, /* close: this client was silent past the heartbeat timeout */
     SUBWAY_E_SLOW_CONSUMER = 15,     /* close: this client read too slowly */
