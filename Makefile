@@ -60,7 +60,7 @@ else
   say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client_requests.c proto/client_feeds.c proto/client_sync.c proto/addr.c
+LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client_requests.c proto/client_feeds.c proto/client_reconnect.c proto/client_sync.c proto/addr.c
 CLI_SRC := proto/cli.c
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -27,6 +27,9 @@
 #define MAX_INFLIGHT 1000
 /* How often the loops wake to notice signals and timeouts. */
 #define TICK_MS 200
+/* sub's reconnect backoff: the first ceiling and its limit. */
+#define RESUME_BASE_MS 200
+#define RESUME_MAX_MS 10000
 
 #define EXIT_OK 0                    /* done: count reached, all acked, or signalled */
 #define EXIT_FAIL 1                  /* the node refused a request, or bad input */
@@ -42,7 +45,8 @@ static void on_signal(int sig) {
 
 static void usage(FILE *out) {
     fprintf(out,
-"usage: subway-cli [-s HOST:PORT] [-t MS] sub TOPIC KEY [TOPIC KEY ...] [-c COUNT] [-f FORMAT] [-v]\n"
+"usage: subway-cli [-s HOST:PORT] [-t MS] sub TOPIC KEY [TOPIC KEY ...] [-o START] [-c COUNT]\n"
+"                  [-f FORMAT] [-v] [--no-resume]\n"
 "       subway-cli [-s HOST:PORT] [-t MS] pub TOPIC KEY VALUE|-\n"
 "       subway-cli [-s HOST:PORT] [-t MS] pub --no-key TOPIC VALUE|-\n"
 "\n"
@@ -50,7 +54,11 @@ static void usage(FILE *out) {
 "\n"
 "  sub    Subscribe to every TOPIC KEY pair on one connection and print each\n"
 "         record as it arrives (stdout is flushed after every record).\n"
-"         KEY * means every key of the topic.\n"
+"         KEY * means every key of the topic. When the connection is lost or\n"
+"         the node goes away (GOAWAY), sub reconnects to the same address\n"
+"         (backoff %d ms doubling to %d ms, with jitter) and resumes every\n"
+"         feed where it stopped, so no record Kafka still holds is missed;\n"
+"         it says so on stderr. --no-resume exits instead (status 3).\n"
 "  pub    Publish VALUE under KEY to TOPIC and print \"PARTITION OFFSET\" once\n"
 "         the node acknowledges it. With VALUE -, publish each line of stdin\n"
 "         (without its newline) as one record, pipelined with at most %d\n"
@@ -61,6 +69,16 @@ static void usage(FILE *out) {
 "Options (anywhere on the line; put -- before arguments that start with -):\n"
 "  -s, --server HOST:PORT  node address (default: $SUBWAY_ADDR, else %s)\n"
 "  -t, --timeout MS        connect/handshake and per-reply timeout (default %d)\n"
+"  -o, --offset START      sub: where every feed starts, as kcat's -o (needs a\n"
+"                          protocol-2 node):\n"
+"                            end           new records only (the default)\n"
+"                            beginning     each partition's oldest record\n"
+"                            OFFSET        that offset in every partition\n"
+"                            -N            the last N records of each partition\n"
+"                            s@TS          the first record at or after TS\n"
+"                                          (ms since the epoch)\n"
+"                            P:O[,P:O...]  partition P from offset O (the next\n"
+"                                          record wanted); others: new records\n"
 "  -c, --count N           sub: exit 0 after N records in total\n"
 "  -f, --format FMT        sub: record format (default '%s'):\n"
 "                            %%t topic  %%p partition  %%o offset  %%T timestamp ms\n"
@@ -68,8 +86,9 @@ static void usage(FILE *out) {
 "                            (sizes are -1 for nil)  %%h headers as name=value,...\n"
 "                            (a nil header value prints the name alone)\n"
 "                            %%%% a percent sign; \\n \\t \\r \\\\ escapes\n"
-"  -v, --verbose           sub: report SUBSCRIBED replies, DROPPED and GOAWAY\n"
-"                          notices on stderr\n"
+"  -v, --verbose           sub: report SUBSCRIBED replies, LIVE, DROPPED, GOAWAY\n"
+"                          and reconnect attempts on stderr\n"
+"      --no-resume         sub: exit on connection loss or GOAWAY, as pub does\n"
 "      --no-key            pub: publish with a nil key (see above)\n"
 "  -h, --help              this text\n"
 "      --version           print the version\n"
@@ -78,10 +97,13 @@ static void usage(FILE *out) {
 "  0  sub: COUNT records printed, or SIGINT/SIGTERM; pub: every record acked\n"
 "     (on SIGINT/SIGTERM pub stops reading stdin and waits for the acks owed;\n"
 "     a second signal exits at once with 1)\n"
-"  1  the node refused a request (the reason is printed), or bad input\n"
+"  1  the node refused a request (the reason is printed), or bad input; sub: a\n"
+"     feed the node refused to resume after a reconnect\n"
 "  2  usage error\n"
-"  3  could not connect, connection lost, node going away (GOAWAY), or timeout\n",
-            MAX_INFLIGHT, DEFAULT_ADDR, DEFAULT_TIMEOUT_MS, DEFAULT_FORMAT);
+"  3  could not connect, timeout; pub, and sub --no-resume: connection lost,\n"
+"     node going away (GOAWAY)\n",
+            RESUME_BASE_MS, RESUME_MAX_MS, MAX_INFLIGHT, DEFAULT_ADDR, DEFAULT_TIMEOUT_MS,
+            DEFAULT_FORMAT);
 }
 
 /* One TOPIC KEY pair of `sub`. */
@@ -90,6 +112,7 @@ typedef struct sub_spec {
     const char *key_arg;             /* as typed, for messages */
     bool every_key;                  /* KEY was * */
     bool acked;                      /* SUBSCRIBED arrived */
+    uint64_t feed;                   /* the feed id, once acked */
     struct cli *app;
 } sub_spec;
 
@@ -111,6 +134,9 @@ typedef struct cli {
     const char *format;
     bool verbose;
     bool no_key;
+    bool no_resume;
+    subway_start start;              /* -o, for every feed */
+    subway_position *start_pos;      /* owned: -o P:O,... */
     subway_client *c;
     bool finished;                   /* stop the loop; callbacks stay quiet after */
     int exit_code;
@@ -118,6 +144,7 @@ typedef struct cli {
     sub_spec *subs;
     size_t nsubs;
     size_t acked;
+    int64_t ack_deadline;            /* all SUBSCRIBED by then, or exit; -1 = none */
 } cli;
 
 static int64_t now_ms(void) {
@@ -223,15 +250,83 @@ static void sub_on_message(subway_client *c, void *cb_data, const subway_message
     if (a->count > 0 && a->received >= a->count) a->finished = true;
 }
 
+/* The TOPIC KEY pair a feed id belongs to, or NULL. */
+static sub_spec *sub_by_feed(cli *a, uint64_t feed) {
+    for (size_t i = 0; i < a->nsubs; i++)
+        if (a->subs[i].acked && a->subs[i].feed == feed) return &a->subs[i];
+    return NULL;
+}
+
+/* A feed's name for stderr: "TOPIC/KEY feed=HANDLE", HANDLE the node's
+ * (what its stats and logs call the feed), the library's id without one. */
+static void feed_label(cli *a, uint64_t feed, char *buf, size_t size) {
+    const sub_spec *s = sub_by_feed(a, feed);
+    uint64_t handle = feed;
+    subway_feed_handle(a->c, feed, &handle);
+    snprintf(buf, size, "%s%s%s feed=%" PRIu64, s ? s->topic : "", s ? "/" : "",
+             s ? s->key_arg : "?", handle);
+}
+
 static void sub_on_dropped(subway_client *c, void *cb_data, uint64_t feed, uint64_t count) {
     cli *a = cb_data;
-    if (a->verbose && !a->finished)
-        fprintf(stderr, "dropped feed=%" PRIu64 " count=%" PRIu64 "\n", feed, count);
+    if (!a->verbose || a->finished) return;
+    char label[512];
+    feed_label(a, feed, label, sizeof(label));
+    fprintf(stderr, "dropped %s count=%" PRIu64 "\n", label, count);
+}
+
+static void sub_on_live(subway_client *c, void *cb_data, uint64_t feed,
+                        const subway_position *ps, size_t n) {
+    cli *a = cb_data;
+    if (!a->verbose || a->finished) return;
+    char label[512];
+    feed_label(a, feed, label, sizeof(label));
+    fprintf(stderr, "live %s positions=", label);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%" PRIu32 ":%" PRIu64, i ? "," : "", ps[i].partition, ps[i].offset);
+    fputc('\n', stderr);
 }
 
 static void sub_on_goaway(subway_client *c, void *cb_data, const char *text) {
     cli *a = cb_data;
     if (a->verbose && !a->finished) fprintf(stderr, "goaway: %s\n", text);
+}
+
+static void sub_on_reconnect(subway_client *c, void *cb_data, const subway_reconnect_info *info) {
+    cli *a = cb_data;
+    if (a->finished) return;
+    switch (info->event) {
+    case SUBWAY_RECONNECT_LOST:
+        if (info->attempt == 1)
+            fprintf(stderr, "subway-cli: connection lost: %s; reconnecting in %d ms\n",
+                    info->errstr, info->delay_ms);
+        else
+            fprintf(stderr, "subway-cli: reconnect attempt %u failed: %s; next in %d ms\n",
+                    info->attempt - 1, info->errstr, info->delay_ms);
+        break;
+    case SUBWAY_RECONNECT_ATTEMPT:
+        if (a->verbose) fprintf(stderr, "reconnecting to %s (attempt %u)\n", a->addr, info->attempt);
+        break;
+    case SUBWAY_RECONNECT_DONE:
+        if (info->resumed)
+            fprintf(stderr, "subway-cli: reconnected to node %s; resuming %zu feeds\n",
+                    subway_node_id(c), info->feed_cnt);
+        else
+            fprintf(stderr, "subway-cli: reconnected to node %s, which speaks protocol version 1: "
+                    "%zu feeds restarted at new records, those of the gap may be missing\n",
+                    subway_node_id(c), info->feed_cnt);
+        /* Feeds not acked yet were sent again: give them the time anew. */
+        if (a->ack_deadline >= 0) a->ack_deadline = now_ms() + a->timeout_ms;
+        break;
+    }
+}
+
+static void sub_on_feed_lost(subway_client *c, void *cb_data, uint64_t feed, int err,
+                             const char *errstr) {
+    cli *a = cb_data;
+    const sub_spec *s = sub_by_feed(a, feed);
+    cli_fail(a, EXIT_FAIL, "subscribe %s/%s: cannot resume: %s: %s", s ? s->topic : "?",
+             s ? s->key_arg : "?", subway_err_name(err), errstr);
 }
 
 static void sub_on_error(subway_client *c, void *cb_data, uint64_t req_id, int code,
@@ -254,10 +349,12 @@ static void sub_on_reply(subway_client *c, void *cb_data, int err, const char *e
         return;
     }
     s->acked = true;
+    s->feed = res->feed;
     a->acked++;
     if (a->verbose) {
-        fprintf(stderr, "subscribed %s/%s feed=%" PRIu64 " partitions=", s->topic, s->key_arg,
-                res->feed);
+        char label[512];
+        feed_label(a, res->feed, label, sizeof(label));
+        fprintf(stderr, "subscribed %s partitions=", label);
         for (size_t i = 0; i < res->partition_cnt; i++)
             fprintf(stderr, "%s%" PRIu32, i ? "," : "", res->partitions[i]);
         fputc('\n', stderr);
@@ -265,18 +362,20 @@ static void sub_on_reply(subway_client *c, void *cb_data, int err, const char *e
 }
 
 static int run_sub(cli *a) {
+    a->ack_deadline = a->timeout_ms < 0 ? -1 : now_ms() + a->timeout_ms;
     for (size_t i = 0; i < a->nsubs && !a->finished; i++) {
         sub_spec *s = &a->subs[i];
         const char *key = s->every_key ? NULL : s->key_arg;
-        subway_subscribe(a->c, s->topic, key, key ? strlen(key) : 0, sub_on_reply, s);
+        subway_subscribe_from(a->c, s->topic, key, key ? strlen(key) : 0, &a->start, sub_on_reply,
+                              s);
     }
-    int64_t ack_deadline = a->timeout_ms < 0 ? -1 : now_ms() + a->timeout_ms;
     while (!a->finished && !signals_seen) {
+        /* -1 only when the client is closed for good: resuming is not. */
         if (subway_poll(a->c, TICK_MS) < 0) {
             cli_fail(a, EXIT_CONN, "connection lost: %s", subway_errstr(a->c));
             break;
         }
-        if (a->acked < a->nsubs && ack_deadline >= 0 && now_ms() >= ack_deadline) {
+        if (a->acked < a->nsubs && a->ack_deadline >= 0 && now_ms() >= a->ack_deadline) {
             for (size_t i = 0; i < a->nsubs; i++)
                 if (!a->subs[i].acked) {
                     cli_fail(a, EXIT_CONN, "subscribe %s/%s: no reply within %d ms",
@@ -488,7 +587,58 @@ static int parse_int(const char *s, long long min, long long max, long long *out
     return 0;
 }
 
-enum { OPT_NO_KEY = 256, OPT_VERSION };
+/* Parses -o's START (see usage) into a->start. Returns 0, or -1 after
+ * saying what is wrong. */
+static int parse_start(cli *a, const char *arg) {
+    long long v;
+    if (strcmp(arg, "end") == 0) {
+        a->start = (subway_start){ .mode = SUBWAY_START_LIVE };
+    } else if (strcmp(arg, "beginning") == 0) {
+        a->start = (subway_start){ .mode = SUBWAY_START_BEGINNING };
+    } else if (strncmp(arg, "s@", 2) == 0 && parse_int(arg + 2, 0, LLONG_MAX, &v) == 0) {
+        a->start = (subway_start){ .mode = SUBWAY_START_TIMESTAMP, .arg = v };
+    } else if (arg[0] == '-' && parse_int(arg + 1, 0, LLONG_MAX, &v) == 0) {
+        a->start = (subway_start){ .mode = SUBWAY_START_LAST, .arg = v };
+    } else if (!strchr(arg, ':') && parse_int(arg, 0, LLONG_MAX, &v) == 0) {
+        a->start = (subway_start){ .mode = SUBWAY_START_OFFSET, .arg = v };
+    } else if (strchr(arg, ':')) {
+        size_t n = 1;
+        for (const char *p = arg; *p; p++) n += *p == ',';
+        free(a->start_pos);
+        a->start_pos = calloc(n, sizeof(*a->start_pos));
+        if (a->start_pos == NULL) {
+            fprintf(stderr, "subway-cli: out of memory\n");
+            return -1;
+        }
+        const char *p = arg;
+        for (size_t i = 0; i < n; i++) {
+            char item[64];
+            size_t len = strcspn(p, ",");
+            const char *colon = memchr(p, ':', len);
+            long long part, off;
+            if (len >= sizeof(item) || colon == NULL) goto bad;
+            memcpy(item, p, len);
+            item[len] = '\0';
+            item[colon - p] = '\0';
+            if (parse_int(item, 0, UINT32_MAX, &part) < 0 ||
+                parse_int(item + (colon - p) + 1, 0, LLONG_MAX, &off) < 0)
+                goto bad;
+            a->start_pos[i] = (subway_position){ (uint32_t)part, (uint64_t)off };
+            p += len + (p[len] == ',');
+        }
+        a->start = (subway_start){ .mode = SUBWAY_START_POSITIONS, .positions = a->start_pos,
+                                   .position_cnt = n };
+    } else {
+        goto bad;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "subway-cli: -o wants end, beginning, OFFSET, -N, s@TIMESTAMP_MS or "
+            "PARTITION:OFFSET[,...], not '%s'\n", arg);
+    return -1;
+}
+
+enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME };
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -497,6 +647,8 @@ int main(int argc, char **argv) {
         { "count", required_argument, NULL, 'c' },
         { "format", required_argument, NULL, 'f' },
         { "verbose", no_argument, NULL, 'v' },
+        { "offset", required_argument, NULL, 'o' },
+        { "no-resume", no_argument, NULL, OPT_NO_RESUME },
         { "no-key", no_argument, NULL, OPT_NO_KEY },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -506,10 +658,11 @@ int main(int argc, char **argv) {
     a.addr = getenv("SUBWAY_ADDR");
     if (a.addr == NULL || a.addr[0] == '\0') a.addr = DEFAULT_ADDR;
     bool have_count = false, have_format = false;
+    const char *start_arg = NULL;    /* -o, parsed once the command is known good */
 
     int ch;
     long long v;
-    while ((ch = getopt_long(argc, argv, "s:t:c:f:vh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:t:c:f:o:vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
             a.addr = optarg;
@@ -534,6 +687,12 @@ int main(int argc, char **argv) {
             break;
         case 'v':
             a.verbose = true;
+            break;
+        case 'o':
+            start_arg = optarg;
+            break;
+        case OPT_NO_RESUME:
+            a.no_resume = true;
             break;
         case OPT_NO_KEY:
             a.no_key = true;
@@ -577,6 +736,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "subway-cli: -f '%s': %s\n", a.format, why);
             return EXIT_USAGE;
         }
+        /* The last thing checked: it is the first that allocates. */
+        if (start_arg && parse_start(&a, start_arg) < 0) {
+            free(a.start_pos);
+            return EXIT_USAGE;
+        }
     } else {
         int want = a.no_key ? 2 : 3;
         if (nargs != want) {
@@ -584,8 +748,8 @@ int main(int argc, char **argv) {
                     a.no_key ? "" : "KEY ");
             return EXIT_USAGE;
         }
-        if (have_count || have_format || a.verbose) {
-            fprintf(stderr, "subway-cli: -c, -f and -v are for sub\n");
+        if (have_count || have_format || a.verbose || start_arg || a.no_resume) {
+            fprintf(stderr, "subway-cli: -c, -f, -o, -v and --no-resume are for sub\n");
             return EXIT_USAGE;
         }
     }
@@ -596,6 +760,7 @@ int main(int argc, char **argv) {
         a.subs = calloc(a.nsubs, sizeof(*a.subs));
         if (a.subs == NULL) {
             fprintf(stderr, "subway-cli: out of memory\n");
+            free(a.start_pos);
             return EXIT_FAIL;
         }
         for (size_t i = 0; i < a.nsubs; i++)
@@ -603,19 +768,25 @@ int main(int argc, char **argv) {
                                     .every_key = strcmp(args[2 * i + 1], "*") == 0, .app = &a };
         opt.cb = (subway_callbacks){ .on_message = sub_on_message, .on_dropped = sub_on_dropped,
                                      .on_goaway = sub_on_goaway, .on_error = sub_on_error,
-                                     .cb_data = &a };
+                                     .on_live = sub_on_live, .on_reconnect = sub_on_reconnect,
+                                     .on_feed_lost = sub_on_feed_lost, .cb_data = &a };
+        opt.reconnect = !a.no_resume;
+        opt.reconnect_base_ms = RESUME_BASE_MS;
+        opt.reconnect_max_ms = RESUME_MAX_MS;
     }
 
     a.c = subway_connect(a.addr, &opt);
     if (a.c == NULL) {
         fprintf(stderr, "subway-cli: out of memory\n");
         free(a.subs);
+        free(a.start_pos);
         return EXIT_FAIL;
     }
     if (subway_err(a.c)) {
         fprintf(stderr, "subway-cli: %s\n", subway_errstr(a.c));
         subway_client_free(a.c);
         free(a.subs);
+        free(a.start_pos);
         return EXIT_CONN;
     }
 
@@ -637,5 +808,6 @@ int main(int argc, char **argv) {
     a.finished = true;
     subway_client_free(a.c);
     free(a.subs);
+    free(a.start_pos);
     return rc;
 }

@@ -19,6 +19,8 @@
 #define DEFAULT_MAX_OUTPUT (8u * 1024 * 1024)
 #define DEFAULT_MAX_PENDING 65536
 #define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_BACKOFF_BASE_MS 100
+#define DEFAULT_BACKOFF_MAX_MS 10000
 /* PONGs may go this far past max_output: a PING must not be refused just
  * because requests filled the buffer, but a node that sends PINGs and never
  * reads must not make it grow without end either. */
@@ -45,6 +47,38 @@ char *client_strdup(const char *s) {
     char *p = malloc(n);
     if (p) memcpy(p, s, n);
     return p;
+}
+
+void *client_grow(void *arr, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap && arr) return arr;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) n *= 2;
+    if (n > SIZE_MAX / size) return NULL;
+    void *p = realloc(arr, n * size);
+    if (p) *cap = n;
+    return p;
+}
+
+size_t client_lower_bound(const void *base, size_t n, size_t stride, size_t key_off,
+                          size_t key_size, uint64_t key) {
+    const char *b = base;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t k;
+        if (key_size == sizeof(uint32_t)) {
+            uint32_t k32;
+            memcpy(&k32, b + mid * stride + key_off, sizeof(k32));
+            k = k32;
+        } else {
+            memcpy(&k, b + mid * stride + key_off, sizeof(k));
+        }
+        if (k < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* The other half of client_enter() (client_int.h): the outermost call
@@ -75,28 +109,51 @@ const char *client_frame_text(subway_client *c, proto_bytes b) {
 
 /* ======================================================== failing & closing */
 
-/* Closes the connection for good: records the sticky error (the first one
- * wins), fails every pending request with SUBWAY_E_CLOSED and calls on_close.
- * Safe to call from inside callbacks, because the request table is detached
- * before any callback runs and the read loop stops at STATE_CLOSED. */
+/* The connection failed: hands over to client_lost() when options.reconnect
+ * retries this failure, else closes for good: records the sticky error (the
+ * first one wins), fails every pending request and unanswered subscription
+ * with SUBWAY_E_CLOSED and calls on_close. Safe to call from inside
+ * callbacks, because the tables are detached before any callback runs and
+ * the read loop stops once the state changed. */
 void client_fail(subway_client *c, int code, const char *fmt, ...) {
     if (c->state == STATE_CLOSED) return;
-    bool was_open = client_is_open(c);
+    char why[sizeof(c->errstr)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (client_reconnect_wanted(c, code)) {
+        /* While waiting there is no connection to lose. */
+        if (client_is_open(c)) client_lost(c, code, why);
+        return;
+    }
+    bool was_live = client_is_live(c);
     c->state = STATE_CLOSED;
     if (c->err == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
-        va_end(ap);
+        memcpy(c->errstr, why, sizeof(why));
         c->err = code;
     }
     /* Queued output can never be sent now; dropping it makes want_write 0. */
     proto_buf_reset(&c->out);
     proto_buf_reset(&c->held);
     c->out_pos = 0;
-    if (!was_open) return;
-    client_fail_requests(c);
+    if (!was_live) return;
+    client_fail_requests(c, SUBWAY_E_CLOSED, c->errstr);
+    client_feeds_fail_unanswered(c, SUBWAY_E_CLOSED, c->errstr);
     if (c->cb.on_close) c->cb.on_close(c, c->cb.cb_data, c->err, c->errstr);
+}
+
+void client_drop_connection(subway_client *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    c->flags &= ~(F_WELCOMED | F_GOAWAY | F_CONN_ERROR);
+    c->in_len = 0;
+    proto_buf_reset(&c->out);
+    proto_buf_reset(&c->held);
+    c->out_pos = 0;
+    free(c->node_id);
+    c->node_id = NULL;
+    c->version = c->heartbeat_ms = c->node_max_frame = 0;
 }
 
 /* The node hung up. Says why as precisely as the frames before allow. */
@@ -317,7 +374,7 @@ int client_read(subway_client *c, int *frames) {
 /* ============================================================== timeouts */
 
 /* The monotonic time the connection fails at if nothing arrives, or -1. */
-int64_t client_deadline(const subway_client *c) {
+static int64_t silence_deadline(const subway_client *c) {
     if (!client_is_open(c)) return -1;
     if (c->flags & F_WELCOMED) {
         if (c->heartbeat_ms == 0) return -1;
@@ -328,20 +385,33 @@ int64_t client_deadline(const subway_client *c) {
     return c->connect_ms + c->timeout_ms;
 }
 
-/* Fails the connection if its deadline passed. Returns 0, or -1 if closed. */
+/* The next time the library has something to do: the silence deadline or
+ * a reconnect timer; -1 when there is none. */
+int64_t client_deadline(const subway_client *c) {
+    int64_t a = silence_deadline(c), b = client_reconnect_deadline(c);
+    if (a < 0) return b;
+    if (b < 0) return a;
+    return a < b ? a : b;
+}
+
+/* Fails the connection if its silence deadline passed, and runs a due
+ * reconnect step. Returns 0, or -1 when the client is closed (or not
+ * connected yet). */
 int client_check_deadline(subway_client *c) {
-    if (!client_is_open(c)) return -1;
-    int64_t dl = client_deadline(c);
-    if (dl < 0 || client_now_ms() < dl) return 0;
-    if (c->flags & F_WELCOMED)
-        client_fail(c, SUBWAY_E_TIMEOUT, "heartbeat timeout: nothing received from node for "
-                    "%" PRIu64 " ms", c->heartbeat_ms * HEARTBEAT_MISSES);
-    else if (c->state == STATE_CONNECTING)
-        client_fail(c, SUBWAY_E_TIMEOUT, "connect %s: timed out after %d ms", c->addr,
-                    c->timeout_ms);
-    else
-        client_fail(c, SUBWAY_E_TIMEOUT, "no WELCOME from node within %d ms", c->timeout_ms);
-    return -1;
+    if (!client_is_live(c)) return -1;
+    int64_t dl = silence_deadline(c);
+    if (dl >= 0 && client_now_ms() >= dl) {
+        if (c->flags & F_WELCOMED)
+            client_fail(c, SUBWAY_E_TIMEOUT, "heartbeat timeout: nothing received from node for "
+                        "%" PRIu64 " ms", c->heartbeat_ms * HEARTBEAT_MISSES);
+        else if (c->state == STATE_CONNECTING)
+            client_fail(c, SUBWAY_E_TIMEOUT, "connect %s: timed out after %d ms", c->addr,
+                        c->timeout_ms);
+        else
+            client_fail(c, SUBWAY_E_TIMEOUT, "no WELCOME from node within %d ms", c->timeout_ms);
+    }
+    if (client_is_live(c)) client_reconnect_tick(c);
+    return client_is_live(c) ? 0 : -1;
 }
 
 /* Milliseconds from now until dl (-1 = none), clipped to [0, INT32_MAX]. */
@@ -370,6 +440,15 @@ subway_client *subway_client_new(const subway_options *opt) {
     c->max_pending = opt->max_pending ? opt->max_pending : DEFAULT_MAX_PENDING;
     c->timeout_ms = opt->timeout_ms == 0 ? DEFAULT_TIMEOUT_MS
                     : opt->timeout_ms < 0 ? -1 : opt->timeout_ms;
+    c->reconnect = opt->reconnect != 0;
+    c->backoff_base_ms = opt->reconnect_base_ms > 0 ? opt->reconnect_base_ms : DEFAULT_BACKOFF_BASE_MS;
+    c->backoff_max_ms = opt->reconnect_max_ms > 0 ? opt->reconnect_max_ms : DEFAULT_BACKOFF_MAX_MS;
+    if (c->backoff_max_ms < c->backoff_base_ms) c->backoff_max_ms = c->backoff_base_ms;
+    c->next_feed_id = 1;
+    c->resub_at_ms = -1;
+    /* Jitter only has to differ between clients, not resist anyone. */
+    c->rng = ((uint64_t)client_now_ms() << 20) ^ (uint64_t)(uintptr_t)c ^ (uint64_t)getpid();
+    if (c->rng == 0) c->rng = 1;
     c->cb = opt->cb;
     c->client_name = client_strdup(opt->client_name ? opt->client_name : DEFAULT_CLIENT_NAME);
     c->dec = proto_decoder_new(c->max_frame);
@@ -380,15 +459,12 @@ err:
     return NULL;
 }
 
-int subway_client_connect(subway_client *c, const char *addr) {
-    /* Not sticky: the existing connection is unaffected. */
-    if (c->state != STATE_NEW) return -1;
+int client_open(subway_client *c, char *errbuf, size_t errsize) {
     char host[256], port[8], why[384];
     int portnum;
-    snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "(null)");
-    if (proto_addr_split(addr, host, sizeof(host), &portnum, why, sizeof(why)) < 0) {
-        client_fail(c, SUBWAY_E_ARG, "bad address: %s", why);
-        return -1;
+    if (proto_addr_split(c->addr, host, sizeof(host), &portnum, why, sizeof(why)) < 0) {
+        snprintf(errbuf, errsize, "bad address: %s", why);
+        return SUBWAY_E_ARG;
     }
     snprintf(port, sizeof(port), "%d", portnum);
 
@@ -397,8 +473,8 @@ int subway_client_connect(subway_client *c, const char *addr) {
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0) {
-        client_fail(c, SUBWAY_E_IO, "resolve %s: %s", c->addr, gai_strerror(gai));
-        return -1;
+        snprintf(errbuf, errsize, "resolve %s: %s", c->addr, gai_strerror(gai));
+        return SUBWAY_E_IO;
     }
     /* Try each address until one connects or is in progress; a connect in
      * progress commits to that address (its outcome is known only later). */
@@ -424,20 +500,41 @@ int subway_client_connect(subway_client *c, const char *addr) {
     }
     freeaddrinfo(ai);
     if (fd < 0) {
-        client_fail(c, SUBWAY_E_IO, "connect %s: %s", c->addr, strerror(saved));
-        return -1;
+        snprintf(errbuf, errsize, "connect %s: %s", c->addr, strerror(saved));
+        return SUBWAY_E_IO;
     }
+    client_state was = c->state;
     c->fd = fd;
     c->state = in_progress ? STATE_CONNECTING : STATE_CONNECTED;
     c->connect_ms = c->last_rx_ms = client_now_ms();
 
     proto_frame hello = { .type = PROTO_HELLO, .version = PROTO_VERSION,
                           .name = { c->client_name, strlen(c->client_name) } };
-    char errbuf[128];
-    int code = client_out_frame(c, &hello, true, errbuf, sizeof(errbuf));
+    int code = client_out_frame(c, &hello, true, errbuf, errsize);
     if (code != 0) {
         /* Nothing can have been queued yet: no request, no callback to run. */
-        c->state = STATE_NEW;
+        close(fd);
+        c->fd = -1;
+        c->state = was;
+        return code;
+    }
+    return 0;
+}
+
+int subway_client_connect(subway_client *c, const char *addr) {
+    /* Not sticky: the existing connection is unaffected. */
+    if (c->state != STATE_NEW) return -1;
+    char errbuf[512];
+    int code = 0;
+    if (addr && strlen(addr) >= sizeof(c->addr)) {
+        snprintf(errbuf, sizeof(errbuf), "bad address: longer than %zu bytes", sizeof(c->addr) - 1);
+        code = SUBWAY_E_ARG;
+    } else {
+        /* Kept: a reconnect resolves it again. */
+        snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "");
+        code = client_open(c, errbuf, sizeof(errbuf));
+    }
+    if (code != 0) {
         client_fail(c, code, "%s", errbuf);
         return -1;
     }
@@ -453,18 +550,24 @@ int subway_client_want_write(const subway_client *c) {
     return c->state == STATE_CONNECTED && out_queued(c) > 0;
 }
 
+/* What a public call returns after an I/O step: 0 while the client lives
+ * (a lost connection being replaced counts), -1 once it is closed. */
+static int live_rc(const subway_client *c, int rc) {
+    return rc < 0 && !client_is_live(c) ? -1 : 0;
+}
+
 int subway_client_process_readable(subway_client *c) {
     client_enter(c);
     if (client_in_callback(c)) return client_leave(c, 0);
     int frames = 0;
     int rc = client_is_open(c) ? client_read(c, &frames) : -1;
-    return client_leave(c, rc);
+    return client_leave(c, live_rc(c, rc));
 }
 
 int subway_client_flush(subway_client *c) {
     client_enter(c);
     int rc = client_is_open(c) ? client_write(c) : -1;
-    return client_leave(c, rc);
+    return client_leave(c, live_rc(c, rc));
 }
 
 int subway_client_timeout_ms(const subway_client *c) {
@@ -526,6 +629,10 @@ const char *subway_node_id(const subway_client *c) {
     return c->node_id;
 }
 
+uint64_t subway_protocol_version(const subway_client *c) {
+    return c->version;
+}
+
 uint64_t subway_heartbeat_ms(const subway_client *c) {
     return c->heartbeat_ms;
 }
@@ -576,6 +683,8 @@ const char *subway_err_name(int code) {
     case SUBWAY_E_OUTPUT_FULL: return "OUTPUT_FULL";
     case SUBWAY_E_TOO_MANY_PENDING: return "TOO_MANY_PENDING";
     case SUBWAY_E_GOAWAY: return "GOAWAY";
+    case SUBWAY_E_LOST: return "LOST";
+    case SUBWAY_E_UNSUPPORTED: return "UNSUPPORTED";
     }
     return code > 0 ? proto_err_name((uint64_t)code) : "UNKNOWN";
 }

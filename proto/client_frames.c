@@ -27,10 +27,13 @@ static int on_welcome(subway_client *c, const proto_frame *f) {
         return -1;
     }
     c->node_id = id;
+    c->version = f->version;
     c->heartbeat_ms = f->heartbeat_ms;
     c->node_max_frame = f->max_frame;
-    c->flags |= F_WELCOMED;
-    if (client_release_held(c) < 0) return -1;
+    c->flags |= F_WELCOMED | F_WAS_WELCOMED;
+    /* Subscriptions first (their start depends on the version), then what
+     * was held; a callback of either may close the client. */
+    if (client_resubscribe(c) < 0 || client_release_held(c) < 0) return -1;
     if (c->cb.on_welcome) c->cb.on_welcome(c, c->cb.cb_data);
     return 0;
 }
@@ -52,25 +55,36 @@ static int on_error_frame(subway_client *c, const proto_frame *f) {
     return 0;
 }
 
+/* The subscription a MESSAGE, DROPPED or LIVE names by its handle; NULL
+ * for a handle no subscription has. *ignore is set for one being given up,
+ * whose frames still on their way are dropped (PROTOCOL.md 5.4). */
+static client_feed *frame_feed(subway_client *c, const proto_frame *f, bool *ignore) {
+    client_feed *fe = client_feed_by_handle(c, f->feed);
+    *ignore = fe && (fe->state == FEED_LEAVING || fe->cancelled);
+    return fe;
+}
+
 static int on_message(subway_client *c, const proto_frame *f) {
+    bool ignore;
+    client_feed *fe = frame_feed(c, f, &ignore);
+    if (ignore) return 0;
+    /* Positions move even when nobody listens: a resume depends on them. */
+    if (fe && !client_feed_record(c, fe, f->partition, f->offset)) return 0;
     if (c->cb.on_message == NULL) return 0;
-    const client_feed *fe = client_feed_find(c, f->feed);
-    if (fe && fe->leaving) return 0;
     if (f->header_cnt > c->hdr_cap) {
         /* The codec caps the count, and the array is reused across frames. */
-        subway_header *h = realloc(c->hdrs, f->header_cnt * sizeof(*h));
+        subway_header *h = client_grow(c->hdrs, &c->hdr_cap, f->header_cnt, sizeof(*h));
         if (h == NULL) {
             client_fail(c, SUBWAY_E_NOMEM, "out of memory decoding MESSAGE headers");
             return -1;
         }
         c->hdrs = h;
-        c->hdr_cap = f->header_cnt;
     }
     for (size_t i = 0; i < f->header_cnt; i++)
         c->hdrs[i] = (subway_header){ f->headers[i].name.ptr, f->headers[i].name.len,
                                       f->headers[i].value.ptr, f->headers[i].value.len };
     subway_message m = {
-        .feed = f->feed,
+        .feed = fe ? fe->id : 0,
         .topic = fe ? fe->topic : NULL,
         .partition = f->partition,
         .offset = f->offset,
@@ -83,6 +97,21 @@ static int on_message(subway_client *c, const proto_frame *f) {
         .header_cnt = f->header_cnt,
     };
     c->cb.on_message(c, c->cb.cb_data, &m);
+    return 0;
+}
+
+/* LIVE: the subscription caught up; its positions are now complete. */
+static int on_live(subway_client *c, const proto_frame *f) {
+    bool ignore;
+    client_feed *fe = frame_feed(c, f, &ignore);
+    if (fe == NULL || ignore) return 0;
+    if (client_feed_live(c, fe, f->positions, f->position_cnt) < 0) {
+        /* A resume from incomplete positions could skip records: fail
+         * rather than pretend (the library does not lose records silently). */
+        client_fail(c, SUBWAY_E_NOMEM, "out of memory recording LIVE positions");
+        return -1;
+    }
+    if (c->cb.on_live) c->cb.on_live(c, c->cb.cb_data, fe->id, fe->pos, fe->pos_cnt);
     return 0;
 }
 
@@ -124,9 +153,10 @@ static int dispatch(subway_client *c, const proto_frame *f) {
     case PROTO_ERROR:
         return on_error_frame(c, f);
     case PROTO_DROPPED: {
-        const client_feed *fe = client_feed_find(c, f->feed);
-        if (c->cb.on_dropped && !(fe && fe->leaving))
-            c->cb.on_dropped(c, c->cb.cb_data, f->feed, f->count);
+        bool ignore;
+        const client_feed *fe = frame_feed(c, f, &ignore);
+        if (c->cb.on_dropped && !ignore)
+            c->cb.on_dropped(c, c->cb.cb_data, fe ? fe->id : 0, f->count);
         return 0;
     }
     case PROTO_GOAWAY: {
@@ -137,7 +167,7 @@ static int dispatch(subway_client *c, const proto_frame *f) {
         return 0;
     }
     case PROTO_LIVE:
-        return 0;
+        return on_live(c, f);
     case PROTO_HELLO:
     case PROTO_SUBSCRIBE:
     case PROTO_UNSUBSCRIBE:
@@ -176,7 +206,8 @@ int client_decode_input(subway_client *c, int *frames) {
             break;
         }
     }
-    if (c->state == STATE_CLOSED || (c->flags & F_FREE)) return -1;
+    /* Gone (closed, or lost and reconnecting): the buffer is no longer ours to trim. */
+    if (c->state != STATE_CONNECTED || (c->flags & F_FREE)) return -1;
     if (pos > 0) {
         memmove(c->in, c->in + pos, c->in_len - pos);
         c->in_len -= pos;

@@ -22,29 +22,32 @@ static int min_timeout(int a, int b) {
     return a < b ? a : b;
 }
 
-/* One poll(2) round: waits up to wait_ms (capped by the connection's own
- * deadline), then writes and reads what is ready. Adds frames handled to
- * *frames. Returns 0 (also on EINTR: *interrupted is set), or -1 when the
- * connection is closed. */
+/* One poll(2) round: waits up to wait_ms (capped by the library's own
+ * deadline), then writes and reads what is ready; while a reconnect waits
+ * there is no socket, only the wait. Adds frames handled to *frames.
+ * Returns 0 (also on EINTR: *interrupted is set, and when a lost
+ * connection is being replaced), or -1 when the client is closed. */
 static int poll_once(subway_client *c, int wait_ms, int *frames, bool *interrupted) {
     if (client_check_deadline(c) < 0) return -1;
-    if (subway_client_want_write(c) && client_write(c) < 0) return -1;
+    if (subway_client_want_write(c) && client_write(c) < 0) return client_is_live(c) ? 0 : -1;
+    bool sock = client_is_open(c);
     struct pollfd p = { .fd = c->fd, .events = POLLIN };
     if (subway_client_want_write(c)) p.events |= POLLOUT;
-    int rc = poll(&p, 1, min_timeout(wait_ms, client_ms_until(client_deadline(c))));
+    int rc = poll(&p, sock ? 1 : 0, min_timeout(wait_ms, client_ms_until(client_deadline(c))));
     if (rc < 0) {
         if (errno == EINTR) {
             *interrupted = true;
             return 0;
         }
         client_fail(c, SUBWAY_E_IO, "poll: %s", strerror(errno));
-        return -1;
+        return client_is_live(c) ? 0 : -1;
     }
     if (rc == 0) return client_check_deadline(c);
     if ((p.revents & (POLLOUT | POLLERR | POLLHUP)) && subway_client_want_write(c) &&
         client_write(c) < 0)
-        return -1;
-    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) && client_read(c, frames) < 0) return -1;
+        return client_is_live(c) ? 0 : -1;
+    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) && client_read(c, frames) < 0)
+        return client_is_live(c) ? 0 : -1;
     return 0;
 }
 
@@ -99,8 +102,7 @@ static int sync_finish(subway_client *c, int64_t req_id, sync_wait *w) {
         if (dl >= 0 && client_now_ms() >= dl) {
             /* Leave the request outstanding but aim its reply at nobody,
              * since w is about to go out of scope. */
-            client_req *r = client_req_find(c, (uint64_t)req_id);
-            if (r) r->cb = NULL;
+            client_req_forget_cb(c, (uint64_t)req_id);
             c->req_err = SUBWAY_E_TIMEOUT;
             snprintf(c->req_errstr, sizeof(c->req_errstr), "no reply within %d ms",
                      c->timeout_ms);
@@ -116,14 +118,20 @@ static int sync_finish(subway_client *c, int64_t req_id, sync_wait *w) {
     return w->done && w->err == 0 ? 0 : -1;
 }
 
-int subway_subscribe_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
-                          uint64_t *feed) {
+int subway_subscribe_from_sync(subway_client *c, const char *topic, const char *key,
+                               size_t key_len, const subway_start *start, uint64_t *feed) {
     client_enter(c);
     sync_wait w = {0};
     int rc = sync_begin(c);
-    if (rc == 0) rc = sync_finish(c, subway_subscribe(c, topic, key, key_len, sync_cb, &w), &w);
+    if (rc == 0)
+        rc = sync_finish(c, subway_subscribe_from(c, topic, key, key_len, start, sync_cb, &w), &w);
     if (rc == 0 && feed) *feed = w.res.feed;
     return client_leave(c, rc);
+}
+
+int subway_subscribe_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
+                          uint64_t *feed) {
+    return subway_subscribe_from_sync(c, topic, key, key_len, NULL, feed);
 }
 
 int subway_unsubscribe_sync(subway_client *c, uint64_t feed) {

@@ -32,7 +32,8 @@ extern "C" {
  * Errors. Functions return 0 / -1 (or a count / a req_id). A failed
  * connection sets a sticky code and text, read with subway_err() and
  * subway_errstr(); the client then stays failed (create a new one to
- * reconnect). A request the node refuses does not fail the connection: its
+ * reconnect, or set options.reconnect, below). A request the node refuses
+ * does not fail the connection: its
  * callback (or subway_request_err() for the blocking calls) gets the code.
  * Codes are either one the node sent in an ERROR frame (1..99, the
  * protocol's codes, SUBWAY_E_VERSION .. SUBWAY_E_INTERNAL below) or a
@@ -63,6 +64,51 @@ extern "C" {
  * 3 x heartbeat_ms the node is considered dead and the connection fails with
  * SUBWAY_E_TIMEOUT. Until WELCOME arrives, options.timeout_ms bounds connect
  * plus handshake the same way.
+ *
+ * Feeds. subway_subscribe*() creates a subscription; its reply carries the
+ * subscription's feed id (res->feed), which every MESSAGE, DROPPED and
+ * LIVE callback of it carries and subway_unsubscribe() takes. Feed ids are
+ * the library's own, not the node's handles: 1, 2, 3 ... in the order of
+ * the subscribe calls, never reused by one client, and the same for the
+ * whole life of the subscription, across reconnects. The node's handle for
+ * it on the current connection is subway_feed_handle() (for logs; a new
+ * node gives a new one). The library remembers, per feed and partition,
+ * the offset of the next record (subway_feed_positions()): the offset after
+ * the last MESSAGE of that partition, or LIVE's position for it when LIVE
+ * came later (PROTOCOL.md 5.8); LIVE names every partition the feed reads.
+ *
+ * Reconnect (options.reconnect = 1). Once a connection has reached
+ * WELCOME, losing it (network error, EOF, GOAWAY then close, heartbeat
+ * silence, an undecodable frame, a connection ERROR) is not final: the
+ * library closes the socket, waits a backoff delay, and connects again to
+ * the same address (resolved anew), for ever, until subway_client_close()
+ * or subway_client_free(). The delay before attempt n (1, 2, ...) is drawn
+ * uniformly from [0, min(reconnect_max_ms, reconnect_base_ms * 2^(n-1))]
+ * ("full jitter"), so that many clients of a node that went away do not
+ * come back at the same moment; a WELCOME starts the count again. On the
+ * new connection every subscription is sent SUBSCRIBE again before any
+ * other request: with start POSITIONS of its remembered positions when it
+ * has any (or had LIVE), else with its original start; a subscription
+ * resumed with its original start after some records skips the records it
+ * already delivered. A version-1 node cannot resume: its subscriptions are
+ * sent again without a start (on_reconnect says so: records of the gap may
+ * be missing). Meanwhile:
+ *  - requests awaiting a reply when the connection went (PUBLISH,
+ *    UNSUBSCRIBE) fail with SUBWAY_E_LOST; new ones fail with it too until
+ *    the new WELCOME. A SUBSCRIBE awaiting its first reply is not failed: it
+ *    is sent again, and its callback runs once, on whichever connection
+ *    answers. Unsubscribing a feed while disconnected completes at once.
+ *  - subway_err() stays 0; on_close is not called; on_reconnect reports
+ *    each step; a subscription the new node refuses for good ends with
+ *    on_feed_lost (UNAVAILABLE, SHUTTING_DOWN, KAFKA and INTERNAL refusals
+ *    are retried after a backoff delay instead).
+ *  - the socket changes: subway_client_fd() is -1 while waiting (watch only
+ *    subway_client_timeout_ms() then) and a new descriptor once an attempt
+ *    starts (on_reconnect's ATTEMPT). Event loops must read the fd anew
+ *    after every library call; the blocking API does it itself.
+ * A failure before the first WELCOME (bad address, refused, no WELCOME in
+ * time) stays final, as without reconnect, so a wrong address is reported
+ * at once rather than retried for ever.
  */
 
 /* Error codes. Below 100 the node sent them (PROTOCOL.md lists them: "close"
@@ -81,7 +127,8 @@ typedef enum subway_err_code {
     SUBWAY_E_INVALID_ARG = 9,        /* refuse: empty/oversize topic or key, bad name */
     SUBWAY_E_UNKNOWN_TOPIC = 10,     /* refuse: topic does not exist in Kafka */
     SUBWAY_E_ALREADY_SUBSCRIBED = 11, /* refuse: this connection already has that feed */
-    SUBWAY_E_NOT_SUBSCRIBED = 12,    /* refuse: UNSUBSCRIBE of a feed handle not held */
+    SUBWAY_E_NOT_SUBSCRIBED = 12,    /* refuse: UNSUBSCRIBE of a feed not held (the library
+                                      * says it too, for a feed id it has no subscription for) */
     SUBWAY_E_KAFKA = 13,             /* refuse: Kafka failed the request (text says why) */
     SUBWAY_E_HEARTBEAT_TIMEOUT = 14, /* close: this client was silent past the heartbeat timeout */
     SUBWAY_E_SLOW_CONSUMER = 15,     /* close: this client read too slowly */
@@ -99,6 +146,8 @@ typedef enum subway_err_code {
     SUBWAY_E_OUTPUT_FULL = 108,      /* output buffer at options.max_output */
     SUBWAY_E_TOO_MANY_PENDING = 109, /* options.max_pending requests already await replies */
     SUBWAY_E_GOAWAY = 110,           /* the node closed the connection after GOAWAY */
+    SUBWAY_E_LOST = 111,             /* request not answered: the connection was lost, options.reconnect is making a new one; retry it */
+    SUBWAY_E_UNSUPPORTED = 112,      /* the node's protocol version lacks it: a start position on a version-1 node */
 } subway_err_code;
 
 typedef struct subway_client subway_client;
@@ -109,6 +158,31 @@ typedef enum subway_req_type {
     SUBWAY_REQ_UNSUBSCRIBE = 5,
     SUBWAY_REQ_PUBLISH = 8,
 } subway_req_type;
+
+/* Where a subscription starts in Kafka's log (PROTOCOL.md 3.3, 5.8). */
+typedef enum subway_start_mode {
+    SUBWAY_START_LIVE = 0,           /* no start: records produced from now on (protocol 1's only mode) */
+    SUBWAY_START_POSITIONS = 1,      /* each listed partition at its listed offset; the others live */
+    SUBWAY_START_TIMESTAMP = 2,      /* arg: ms since the epoch; each partition's first record at or after it */
+    SUBWAY_START_LAST = 3,           /* arg: N; N records before each partition's log end (kcat -o -N) */
+    SUBWAY_START_BEGINNING = 4,      /* each partition's log start; arg unused (0) */
+    SUBWAY_START_OFFSET = 5,         /* arg: that offset in every partition */
+} subway_start_mode;
+
+/* A partition and the offset of the next record in it: the one wanted (a
+ * start), or the one to come (remembered, LIVE). The last record seen + 1. */
+typedef struct subway_position {
+    uint32_t partition;
+    uint64_t offset;                 /* at most INT64_MAX */
+} subway_position;
+
+/* A subscription's start. Zero-initialised it is SUBWAY_START_LIVE. */
+typedef struct subway_start {
+    subway_start_mode mode;
+    int64_t arg;                     /* TIMESTAMP (any), LAST and OFFSET (>= 0); 0 otherwise */
+    const subway_position *positions; /* POSITIONS: position_cnt entries (copied), at most 100000 */
+    size_t position_cnt;
+} subway_start;
 
 /* One record header. name is never NULL; value NULL means nil. Not
  * NUL-terminated. */
@@ -123,7 +197,7 @@ typedef struct subway_header {
 typedef struct subway_result {
     uint64_t req_id;                 /* the request's id, as returned when it was queued */
     subway_req_type type;
-    uint64_t feed;                   /* subscribe, unsubscribe: the feed handle */
+    uint64_t feed;                   /* subscribe, unsubscribe: the feed id (see Feeds above) */
     const uint32_t *partitions;      /* subscribe: the feed's Kafka partitions */
     size_t partition_cnt;
     uint32_t partition;              /* publish: where the record went */
@@ -133,8 +207,8 @@ typedef struct subway_result {
 /* One record of a subscribed feed. Byte strings are not NUL-terminated; a
  * NULL pointer means msgpack nil (no key / tombstone value). */
 typedef struct subway_message {
-    uint64_t feed;                   /* the feed handle from SUBSCRIBED */
-    const char *topic;               /* the feed's topic, NUL-terminated; NULL for an unknown feed */
+    uint64_t feed;                   /* the subscription's feed id; 0 for a handle no subscription has */
+    const char *topic;               /* the feed's topic, NUL-terminated; NULL when feed is 0 */
     uint32_t partition;
     uint64_t offset;
     int64_t timestamp_ms;            /* -1 when Kafka has none */
@@ -155,8 +229,17 @@ typedef void subway_reply_cb(subway_client *c, void *cb_data, int err,
 
 /* A MESSAGE frame arrived. */
 typedef void subway_message_cb(subway_client *c, void *cb_data, const subway_message *m);
-/* The node dropped `count` records of `feed` because this client was slow. */
+/* The node dropped `count` records of `feed` (this client was slow, or
+ * Kafka lost them: PROTOCOL.md 3.11). feed is 0 for a handle no
+ * subscription has. */
 typedef void subway_dropped_cb(subway_client *c, void *cb_data, uint64_t feed, uint64_t count);
+/* LIVE: `feed` caught up and follows the live feed from here on.
+ * positions are LIVE's (position_cnt entries, sorted by partition), which
+ * are now the feed's remembered ones: where it stands in every partition
+ * it reads. Comes once per subscription and connection, on version-2
+ * nodes only. */
+typedef void subway_live_cb(subway_client *c, void *cb_data, uint64_t feed,
+                            const subway_position *positions, size_t position_cnt);
 /* The node is going away (draining); it will close the connection soon. */
 typedef void subway_goaway_cb(subway_client *c, void *cb_data, const char *text);
 /* An ERROR frame not tied to a pending request: req_id is 0 (a connection
@@ -171,14 +254,45 @@ typedef void subway_welcome_cb(subway_client *c, void *cb_data);
  * pending requests' callbacks. */
 typedef void subway_close_cb(subway_client *c, void *cb_data, int err, const char *errstr);
 
+/* The steps of a reconnect (options.reconnect), in the order they come. */
+typedef enum subway_reconnect_event {
+    SUBWAY_RECONNECT_LOST = 1,       /* the connection (or an attempt) failed: err, errstr; the
+                                      * socket is closed, attempt `attempt` starts in delay_ms */
+    SUBWAY_RECONNECT_ATTEMPT = 2,    /* attempt `attempt` started: subway_client_fd() is its new socket */
+    SUBWAY_RECONNECT_DONE = 3,       /* WELCOME arrived and every subscription was sent again */
+} subway_reconnect_event;
+
+/* What on_reconnect is told. errstr is "" when err is 0; valid during the callback. */
+typedef struct subway_reconnect_info {
+    subway_reconnect_event event;
+    int err;                         /* LOST: why the connection or attempt failed (a SUBWAY_E_* code) */
+    const char *errstr;
+    unsigned attempt;                /* 1 for the first attempt after a loss, then 2, 3, ... */
+    int delay_ms;                    /* LOST: the backoff delay before the attempt */
+    size_t feed_cnt;                 /* DONE: subscriptions sent again */
+    int resumed;                     /* DONE: 1 when they resume from their positions; 0 on a
+                                      * version-1 node, which restarts them live (a gap may be lost) */
+} subway_reconnect_info;
+
+typedef void subway_reconnect_cb(subway_client *c, void *cb_data, const subway_reconnect_info *info);
+/* After a reconnect the node refused, for good, to restore subscription
+ * `feed` (err: its code, or SUBWAY_E_UNSUPPORTED); the feed id is
+ * forgotten once this returns. Never called for a subscription whose
+ * subscribe callback has not run yet: that callback gets the refusal. */
+typedef void subway_feed_lost_cb(subway_client *c, void *cb_data, uint64_t feed, int err,
+                                 const char *errstr);
+
 /* Connection-level callbacks; any may be NULL. All get cb_data. */
 typedef struct subway_callbacks {
     subway_message_cb *on_message;
     subway_dropped_cb *on_dropped;
     subway_goaway_cb *on_goaway;
     subway_error_cb *on_error;
-    subway_welcome_cb *on_welcome;
+    subway_welcome_cb *on_welcome;   /* on every connection's WELCOME, reconnects included */
     subway_close_cb *on_close;
+    subway_live_cb *on_live;
+    subway_reconnect_cb *on_reconnect;
+    subway_feed_lost_cb *on_feed_lost;
     void *cb_data;
 } subway_callbacks;
 
@@ -189,6 +303,9 @@ typedef struct subway_options {
     size_t max_output;               /* bound on queued output bytes; default 8 MiB */
     size_t max_pending;              /* bound on requests awaiting replies; default 65536 */
     int timeout_ms;                  /* connect+handshake and blocking-request timeout; default 10000, <0 none */
+    int reconnect;                   /* 1: reconnect and resume after a loss (see Reconnect); 0: failures are final */
+    int reconnect_base_ms;           /* backoff ceiling of the first attempt; default 100 */
+    int reconnect_max_ms;            /* limit of the doubling ceiling; default 10000 */
     subway_callbacks cb;
 } subway_options;
 
@@ -260,15 +377,32 @@ void subway_client_free(subway_client *c);
  * and byte buffers are copied; nothing is kept after the call returns. */
 
 /* SUBSCRIBE to topic (NUL-terminated) and key (key_len bytes; key NULL =
- * every key). On success res->feed is the handle MESSAGEs will carry, and
- * res->partitions the Kafka partitions behind it (valid during the callback;
- * afterwards subway_feed_partitions()). */
+ * every key), live: records produced from now on. On success res->feed is
+ * the subscription's feed id (see Feeds above), and res->partitions the
+ * Kafka partitions behind it (valid during the callback; afterwards
+ * subway_feed_partitions()). Same as subway_subscribe_from() with start NULL. */
 int64_t subway_subscribe(subway_client *c, const char *topic, const char *key, size_t key_len,
                          subway_reply_cb *cb, void *cb_data);
 
-/* UNSUBSCRIBE feed. From this call on, MESSAGE and DROPPED frames of the
- * feed that were already on their way are ignored (again delivered if the
- * node refuses the request); the feed's topic stays known until the reply. */
+/* SUBSCRIBE as above, starting at start (NULL or SUBWAY_START_LIVE: live;
+ * copied, nothing kept). The node sends the history from there, then LIVE
+ * (on_live) once the subscription has caught up. A start on a version-1
+ * node (subway_protocol_version() 1) is refused by the library with
+ * SUBWAY_E_UNSUPPORTED, never sent: at once when WELCOME is already there,
+ * else when it arrives. A malformed start (unknown mode, negative LAST or
+ * OFFSET, positions NULL or above 100000 or an offset above INT64_MAX) is
+ * refused with SUBWAY_E_ARG. */
+int64_t subway_subscribe_from(subway_client *c, const char *topic, const char *key,
+                              size_t key_len, const subway_start *start, subway_reply_cb *cb,
+                              void *cb_data);
+
+/* UNSUBSCRIBE feed (a feed id). From this call on, MESSAGE and DROPPED
+ * frames of the feed that were already on their way are ignored (again
+ * delivered if the node refuses the request); the feed's topic stays known
+ * until the reply. A feed the node holds no handle for right now (while
+ * reconnecting) is forgotten at once: cb runs before this returns. An id
+ * this client has no subscription for is refused with
+ * SUBWAY_E_NOT_SUBSCRIBED by the library. */
 int64_t subway_unsubscribe(subway_client *c, uint64_t feed, subway_reply_cb *cb, void *cb_data);
 
 /* PUBLISH value (NULL = nil) under key (NULL = nil key, Kafka picks the
@@ -296,6 +430,8 @@ subway_client *subway_connect(const char *addr, const subway_options *opt);
  * feed) but reported to nobody. Not allowed inside callbacks (SUBWAY_E_STATE). */
 int subway_subscribe_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
                           uint64_t *feed);
+int subway_subscribe_from_sync(subway_client *c, const char *topic, const char *key,
+                               size_t key_len, const subway_start *start, uint64_t *feed);
 int subway_unsubscribe_sync(subway_client *c, uint64_t feed);
 int subway_publish_sync(subway_client *c, const char *topic, const char *key, size_t key_len,
                         const char *value, size_t value_len, uint32_t *partition, uint64_t *offset);
@@ -324,6 +460,10 @@ const char *subway_errstr(const subway_client *c);
  * heartbeat interval and the largest frame body it accepts (0 before). */
 const char *subway_node_id(const subway_client *c);
 uint64_t subway_heartbeat_ms(const subway_client *c);
+/* The protocol version the connection speaks, from WELCOME: 2, or 1 for a
+ * node that predates start positions and LIVE; 0 before WELCOME. The
+ * library offers PROTOCOL.md's newest (2) and accepts either. */
+uint64_t subway_protocol_version(const subway_client *c);
 uint64_t subway_max_frame(const subway_client *c);
 
 /* Requests queued or sent that still await a reply. */
@@ -331,9 +471,24 @@ size_t subway_pending(const subway_client *c);
 
 /* The topic (NUL-terminated) and partitions of a feed this client holds,
  * owned by c and valid until the feed's UNSUBSCRIBED or subway_client_free();
- * NULL for an unknown feed (partition_cnt, if not NULL, then 0). */
+ * NULL for an unknown feed (partition_cnt, if not NULL, then 0). The
+ * partitions are the last SUBSCRIBED's. */
 const char *subway_feed_topic(const subway_client *c, uint64_t feed);
 const uint32_t *subway_feed_partitions(const subway_client *c, uint64_t feed, size_t *partition_cnt);
+
+/* The remembered positions of a feed (see Feeds above), sorted by
+ * partition: *position_cnt entries, owned by c and valid until the next
+ * library call that dispatches frames. A feed that started at POSITIONS
+ * begins with those; one with no record and no LIVE yet has none (NULL,
+ * count 0), as has an unknown feed. Resubscribing elsewhere with
+ * SUBWAY_START_POSITIONS and these misses nothing Kafka still holds. */
+const subway_position *subway_feed_positions(const subway_client *c, uint64_t feed,
+                                             size_t *position_cnt);
+
+/* Sets *handle to the node's handle for feed on the current connection
+ * and returns 0, or returns -1 when it has none (unknown feed, SUBSCRIBE
+ * not answered yet, reconnecting). */
+int subway_feed_handle(const subway_client *c, uint64_t feed, uint64_t *handle);
 
 /* The name of a code without its SUBWAY_E_ prefix ("IO", "UNKNOWN_TOPIC",
  * ...), "OK" for 0, "UNKNOWN" for anything else; never NULL, static storage. */

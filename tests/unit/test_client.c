@@ -2,6 +2,7 @@
 
 #include "proto/proto.h"
 #include "proto/subway.h"
+#include "proto/client_int.h"         /* client_backoff_ms(), the pure backoff rule */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -156,6 +157,24 @@ typedef struct rec {
     uint64_t error_req_id;
     int error_code;
     char error_text[128];
+    int live_calls;
+    uint64_t live_feed;
+    char live_pos[128];              /* "partition:offset,..." as on_live got them */
+    int rc_calls[4];                 /* on_reconnect calls by subway_reconnect_event */
+    int rc_lost_err;
+    char rc_lost_errstr[256];
+    unsigned rc_attempt;             /* of the last call */
+    int rc_delays[64];               /* LOST's delay_ms, by call */
+    unsigned rc_attempts[64];        /* LOST's attempt, by call */
+    int64_t rc_lost_ms[64];          /* when each LOST came */
+    int64_t rc_attempt_ms[64];       /* when each ATTEMPT came */
+    int rc_fd_at_lost;               /* subway_client_fd() during the last LOST */
+    size_t rc_done_feeds;
+    int rc_done_resumed;
+    int lost_calls;                  /* on_feed_lost */
+    uint64_t lost_feed;
+    int lost_err;
+    char lost_errstr[128];
     bool free_on_message;            /* subway_client_free() from on_message */
     bool publish_on_message;         /* queue a PUBLISH from on_message */
     subway_client **cp;              /* where the test keeps the client, cleared on free */
@@ -242,6 +261,59 @@ static void on_error(subway_client *c, void *cb_data, uint64_t req_id, int code,
     snprintf(r->error_text, sizeof(r->error_text), "%s", text);
 }
 
+/* "partition:offset,..." of n positions into dst. */
+static void format_positions(char *dst, size_t size, const subway_position *ps, size_t n) {
+    dst[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(dst);
+        snprintf(dst + len, size - len, "%s%u:%llu", i ? "," : "", (unsigned)ps[i].partition,
+                 (unsigned long long)ps[i].offset);
+    }
+}
+
+static int64_t mono_ms(void);
+
+static void on_live(subway_client *c, void *cb_data, uint64_t feed, const subway_position *ps,
+                    size_t n) {
+    rec *r = cb_data;
+    r->live_calls++;
+    r->live_feed = feed;
+    format_positions(r->live_pos, sizeof(r->live_pos), ps, n);
+}
+
+static void on_reconnect(subway_client *c, void *cb_data, const subway_reconnect_info *info) {
+    rec *r = cb_data;
+    assert_true(info->event >= 1 && info->event <= 3);
+    int k = r->rc_calls[info->event]++;
+    r->rc_attempt = info->attempt;
+    if (info->event == SUBWAY_RECONNECT_LOST) {
+        r->rc_lost_err = info->err;
+        snprintf(r->rc_lost_errstr, sizeof(r->rc_lost_errstr), "%s", info->errstr);
+        r->rc_fd_at_lost = subway_client_fd(c);
+        if (k < 64) {
+            r->rc_delays[k] = info->delay_ms;
+            r->rc_attempts[k] = info->attempt;
+            r->rc_lost_ms[k] = mono_ms();
+        }
+    } else if (info->event == SUBWAY_RECONNECT_ATTEMPT) {
+        assert_true(subway_client_fd(c) >= 0);
+        if (k < 64) r->rc_attempt_ms[k] = mono_ms();
+    } else {
+        assert_int_equal(info->err, 0);
+        r->rc_done_feeds = info->feed_cnt;
+        r->rc_done_resumed = info->resumed;
+    }
+}
+
+static void on_feed_lost(subway_client *c, void *cb_data, uint64_t feed, int err,
+                         const char *errstr) {
+    rec *r = cb_data;
+    r->lost_calls++;
+    r->lost_feed = feed;
+    r->lost_err = err;
+    snprintf(r->lost_errstr, sizeof(r->lost_errstr), "%s", errstr);
+}
+
 static void reply_cb(subway_client *c, void *cb_data, int err, const char *errstr,
                      const subway_result *res) {
     reply *r = cb_data;
@@ -271,7 +343,8 @@ static void fx_options(fx *t) {
     t->opt.cb = (subway_callbacks){ .on_message = on_message, .on_dropped = on_dropped,
                                     .on_goaway = on_goaway, .on_error = on_error,
                                     .on_welcome = on_welcome, .on_close = on_close,
-                                    .cb_data = &t->r };
+                                    .on_live = on_live, .on_reconnect = on_reconnect,
+                                    .on_feed_lost = on_feed_lost, .cb_data = &t->r };
     t->r.cp = &t->c;
 }
 
@@ -311,11 +384,16 @@ static void fx_connect(fx *t) {
                         f.name.len);
 }
 
-static void send_welcome(fx *t, uint64_t heartbeat_ms, uint64_t max_frame) {
-    proto_frame w = { .type = PROTO_WELCOME, .version = PROTO_VERSION,
+static void send_welcome_version(fx *t, uint64_t version, uint64_t heartbeat_ms,
+                                 uint64_t max_frame) {
+    proto_frame w = { .type = PROTO_WELCOME, .version = version,
                       .name = { "node-a", 6 }, .heartbeat_ms = heartbeat_ms,
                       .max_frame = max_frame };
     assert_int_equal(peer_send(&t->p, &w), 0);
+}
+
+static void send_welcome(fx *t, uint64_t heartbeat_ms, uint64_t max_frame) {
+    send_welcome_version(t, PROTO_VERSION, heartbeat_ms, max_frame);
 }
 
 /* Connects and completes the handshake. */
@@ -344,6 +422,7 @@ static void subscribe_ok(fx *t, const char *topic, const char *key, uint64_t fee
     assert_int_equal(f.req_id, (uint64_t)id);
     assert_int_equal(f.topic.len, strlen(topic));
     assert_memory_equal(f.topic.ptr, topic, f.topic.len);
+    assert_int_equal(f.start_mode, PROTO_START_NONE);   /* no start field */
     if (key) {
         assert_non_null(f.key.ptr);
         assert_int_equal(f.key.len, strlen(key));
@@ -391,6 +470,23 @@ static void test_handshake(void **state) {
     assert_int_equal(t.r.close_calls, 1);
     assert_int_equal(t.r.close_err, SUBWAY_E_CLOSED);
     assert_string_equal(t.r.close_errstr, "client freed");
+}
+
+/* HELLO offers version 2; a node may answer with 2 or, predating it, 1. */
+static void test_welcome_versions(void **state) {
+    assert_int_equal(PROTO_VERSION, 2);
+    for (uint64_t v = 1; v <= 2; v++) {
+        fx t;
+        fx_options(&t);
+        fx_connect(&t);              /* checks HELLO carries PROTO_VERSION */
+        assert_int_equal(subway_protocol_version(t.c), 0);
+        send_welcome_version(&t, v, 5000, PROTO_DEFAULT_MAX_FRAME);
+        assert_int_equal(client_pump(t.c), 0);
+        assert_int_equal(t.r.welcome_calls, 1);
+        assert_int_equal(subway_err(t.c), 0);
+        assert_int_equal(subway_protocol_version(t.c), v);
+        fx_stop(&t);
+    }
 }
 
 static void test_default_client_name(void **state) {
@@ -446,55 +542,71 @@ static void test_subscribe(void **state) {
     fx_start(&t);
     reply rp = {0};
     static const uint32_t parts[] = { 0, 2 };
+    /* The node's handle is 7; the application sees the library's feed id 1. */
     subscribe_ok(&t, "demo", "user-3", 7, parts, 2, &rp);
     assert_int_equal(rp.calls, 1);
     assert_int_equal(rp.err, 0);
     assert_string_equal(rp.errstr, "");
     assert_int_equal(rp.res.req_id, 1);
     assert_int_equal(rp.res.type, SUBWAY_REQ_SUBSCRIBE);
-    assert_int_equal(rp.res.feed, 7);
+    assert_int_equal(rp.res.feed, 1);
     assert_int_equal(rp.res.partition_cnt, 2);
     assert_int_equal(rp.parts[0], 0);
     assert_int_equal(rp.parts[1], 2);
-    assert_string_equal(subway_feed_topic(t.c, 7), "demo");
+    assert_string_equal(subway_feed_topic(t.c, 1), "demo");
+    uint64_t h = 0;
+    assert_int_equal(subway_feed_handle(t.c, 1, &h), 0);
+    assert_int_equal(h, 7);
     size_t n = 99;
-    const uint32_t *p = subway_feed_partitions(t.c, 7, &n);
+    const uint32_t *p = subway_feed_partitions(t.c, 1, &n);
     assert_int_equal(n, 2);
     assert_int_equal(p[1], 2);
-    assert_null(subway_feed_topic(t.c, 8));
-    assert_null(subway_feed_partitions(t.c, 8, &n));
+    /* Ids are not handles: 7 names nothing. */
+    assert_null(subway_feed_topic(t.c, 7));
+    assert_null(subway_feed_partitions(t.c, 7, &n));
     assert_int_equal(n, 0);
+    assert_int_equal(subway_feed_handle(t.c, 7, &h), -1);
 
-    /* Every key (nil on the wire); req_ids keep counting. */
+    /* Every key (nil on the wire); req_ids and feed ids keep counting. */
     reply rp2 = {0};
     static const uint32_t parts2[] = { 1 };
     subscribe_ok(&t, "orders", NULL, 3, parts2, 1, &rp2);
     assert_int_equal(rp2.calls, 1);
     assert_int_equal(rp2.res.req_id, 2);
-    assert_string_equal(subway_feed_topic(t.c, 3), "orders");
+    assert_int_equal(rp2.res.feed, 2);
+    assert_string_equal(subway_feed_topic(t.c, 2), "orders");
     assert_int_equal(subway_pending(t.c), 0);
 
-    /* Unsubscribe removes the feed once UNSUBSCRIBED arrives. */
+    /* Unsubscribe names the node's handle, and removes the feed once UNSUBSCRIBED arrives. */
     reply rp3 = {0};
-    assert_int_equal(subway_unsubscribe(t.c, 7, reply_cb, &rp3), 3);
+    assert_int_equal(subway_unsubscribe(t.c, 1, reply_cb, &rp3), 3);
     client_flush_all(t.c);
     proto_frame f;
     assert_int_equal(peer_read(&t.p, &f), 1);
     assert_int_equal(f.type, PROTO_UNSUBSCRIBE);
     assert_int_equal(f.req_id, 3);
     assert_int_equal(f.feed, 7);
-    assert_string_equal(subway_feed_topic(t.c, 7), "demo");
+    assert_string_equal(subway_feed_topic(t.c, 1), "demo");
     proto_frame u = { .type = PROTO_UNSUBSCRIBED, .req_id = 3, .feed = 7 };
     assert_int_equal(peer_send(&t.p, &u), 0);
     assert_int_equal(client_pump(t.c), 0);
     assert_int_equal(rp3.calls, 1);
     assert_int_equal(rp3.err, 0);
     assert_int_equal(rp3.res.type, SUBWAY_REQ_UNSUBSCRIBE);
-    assert_int_equal(rp3.res.feed, 7);
-    assert_null(subway_feed_topic(t.c, 7));
-    assert_string_equal(subway_feed_topic(t.c, 3), "orders");
+    assert_int_equal(rp3.res.feed, 1);
+    assert_null(subway_feed_topic(t.c, 1));
+    assert_string_equal(subway_feed_topic(t.c, 2), "orders");
+
+    /* An id never given out is refused by the library, nothing sent. */
+    reply rp4 = {0};
+    assert_int_equal(subway_unsubscribe(t.c, 9, reply_cb, &rp4), -1);
+    assert_int_equal(rp4.calls, 1);
+    assert_int_equal(rp4.err, SUBWAY_E_NOT_SUBSCRIBED);
+    assert_string_equal(rp4.errstr, "feed 9 is not subscribed");
+    assert_int_equal(rp4.res.feed, 9);
+    assert_int_equal(subway_client_want_write(t.c), 0);
     fx_stop(&t);
-    assert_int_equal(rp.calls + rp2.calls + rp3.calls, 3);
+    assert_int_equal(rp.calls + rp2.calls + rp3.calls + rp4.calls, 4);
 }
 
 /* Requests queued before WELCOME stay in the client until it arrives. */
@@ -508,11 +620,23 @@ static void test_requests_wait_for_welcome(void **state) {
     assert_int_equal(subway_client_flush(t.c), 0);
     proto_frame f;
     assert_int_equal(peer_read_wait(&t.p, &f, 50), 0);
+    assert_int_equal(subway_pending(t.c), 1);
     send_welcome(&t, 5000, PROTO_DEFAULT_MAX_FRAME);
     assert_int_equal(client_pump(t.c), 0);
     assert_int_equal(peer_read(&t.p, &f), 1);
     assert_int_equal(f.type, PROTO_SUBSCRIBE);
-    assert_int_equal(f.req_id, 1);
+    /* Sent once the version is known, under a req_id of its own; the
+     * reply still reports the one the application got. */
+    assert_int_equal(f.req_id, 2);
+    assert_int_equal(subway_pending(t.c), 1);
+    proto_frame sd = { .type = PROTO_SUBSCRIBED, .req_id = 2, .feed = 5 };
+    assert_int_equal(peer_send(&t.p, &sd), 0);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(rp.calls, 1);
+    assert_int_equal(rp.err, 0);
+    assert_int_equal(rp.res.req_id, 1);
+    assert_int_equal(rp.res.feed, 1);
+    assert_int_equal(subway_pending(t.c), 0);
     fx_stop(&t);
     assert_int_equal(rp.calls, 1);
 }
@@ -528,7 +652,7 @@ static void test_unsubscribe_ignores_records(void **state) {
     proto_frame m = { .type = PROTO_MESSAGE, .feed = 7, .value = { "v", 1 } };
     proto_frame d = { .type = PROTO_DROPPED, .feed = 7, .count = 2 };
 
-    assert_int_equal(subway_unsubscribe(t.c, 7, reply_cb, &ru), 2);
+    assert_int_equal(subway_unsubscribe(t.c, 1, reply_cb, &ru), 2);
     assert_int_equal(peer_send(&t.p, &m), 0);
     assert_int_equal(peer_send(&t.p, &d), 0);
     /* Refused: records count again. */
@@ -540,17 +664,18 @@ static void test_unsubscribe_ignores_records(void **state) {
     assert_int_equal(t.r.message_calls, 1);
     assert_int_equal(t.r.dropped_calls, 0);
     assert_int_equal(ru.err, PROTO_E_NOT_SUBSCRIBED);
-    assert_int_equal(ru.res.feed, 7);
-    assert_string_equal(subway_feed_topic(t.c, 7), "demo");
+    assert_int_equal(ru.res.feed, 1);
+    assert_string_equal(subway_feed_topic(t.c, 1), "demo");
 
     /* Accepted: ignored until UNSUBSCRIBED, then the feed is gone. */
-    assert_int_equal(subway_unsubscribe(t.c, 7, reply_cb, &ru2), 3);
+    assert_int_equal(subway_unsubscribe(t.c, 1, reply_cb, &ru2), 3);
     assert_int_equal(peer_send(&t.p, &m), 0);
     proto_frame u = { .type = PROTO_UNSUBSCRIBED, .req_id = 3, .feed = 7 };
     assert_int_equal(peer_send(&t.p, &u), 0);
     while (ru2.calls == 0) assert_true(subway_poll(t.c, WAIT_MS) > 0);
     assert_int_equal(t.r.message_calls, 1);
-    assert_null(subway_feed_topic(t.c, 7));
+    assert_int_equal(ru2.res.feed, 1);
+    assert_null(subway_feed_topic(t.c, 1));
     fx_stop(&t);
 }
 
@@ -569,7 +694,7 @@ static void test_message(void **state) {
     assert_int_equal(peer_send(&t.p, &m), 0);
     assert_int_equal(subway_poll(t.c, WAIT_MS), 1);
     assert_int_equal(t.r.message_calls, 1);
-    assert_int_equal(t.r.msg_feed, 7);
+    assert_int_equal(t.r.msg_feed, 1);
     assert_string_equal(t.r.msg_topic, "demo");
     assert_int_equal(t.r.msg_partition, 2);
     assert_int_equal(t.r.msg_offset, 42);
@@ -584,6 +709,7 @@ static void test_message(void **state) {
     assert_int_equal(peer_send(&t.p, &m2), 0);
     assert_int_equal(subway_poll(t.c, WAIT_MS), 1);
     assert_int_equal(t.r.message_calls, 2);
+    assert_int_equal(t.r.msg_feed, 0);
     assert_string_equal(t.r.msg_topic, "(null)");
     assert_string_equal(t.r.msg_key, "(nil)");
     assert_string_equal(t.r.msg_value, "(nil)");
@@ -595,8 +721,14 @@ static void test_message(void **state) {
     assert_int_equal(peer_send(&t.p, &d), 0);
     assert_int_equal(subway_poll(t.c, WAIT_MS), 1);
     assert_int_equal(t.r.dropped_calls, 1);
-    assert_int_equal(t.r.dropped_feed, 7);
+    assert_int_equal(t.r.dropped_feed, 1);
     assert_int_equal(t.r.dropped_count, 12);
+    /* ... with feed 0 for a handle no subscription has. */
+    d.feed = 99;
+    assert_int_equal(peer_send(&t.p, &d), 0);
+    assert_int_equal(subway_poll(t.c, WAIT_MS), 1);
+    assert_int_equal(t.r.dropped_calls, 2);
+    assert_int_equal(t.r.dropped_feed, 0);
     fx_stop(&t);
 }
 
@@ -757,10 +889,11 @@ static void test_close_fails_pending(void **state) {
     fx t;
     fx_options(&t);
     fx_start(&t);
-    reply rs = {0}, rp = {0}, ru = {0};
-    assert_int_equal(subway_subscribe(t.c, "demo", NULL, 0, reply_cb, &rs), 1);
-    assert_int_equal(subway_publish(t.c, "demo", "k", 1, "v", 1, reply_cb, &rp), 2);
-    assert_int_equal(subway_unsubscribe(t.c, 9, reply_cb, &ru), 3);
+    reply r0 = {0}, rs = {0}, rp = {0}, ru = {0};
+    subscribe_ok(&t, "held", "k", 9, NULL, 0, &r0);
+    assert_int_equal(subway_subscribe(t.c, "demo", NULL, 0, reply_cb, &rs), 2);
+    assert_int_equal(subway_publish(t.c, "demo", "k", 1, "v", 1, reply_cb, &rp), 3);
+    assert_int_equal(subway_unsubscribe(t.c, 1, reply_cb, &ru), 4);
     client_flush_all(t.c);
     peer_close(&t.p);
     assert_int_equal(client_pump(t.c), -1);
@@ -771,8 +904,10 @@ static void test_close_fails_pending(void **state) {
         assert_int_equal(all[i]->calls, 1);
         assert_int_equal(all[i]->err, SUBWAY_E_CLOSED);
         assert_string_equal(all[i]->errstr, "connection closed by node");
-        assert_int_equal(all[i]->res.req_id, (uint64_t)i + 1);
+        assert_int_equal(all[i]->res.req_id, (uint64_t)i + 2);
     }
+    assert_int_equal(ru.res.feed, 1);
+    assert_int_equal(r0.calls, 1);
     assert_int_equal(rs.res.type, SUBWAY_REQ_SUBSCRIBE);
     assert_int_equal(rp.res.type, SUBWAY_REQ_PUBLISH);
     assert_int_equal(ru.res.type, SUBWAY_REQ_UNSUBSCRIBE);
@@ -967,8 +1102,10 @@ static void test_unexpected_frames(void **state) {
           "protocol error: unexpected WELCOME" },
         { { .type = PROTO_MESSAGE, .feed = 1 }, true,
           "protocol error: expected WELCOME, got MESSAGE" },
-        { { .type = PROTO_WELCOME, .version = 2, .name = { "n", 1 } }, true,
-          "protocol error: node speaks version 2, this library 1" },
+        { { .type = PROTO_WELCOME, .version = 3, .name = { "n", 1 } }, true,
+          "protocol error: node speaks version 3, this library 1 to 2" },
+        { { .type = PROTO_WELCOME, .version = 0, .name = { "n", 1 } }, true,
+          "protocol error: node speaks version 0, this library 1 to 2" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fx t;
@@ -1344,12 +1481,12 @@ static void test_blocking_api(void **state) {
 
     uint64_t feed = 0;
     assert_int_equal(subway_subscribe_sync(c, "demo", "k", 1, &feed), 0);
-    assert_int_equal(feed, 4);
+    assert_int_equal(feed, 1);       /* the feed id; the node's handle is 4 */
     assert_int_equal(subway_request_err(c), 0);
     assert_int_equal(r.message_calls, 1);
     assert_string_equal(r.msg_value, "early");
     size_t n = 0;
-    const uint32_t *parts = subway_feed_partitions(c, 4, &n);
+    const uint32_t *parts = subway_feed_partitions(c, 1, &n);
     assert_int_equal(n, 3);
     assert_int_equal(parts[2], 2);
 
@@ -1364,8 +1501,8 @@ static void test_blocking_api(void **state) {
     assert_string_equal(subway_request_errstr(c), "topic 'nope' does not exist");
     assert_int_equal(subway_err(c), 0);
 
-    assert_int_equal(subway_unsubscribe_sync(c, 4), 0);
-    assert_null(subway_feed_topic(c, 4));
+    assert_int_equal(subway_unsubscribe_sync(c, 1), 0);
+    assert_null(subway_feed_topic(c, 1));
 
     int got = 0, rc;
     while ((rc = subway_poll(c, WAIT_MS)) > 0) got += rc;
@@ -1406,7 +1543,7 @@ static void test_blocking_timeout(void **state) {
     assert_int_equal(feed, 0);
     assert_int_equal(subway_pending(c), 1);
     /* The late SUBSCRIBED creates the feed; its record and PING are handled. */
-    while (subway_feed_topic(c, 4) == NULL) assert_true(subway_poll(c, WAIT_MS) > 0);
+    while (subway_feed_topic(c, 1) == NULL) assert_true(subway_poll(c, WAIT_MS) > 0);
     assert_int_equal(subway_pending(c), 0);
     assert_int_equal(r.message_calls, 1);
     subway_client_free(c);
@@ -1416,10 +1553,639 @@ static void test_blocking_timeout(void **state) {
     peer_free(&s.p);
 }
 
+/* ------------------------------------------- protocol 2: starts, LIVE, reconnect */
+
+/* "partition:offset,..." of a decoded frame's positions. */
+static const char *frame_positions(const proto_frame *f, char *buf, size_t size) {
+    buf[0] = '\0';
+    for (size_t i = 0; i < f->position_cnt; i++) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, size - len, "%s%u:%llu", i ? "," : "", (unsigned)f->positions[i].partition,
+                 (unsigned long long)f->positions[i].offset);
+    }
+    return buf;
+}
+
+/* What subway_feed_positions() says of feed, as "partition:offset,...". */
+static const char *feed_positions(subway_client *c, uint64_t feed, char *buf, size_t size) {
+    size_t n = 99;
+    const subway_position *ps = subway_feed_positions(c, feed, &n);
+    assert_true(ps != NULL || n == 0);
+    format_positions(buf, size, ps, n);
+    return buf;
+}
+
+/* Runs the client until *counter reaches want; fails the test after WAIT_MS. */
+static void poll_until(subway_client *c, const int *counter, int want) {
+    int64_t end = mono_ms() + WAIT_MS;
+    while (*counter < want) {
+        assert_true(mono_ms() < end);
+        assert_true(subway_poll(c, 10) >= 0);
+    }
+}
+
+/* Reads the client's next frame while running the client, for frames a
+ * timer of the client's sends. */
+static void peer_read_pumping(fx *t, proto_frame *f) {
+    int64_t end = mono_ms() + WAIT_MS;
+    while (peer_read_wait(&t->p, f, 0) != 1) {
+        assert_true(mono_ms() < end);
+        assert_true(subway_poll(t->c, 10) >= 0);
+    }
+}
+
+/* Sends a frame and runs the client until it has handled it. */
+static void peer_send_handled(fx *t, const proto_frame *f) {
+    assert_int_equal(peer_send(&t->p, f), 0);
+    assert_true(subway_poll(t->c, WAIT_MS) > 0);
+}
+
+/* Reads a SUBSCRIBE and checks topic, key (NULL = nil) and start
+ * (mode, arg, positions as "p:o,..."); returns its req_id. */
+static uint64_t expect_subscribe(fx *t, const char *topic, const char *key, uint64_t mode,
+                                 int64_t arg, const char *positions) {
+    proto_frame f;
+    char buf[128];
+    assert_int_equal(peer_read(&t->p, &f), 1);
+    assert_int_equal(f.type, PROTO_SUBSCRIBE);
+    assert_int_equal(f.topic.len, strlen(topic));
+    assert_memory_equal(f.topic.ptr, topic, f.topic.len);
+    if (key) {
+        assert_int_equal(f.key.len, strlen(key));
+        assert_memory_equal(f.key.ptr, key, f.key.len);
+    } else {
+        assert_null(f.key.ptr);
+    }
+    assert_int_equal(f.start_mode, mode);
+    if (mode != PROTO_START_POSITIONS) assert_true(f.start_arg == arg);
+    assert_string_equal(frame_positions(&f, buf, sizeof(buf)), positions);
+    return f.req_id;
+}
+
+static void send_subscribed(fx *t, uint64_t req_id, uint64_t handle, const uint32_t *parts,
+                            size_t n) {
+    proto_frame s = { .type = PROTO_SUBSCRIBED, .req_id = req_id, .feed = handle,
+                      .partitions = parts, .partition_cnt = n };
+    assert_int_equal(peer_send(&t->p, &s), 0);
+}
+
+static void send_record(fx *t, uint64_t handle, uint32_t partition, uint64_t offset) {
+    proto_frame m = { .type = PROTO_MESSAGE, .feed = handle, .partition = partition,
+                      .offset = offset, .value = { "v", 1 } };
+    assert_int_equal(peer_send(&t->p, &m), 0);
+}
+
+static void send_live(fx *t, uint64_t handle, const proto_position *ps, size_t n) {
+    proto_frame l = { .type = PROTO_LIVE, .feed = handle, .positions = ps, .position_cnt = n };
+    assert_int_equal(peer_send(&t->p, &l), 0);
+}
+
+/* The client sends nothing more until it sends a PUBLISH, which is read. */
+static void expect_publish_next(fx *t) {
+    assert_true(subway_publish(t->c, "probe", NULL, 0, "x", 1, NULL, NULL) > 0);
+    client_flush_all(t->c);
+    proto_frame f;
+    assert_int_equal(peer_read(&t->p, &f), 1);
+    assert_int_equal(f.type, PROTO_PUBLISH);
+}
+
+/* Each start mode on the wire, as PROTOCOL.md 3.3 spells it. */
+static void test_subscribe_start_encoding(void **state) {
+    static const subway_position ps[] = { { 2, 98 }, { 0, 120 }, { 1, 0 } };
+    static const struct {
+        subway_start start;
+        uint64_t mode;
+        int64_t arg;
+        const char *positions;
+    } cases[] = {
+        { { SUBWAY_START_LIVE, 0, NULL, 0 }, PROTO_START_NONE, 0, "" },
+        { { SUBWAY_START_POSITIONS, 0, ps, 3 }, PROTO_START_POSITIONS, 0, "0:120,1:0,2:98" },
+        { { SUBWAY_START_POSITIONS, 0, NULL, 0 }, PROTO_START_POSITIONS, 0, "" },
+        { { SUBWAY_START_TIMESTAMP, 1700000000000, NULL, 0 }, PROTO_START_TIMESTAMP,
+          1700000000000, "" },
+        { { SUBWAY_START_TIMESTAMP, -1, NULL, 0 }, PROTO_START_TIMESTAMP, -1, "" },
+        { { SUBWAY_START_LAST, 10, NULL, 0 }, PROTO_START_LAST, 10, "" },
+        { { SUBWAY_START_BEGINNING, 0, NULL, 0 }, PROTO_START_BEGINNING, 0, "" },
+        { { SUBWAY_START_OFFSET, 12345, NULL, 0 }, PROTO_START_OFFSET, 12345, "" },
+        { { SUBWAY_START_OFFSET, INT64_MAX, NULL, 0 }, PROTO_START_OFFSET, INT64_MAX, "" },
+    };
+    fx t;
+    fx_options(&t);
+    fx_start(&t);
+    reply rps[sizeof(cases) / sizeof(cases[0])];
+    memset(rps, 0, sizeof(rps));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t id = subway_subscribe_from(t.c, "demo", "k", 1, &cases[i].start, reply_cb, &rps[i]);
+        assert_true(id > 0);
+        assert_int_equal(rps[i].calls, 0);
+        client_flush_all(t.c);
+        uint64_t req = expect_subscribe(&t, "demo", "k", cases[i].mode, cases[i].arg,
+                                        cases[i].positions);
+        assert_int_equal(req, (uint64_t)id);
+    }
+    /* NULL is live too. */
+    assert_true(subway_subscribe_from(t.c, "demo", NULL, 0, NULL, NULL, NULL) > 0);
+    client_flush_all(t.c);
+    expect_subscribe(&t, "demo", NULL, PROTO_START_NONE, 0, "");
+
+    /* Malformed starts: refused by the library, nothing sent. */
+    static const subway_position huge[] = { { 4, (uint64_t)INT64_MAX + 1 } };
+    static const struct {
+        subway_start start;
+        const char *errstr;
+    } bad[] = {
+        { { (subway_start_mode)9, 0, NULL, 0 }, "start mode 9 is none of SUBWAY_START_*" },
+        { { SUBWAY_START_LAST, -1, NULL, 0 }, "start LAST wants an argument >= 0, not -1" },
+        { { SUBWAY_START_OFFSET, -2, NULL, 0 }, "start OFFSET wants an argument >= 0, not -2" },
+        { { SUBWAY_START_POSITIONS, 0, NULL, 2 }, "start POSITIONS: positions is NULL" },
+        { { SUBWAY_START_POSITIONS, 0, ps, 100001 },
+          "start POSITIONS: 100001 positions exceed the 100000 limit" },
+        { { SUBWAY_START_POSITIONS, 0, huge, 1 },
+          "start POSITIONS: offset of partition 4 is above INT64_MAX" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        reply rp = {0};
+        assert_int_equal(subway_subscribe_from(t.c, "demo", "k", 1, &bad[i].start, reply_cb, &rp),
+                         -1);
+        assert_int_equal(rp.calls, 1);
+        assert_int_equal(rp.err, SUBWAY_E_ARG);
+        assert_string_equal(rp.errstr, bad[i].errstr);
+        assert_int_equal(rp.res.type, SUBWAY_REQ_SUBSCRIBE);
+    }
+    assert_int_equal(subway_pending(t.c), sizeof(cases) / sizeof(cases[0]) + 1);
+    expect_publish_next(&t);
+    fx_stop(&t);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(rps[i].calls, 1);
+        assert_int_equal(rps[i].err, SUBWAY_E_CLOSED);
+    }
+}
+
+/* A version-1 node knows no start: the library refuses one rather than send it. */
+static void test_version1_refuses_start(void **state) {
+    fx t;
+    fx_options(&t);
+    fx_connect(&t);
+    /* Before WELCOME the version is unknown: both wait. */
+    reply r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
+    subway_start beg = { .mode = SUBWAY_START_BEGINNING };
+    assert_int_equal(subway_subscribe_from(t.c, "hist", "k", 1, &beg, reply_cb, &r1), 1);
+    assert_int_equal(subway_subscribe(t.c, "plain", "k", 1, reply_cb, &r2), 2);
+    assert_int_equal(subway_pending(t.c), 2);
+    send_welcome_version(&t, 1, 5000, PROTO_DEFAULT_MAX_FRAME);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(subway_protocol_version(t.c), 1);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r1.err, SUBWAY_E_UNSUPPORTED);
+    assert_string_equal(r1.errstr, "the node speaks protocol version 1, which has no start positions");
+    assert_int_equal(r1.res.req_id, 1);
+    assert_int_equal(r2.calls, 0);
+    assert_int_equal(subway_pending(t.c), 1);
+    /* Only the plain one went out, without a start field. */
+    uint64_t req = expect_subscribe(&t, "plain", "k", PROTO_START_NONE, 0, "");
+    send_subscribed(&t, req, 3, NULL, 0);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r2.err, 0);
+
+    /* After WELCOME: refused at once; an explicit LIVE start is no start. */
+    subway_start last = { .mode = SUBWAY_START_LAST, .arg = 5 };
+    assert_int_equal(subway_subscribe_from(t.c, "hist", NULL, 0, &last, reply_cb, &r3), -1);
+    assert_int_equal(r3.calls, 1);
+    assert_int_equal(r3.err, SUBWAY_E_UNSUPPORTED);
+    subway_start live = { .mode = SUBWAY_START_LIVE };
+    assert_true(subway_subscribe_from(t.c, "live", NULL, 0, &live, reply_cb, &r4) > 0);
+    client_flush_all(t.c);
+    expect_subscribe(&t, "live", NULL, PROTO_START_NONE, 0, "");
+    /* The blocking variant says the same. */
+    uint64_t feed = 77;
+    assert_int_equal(subway_subscribe_from_sync(t.c, "hist", "k", 1, &beg, &feed), -1);
+    assert_int_equal(subway_request_err(t.c), SUBWAY_E_UNSUPPORTED);
+    assert_int_equal(feed, 77);
+    expect_publish_next(&t);
+    assert_int_equal(subway_err(t.c), 0);
+    fx_stop(&t);
+    assert_int_equal(r1.calls + r2.calls + r3.calls + r4.calls, 4);
+}
+
+/* Records move a partition's position past them; LIVE fills in the rest. */
+static void test_live_and_positions(void **state) {
+    fx t;
+    fx_options(&t);
+    fx_start(&t);
+    char buf[128];
+    reply rp = {0};
+    static const uint32_t parts[] = { 0, 1, 2 };
+    subscribe_ok(&t, "demo", NULL, 7, parts, 3, &rp);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "");
+
+    send_record(&t, 7, 0, 10);
+    send_record(&t, 7, 2, 3);
+    poll_until(t.c, &t.r.message_calls, 2);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:11,2:4");
+    assert_int_equal(t.r.live_calls, 0);
+
+    static const proto_position lp[] = { { 2, 4 }, { 0, 11 }, { 1, 50 } };
+    send_live(&t, 7, lp, 3);
+    poll_until(t.c, &t.r.live_calls, 1);
+    assert_int_equal(t.r.live_feed, 1);
+    assert_string_equal(t.r.live_pos, "0:11,1:50,2:4");
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:11,1:50,2:4");
+
+    /* After LIVE records go on moving their partition. A LIVE for a
+     * handle nobody has changes nothing. */
+    send_live(&t, 99, lp, 1);
+    send_record(&t, 7, 1, 50);
+    send_record(&t, 7, 0, 11);
+    poll_until(t.c, &t.r.message_calls, 4);
+    assert_int_equal(t.r.live_calls, 1);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:12,1:51,2:4");
+    assert_int_equal(t.r.msg_feed, 1);
+
+    /* A POSITIONS start is where the feed stands until records come; LIVE,
+     * which names every partition the feed reads, replaces it. */
+    static const subway_position from[] = { { 9, 3 }, { 5, 77 } };
+    subway_start st = { .mode = SUBWAY_START_POSITIONS, .positions = from, .position_cnt = 2 };
+    reply rp2 = {0};
+    assert_true(subway_subscribe_from(t.c, "other", "k", 1, &st, reply_cb, &rp2) > 0);
+    client_flush_all(t.c);
+    uint64_t req = expect_subscribe(&t, "other", "k", PROTO_START_POSITIONS, 0, "5:77,9:3");
+    static const uint32_t p5[] = { 5 };
+    send_subscribed(&t, req, 8, p5, 1);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(rp2.res.feed, 2);
+    assert_string_equal(feed_positions(t.c, 2, buf, sizeof(buf)), "5:77,9:3");
+    static const proto_position lp5[] = { { 5, 80 } };
+    send_live(&t, 8, lp5, 1);
+    poll_until(t.c, &t.r.live_calls, 2);
+    assert_int_equal(t.r.live_feed, 2);
+    assert_string_equal(t.r.live_pos, "5:80");
+    assert_string_equal(feed_positions(t.c, 2, buf, sizeof(buf)), "5:80");
+    assert_null(subway_feed_positions(t.c, 3, NULL));
+    fx_stop(&t);
+}
+
+/* The node's side of a reconnect: waits until the client started its
+ * next attempt, accepts it, checks HELLO, answers WELCOME (version) and
+ * runs the client until it says it is done. */
+static void peer_welcome_again(fx *t, uint64_t version) {
+    /* Each loss is followed by one attempt, which may have started already. */
+    poll_until(t->c, &t->r.rc_calls[SUBWAY_RECONNECT_ATTEMPT],
+               t->r.rc_calls[SUBWAY_RECONNECT_LOST]);
+    t->p.in_len = t->p.consumed = 0;
+    assert_int_equal(peer_accept(&t->p), 0);
+    client_flush_all(t->c);
+    proto_frame f;
+    assert_int_equal(peer_read(&t->p, &f), 1);
+    assert_int_equal(f.type, PROTO_HELLO);
+    assert_int_equal(f.version, PROTO_VERSION);
+    send_welcome_version(t, version, 5000, PROTO_DEFAULT_MAX_FRAME);
+    poll_until(t->c, &t->r.rc_calls[SUBWAY_RECONNECT_DONE],
+               t->r.rc_calls[SUBWAY_RECONNECT_DONE] + 1);
+    client_flush_all(t->c);
+}
+
+static void fx_reconnecting(fx *t) {
+    fx_options(t);
+    t->opt.reconnect = 1;
+    t->opt.reconnect_base_ms = 1;
+    t->opt.reconnect_max_ms = 8;
+}
+
+/* The node closes: the client reconnects, sends every subscription again
+ * from where it stands, and maps the new handles to the same feed ids. */
+static void test_reconnect_after_close(void **state) {
+    fx t;
+    fx_reconnecting(&t);
+    fx_start(&t);
+    char buf[128];
+    reply ra = {0}, rb = {0}, rc = {0}, rpub = {0}, runs = {0};
+    static const uint32_t p01[] = { 0, 1 };
+    subscribe_ok(&t, "demo", "k", 7, p01, 2, &ra);                    /* feed 1 */
+    static const proto_position lp[] = { { 0, 5 }, { 1, 9 } };
+    send_live(&t, 7, lp, 2);
+    send_record(&t, 7, 0, 5);
+    poll_until(t.c, &t.r.message_calls, 1);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:6,1:9");
+
+    subway_start beg = { .mode = SUBWAY_START_BEGINNING };             /* feed 2: nothing yet */
+    assert_int_equal(subway_subscribe_from(t.c, "orders", NULL, 0, &beg, reply_cb, &rb), 2);
+    client_flush_all(t.c);
+    send_subscribed(&t, expect_subscribe(&t, "orders", NULL, PROTO_START_BEGINNING, 0, ""), 8,
+                    p01, 2);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(rb.res.feed, 2);
+
+    /* In flight when the connection goes: a SUBSCRIBE (survives), a PUBLISH
+     * and an UNSUBSCRIBE (fail with LOST; the feed stays). */
+    subway_start off = { .mode = SUBWAY_START_OFFSET, .arg = 40 };
+    assert_int_equal(subway_subscribe_from(t.c, "late", NULL, 0, &off, reply_cb, &rc), 3);
+    assert_int_equal(subway_publish(t.c, "demo", "k", 1, "v", 1, reply_cb, &rpub), 4);
+    assert_int_equal(subway_unsubscribe(t.c, 1, reply_cb, &runs), 5);
+    client_flush_all(t.c);
+    peer_close(&t.p);
+
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 1);
+    assert_int_equal(t.r.rc_lost_err, SUBWAY_E_EOF);
+    assert_string_equal(t.r.rc_lost_errstr, "connection closed by node");
+    assert_int_equal(t.r.rc_attempts[0], 1);
+    assert_int_equal(t.r.rc_fd_at_lost, -1);
+    assert_int_equal(rpub.calls, 1);
+    assert_int_equal(rpub.err, SUBWAY_E_LOST);
+    assert_string_equal(rpub.errstr, "connection closed by node");
+    assert_int_equal(runs.calls, 1);
+    assert_int_equal(runs.err, SUBWAY_E_LOST);
+    assert_int_equal(runs.res.feed, 1);
+    assert_int_equal(rc.calls, 0);
+    assert_int_equal(subway_err(t.c), 0);
+    assert_int_equal(t.r.close_calls, 0);
+    assert_int_equal(subway_feed_handle(t.c, 1, NULL), -1);
+    assert_string_equal(subway_feed_topic(t.c, 1), "demo");
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:6,1:9");
+    /* Until the new WELCOME, requests other than subscribes fail at once. */
+    reply late = {0};
+    assert_int_equal(subway_publish(t.c, "demo", NULL, 0, "v", 1, reply_cb, &late), -1);
+    assert_int_equal(late.err, SUBWAY_E_LOST);
+    assert_string_equal(late.errstr, "connection lost, reconnecting");
+
+    peer_welcome_again(&t, 2);
+    assert_int_equal(t.r.rc_done_feeds, 3);
+    assert_int_equal(t.r.rc_done_resumed, 1);
+    assert_int_equal(t.r.welcome_calls, 2);
+    /* In id order: feed 1 from its positions, 2 and 3 from their own starts. */
+    uint64_t qa = expect_subscribe(&t, "demo", "k", PROTO_START_POSITIONS, 0, "0:6,1:9");
+    uint64_t qb = expect_subscribe(&t, "orders", NULL, PROTO_START_BEGINNING, 0, "");
+    uint64_t qc = expect_subscribe(&t, "late", NULL, PROTO_START_OFFSET, 40, "");
+    /* The new node hands out other handles: 1 is now 8, 2 is 7. */
+    send_subscribed(&t, qa, 8, p01, 2);
+    send_subscribed(&t, qb, 7, p01, 2);
+    send_subscribed(&t, qc, 2, NULL, 0);
+    poll_until(t.c, &rc.calls, 1);
+    assert_int_equal(rc.err, 0);
+    assert_int_equal(rc.res.req_id, 3);
+    assert_int_equal(rc.res.feed, 3);
+    uint64_t h = 0;
+    assert_int_equal(subway_feed_handle(t.c, 1, &h), 0);
+    assert_int_equal(h, 8);
+    assert_int_equal(subway_feed_handle(t.c, 2, &h), 0);
+    assert_int_equal(h, 7);
+    send_record(&t, 7, 0, 0);
+    poll_until(t.c, &t.r.message_calls, 2);
+    assert_int_equal(t.r.msg_feed, 2);
+    assert_string_equal(t.r.msg_topic, "orders");
+    send_record(&t, 8, 1, 9);
+    poll_until(t.c, &t.r.message_calls, 3);
+    assert_int_equal(t.r.msg_feed, 1);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:6,1:10");
+    assert_int_equal(ra.calls + rb.calls + rc.calls, 3);
+    assert_int_equal(t.r.close_calls, 0);
+    fx_stop(&t);
+    assert_int_equal(t.r.close_calls, 1);
+    assert_int_equal(t.r.close_err, SUBWAY_E_CLOSED);
+}
+
+/* GOAWAY then close: the same, and a feed that had records but no LIVE
+ * starts over from its own start, skipping what it already delivered. */
+static void test_reconnect_after_goaway(void **state) {
+    fx t;
+    fx_reconnecting(&t);
+    fx_start(&t);
+    char buf[128];
+    static const uint32_t p0[] = { 0 };
+    subway_start beg = { .mode = SUBWAY_START_BEGINNING };
+    reply ra = {0};
+    assert_int_equal(subway_subscribe_from(t.c, "hist", "k", 1, &beg, reply_cb, &ra), 1);
+    client_flush_all(t.c);
+    send_subscribed(&t, expect_subscribe(&t, "hist", "k", PROTO_START_BEGINNING, 0, ""), 4, p0, 1);
+    for (uint64_t o = 0; o < 3; o++) send_record(&t, 4, 0, o);
+    poll_until(t.c, &t.r.message_calls, 3);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:3");
+
+    proto_frame g = { .type = PROTO_GOAWAY, .text = { "draining", 8 } };
+    peer_send_handled(&t, &g);
+    assert_int_equal(t.r.goaway_calls, 1);
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 1);
+    assert_int_equal(t.r.rc_lost_err, SUBWAY_E_GOAWAY);
+    assert_string_equal(t.r.rc_lost_errstr, "node going away: draining");
+
+    peer_welcome_again(&t, 2);
+    /* No LIVE came, so not every partition's position is known. */
+    uint64_t q = expect_subscribe(&t, "hist", "k", PROTO_START_BEGINNING, 0, "");
+    send_subscribed(&t, q, 9, p0, 1);
+    for (uint64_t o = 0; o < 4; o++) send_record(&t, 9, 0, o);
+    poll_until(t.c, &t.r.message_calls, 4);
+    assert_int_equal(t.r.msg_offset, 3);
+    assert_int_equal(t.r.msg_feed, 1);
+    static const proto_position lp[] = { { 0, 4 } };
+    send_live(&t, 9, lp, 1);
+    poll_until(t.c, &t.r.live_calls, 1);
+    /* Once live, a repeat would be delivered (the node says there is none). */
+    send_record(&t, 9, 0, 4);
+    poll_until(t.c, &t.r.message_calls, 5);
+    assert_string_equal(feed_positions(t.c, 1, buf, sizeof(buf)), "0:5");
+
+    /* Lost again: the attempts count from 1 again, and now it resumes from positions. */
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 2);
+    assert_int_equal(t.r.rc_lost_err, SUBWAY_E_EOF);
+    assert_int_equal(t.r.rc_attempts[1], 1);
+    peer_welcome_again(&t, 2);
+    q = expect_subscribe(&t, "hist", "k", PROTO_START_POSITIONS, 0, "0:5");
+    send_subscribed(&t, q, 1, p0, 1);
+
+    /* A version-1 node can only restart it live, and the library says so. */
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 3);
+    peer_welcome_again(&t, 1);
+    assert_int_equal(t.r.rc_done_resumed, 0);
+    assert_int_equal(t.r.rc_done_feeds, 1);
+    expect_subscribe(&t, "hist", "k", PROTO_START_NONE, 0, "");
+    assert_int_equal(ra.calls, 1);
+    assert_int_equal(t.r.lost_calls, 0);
+    fx_stop(&t);
+}
+
+/* After a reconnect the node may refuse a subscription: for good (the
+ * application is told) or for now (the library asks again later). One
+ * unsubscribed while disconnected is not asked for at all. */
+static void test_reconnect_refusals(void **state) {
+    fx t;
+    fx_reconnecting(&t);
+    fx_start(&t);
+    reply ra = {0}, rb = {0}, rc = {0}, ru = {0};
+    subscribe_ok(&t, "a", "k", 1, NULL, 0, &ra);
+    subscribe_ok(&t, "b", "k", 2, NULL, 0, &rb);
+    subscribe_ok(&t, "c", "k", 3, NULL, 0, &rc);
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 1);
+    assert_true(subway_unsubscribe(t.c, 3, reply_cb, &ru) > 0);
+    assert_int_equal(ru.calls, 1);
+    assert_int_equal(ru.err, 0);
+    assert_int_equal(ru.res.feed, 3);
+    assert_null(subway_feed_topic(t.c, 3));
+
+    peer_welcome_again(&t, 2);
+    assert_int_equal(t.r.rc_done_feeds, 2);
+    uint64_t qa = expect_subscribe(&t, "a", "k", PROTO_START_NONE, 0, "");
+    uint64_t qb = expect_subscribe(&t, "b", "k", PROTO_START_NONE, 0, "");
+    proto_frame e = { .type = PROTO_ERROR, .req_id = qa, .code = PROTO_E_UNAVAILABLE,
+                      .text = { "redis down", 10 } };
+    peer_send_handled(&t, &e);
+    e = (proto_frame){ .type = PROTO_ERROR, .req_id = qb, .code = PROTO_E_UNKNOWN_TOPIC,
+                       .text = { "no topic b", 10 } };
+    peer_send_handled(&t, &e);
+    assert_int_equal(t.r.lost_calls, 1);
+    assert_int_equal(t.r.lost_feed, 2);
+    assert_int_equal(t.r.lost_err, SUBWAY_E_UNKNOWN_TOPIC);
+    assert_string_equal(t.r.lost_errstr, "no topic b");
+    assert_null(subway_feed_topic(t.c, 2));
+    assert_string_equal(subway_feed_topic(t.c, 1), "a");
+
+    /* UNAVAILABLE: asked again after a backoff delay, on the same connection. */
+    proto_frame f;
+    peer_read_pumping(&t, &f);
+    assert_int_equal(f.type, PROTO_SUBSCRIBE);
+    assert_memory_equal(f.topic.ptr, "a", 1);
+    send_subscribed(&t, f.req_id, 6, NULL, 0);
+    assert_int_equal(client_pump(t.c), 0);
+    uint64_t h = 0;
+    assert_int_equal(subway_feed_handle(t.c, 1, &h), 0);
+    assert_int_equal(h, 6);
+    assert_int_equal(t.r.lost_calls, 1);
+    assert_int_equal(ra.calls + rb.calls + rc.calls + ru.calls, 4);
+    assert_int_equal(subway_err(t.c), 0);
+    fx_stop(&t);
+}
+
+/* Unsubscribed while its SUBSCRIBE is on the way again: forgotten at once;
+ * the handle the node then gives is handed back, its records unseen. */
+static void test_unsubscribe_while_resubscribing(void **state) {
+    fx t;
+    fx_reconnecting(&t);
+    fx_start(&t);
+    reply ra = {0}, rb = {0}, ru = {0};
+    subscribe_ok(&t, "a", "k", 1, NULL, 0, &ra);
+    subscribe_ok(&t, "b", "k", 2, NULL, 0, &rb);
+    peer_close(&t.p);
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], 1);
+    peer_welcome_again(&t, 2);
+    uint64_t qa = expect_subscribe(&t, "a", "k", PROTO_START_NONE, 0, "");
+    uint64_t qb = expect_subscribe(&t, "b", "k", PROTO_START_NONE, 0, "");
+    assert_true(subway_unsubscribe(t.c, 1, reply_cb, &ru) > 0);
+    assert_int_equal(ru.calls, 1);
+    assert_int_equal(ru.err, 0);
+    assert_int_equal(ru.res.feed, 1);
+    assert_null(subway_feed_topic(t.c, 1));
+    assert_int_equal(subway_unsubscribe(t.c, 1, NULL, NULL), -1);   /* gone for the application */
+
+    send_subscribed(&t, qa, 11, NULL, 0);
+    send_record(&t, 11, 0, 1);
+    send_subscribed(&t, qb, 12, NULL, 0);
+    send_record(&t, 12, 0, 1);
+    poll_until(t.c, &t.r.message_calls, 1);
+    assert_int_equal(t.r.msg_feed, 2);           /* feed 1's record was not delivered */
+    proto_frame f;
+    assert_int_equal(peer_read(&t.p, &f), 1);
+    assert_int_equal(f.type, PROTO_UNSUBSCRIBE);
+    assert_int_equal(f.feed, 11);
+    proto_frame u = { .type = PROTO_UNSUBSCRIBED, .req_id = f.req_id, .feed = 11 };
+    peer_send_handled(&t, &u);
+    send_record(&t, 12, 0, 2);
+    poll_until(t.c, &t.r.message_calls, 2);
+    assert_int_equal(t.r.msg_feed, 2);
+    assert_int_equal(t.r.message_calls, 2);
+    assert_int_equal(ru.calls, 1);
+    assert_int_equal(subway_pending(t.c), 0);
+    assert_int_equal(subway_err(t.c), 0);
+    fx_stop(&t);
+}
+
+/* Backoff ceilings double from base up to max; the delay is uniform below. */
+static void test_backoff_bounds(void **state) {
+    static const int ceilings[] = { 100, 200, 400, 800, 1000, 1000 };
+    for (unsigned a = 1; a <= 6; a++) {
+        int ceil = ceilings[a - 1];
+        assert_int_equal(client_backoff_ms(100, 1000, a, (uint64_t)ceil), ceil);
+        assert_int_equal(client_backoff_ms(100, 1000, a, (uint64_t)ceil + 1), 0);
+        uint64_t x = 88172645463325252ULL;
+        for (int i = 0; i < 1000; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int d = client_backoff_ms(100, 1000, a, x);
+            assert_true(d >= 0 && d <= ceil);
+        }
+    }
+    /* No overflow however many attempts. */
+    assert_int_equal(client_backoff_ms(100, 1000, 100000, 1000), 1000);
+    assert_int_equal(client_backoff_ms(INT32_MAX, INT32_MAX, 40, INT32_MAX), INT32_MAX);
+}
+
+/* Against a node that stays away: every attempt fails, each delay within
+ * its attempt's ceiling and waited for, and they differ (jitter). */
+static void test_backoff_jitter(void **state) {
+    fx t;
+    fx_options(&t);
+    t.opt.reconnect = 1;
+    t.opt.reconnect_base_ms = 2;
+    t.opt.reconnect_max_ms = 16;
+    fx_start(&t);
+    peer_free(&t.p);                 /* the listener too: attempts are refused */
+    t.p.lfd = t.p.fd = -1;
+    t.p.dec = NULL;
+    t.p.in = NULL;
+    enum { N = 14 };
+    poll_until(t.c, &t.r.rc_calls[SUBWAY_RECONNECT_LOST], N);
+    bool differ = false;
+    for (int k = 0; k < N; k++) {
+        int ceil = 2 << k;
+        if (ceil > 16 || ceil <= 0) ceil = 16;
+        assert_int_equal(t.r.rc_attempts[k], (unsigned)k + 1);
+        assert_true(t.r.rc_delays[k] >= 0 && t.r.rc_delays[k] <= ceil);
+        if (k > 0) {
+            assert_int_equal(t.r.rc_lost_err, SUBWAY_E_IO);
+            assert_true(t.r.rc_lost_ms[k] - t.r.rc_lost_ms[k - 1] >= t.r.rc_delays[k - 1] - 1);
+        }
+        if (k > 3 && t.r.rc_delays[k] != t.r.rc_delays[3]) differ = true;
+    }
+    assert_true(differ);
+    char want[128];
+    snprintf(want, sizeof(want), "connect %s: Connection refused", t.p.addr);
+    assert_string_equal(t.r.rc_lost_errstr, want);
+    assert_int_equal(t.r.close_calls, 0);
+    assert_int_equal(t.r.welcome_calls, 1);
+    /* Closing while it waits is final, and on_close says so once. */
+    subway_client_close(t.c);
+    assert_int_equal(t.r.close_calls, 1);
+    assert_int_equal(subway_err(t.c), SUBWAY_E_CLOSED);
+    assert_int_equal(subway_poll(t.c, 0), -1);
+    subway_client_free(t.c);
+    assert_int_equal(t.r.close_calls, 1);
+}
+
+/* Without options.reconnect a loss stays final, as before: nothing is retried. */
+static void test_no_reconnect_by_default(void **state) {
+    fx t;
+    fx_options(&t);
+    fx_start(&t);
+    reply ra = {0};
+    subscribe_ok(&t, "a", "k", 1, NULL, 0, &ra);
+    peer_close(&t.p);
+    assert_int_equal(subway_poll(t.c, WAIT_MS), -1);
+    assert_int_equal(subway_err(t.c), SUBWAY_E_EOF);
+    assert_int_equal(t.r.close_calls, 1);
+    assert_int_equal(t.r.rc_calls[SUBWAY_RECONNECT_LOST], 0);
+    assert_int_equal(subway_client_timeout_ms(t.c), -1);
+    assert_true(subway_client_fd(t.c) >= 0);      /* kept until free, as documented */
+    fx_stop(&t);
+}
+
 static void test_err_names(void **state) {
     assert_string_equal(subway_err_name(0), "OK");
     assert_string_equal(subway_err_name(SUBWAY_E_TIMEOUT), "TIMEOUT");
     assert_string_equal(subway_err_name(SUBWAY_E_CLOSED), "CLOSED");
+    assert_string_equal(subway_err_name(SUBWAY_E_LOST), "LOST");
+    assert_string_equal(subway_err_name(SUBWAY_E_UNSUPPORTED), "UNSUPPORTED");
+    assert_string_equal(subway_err_name(113), "UNKNOWN");
     assert_string_equal(subway_err_name(PROTO_E_SLOW_CONSUMER), "SLOW_CONSUMER");
     assert_string_equal(subway_err_name(99), "UNKNOWN");
     assert_string_equal(subway_err_name(-1), "UNKNOWN");
@@ -1432,6 +2198,7 @@ static void test_err_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_welcome_versions),
         cmocka_unit_test(test_default_client_name),
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_ping_before_welcome),
@@ -1460,6 +2227,16 @@ int main(void) {
         cmocka_unit_test(test_connect_errors),
         cmocka_unit_test(test_blocking_api),
         cmocka_unit_test(test_blocking_timeout),
+        cmocka_unit_test(test_subscribe_start_encoding),
+        cmocka_unit_test(test_version1_refuses_start),
+        cmocka_unit_test(test_live_and_positions),
+        cmocka_unit_test(test_reconnect_after_close),
+        cmocka_unit_test(test_reconnect_after_goaway),
+        cmocka_unit_test(test_reconnect_refusals),
+        cmocka_unit_test(test_unsubscribe_while_resubscribing),
+        cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test(test_backoff_jitter),
+        cmocka_unit_test(test_no_reconnect_by_default),
         cmocka_unit_test(test_err_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
