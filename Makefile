@@ -43,9 +43,9 @@ ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 endif
 
-SUBWAY_VERSION := 0.1.0
+SUBWAY_VERSION := 0.2.0
 # The SONAME's number: bump it when the ABI breaks.
-SUBWAY_SOVERSION := 0
+SUBWAY_SOVERSION := 1
 SONAME := libsubway.so.$(SUBWAY_SOVERSION)
 WARN := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I. -Ibuild/gen $(PKG_CFLAGS) \

@@ -41,24 +41,27 @@ quiet "make install" $MAKE --no-print-directory install DESTDIR="$stage" PREFIX=
 
 # ------------------------------------------------------------------ files
 files() { (cd "$stage" && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort); }
-want="usr/bin/subway
+want=$(LC_ALL=C sort <<LIST
+usr/bin/subway
 usr/bin/subway-cli
 usr/include/subway/subway.h
 usr/lib/libsubway.a
 usr/lib/libsubway.so
-usr/lib/libsubway.so.0
 usr/lib/libsubway.so.$VERSION
-usr/lib/pkgconfig/subway.pc"
+usr/lib/libsubway.so.1
+usr/lib/pkgconfig/subway.pc
+LIST
+)
 got=$(files)
 [ "$got" = "$want" ] || fail "installed files differ from the list:
 $(diff <(echo "$want") <(echo "$got") || true)"
 
 lib=$stage/usr/lib
-[ "$(readlink "$lib/libsubway.so")" = "libsubway.so.0" ] || fail "libsubway.so -> $(readlink "$lib/libsubway.so")"
-[ "$(readlink "$lib/libsubway.so.0")" = "libsubway.so.$VERSION" ] || fail "libsubway.so.0 -> $(readlink "$lib/libsubway.so.0")"
+[ "$(readlink "$lib/libsubway.so")" = "libsubway.so.1" ] || fail "libsubway.so -> $(readlink "$lib/libsubway.so")"
+[ "$(readlink "$lib/libsubway.so.1")" = "libsubway.so.$VERSION" ] || fail "libsubway.so.1 -> $(readlink "$lib/libsubway.so.1")"
 [ -f "$lib/libsubway.so.$VERSION" ] && [ ! -L "$lib/libsubway.so.$VERSION" ] || fail "libsubway.so.$VERSION is not a file"
 soname=$(objdump -p "$lib/libsubway.so.$VERSION" | awk '$1 == "SONAME" { print $2 }')
-[ "$soname" = "libsubway.so.0" ] || fail "SONAME is '$soname', want libsubway.so.0"
+[ "$soname" = "libsubway.so.1" ] || fail "SONAME is '$soname', want libsubway.so.1"
 
 # ---------------------------------------------------------------- exports
 exports=$(nm -D --defined-only "$lib/libsubway.so.$VERSION" | awk '{ print $NF }' | LC_ALL=C sort)
@@ -101,9 +104,9 @@ quiet "the header as C99 -pedantic" "$CC" -std=c99 -pedantic -Wall -Wextra -Werr
     -c -o "$tmp/prog.o" "$tmp/prog.c"
 quiet "the header as C++" "$CXX" -x c++ -std=c++11 -Wall -Wextra -Werror "${cflags[@]}" -fsyntax-only "$tmp/prog.c"
 
-# Against the shared library: needs libsubway.so.0, finds it in the stage.
+# Against the shared library: needs libsubway.so.1, finds it in the stage.
 quiet "linking against the .so" "$CC" "${SANFLAGS[@]}" -o "$tmp/prog-so" "$tmp/prog.o" "${libs[@]}"
-objdump -p "$tmp/prog-so" | grep -q 'NEEDED *libsubway\.so\.0$' || fail "prog-so does not need libsubway.so.0"
+objdump -p "$tmp/prog-so" | grep -q 'NEEDED *libsubway\.so\.1$' || fail "prog-so does not need libsubway.so.1"
 out=$(LD_LIBRARY_PATH=$lib "$tmp/prog-so") || fail "prog-so exited $?"
 [ "$out" = "$expect" ] || fail "prog-so printed '$out', want '$expect'"
 
