@@ -235,3 +235,27 @@ class ResumeTest(TestCase):
             cl.haproxy.wait_servers([n.node_id])
         self.finish(cl, resumers, prod)
         self.assertGreater(sum(r.connects for r in resumers), len(resumers), "some clients reconnected")
+
+    def test_cli_sub_resumes_across_a_kill9(self):
+        """subway-cli sub through HAProxy, its node killed under load: it
+        reconnects by itself and prints every record of its feed once."""
+        cl = self.cluster({"orders": 4}, nodes=3, node_args=CLUSTER_ARGS)
+        p = self.proc(harness.cli_argv(cl.haproxy.addr_str, "sub", "-v", "-f", "%p %o\\n", "orders", "c1"),
+                      name="subway-cli-sub")
+        p.wait_log(r"^subscribed orders/c1 ", timeout=15)
+        conns = lambda: {n.node_id: n.stats()["connections"] for n in cl.live_nodes()}
+        wait_until(lambda: sum(conns().values()) == 1, 15, "the CLI's connection counted")
+        held = [nid for nid, k in conns().items() if k == 1][0]
+        prod = Producer(cl.kafka.bootstrap, "orders", ["c1", "c2"])
+        self.addCleanup(prod.stop)
+        wait_until(lambda: p.stdout().count("\n") >= 50, 30, "records printed")
+        cl.node(held).kill9()
+        p.wait_log(r"reconnect", timeout=30)
+        printed = p.stdout().count("\n")
+        wait_until(lambda: p.stdout().count("\n") > printed + 50, 30, "records printed after the reconnect")
+        prod.stop()
+        want = sorted((r["partition"], r["offset"]) for r in consume(cl.kafka.bootstrap, "orders")
+                      if r["key"] == "c1")
+        wait_until(lambda: p.stdout().count("\n") >= len(want), 30, "every record printed")
+        got = [tuple(int(x) for x in line.split()) for line in p.stdout().splitlines()]
+        self.assertEqual(got, want, p.tail())
