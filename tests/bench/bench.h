@@ -185,6 +185,35 @@ void pool_free(pool *p);
  * every key), or a Redis channel (key ignored). The strings are copied. */
 int pool_set_feed(pool *p, size_t i, const char *topic, const char *key);
 
+/* Connection i subscribes with a start (PROTOCOL.md 5.8): mode a
+ * proto_start_mode other than POSITIONS, arg its argument. */
+void pool_set_start(pool *p, size_t i, uint64_t mode, int64_t arg);
+
+/* Connection i checks every record's offset against the ones before it,
+ * per partition, and keeps what its LIVE frame says. Returns 0 or -1. */
+int pool_track(pool *p, size_t i);
+
+/* What a tracked connection saw of one partition. */
+typedef struct pool_part {
+    int64_t first;                /* first offset received (-1: none) */
+    int64_t next;                 /* the offset after the greatest received (-1: none) */
+    int64_t live;                 /* its position in LIVE (-1: not listed, or no LIVE yet) */
+    int64_t next_at_live;         /* next when LIVE came (-1: none) */
+    uint64_t records;             /* received */
+} pool_part;
+
+typedef struct pool_tracked {
+    pool_part *parts;             /* indexed by partition number, nparts of them */
+    uint32_t nparts;
+    uint64_t records, before_live;
+    uint64_t gaps;                /* offsets skipped: records missing between two received */
+    uint64_t repeats;             /* records at or below an offset already received */
+    double first_at, live_at;     /* now_s() of the first record and of LIVE (0: not yet) */
+} pool_tracked;
+
+/* Connection i's checks, or NULL when it is not tracked. */
+const pool_tracked *pool_tracked_get(const pool *p, size_t i);
+
 /* Connection i goes to 127.0.0.1:port instead of the pool's port. */
 void pool_set_port(pool *p, size_t i, int port);
 
@@ -223,6 +252,9 @@ size_t pool_count(const pool *p);
 size_t pool_connected(const pool *p);
 size_t pool_subscribed(const pool *p);
 size_t pool_failed(const pool *p);
+/* Subscriptions that got their LIVE frame (every one, on a version-2
+ * connection; without a start, right after SUBSCRIBED). */
+size_t pool_live(const pool *p);
 /* First SUBSCRIBE sent and last SUBSCRIBED received (now_s() clock). */
 double pool_sub_first(const pool *p);
 double pool_sub_last(const pool *p);
