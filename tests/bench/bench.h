@@ -275,9 +275,11 @@ void pool_close(pool *p);
 typedef struct kprod kprod;
 
 /* linger_ms as librdkafka takes it ("1", "0.5"). Returns NULL with errstr. */
-/* Creates topics "NAME:PARTITIONS" with the Admin API and waits until
- * every partition has a leader. Returns 0, or -1 with errstr set. */
-int kafka_create_topics(const char *bootstrap, const char *const *topics, char *errstr, size_t errlen);
+/* Creates topics "NAME:PARTITIONS" with the Admin API, each with the topic
+ * configs "name=value" (NULL-terminated; configs may be NULL), and waits
+ * until every partition has a leader. Returns 0, or -1 with errstr set. */
+int kafka_create_topics(const char *bootstrap, const char *const *topics, const char *const *configs, char *errstr,
+                        size_t errlen);
 
 kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms, char *errstr, size_t errlen);
 /* Produces one record with key (NULL: none); partition -1: the partitioner's choice.
@@ -285,6 +287,8 @@ kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms
 int kprod_send(kprod *p, const void *key, size_t key_len, int32_t partition);
 /* Serves delivery reports. */
 void kprod_poll(kprod *p);
+/* The log start and end offsets of the producer's topic's partition. Returns 0 or -1. */
+int kprod_watermarks(kprod *p, int32_t partition, int64_t *lo, int64_t *hi);
 /* Waits for every record to be acknowledged, up to timeout_s. Returns 0 when all were. */
 int kprod_flush(kprod *p, double timeout_s);
 /* Records handed to librdkafka, acknowledged by Kafka, failed. */
