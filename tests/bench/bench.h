@@ -36,6 +36,10 @@ typedef struct bench_opts {
     int scale_feeds;              /* connscale: feeds */
     int relay_subs;               /* relay: subscribers */
     int amp_partitions;           /* amplification: partitions of the topic */
+    long cu_records;              /* catchup: history records before the catch-up's start */
+    int cu_partitions;            /* catchup: partitions of the topic (0: scenario default) */
+    int cu_subs;                  /* catchup: live subscribers */
+    int cu_clients;               /* catchup: catch-up subscribers */
     int value_len;                /* record value bytes (>= 8) */
     const char *node_args[16];    /* --node-arg: extra arguments for every node */
     int nnode_args;
@@ -386,6 +390,7 @@ int scenario_direct(void);
 int scenario_amplification(void);
 int scenario_connscale(void);
 int scenario_relay(void);
+int scenario_catchup(void);
 
 /* Child process entry points (subway-bench --child KIND ...). */
 int child_consumers(int argc, char **argv);
