@@ -1,4 +1,4 @@
-/* scenario_catchup.c -- a large catch-up joining a feed many live subscribers share: their latency before, during and after it, and the catch-up's speed and exactness. */
+/* scenario_catchup.c -- live-feed latency around a large catch-up, and the catch-up's speed and exactness. */
 #include "tests/bench/bench.h"
 
 #include <pthread.h>
@@ -221,6 +221,18 @@ static int cu_window_run(cu_run *r, cu_clients *cc, double secs, cu_window *w) {
     return 0;
 }
 
+/* The run's settings every JSON line of the scenario carries. */
+static void cu_json_common(jrec *j) {
+    char args[512] = "";
+    size_t off = 0;
+    for (int i = 0; i < g_opts.nnode_args && off < sizeof(args); i++)
+        off += (size_t)snprintf(args + off, sizeof(args) - off, "%s%s", i ? " " : "", g_opts.node_args[i]);
+    jr_int(j, "history_records", g_opts.cu_records);
+    jr_int(j, "partitions", cu_partitions());
+    jr_int(j, "catchup_clients", g_opts.cu_clients);
+    jr_str(j, "node_args", args);
+}
+
 static void cu_window_report(tab *t, const cu_window *w, int subs, double warm_s) {
     uint64_t want = w->produced * (uint64_t)subs;
     char who[64];
@@ -238,8 +250,7 @@ static void cu_window_report(tab *t, const cu_window *w, int subs, double warm_s
     jrec *j = jr_begin("catchup", w->key);
     jr_int(j, "subscribers", subs);
     jr_int(j, "rate", g_opts.lat_rate);
-    jr_int(j, "history_records", g_opts.cu_records);
-    jr_int(j, "partitions", cu_partitions());
+    cu_json_common(j);
     jr_num(j, "warmup_s", warm_s);
     jr_num(j, "duration_s", w->secs);
     jr_int(j, "produced", (long long)w->produced);
@@ -276,7 +287,8 @@ static void cu_check(const pool *p, size_t i, const int64_t *lo, const int64_t *
     if (tr->records != want) CU_WHY("%llu records, the log has %llu; ", (unsigned long long)tr->records,
                                     (unsigned long long)want);
     if (tr->before_live < (uint64_t)g_opts.cu_records)
-        CU_WHY("%llu records before LIVE, the history is %ld; ", (unsigned long long)tr->before_live, g_opts.cu_records);
+        CU_WHY("%llu records before LIVE, the history is %ld; ", (unsigned long long)tr->before_live,
+               g_opts.cu_records);
     if (pool_dropped(p)) CU_WHY("DROPPED %llu; ", (unsigned long long)pool_dropped(p));
     for (uint32_t q = 0; q < tr->nparts; q++) {
         const pool_part *pp = &tr->parts[q];
@@ -296,6 +308,15 @@ static void cu_check(const pool *p, size_t i, const int64_t *lo, const int64_t *
 
 /* ------------------------------------------------------------ the scenario */
 
+/* Stops the catch-up clients' thread and waits for it (then its pool is
+ * ours to read). */
+static void cu_clients_stop(cu_run *r) {
+    if (!r->cc_started) return;
+    atomic_store(&r->cc.stop, 1);
+    pthread_join(r->cc.th, NULL);
+    r->cc_started = 0;
+}
+
 /* Stops the producer, waits until the catch-up clients hold every record
  * up to the log end, and stops them. */
 static int cu_drain(cu_run *r, int nparts) {
@@ -313,9 +334,7 @@ static int cu_drain(cu_run *r, int nparts) {
     atomic_store(&r->cc.want, want);
     for (double end = now_s() + CU_DRAIN_S; now_s() < end && !atomic_load(&r->cc.done);)
         pool_run(r->live, 10);    /* keeps the live subscribers read */
-    atomic_store(&r->cc.stop, 1);
-    pthread_join(r->cc.th, NULL);
-    r->cc_started = 0;
+    cu_clients_stop(r);
     return 0;
 }
 
@@ -357,8 +376,9 @@ static void cu_report(cu_run *r, int nparts, int *bad) {
              "partition assigned at the log end, fetch.wait.max.ms=10 as the node) shows what Kafka and the machine "
              "add without the node. node peak RSS is VmHWM at the end of the window.%s",
              g_opts.kafka_apache ? ""
-                                 : " The mock answers a fetch with one record batch per partition, and each live record "
-                                   "is a batch of its own, so the catch-up crosses the live records one fetch each.");
+                                 : " The mock answers a fetch with one record batch per partition, and each live "
+                                   "record is a batch of its own, so the catch-up crosses the live records one fetch "
+                                   "each.");
     tab_print(t);
 
     t = tab_new("catchup: the catch-up subscribers (start BEGINNING, on a thread of their own)", 8, ccols);
@@ -366,18 +386,19 @@ static void cu_report(cu_run *r, int nparts, int *bad) {
         const pool_tracked *tr = pool_tracked_get(r->cc.p, i);
         char why[1024], who[32];
         cu_check(r->cc.p, i, r->lo, r->hi, nparts, why, sizeof(why));
-        double secs = tr->live_at ? tr->live_at - r->cc.t_sub : 0, rate = secs > 0 ? (double)tr->before_live / secs : 0;
+        double secs = tr->live_at ? tr->live_at - r->cc.t_sub : 0;
+        double rate = secs > 0 ? (double)tr->before_live / secs : 0;
         if (why[0]) *bad = 1;
         snprintf(who, sizeof(who), "client %zu", i + 1);
-        tab_row(t, who, fmt_int((double)tr->before_live), fmt_f("%.3f s", tr->first_at ? tr->first_at - r->cc.t_sub : 0),
-                fmt_f("%.2f s", secs), fmt_int(rate), fmt_f("%.1f", rate * g_opts.value_len / 1048576.0),
+        tab_row(t, who, fmt_int((double)tr->before_live),
+                fmt_f("%.3f s", tr->first_at ? tr->first_at - r->cc.t_sub : 0), fmt_f("%.2f s", secs), fmt_int(rate),
+                fmt_f("%.1f", rate * g_opts.value_len / 1048576.0),
                 fmt_f("%.0f%%", secs > 0 ? 100 * r->cc.cpu_s / secs : 0), why[0] ? "NO" : "yes");
         if (why[0]) tab_note(t, "client %zu: %s", i + 1, why);
         jrec *j = jr_begin("catchup", "catchup");
         jr_int(j, "client", (long long)i + 1);
         jr_str(j, "start", "beginning");
-        jr_int(j, "history_records", g_opts.cu_records);
-        jr_int(j, "partitions", nparts);
+        cu_json_common(j);
         jr_int(j, "records_before_live", (long long)tr->before_live);
         jr_int(j, "records", (long long)tr->records);
         jr_num(j, "first_record_s", tr->first_at ? tr->first_at - r->cc.t_sub : -1);
@@ -393,8 +414,8 @@ static void cu_report(cu_run *r, int nparts, int *bad) {
     tab_note(t, "LIVE after = SUBSCRIBE sent -> LIVE received; records/s = records before LIVE / that. Exactly once: "
              "per partition, the client's offsets are every offset from the log start to the log end once the "
              "producer stopped, in order, none twice, no DROPPED, and LIVE's positions are where its records were. "
-             "client CPU = the bench thread holding the catch-up clients, from SUBSCRIBE to the last LIVE. Node: --catchup-readers default, bench "
-             "limits (--out-soft-limit 32 MiB).");
+             "client CPU = the bench thread holding the catch-up clients, from SUBSCRIBE to the last LIVE. Node: "
+             "--catchup-readers default, bench limits (--out-soft-limit 32 MiB).");
     tab_print(t);
 }
 
@@ -460,6 +481,7 @@ int scenario_catchup(void) {
     if (cu_window_run(r, &r->cc, 0, &r->w[1]) < 0) goto out;
     vlog("catchup: LIVE after %.2f s", r->w[1].secs);
     if (atomic_load(&r->cc.failed)) {
+        cu_clients_stop(r);
         fprintf(stderr, "bench: catchup: the catch-up client failed: %s\n", pool_err(r->cc.p));
         goto out;
     }
@@ -475,10 +497,7 @@ int scenario_catchup(void) {
     }
 out:
     pacer_stop(r->pc);
-    if (r->cc_started) {
-        atomic_store(&r->cc.stop, 1);
-        pthread_join(r->cc.th, NULL);
-    }
+    cu_clients_stop(r);
     kcons_stop(r->kc);
     kprod_free(r->kp);
     pool_free(r->cc.p);
