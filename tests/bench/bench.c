@@ -60,6 +60,7 @@ static const scenario scenarios[] = {
     {"amplification", scenario_amplification, "exact-key feeds on a 12-partition topic: bytes read vs topic bytes"},
     {"connscale", scenario_connscale, "as many connections as the fd limit allows over 1000 feeds, Redis-coordinated"},
     {"relay", scenario_relay, "3 nodes with Redis: subscribers on other nodes vs on the owner"},
+    {"catchup", scenario_catchup, "a catch-up from 1,000,000 records back joining a feed 1000 live subscribers share: their latency before, during, after"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -77,16 +78,25 @@ static void usage(FILE *out) {
             "  --scenario LIST      comma-separated scenarios, or all (default)\n"
             "  --tiny               a couple of subscribers, ~1 s per measurement (for make test)\n"
             "  --duration S         seconds per measurement (default 6, tiny 1)\n"
-            "  --warmup S           seconds before each measurement (default 1, tiny 0.3)\n"
+            "  --warmup S           seconds before each measurement (default 1, tiny 0.3;\n"
+            "                       catchup on Apache Kafka: at least 15)\n"
             "  --subs N,N           fanout subscriber counts (default 100,1000)\n"
             "  --window N           fanout: most records in flight (default 2e6/subscribers,\n"
             "                       1000..8000)\n"
             "  --linger MS          fanout: the producer's linger.ms (default 5)\n"
-            "  --lat-rate R         latency: records/s (default 1000)\n"
+            "  --lat-rate R         latency and catchup: live records/s (default 1000)\n"
             "  --lat-subs N,N       latency: subscriber counts (default 100,1000)\n"
             "  --direct-consumers N direct: librdkafka consumers actually run (default 100)\n"
             "  --conns N            connscale: connections (default 19000)\n"
             "  --feeds N            connscale: feeds (default 1000)\n"
+            "  --catchup-records N  catchup: history records before the catch-up's start\n"
+            "                       (default 1000000, tiny 20000)\n"
+            "  --catchup-partitions N  catchup: partitions they are spread over (default: 1\n"
+            "                       on Apache Kafka; on the mock as many as keep each under\n"
+            "                       3.5 MiB, since the mock keeps ~5 MiB per partition)\n"
+            "  --catchup-subs N     catchup: live subscribers (default 1000, tiny 20)\n"
+            "  --catchup-clients N  catchup: catch-up subscribers, all from the log start\n"
+            "                       (default 1)\n"
             "  --redis-server PATH  redis-server binary (default redis-server from PATH)\n"
             "  --kafka mock|apache  Kafka to run against: bin/tests/mock_kafka (librdkafka's\n"
             "                       mock cluster, the default) or one Apache Kafka broker\n"
@@ -181,6 +191,10 @@ int main(int argc, char **argv) {
         {"direct-consumers", required_argument, NULL, 'D'},
         {"conns", required_argument, NULL, 'C'},
         {"feeds", required_argument, NULL, 'F'},
+        {"catchup-records", required_argument, NULL, 'H'},
+        {"catchup-partitions", required_argument, NULL, 'P'},
+        {"catchup-subs", required_argument, NULL, 'U'},
+        {"catchup-clients", required_argument, NULL, 'c'},
         {"redis-server", required_argument, NULL, 'R'},
         {"kafka", required_argument, NULL, 'K'},
         {"kafka-script", required_argument, NULL, 'S'},
@@ -237,6 +251,10 @@ int main(int argc, char **argv) {
         case 'D': g_opts.direct_consumers = atoi(optarg); break;
         case 'C': g_opts.scale_conns = atoi(optarg); break;
         case 'F': g_opts.scale_feeds = atoi(optarg); break;
+        case 'H': g_opts.cu_records = atol(optarg); break;
+        case 'P': g_opts.cu_partitions = atoi(optarg); break;
+        case 'U': g_opts.cu_subs = atoi(optarg); break;
+        case 'c': g_opts.cu_clients = atoi(optarg); break;
         case 'R': g_opts.redis_server = optarg; break;
         case 'K':
             if (strcmp(optarg, "apache") != 0 && strcmp(optarg, "mock") != 0) {
@@ -296,6 +314,9 @@ int main(int argc, char **argv) {
     if (g_opts.scale_feeds <= 0) g_opts.scale_feeds = tiny ? 5 : 1000;
     g_opts.relay_subs = tiny ? 2 : 1000;
     g_opts.amp_partitions = 12;
+    if (g_opts.cu_records <= 0) g_opts.cu_records = tiny ? 20000 : 1000000;
+    if (g_opts.cu_subs <= 0) g_opts.cu_subs = tiny ? 20 : 1000;
+    if (g_opts.cu_clients <= 0) g_opts.cu_clients = 1;
 
     ssize_t sl = readlink("/proc/self/exe", g_opts.self, sizeof(g_opts.self) - 1);
     if (sl <= 0) {

@@ -36,6 +36,10 @@ typedef struct bench_opts {
     int scale_feeds;              /* connscale: feeds */
     int relay_subs;               /* relay: subscribers */
     int amp_partitions;           /* amplification: partitions of the topic */
+    long cu_records;              /* catchup: history records before the catch-up's start */
+    int cu_partitions;            /* catchup: partitions of the topic (0: scenario default) */
+    int cu_subs;                  /* catchup: live subscribers */
+    int cu_clients;               /* catchup: catch-up subscribers */
     int value_len;                /* record value bytes (>= 8) */
     const char *node_args[16];    /* --node-arg: extra arguments for every node */
     int nnode_args;
@@ -185,6 +189,35 @@ void pool_free(pool *p);
  * every key), or a Redis channel (key ignored). The strings are copied. */
 int pool_set_feed(pool *p, size_t i, const char *topic, const char *key);
 
+/* Connection i subscribes with a start (PROTOCOL.md 5.8): mode a
+ * proto_start_mode other than POSITIONS, arg its argument. */
+void pool_set_start(pool *p, size_t i, uint64_t mode, int64_t arg);
+
+/* Connection i checks every record's offset against the ones before it,
+ * per partition, and keeps what its LIVE frame says. Returns 0 or -1. */
+int pool_track(pool *p, size_t i);
+
+/* What a tracked connection saw of one partition. */
+typedef struct pool_part {
+    int64_t first;                /* first offset received (-1: none) */
+    int64_t next;                 /* the offset after the greatest received (-1: none) */
+    int64_t live;                 /* its position in LIVE (-1: not listed, or no LIVE yet) */
+    int64_t next_at_live;         /* next when LIVE came (-1: none) */
+    uint64_t records;             /* received */
+} pool_part;
+
+typedef struct pool_tracked {
+    pool_part *parts;             /* indexed by partition number, nparts of them */
+    uint32_t nparts;
+    uint64_t records, before_live;
+    uint64_t gaps;                /* offsets skipped: records missing between two received */
+    uint64_t repeats;             /* records at or below an offset already received */
+    double first_at, live_at;     /* now_s() of the first record and of LIVE (0: not yet) */
+} pool_tracked;
+
+/* Connection i's checks, or NULL when it is not tracked. */
+const pool_tracked *pool_tracked_get(const pool *p, size_t i);
+
 /* Connection i goes to 127.0.0.1:port instead of the pool's port. */
 void pool_set_port(pool *p, size_t i, int port);
 
@@ -223,6 +256,9 @@ size_t pool_count(const pool *p);
 size_t pool_connected(const pool *p);
 size_t pool_subscribed(const pool *p);
 size_t pool_failed(const pool *p);
+/* Subscriptions that got their LIVE frame (every one, on a version-2
+ * connection; without a start, right after SUBSCRIBED). */
+size_t pool_live(const pool *p);
 /* First SUBSCRIBE sent and last SUBSCRIBED received (now_s() clock). */
 double pool_sub_first(const pool *p);
 double pool_sub_last(const pool *p);
@@ -243,9 +279,11 @@ void pool_close(pool *p);
 typedef struct kprod kprod;
 
 /* linger_ms as librdkafka takes it ("1", "0.5"). Returns NULL with errstr. */
-/* Creates topics "NAME:PARTITIONS" with the Admin API and waits until
- * every partition has a leader. Returns 0, or -1 with errstr set. */
-int kafka_create_topics(const char *bootstrap, const char *const *topics, char *errstr, size_t errlen);
+/* Creates topics "NAME:PARTITIONS" with the Admin API, each with the topic
+ * configs "name=value" (NULL-terminated; configs may be NULL), and waits
+ * until every partition has a leader. Returns 0, or -1 with errstr set. */
+int kafka_create_topics(const char *bootstrap, const char *const *topics, const char *const *configs, char *errstr,
+                        size_t errlen);
 
 kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms, char *errstr, size_t errlen);
 /* Produces one record with key (NULL: none); partition -1: the partitioner's choice.
@@ -253,6 +291,8 @@ kprod *kprod_new(const char *bootstrap, const char *topic, const char *linger_ms
 int kprod_send(kprod *p, const void *key, size_t key_len, int32_t partition);
 /* Serves delivery reports. */
 void kprod_poll(kprod *p);
+/* The log start and end offsets of the producer's topic's partition. Returns 0 or -1. */
+int kprod_watermarks(kprod *p, int32_t partition, int64_t *lo, int64_t *hi);
 /* Waits for every record to be acknowledged, up to timeout_s. Returns 0 when all were. */
 int kprod_flush(kprod *p, double timeout_s);
 /* Records handed to librdkafka, acknowledged by Kafka, failed. */
@@ -350,6 +390,7 @@ int scenario_direct(void);
 int scenario_amplification(void);
 int scenario_connscale(void);
 int scenario_relay(void);
+int scenario_catchup(void);
 
 /* Child process entry points (subway-bench --child KIND ...). */
 int child_consumers(int argc, char **argv);

@@ -39,7 +39,8 @@ static int topics_ready(rd_kafka_t *rk, const char *const *topics) {
     return ok ? 0 : -1;
 }
 
-int kafka_create_topics(const char *bootstrap, const char *const *topics, char *errstr, size_t errlen) {
+int kafka_create_topics(const char *bootstrap, const char *const *topics, const char *const *configs, char *errstr,
+                        size_t errlen) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf_set(conf, "bootstrap.servers", bootstrap, errstr, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -53,13 +54,24 @@ int kafka_create_topics(const char *bootstrap, const char *const *topics, char *
     }
     int n = 0, rc = -1;
     rd_kafka_NewTopic_t *nt[32];
-    for (; topics[n] && n < 32; n++) {
+    while (topics[n] && n < 32) {
         char name[256];
         size_t nlen = strcspn(topics[n], ":");
         snprintf(name, sizeof(name), "%.*s", (int)nlen, topics[n]);
         int parts = atoi(topics[n] + nlen + (topics[n][nlen] == ':'));
         nt[n] = rd_kafka_NewTopic_new(name, parts > 0 ? parts : 1, 1, errstr, errlen);
         if (!nt[n]) goto out;
+        n++;
+        for (int c = 0; configs && configs[c]; c++) {
+            char kv[256];
+            snprintf(kv, sizeof(kv), "%s", configs[c]);
+            char *eq = strchr(kv, '=');
+            if (eq) *eq = '\0';
+            if (!eq || rd_kafka_NewTopic_set_config(nt[n - 1], kv, eq + 1) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                snprintf(errstr, errlen, "topic config '%s' not taken", configs[c]);
+                goto out;
+            }
+        }
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, nt, (size_t)n, NULL, q);
@@ -166,6 +178,13 @@ int kprod_send(kprod *p, const void *key, size_t key_len, int32_t partition) {
 
 void kprod_poll(kprod *p) {
     rd_kafka_poll(p->rk, 0);
+}
+
+int kprod_watermarks(kprod *p, int32_t partition, int64_t *lo, int64_t *hi) {
+    return rd_kafka_query_watermark_offsets(p->rk, rd_kafka_topic_name(p->rkt), partition, lo, hi, 5000) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR
+               ? 0
+               : -1;
 }
 
 int kprod_flush(kprod *p, double timeout_s) {

@@ -19,6 +19,7 @@
 #define POOL_MAX_FRAME (1u << 20)
 #define POOL_CONNECTING_MAX 256   /* connects in flight (the listen backlog is finite) */
 #define POOL_EVENTS 512
+#define POOL_MAX_PARTITION 65535  /* tracked partitions: a higher number is a bad frame */
 
 enum pc_state {
     PC_IDLE,                      /* not connected yet */
@@ -47,6 +48,10 @@ typedef struct pconn {
     uint64_t msgs;                /* records received */
     uint64_t dropped;             /* records announced by DROPPED */
     uint64_t lat_sum, lat_n;      /* this connection's latency samples, for the spread */
+    uint64_t start_mode;          /* SUBSCRIBE start (PROTOCOL.md 5.8); 0: none, live */
+    int64_t start_arg;
+    uint8_t live;                 /* LIVE received */
+    pool_tracked *tr;             /* offsets checked (pool_track()), or NULL */
 } pconn;
 
 struct pool {
@@ -64,7 +69,7 @@ struct pool {
     proto_buf enc;
     int lat_on;
     hist h;
-    size_t nconnected, nsubscribed, nfailed;
+    size_t nconnected, nsubscribed, nfailed, nlive;
     double sub_first, sub_last;
     char err[256];
 };
@@ -112,6 +117,8 @@ void pool_free(pool *p) {
             free(p->c[i].key);
             free(p->c[i].left);
             free(p->c[i].out);
+            if (p->c[i].tr) free(p->c[i].tr->parts);
+            free(p->c[i].tr);
         }
     if (p->epfd >= 0) close(p->epfd);
     proto_decoder_free(p->dec);
@@ -129,6 +136,20 @@ int pool_set_feed(pool *p, size_t i, const char *topic, const char *key) {
     c->key = key ? strdup(key) : NULL;
     c->key_len = key ? strlen(key) : 0;
     return c->topic && (!key || c->key) ? 0 : -1;
+}
+
+void pool_set_start(pool *p, size_t i, uint64_t mode, int64_t arg) {
+    p->c[i].start_mode = mode;
+    p->c[i].start_arg = arg;
+}
+
+int pool_track(pool *p, size_t i) {
+    if (!p->c[i].tr) p->c[i].tr = calloc(1, sizeof(pool_tracked));
+    return p->c[i].tr ? 0 : -1;
+}
+
+const pool_tracked *pool_tracked_get(const pool *p, size_t i) {
+    return p->c[i].tr;
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -277,18 +298,26 @@ static uint32_t be32(const uint8_t *b) {
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-/* Skips one msgpack integer; NULL when it is not one. */
-static const uint8_t *mp_skip_int(const uint8_t *q, const uint8_t *end) {
+/* Reads one msgpack integer into *v; returns the next byte, or NULL when it is not one. */
+static const uint8_t *mp_int(const uint8_t *q, const uint8_t *end, int64_t *v) {
     if (q >= end) return NULL;
-    uint8_t b = *q;
+    uint8_t b = *q++;
+    if (b <= 0x7f || b >= 0xe0) {
+        *v = b <= 0x7f ? (int64_t)b : (int64_t)(int8_t)b;   /* positive / negative fixint */
+        return q;
+    }
     size_t n;
-    if (b <= 0x7f || b >= 0xe0) n = 1;
-    else if (b == 0xcc || b == 0xd0) n = 2;
-    else if (b == 0xcd || b == 0xd1) n = 3;
-    else if (b == 0xce || b == 0xd2) n = 5;
-    else if (b == 0xcf || b == 0xd3) n = 9;
+    if (b == 0xcc || b == 0xd0) n = 1;
+    else if (b == 0xcd || b == 0xd1) n = 2;
+    else if (b == 0xce || b == 0xd2) n = 4;
+    else if (b == 0xcf || b == 0xd3) n = 8;
     else return NULL;
-    return q + n <= end ? q + n : NULL;
+    if (q + n > end) return NULL;
+    uint64_t u = 0;
+    for (size_t i = 0; i < n; i++) u = u << 8 | q[i];
+    if (b >= 0xd0 && n < 8 && (u >> (8 * n - 1)) != 0) u |= ~0ull << (8 * n);   /* sign-extend */
+    *v = (int64_t)u;
+    return q + n;
 }
 
 /* Reads a bin/str/nil into *ptr, *len (ptr NULL for nil); returns the next byte or NULL. */
@@ -328,15 +357,60 @@ static void record_latency(pool *p, pconn *c, const uint8_t *value, size_t len, 
     }
 }
 
+/* The partition's entry of a tracked connection, grown on demand; NULL
+ * for a partition number no topic has. */
+static pool_part *track_part(pool_tracked *tr, int64_t partition) {
+    if (partition < 0 || partition > POOL_MAX_PARTITION) return NULL;
+    if ((uint32_t)partition >= tr->nparts) {
+        uint32_t n = tr->nparts ? tr->nparts : 16;
+        while (n <= (uint32_t)partition) n *= 2;
+        pool_part *g = realloc(tr->parts, n * sizeof(*g));
+        if (!g) return NULL;
+        for (uint32_t i = tr->nparts; i < n; i++) g[i] = (pool_part){.first = -1, .next = -1, .live = -1, .next_at_live = -1};
+        tr->parts = g;
+        tr->nparts = n;
+    }
+    return &tr->parts[partition];
+}
+
+/* Checks a tracked connection's record against the offsets before it. */
+static int track_record(pool_tracked *tr, int64_t partition, int64_t offset) {
+    pool_part *pp = track_part(tr, partition);
+    if (!pp || offset < 0) return -1;
+    if (tr->records++ == 0) tr->first_at = now_s();
+    pp->records++;
+    if (pp->first < 0) pp->first = offset;
+    else if (offset < pp->next) tr->repeats++;
+    else if (offset > pp->next) tr->gaps += (uint64_t)(offset - pp->next);
+    if (offset >= pp->next) pp->next = offset + 1;
+    return 0;
+}
+
+/* LIVE on a tracked connection: where the node says it stands, beside
+ * where the records received put it. */
+static int track_live(pool_tracked *tr, const proto_frame *f) {
+    tr->live_at = now_s();
+    tr->before_live = tr->records;
+    for (uint32_t i = 0; i < tr->nparts; i++) tr->parts[i].next_at_live = tr->parts[i].next;
+    for (size_t i = 0; i < f->position_cnt; i++) {
+        pool_part *pp = track_part(tr, f->positions[i].partition);
+        if (!pp) return -1;
+        pp->live = (int64_t)f->positions[i].offset;
+    }
+    return 0;
+}
+
 /* The fast path: MESSAGE frames are counted and stamped without the codec. */
 static int subway_message(pool *p, pconn *c, const uint8_t *body, size_t len, uint64_t now) {
     const uint8_t *end = body + len, *q = body + 2, *key, *val;
     size_t key_len, val_len;
-    for (int i = 0; i < 4 && q; i++) q = mp_skip_int(q, end);   /* feed, partition, offset, ts */
+    int64_t head[4];              /* feed, partition, offset, timestamp */
+    for (int i = 0; i < 4 && q; i++) q = mp_int(q, end, &head[i]);
     if (q) q = mp_bytes(q, end, &key, &key_len);
     if (q) q = mp_bytes(q, end, &val, &val_len);
     if (!q) return -1;
     c->msgs++;
+    if (c->tr && track_record(c->tr, head[1], head[2]) < 0) return -1;
     record_latency(p, c, val, val_len, now);
     return 0;
 }
@@ -373,6 +447,15 @@ static void subway_control(pool *p, pconn *c, const char *frame, size_t len) {
     }
     case PROTO_DROPPED:
         c->dropped += f.count;
+        break;
+    case PROTO_LIVE:
+        if (c->state != PC_SUBSCRIBED || f.feed != c->feed || c->live) {
+            conn_dead(p, c, "LIVE for no subscription, or twice");
+            break;
+        }
+        c->live = 1;
+        p->nlive++;
+        if (c->tr && track_live(c->tr, &f) < 0) conn_dead(p, c, "LIVE with a bad partition");
         break;
     case PROTO_ERROR:
         snprintf(why, sizeof(why), "ERROR %s: %.*s", proto_err_name(f.code), (int)f.text.len, f.text.ptr);
@@ -591,7 +674,8 @@ void pool_subscribe_range(pool *p, size_t from, size_t to) {
         c->req_id = i + 1;
         if (p->kind == POOL_SUBWAY) {
             proto_frame f = {.type = PROTO_SUBSCRIBE, .req_id = c->req_id,
-                             .topic = {c->topic, strlen(c->topic)}, .key = {c->key, c->key_len}};
+                             .topic = {c->topic, strlen(c->topic)}, .key = {c->key, c->key_len},
+                             .start_mode = c->start_mode, .start_arg = c->start_arg};
             send_frame(p, c, &f);
         } else {
             char cmd[600];
@@ -643,6 +727,7 @@ size_t pool_count(const pool *p) { return p->n; }
 size_t pool_connected(const pool *p) { return p->nconnected; }
 size_t pool_subscribed(const pool *p) { return p->nsubscribed; }
 size_t pool_failed(const pool *p) { return p->nfailed; }
+size_t pool_live(const pool *p) { return p->nlive; }
 double pool_sub_first(const pool *p) { return p->sub_first; }
 double pool_sub_last(const pool *p) { return p->sub_last; }
 const char *pool_err(const pool *p) { return p->err[0] ? p->err : "no error"; }

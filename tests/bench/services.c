@@ -309,7 +309,7 @@ static int kafka_start_apache(kafka_svc *k, const char *const *topics) {
     for (; topics && topics[n] && n < 32; n++) all[n] = topics[n];
     all[n++] = KAFKA_WARM_TOPIC ":1";
     all[n] = NULL;
-    if (kafka_create_topics(k->bootstrap, all, err, sizeof(err)) < 0) {
+    if (kafka_create_topics(k->bootstrap, all, NULL, err, sizeof(err)) < 0) {
         fprintf(stderr, "bench: Apache Kafka at %s: %s\n", k->bootstrap, err);
         kafka_stop(k);
         return -1;
