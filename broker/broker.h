@@ -24,6 +24,13 @@ typedef struct upstream upstream;
 typedef struct producer producer;
 typedef struct dev_kafka dev_kafka;
 
+/* libevent priorities of the node's loop (event_base_priority_init with
+ * BROKER_PRIOS): events run at BROKER_PRIO_DEFAULT unless set otherwise;
+ * background work (catch-ups) runs only in turns with nothing else pending. */
+#define BROKER_PRIOS 3
+#define BROKER_PRIO_DEFAULT 1
+#define BROKER_PRIO_BACKGROUND 2
+
 /* Monotonic counters, shown by GET /stats. */
 typedef struct broker_counters {
     uint64_t records_in;          /* records taken from Kafka */

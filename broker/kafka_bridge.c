@@ -48,6 +48,10 @@ kafka_bridge *kafka_bridge_new(struct event_base *base, rd_kafka_queue_t *q, kaf
     return kb;
 }
 
+int kafka_bridge_set_priority(kafka_bridge *kb, int prio) {
+    return event_priority_set(kb->ev, prio);
+}
+
 void kafka_bridge_again(kafka_bridge *kb) {
     event_active(kb->ev, EV_READ, 0);
 }

@@ -18,6 +18,10 @@ typedef void kafka_bridge_cb(void *cb_data);
 kafka_bridge *kafka_bridge_new(struct event_base *base, rd_kafka_queue_t *q, kafka_bridge_cb *cb, void *cb_data,
                                char *errstr, size_t errlen);
 
+/* Serves the queue at libevent priority prio (0 is first; the node's
+ * events run at 1): lower-priority work waits while higher is pending. */
+int kafka_bridge_set_priority(kafka_bridge *kb, int prio);
+
 /* The queue still holds events: call back after other events had a turn. */
 void kafka_bridge_again(kafka_bridge *kb);
 

@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
     } else {
         b.kafka_bootstrap = xstrdup(cfg.kafka);
     }
-    if (!(b.base = event_base_new())) {
+    if (!(b.base = event_base_new()) || event_base_priority_init(b.base, BROKER_PRIOS) < 0) {
         snprintf(err, sizeof(err), "cannot create the event loop");
         goto fail;
     }

@@ -559,9 +559,9 @@ upstream *upstream_new(broker *b, upstream_kind kind, const upstream_events *ev,
         kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.min.bytes", "1", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errlen) < 0 ||
-        /* History is read as fast as clients take it: a smaller prefetch
-         * bounds what waiting catch-ups hold. */
-        kafka_conf_set(conf, "queued.min.messages", history ? "10000" : "100000", errstr, errlen) < 0 ||
+        kafka_conf_set(conf, "queued.min.messages", "100000", errstr, errlen) < 0 ||
+        /* Catch-ups: at most 16 MB prefetched per partition read. */
+        (history && kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", errstr, errlen) < 0) ||
         kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
         kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -578,6 +578,12 @@ upstream *upstream_new(broker *b, upstream_kind kind, const upstream_events *ev,
         goto err;
     }
     if (!(u->bridge = kafka_bridge_new(b->base, u->q, consume, u, errstr, errlen))) goto err;
+    /* History runs when nothing else is pending in a loop turn: a catch-up
+     * slows down under load rather than delay a live record. */
+    if (history && kafka_bridge_set_priority(u->bridge, BROKER_PRIO_BACKGROUND) < 0) {
+        snprintf(errstr, errlen, "cannot lower the catch-up consumer's priority");
+        goto err;
+    }
     if (pipe2(u->answer_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(errstr, errlen, "pipe: %s", strerror(errno));
         goto err;
