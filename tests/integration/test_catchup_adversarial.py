@@ -10,15 +10,19 @@ import socket
 import threading
 import time
 
-from harness import NodeCase, consume, java_partition, wait_until
+from harness import produce as harness_produce_raw
+from harness import NodeCase, TestCase, consume, java_partition, wait_until
+from test_resume import CLUSTER_ARGS, Producer
 import wire
 
 
-def kafka_offsets(bootstrap, topic):
-    """{partition: [offset, ...]} in offset order, as Kafka has them."""
+def kafka_offsets(bootstrap, topic, key=None):
+    """{partition: [offset, ...]} in offset order, as Kafka has them (of
+    the records with that key, when given)."""
     out = {}
     for r in consume(bootstrap, topic):
-        out.setdefault(r["partition"], []).append(r["offset"])
+        if key is None or r["key"] == key:
+            out.setdefault(r["partition"], []).append(r["offset"])
     for p in out:
         out[p].sort()
     return out
@@ -127,7 +131,7 @@ class Reader:
 
 
 class AdversarialCatchupTest(NodeCase):
-    TOPICS = {"crowd": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
+    TOPICS = {"crowd": 3, "quitall": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
     NODE_ARGS = ["--out-soft-limit", "65536", "--out-hard-limit", "1048576", "--catchup-readers", "2"]
 
     def test_positions_naming_a_partition_the_feed_does_not_read_are_refused(self):
@@ -285,3 +289,248 @@ class AdversarialCatchupTest(NodeCase):
             self.check_reader(r, want, known)
         self.n.wait_stats(lambda st: st["catchup"]["readers"] == 0 and st["catchup"]["parked"] == 0, timeout=20,
                           what="no catch-up left")
+
+    # ------------------------------------------------------------ churn
+
+    def test_hanging_up_and_resubscribing_at_every_stage(self):
+        """Clients that go at every stage of a catch-up: right after the
+        SUBSCRIBE (before the start is looked up), parked, reading, right at
+        LIVE; and clients that unsubscribe half way and subscribe again on
+        the same connection from the positions they reached, which must
+        continue exactly where they stopped. Afterwards no catch-up is
+        left and a new one is exact."""
+        topic, parts = "churn", 2
+        for p in range(parts):
+            self.produce(topic, [(None, "%05d-%s" % (i, "z" * 1500)) for i in range(2000)], partition=p)
+        want = kafka_offsets(self.bootstrap, topic)
+        holder = self.client(self.n)
+        handle = holder.subscribe(topic, "*").feed
+        rng = random.Random(11)
+        for it in range(24):
+            kind = it % 6
+            if kind == 0:
+                # SUBSCRIBE and UNSUBSCRIBE in one write (the handle is the
+                # feed's, known from the holder), then SUBSCRIBE again.
+                c = self.client(self.n)
+                c.send_raw(wire.encode(wire.SUBSCRIBE, 1, topic, None, wire.encode_start(("beginning",))) +
+                           wire.encode(wire.UNSUBSCRIBE, 2, handle) +
+                           wire.encode(wire.SUBSCRIBE, 3, topic, None, wire.encode_start(("offset", 1990))))
+                c.expect(wire.UNSUBSCRIBED, match=lambda f: f.req_id == 2)
+                c.pending.clear()
+                frames, live = c.until_live(handle)
+                got = [f for f in frames if f.type == wire.MESSAGE and f.offset >= 1990]
+                self.assertGreaterEqual(len(got), 20, frames[-3:])
+                c.close()
+            elif kind == 1:
+                # SUBSCRIBE with a start, hang up at once (RST).
+                s = socket.create_connection(self.n.addr)
+                s.sendall(wire.encode(wire.HELLO, 2, "rst") +
+                          wire.encode(wire.SUBSCRIBE, 1, topic, None, wire.encode_start(("last", 1000))))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+            elif kind == 2:
+                # Parked (it reads nothing), then unsubscribes and resubscribes.
+                c = self.client(self.n, rcvbuf=4096)
+                sub = c.subscribe(topic, "*", start=("beginning",))
+                self.n.wait_stats(lambda st: st["catchup"]["parked"] >= 1, timeout=20, what="parked")
+                c.unsubscribe(sub.feed, timeout=30)
+                c.pending.clear()
+                sub = c.subscribe(topic, "*", start=("offset", 1999), timeout=30)
+                frames, live = c.until_live(sub.feed, timeout=30)
+                self.assertEqual(live.position_map(), {0: 2000, 1: 2000})
+                c.close()
+            elif kind == 3:
+                # Reads part of it, unsubscribes, resumes from its positions
+                # on the same connection: nothing missed, nothing twice.
+                c = self.client(self.n)
+                sub = c.subscribe(topic, "*", start=("beginning",))
+                n = rng.randrange(1, 3000)
+                got = [f for f in c.messages(n, timeout=30, feed=sub.feed)]
+                c.unsubscribe(sub.feed, timeout=30)
+                c.pending.clear()   # on the way before UNSUBSCRIBED: ignored (PROTOCOL.md 5.4)
+                pos = {p: 0 for p in range(parts)}
+                for f in got:
+                    pos[f.partition] = f.offset + 1
+                sub = c.subscribe(topic, "*", start=("positions", pos), timeout=30)
+                frames, live = c.until_live(sub.feed, timeout=30)
+                offs = {}
+                for f in got + [f for f in frames if f.type == wire.MESSAGE]:
+                    offs.setdefault(f.partition, []).append(f.offset)
+                self.assertEqual(offs, want, "resumed from %r after %d records" % (pos, n))
+                c.close()
+            elif kind == 4:
+                # Hangs up right at LIVE.
+                c = self.client(self.n)
+                sub = c.subscribe(topic, "*", start=("last", rng.randrange(0, 50)))
+                c.until_live(sub.feed, timeout=30)
+                c.close()
+            else:
+                # Hangs up while reading.
+                c = self.client(self.n, rcvbuf=4096)
+                sub = c.subscribe(topic, "*", start=("positions", {0: rng.randrange(2000), 1: 0}))
+                c.messages(rng.randrange(1, 200), timeout=30, feed=sub.feed)
+                c.close()
+        self.n.wait_stats(lambda st: st["catchup"] == {"readers": 0, "active": 0, "queued": 0, "reading": 0,
+                                                       "parked": 0, "resolving": 0},
+                          timeout=30, what="no catch-up left")
+        c = self.client(self.n)
+        sub = c.subscribe(topic, "*", start=("beginning",))
+        frames, live = c.until_live(sub.feed, timeout=30)
+        offs = {}
+        for f in frames:
+            offs.setdefault(f.partition, []).append(f.offset)
+        self.assertEqual(offs, want)
+        self.assertEqual(live.position_map(), {0: 2000, 1: 2000})
+
+    # --------------------------------------------------------- shutdown
+
+    def test_sigterm_during_many_catch_ups(self):
+        """SIGTERM while catch-ups are resolving, reading, parked and queued
+        (one reader): the node sends GOAWAY, exits 0 within its drain
+        timeout, with no sanitizer report."""
+        topic = "quitall"
+        n = self.node(self.bootstrap, ["--catchup-readers", "1", "--drain-timeout-ms", "1000",
+                                       "--out-soft-limit", "65536"])
+        for p in range(3):
+            self.produce(topic, [(None, "%05d-%s" % (i, "t" * 1000)) for i in range(2000)], partition=p)
+        clients = []
+        for i in range(12):
+            c = self.client(n, rcvbuf=4096 if i % 2 else None)
+            start = [("beginning",), ("last", 1500), ("offset", 10), ("positions", {0: 5, 2: 7})][i % 4]
+            c.subscribe(topic, "*" if i % 3 else "k%d" % i, start=start)
+            clients.append(c)
+        n.wait_stats(lambda st: st["catchup"]["parked"] >= 1 and st["catchup"]["queued"] >= 1, timeout=20,
+                     what="catch-ups parked and queued")
+        # And some whose start is being looked up as the signal comes.
+        for i in range(4):
+            c = self.client(n)
+            c.send(wire.SUBSCRIBE, 99, topic, None, wire.encode_start(("beginning",)))
+            clients.append(c)
+        t0 = time.monotonic()
+        n.stop(timeout=10)
+        self.assertLess(time.monotonic() - t0, 4.0, "exit within about the drain timeout")
+
+
+def harness_produce(cl, topic, records, **kw):
+    harness_produce_raw(cl.kafka.bootstrap, topic, records, **kw)
+
+
+def check_reader(test, r, want, known_start):
+    AdversarialCatchupTest.check_reader(test, r, want, known_start)
+
+
+class RelayCatchupTest(TestCase):
+    """Catch-ups on a relay node of a two-node cluster (the owner elsewhere),
+    while records flow, across a kill -9 of the owner."""
+
+    def test_relay_catch_ups_across_a_kill9_of_the_owner(self):
+        topic, parts = "rel", 3
+        cl = self.cluster({topic: parts}, nodes=2, node_args=CLUSTER_ARGS, haproxy=False)
+        n1, n2 = cl.node("n1"), cl.node("n2")
+        for p in range(parts):
+            harness_produce(cl, topic, [("c%d" % (i % 5), "%d-%05d-%s" % (p, i, "r" * 200)) for i in range(1500)],
+                            partition=p)
+        owner_c = self.client(n1)
+        owner_c.subscribe(topic, "*")
+        owner_c.subscribe(topic, "c1")
+        cl.wait(lambda: cl.owner(topic, None) == "n1" and cl.owner(topic, "c1") == "n1", 15, "n1 owns the feeds")
+        relay_c = self.client(n2)
+        relay_c.subscribe(topic, "*")   # n2 relays the feed
+        prod = Producer(cl.kafka.bootstrap, topic, ["c1", "c2", "c3", "c4"])
+        self.addCleanup(prod.stop)
+        kp = java_partition(b"c1", parts)
+        specs = [("*", ("beginning",), False), ("c1", ("beginning",), False), ("*", ("offset", 700), True),
+                 ("c1", ("positions", {kp: 100}), True), ("*", ("positions", {0: 1400, 2: 3}), False),
+                 ("c1", ("last", 50), False)]
+        readers = [Reader(n2, topic, k, s, slow=slow) for k, s, slow in specs]
+        wait_until(lambda: any(r.live is not None for r in readers), 30, "a catch-up on the relay LIVE")
+        # More catch-ups as the owner dies.
+        readers += [Reader(n2, topic, k, s, slow=slow) for k, s, slow in specs[:3]]
+        n1.kill9()
+        cl.wait(lambda: cl.owner(topic, None) == "n2" and cl.owner(topic, "c1") == "n2", 20, "n2 took over")
+        readers += [Reader(n2, topic, k, s, slow=slow) for k, s, slow in specs[3:]]
+        wait_until(lambda: all(r.live is not None or r.done.is_set() for r in readers), 60, "every client LIVE")
+        prod.stop()
+        every = kafka_offsets(cl.kafka.bootstrap, topic)
+        keyed = kafka_offsets(cl.kafka.bootstrap, topic, "c1")
+        for r in readers:
+            r.target = ends_of(every, parts) if r.key == "*" else {kp: keyed[kp][-1] + 1}
+        try:
+            wait_until(lambda: all(r.done.is_set() for r in readers), 60, "every client at the log end")
+        except AssertionError:
+            self.fail("clients short of the log ends:\n%s" % "\n".join(
+                r.describe() for r in readers if not r.done.is_set()))
+        finally:
+            for r in readers:
+                r.close()
+        for r in readers:
+            want = every if r.key == "*" else {kp: keyed[kp]}
+            s = r.start
+            known = {}
+            if s[0] == "beginning":
+                known = {p: 0 for p in want}
+            elif s[0] == "offset":
+                known = {p: s[1] for p in want}
+            elif s[0] == "positions":
+                known = dict(s[1])
+            check_reader(self, r, want, known)
+
+    def test_a_loss_relayed_while_another_partition_catches_up_is_reported(self):
+        """Records lost in Kafka before the owner read them reach relays as
+        a DROPPED (PROTOCOL.md 3.11: "subscribers on every node get it").
+        A subscription on the relay whose partition 0 follows the live feed
+        while its partition 1 still catches up must get it too: for every
+        partition, MESSAGEs plus DROPPED counts cover every offset from its
+        start ("No DROPPED means nothing was lost").
+
+        The owner (n1) is paused while 7 MB go to partition 0 (the mock
+        keeps 5 MB), so on resuming it finds its position deleted and
+        relays DROPPED(lost). The client on n2 reads nothing meanwhile (its
+        queue is full of another feed's catch-up), so its partition 1 is
+        parked, unjoined."""
+        args = ["--lease-ms", "30000", "--node-ttl-ms", "30000", "--out-soft-limit", "65536",
+                "--out-hard-limit", "67108864"]
+        cl = self.cluster({"lossy": 2, "filler": 3}, nodes=2, node_args=args, haproxy=False)
+        n1, n2 = cl.node("n1"), cl.node("n2")
+        bs = cl.kafka.bootstrap
+        harness_produce_raw(bs, "lossy", [(None, "%05d-%s" % (i, "h" * 2000)) for i in range(2000)], partition=1)
+        for p in range(3):
+            harness_produce_raw(bs, "filler", [(None, "%05d-%s" % (i, "f" * 2000)) for i in range(2400)],
+                                partition=p)
+        o = self.client(n1)
+        o.subscribe("lossy", "*")
+        cl.wait(lambda: cl.owner("lossy", None) == "n1", 15, "n1 owns lossy/*")
+        relay = self.client(n2)
+        relay.subscribe("lossy", "*")
+        x = self.client(n2, rcvbuf=4096)
+        x.subscribe("filler", "*", start=("beginning",))
+        n2.wait_stats(lambda st: st["catchup"]["parked"] >= 1, 20, "the filler's catch-up parked")
+        sub = x.subscribe("lossy", "*", start=("positions", {1: 0}))   # partition 0: live, from 0
+        n1.pause()
+        harness_produce_raw(bs, "lossy", [(None, "%05d-%s" % (i, "L" * 2000)) for i in range(3500)], partition=0)
+        n1.resume()
+        lost = relay.expect(wire.DROPPED, timeout=30).count
+        self.assertGreater(lost, 0)
+        received, dropped, live = 0, 0, None
+        quiet = None
+        while live is None or received + dropped < 5500:
+            try:
+                f = x.read_frame(timeout=0.5)
+            except TimeoutError:
+                if live is not None and quiet is not None and time.monotonic() - quiet > 2:
+                    break
+                quiet = quiet or time.monotonic()
+                continue
+            quiet = None
+            if f.type not in (wire.MESSAGE, wire.DROPPED, wire.LIVE) or f.feed != sub.feed:
+                continue
+            if f.type == wire.MESSAGE:
+                received += 1
+            elif f.type == wire.DROPPED:
+                dropped += f.count
+            else:
+                live = f.position_map()
+        self.assertEqual(live, {0: 3500, 1: 2000})
+        self.assertEqual(received + dropped, 3500 + 2000,
+                         "records received (%d) and DROPPED counts (%d) cover every offset; the relay's live "
+                         "subscriber got DROPPED(%d)" % (received, dropped, lost))
