@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+from harness import MockKafka as harness_mock_kafka
 from harness import produce as harness_produce_raw
 from harness import NodeCase, TestCase, consume, java_partition, wait_until
 from test_resume import CLUSTER_ARGS, Producer
@@ -131,7 +132,7 @@ class Reader:
 
 
 class AdversarialCatchupTest(NodeCase):
-    TOPICS = {"crowd": 3, "quitall": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
+    TOPICS = {"crowd": 3, "wide32": 32, "quitall": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
     NODE_ARGS = ["--out-soft-limit", "65536", "--out-hard-limit", "1048576", "--catchup-readers", "2"]
 
     def test_positions_naming_a_partition_the_feed_does_not_read_are_refused(self):
@@ -382,6 +383,86 @@ class AdversarialCatchupTest(NodeCase):
         self.assertEqual(offs, want)
         self.assertEqual(live.position_map(), {0: 2000, 1: 2000})
 
+    # ---------------------------------------------- many partitions, keys
+
+    def test_one_reader_for_many_partitions_and_keys(self):
+        """--catchup-readers 1 on a 32-partition topic: an every-key
+        catch-up, exact-key ones of keys drowned in others, LAST 3, an empty
+        POSITIONS list and one naming a partition twice, a version-1 client
+        and a live version-2 one on the same feeds, all at once while
+        records are produced: each exact."""
+        topic, parts = "wide32", 32
+        n = self.node(self.bootstrap, ["--catchup-readers", "1"])
+        keys = ["rare-a", "rare-b"]
+        recs = []
+        for i in range(6000):
+            recs.append((keys[i % 2] if i % 97 == 0 else "noise-%d" % (i % 501), "w%05d" % i))
+        self.produce(topic, recs)
+        before = kafka_offsets(self.bootstrap, topic)
+        ends0 = ends_of(before, parts)
+        live_v2 = Reader(n, topic, "*", None)
+        live_v1 = Reader(n, topic, "*", None, version=1)
+        live_v1k = Reader(n, topic, "rare-a", None, version=1)
+        for r in (live_v2, live_v1, live_v1k):
+            r.subscribed.wait(30)
+            self.assertEqual(r.errors, [])
+        specs = [("*", ("beginning",)), ("rare-a", ("beginning",)), ("rare-b", ("offset", 0)),
+                 ("*", ("last", 3)), ("*", ("positions", {})), ("*", ("positions", [(5, 10), (5, 20), (7, 0)])),
+                 ("rare-b", ("last", 1))]
+        readers = [Reader(n, topic, k, s, slow=(i % 2 == 1)) for i, (k, s) in enumerate(specs)]
+        for r in readers:
+            r.subscribed.wait(30)
+        self.produce(topic, [(keys[i % 2] if i % 7 == 0 else "noise-%d" % i, "late%04d" % i) for i in range(700)])
+        wait_until(lambda: all(r.live is not None or r.done.is_set() for r in readers), 60, "every client LIVE")
+        every = kafka_offsets(self.bootstrap, topic)
+        ends = ends_of(every, parts)
+        keyed = {k: kafka_offsets(self.bootstrap, topic, k) for k in keys}
+        for r in readers + [live_v2, live_v1, live_v1k]:
+            if r.key == "*":
+                r.target = ends
+            else:
+                kp = java_partition(r.key.encode(), parts)
+                r.target = {kp: keyed[r.key][kp][-1] + 1}
+        try:
+            wait_until(lambda: all(r.done.is_set() for r in readers + [live_v2, live_v1, live_v1k]), 60,
+                       "every client at the log end")
+        except AssertionError:
+            self.fail("clients short of the log ends:\n%s" % "\n".join(
+                r.describe() for r in readers + [live_v2, live_v1, live_v1k] if not r.done.is_set()))
+        finally:
+            for r in readers + [live_v2, live_v1, live_v1k]:
+                r.close()
+        for r in readers:
+            if r.key == "*":
+                want = every
+            else:
+                kp = java_partition(r.key.encode(), parts)
+                want = {kp: keyed[r.key][kp]}
+            s = r.start
+            known = {}
+            if s[0] == "beginning":
+                known = {p: 0 for p in want}
+            elif s[0] == "offset":
+                known = {p: s[1] for p in want}
+            elif s[0] == "positions":
+                known = dict(s[1]) if isinstance(s[1], dict) else {5: 10, 7: 0}
+                for p in want:
+                    known.setdefault(p, ends0[p])   # not listed: live, from the end then
+            self.check_reader(r, want, known)
+        # The live ones: every record produced after they joined, in order, once.
+        for r in (live_v2, live_v1, live_v1k):
+            self.assertEqual(r.errors, [])
+            self.assertFalse(any(f.type == wire.DROPPED for f in r.frames))
+            got = r.offsets()
+            if r.key == "*":
+                want = {p: [o for o in every[p] if o >= ends0[p]] for p in every}
+            else:
+                kp = java_partition(r.key.encode(), parts)
+                want = {kp: [o for o in keyed[r.key][kp] if o >= ends0[kp]]}
+            want = {p: v for p, v in want.items() if v}
+            self.assertEqual(got, want, "live %s/%s version %d" % (topic, r.key, r.version))
+        self.assertFalse(any(f.type == wire.LIVE for f in live_v1.frames + live_v1k.frames), "no LIVE on version 1")
+
     # --------------------------------------------------------- shutdown
 
     def test_sigterm_during_many_catch_ups(self):
@@ -534,3 +615,42 @@ class RelayCatchupTest(TestCase):
         self.assertEqual(received + dropped, 3500 + 2000,
                          "records received (%d) and DROPPED counts (%d) cover every offset; the relay's live "
                          "subscriber got DROPPED(%d)" % (received, dropped, lost))
+
+    def test_a_relay_catch_up_while_the_owner_looks_up_its_start(self):
+        """A catch-up on a relay whose owner has not yet found where its
+        live feed starts (its ListOffsets answered with errors a few times,
+        retried): the relay knows no live position, so the catch-up joins
+        at the log end it read to; the owner then starts at a later log
+        end. Every record from the start must still come once: no gap
+        between LIVE's position and the first live record."""
+        kafka = harness_mock_kafka({"race": 1}, list_offsets_errors=12)
+        self.addCleanup(kafka.stop)
+        cl = self.cluster(nodes=2, node_args=CLUSTER_ARGS, haproxy=False, kafka=kafka)
+        n1, n2 = cl.node("n1"), cl.node("n2")
+        harness_produce_raw(kafka.bootstrap, "race", [(None, "h%05d" % i) for i in range(500)], partition=0)
+        prod = Producer(kafka.bootstrap, "race", ["a", "b"])
+        self.addCleanup(prod.stop)
+        wait_until(lambda: prod.sent >= 200, 10, "records flowing")
+        o = self.client(n1)
+        o.send(wire.SUBSCRIBE, 1, "race", None)     # n1 owns the feed, still looking up its start
+        cl.wait(lambda: cl.owner("race", None) == "n1", 15, "n1 owns race/*")
+        x = self.client(n2)
+        sub = x.subscribe("race", "*", start=("positions", {0: 0}))
+        frames, live = x.until_live(sub.feed, timeout=30)
+        o.expect(wire.SUBSCRIBED, timeout=30)
+        wait_until(lambda: prod.sent >= 3000, 20, "more records")
+        prod.stop()
+        want = kafka_offsets(kafka.bootstrap, "race")[0]
+        got = [f.offset for f in frames if f.type == wire.MESSAGE]
+        self.assertEqual([f for f in frames if f.type == wire.DROPPED], [])
+        after = []
+        while (got + after)[-1:] != want[-1:]:
+            try:
+                after.append(x.expect(wire.MESSAGE, timeout=3, match=lambda f: f.feed == sub.feed).offset)
+            except TimeoutError:
+                break
+        self.assertEqual([f for f in x.pending if f.type == wire.DROPPED], [])
+        self.assertEqual(after[:1], [live.position_map()[0]],
+                         "the first live record is at LIVE's position %r (catch-up ended at %s)"
+                         % (live.position_map(), got[-1:]))
+        self.assertEqual(got + after, want)
