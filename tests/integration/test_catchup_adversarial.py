@@ -132,7 +132,7 @@ class Reader:
 
 
 class AdversarialCatchupTest(NodeCase):
-    TOPICS = {"crowd": 3, "wide32": 32, "quitall": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
+    TOPICS = {"crowd": 3, "retain": 1, "wide32": 32, "quitall": 3, "notread": 4, "hard": 1, "mixed": 2, "rare": 2, "churn": 2, "dupes": 2}
     NODE_ARGS = ["--out-soft-limit", "65536", "--out-hard-limit", "1048576", "--catchup-readers", "2"]
 
     def test_positions_naming_a_partition_the_feed_does_not_read_are_refused(self):
@@ -463,6 +463,105 @@ class AdversarialCatchupTest(NodeCase):
             self.assertEqual(got, want, "live %s/%s version %d" % (topic, r.key, r.version))
         self.assertFalse(any(f.type == wire.LIVE for f in live_v1.frames + live_v1k.frames), "no LIVE on version 1")
 
+    # ------------------------------------------------------- odd starts
+
+    def test_odd_starts(self):
+        """Extreme and odd starts: the largest offset (past any end: LIVE
+        says it as asked, nothing comes), LAST of the largest N (the log
+        start), a timestamp far in the future (the log end) and before 1970,
+        a partition named twice (the first wins), an empty list (all live).
+        The node stays up and every answer is exact."""
+        topic, parts = "dupes", 2
+        big = 2 ** 63 - 1
+        for p in range(parts):
+            self.produce(topic, [(None, "d%d-%d" % (p, i)) for i in range(40)], partition=p)
+        want = kafka_offsets(self.bootstrap, topic)
+        c = self.client(self.n)
+        cases = [(("offset", big), {0: big, 1: big}, {}),
+                 (("positions", {0: big, 1: 39}), {0: big, 1: 40}, {1: [39]}),
+                 (("last", big), {0: 40, 1: 40}, want),
+                 (("timestamp", 2 ** 62), {0: 40, 1: 40}, {}),
+                 (("positions", [(0, 30), (0, 2), (1, 38)]), {0: 40, 1: 40},
+                  {0: list(range(30, 40)), 1: [38, 39]}),
+                 (("positions", []), {0: 40, 1: 40}, {})]
+        for start, live_want, recs in cases:
+            sub = c.subscribe(topic, "*", start=start)
+            frames, live = c.until_live(sub.feed)
+            got = {}
+            for f in frames:
+                self.assertEqual(f.type, wire.MESSAGE, (start, f))
+                got.setdefault(f.partition, []).append(f.offset)
+            self.assertEqual((got, live.position_map()), (recs, live_want), start)
+            c.unsubscribe(sub.feed)
+            c.pending.clear()
+        # Before 1970: every record (the first at or after it).
+        sub = c.subscribe(topic, "*", start=("timestamp", -5))
+        frames, live = c.until_live(sub.feed)
+        self.assertEqual(live.position_map(), {0: 40, 1: 40})
+        self.assertTrue(all(f.type == wire.MESSAGE for f in frames))
+        # The subscription from the largest offset stays silent as records come.
+        sub2 = c.subscribe(topic, "k-big", start=("offset", big))
+        c.until_live(sub2.feed)
+        self.produce(topic, [("k-big", "after")])
+        got = c.messages(1, feed=sub.feed)
+        self.assertEqual(got[0].value, b"after")
+        self.assertEqual([f for f in c.collect(0.3) if f.type == wire.MESSAGE and f.feed == sub2.feed], [])
+
+    # ------------------------------------------------------- retention
+
+    def test_retention_deletes_under_parked_and_reading_catch_ups(self):
+        """Clients catching up from the beginning and from positions, some
+        parked (they read nothing for a while), while 6 MB more go to the
+        partition (the mock keeps 5 MB): the log start passes them. Each
+        gets its records in order, one DROPPED with the exact number of
+        offsets it asked for that Kafka no longer had, right at the gap,
+        then the rest: MESSAGEs plus DROPPED cover every offset from its
+        start to the end exactly."""
+        topic = "retain"
+        self.produce(topic, [(None, "%05d-%s" % (i, "a" * 2000)) for i in range(2000)], partition=0)
+        starts = [("beginning",), ("positions", {0: 300}), ("offset", 1200), ("beginning",), ("offset", 5)]
+        clients = []
+        for i, st in enumerate(starts):
+            c = self.client(self.n, rcvbuf=4096)
+            sub = c.subscribe(topic, "*", start=st)
+            first = c.messages(1 + 37 * i, timeout=30, feed=sub.feed)   # a few, then nothing for a while
+            clients.append((c, sub, st, first))
+        self.n.wait_stats(lambda s: s["catchup"]["parked"] >= 3, timeout=30, what="catch-ups parked")
+        self.produce(topic, [(None, "%05d-%s" % (i, "b" * 2000)) for i in range(2000, 5000)], partition=0)
+        want = kafka_offsets(self.bootstrap, topic)[0]
+        lo, end = want[0], want[-1] + 1
+        self.assertGreater(lo, 1300, "the mock deleted past every client's position")
+        dropped_to = 0
+        for c, sub, st, first in clients:
+            frames, live = c.until_live(sub.feed, timeout=60)
+            frames = first + frames
+            start = {"beginning": 0, "positions": 300, "offset": st[-1] if st[0] == "offset" else 0}[st[0]]
+            drops = [(i, f.count) for i, f in enumerate(frames) if f.type == wire.DROPPED]
+            if not drops:
+                # Done before the log start passed it (its LIVE at the end
+                # it saw): the live records after, which flow control may
+                # drop (it read nothing meanwhile), counted exactly.
+                offs = [f.offset for f in frames]
+                self.assertEqual(offs, list(range(start, live.position_map()[0])), st)
+                got, lost = 0, 0
+                while live.position_map()[0] + got + lost < end:
+                    f = c.expect(None, timeout=30, match=lambda f: f.type in (wire.MESSAGE, wire.DROPPED))
+                    if f.type == wire.MESSAGE:
+                        self.assertEqual(f.offset, live.position_map()[0] + got + lost, st)
+                        got += 1
+                    else:
+                        lost += f.count
+                continue
+            dropped_to += 1
+            self.assertEqual(len(drops), 1, "one DROPPED for %r: %r" % (st, drops))
+            at, count = drops[0]
+            before = [f.offset for f in frames[:at]]
+            self.assertEqual(before, list(range(start, start + len(before))), st)
+            self.assertEqual(count, lo - (start + len(before)), "DROPPED counts the offsets gone (%r)" % (st,))
+            self.assertEqual([f.offset for f in frames[at + 1:]], want, st)
+            self.assertEqual(live.position_map(), {0: end})
+        self.assertGreaterEqual(dropped_to, 2, "the clients from the beginning were passed by the log start")
+
     # --------------------------------------------------------- shutdown
 
     def test_sigterm_during_many_catch_ups(self):
@@ -654,3 +753,33 @@ class RelayCatchupTest(TestCase):
                          "the first live record is at LIVE's position %r (catch-up ended at %s)"
                          % (live.position_map(), got[-1:]))
         self.assertEqual(got + after, want)
+
+
+class GrowingTopicTest(TestCase):
+    """On a real Apache Kafka (the mock cannot add partitions)."""
+
+    def test_a_topic_that_grows_during_a_catch_up(self):
+        """An every-key catch-up (its client reads nothing for a while, so
+        it is parked) while its topic grows from 2 to 4 partitions: LIVE
+        then names the 4 partitions the feed reads, the new ones at 0
+        (the feed reads them from their beginning), with no out-of-bounds
+        read (ASan: heap-buffer-overflow in sub_send_live)."""
+        import kafka_real
+        kafka = kafka_real.ApacheKafka(1)
+        self.addCleanup(kafka.stop)
+        kafka.create_topic("grow", 2)
+        harness_produce_raw(kafka.bootstrap, "grow", [(None, "%05d-%s" % (i, "g" * 2000)) for i in range(3000)],
+                            partition=0)
+        n = self.node(kafka.bootstrap, ["--metadata-refresh-ms", "200", "--out-soft-limit", "65536"])
+        c = self.client(n, rcvbuf=4096)
+        sub = c.subscribe("grow", "*", start=("beginning",))
+        self.assertEqual(sub.partitions, [0, 1])
+        n.wait_stats(lambda st: st["catchup"]["parked"] >= 1, 30, "the catch-up parked")
+        r = kafka_real.script("tool", "topics", "--bootstrap-server", kafka.bootstrap, "--alter", "--topic", "grow",
+                              "--partitions", "4", timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        n.proc.wait_log("grew from 2 to 4", timeout=30)
+        frames, live = c.until_live(sub.feed, timeout=60)
+        self.assertEqual([f.offset for f in frames if f.type == wire.MESSAGE and f.partition == 0],
+                         list(range(3000)))
+        self.assertEqual(live.position_map(), {0: 3000, 1: 0, 2: 0, 3: 0})
