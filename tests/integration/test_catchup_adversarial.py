@@ -759,27 +759,43 @@ class GrowingTopicTest(TestCase):
     """On a real Apache Kafka (the mock cannot add partitions)."""
 
     def test_a_topic_that_grows_during_a_catch_up(self):
-        """An every-key catch-up (its client reads nothing for a while, so
-        it is parked) while its topic grows from 2 to 4 partitions: LIVE
-        then names the 4 partitions the feed reads, the new ones at 0
-        (the feed reads them from their beginning), with no out-of-bounds
-        read (ASan: heap-buffer-overflow in sub_send_live)."""
+        """An every-key catch-up and an exact-key one (their clients read
+        nothing for a while, so they are parked) while their topic grows
+        from 2 to 4 partitions: LIVE then names the partitions the feeds
+        read, the new ones at 0 (the feeds read them from their beginning),
+        with no out-of-bounds read (ASan: heap-buffer-overflow in
+        sub_send_live)."""
         import kafka_real
         kafka = kafka_real.ApacheKafka(1)
         self.addCleanup(kafka.stop)
         kafka.create_topic("grow", 2)
         harness_produce_raw(kafka.bootstrap, "grow", [(None, "%05d-%s" % (i, "g" * 2000)) for i in range(3000)],
                             partition=0)
+        # An exact key on partition 0 of 2 that maps to partition 2 of 4.
+        self.assertEqual((java_partition(b"mover1", 2), java_partition(b"mover1", 4)), (0, 2))
+        harness_produce_raw(kafka.bootstrap, "grow", [("mover1", "%05d-%s" % (i, "m" * 2000)) for i in range(3000)],
+                            partition=0)
         n = self.node(kafka.bootstrap, ["--metadata-refresh-ms", "200", "--out-soft-limit", "65536"])
         c = self.client(n, rcvbuf=4096)
         sub = c.subscribe("grow", "*", start=("beginning",))
         self.assertEqual(sub.partitions, [0, 1])
-        n.wait_stats(lambda st: st["catchup"]["parked"] >= 1, 30, "the catch-up parked")
+        k = self.client(n, rcvbuf=4096)
+        ksub = k.subscribe("grow", "mover1", start=("beginning",))
+        self.assertEqual(ksub.partitions, [0])
+        n.wait_stats(lambda st: st["catchup"]["parked"] >= 2, 30, "the catch-ups parked")
         r = kafka_real.script("tool", "topics", "--bootstrap-server", kafka.bootstrap, "--alter", "--topic", "grow",
                               "--partitions", "4", timeout=90)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         n.proc.wait_log("grew from 2 to 4", timeout=30)
+        kframes, klive = k.until_live(ksub.feed, timeout=60)
         frames, live = c.until_live(sub.feed, timeout=60)
         self.assertEqual([f.offset for f in frames if f.type == wire.MESSAGE and f.partition == 0],
-                         list(range(3000)))
-        self.assertEqual(live.position_map(), {0: 3000, 1: 0, 2: 0, 3: 0})
+                         list(range(6000)))
+        problems = []
+        if live.position_map() != {0: 6000, 1: 0, 2: 0, 3: 0}:
+            problems.append("every-key LIVE %r, not {0: 6000, 1: 0, 2: 0, 3: 0}" % live.position_map())
+        # The key's feed now reads partition 2, from its beginning: LIVE
+        # says where this subscription stands there.
+        if klive.position_map() != {2: 0}:
+            problems.append("exact-key LIVE %r, not {2: 0}" % klive.position_map())
+        self.assertEqual(problems, [], "\n".join(problems))
