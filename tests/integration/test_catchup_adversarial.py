@@ -518,15 +518,18 @@ class AdversarialCatchupTest(NodeCase):
         then the rest: MESSAGEs plus DROPPED cover every offset from its
         start to the end exactly."""
         topic = "retain"
+        # Its own node: clients wait their turn to be read, and those that
+        # went live before the deletion must not be closed as slow meanwhile.
+        n = self.node(self.bootstrap, ["--out-soft-limit", "65536", "--slow-timeout-ms", "120000"])
         self.produce(topic, [(None, "%05d-%s" % (i, "a" * 2000)) for i in range(2000)], partition=0)
         starts = [("beginning",), ("positions", {0: 300}), ("offset", 1200), ("beginning",), ("offset", 5)]
         clients = []
         for i, st in enumerate(starts):
-            c = self.client(self.n, rcvbuf=4096)
+            c = self.client(n, rcvbuf=4096)
             sub = c.subscribe(topic, "*", start=st)
             first = c.messages(1 + 37 * i, timeout=30, feed=sub.feed)   # a few, then nothing for a while
             clients.append((c, sub, st, first))
-        self.n.wait_stats(lambda s: s["catchup"]["parked"] >= 3, timeout=30, what="catch-ups parked")
+        n.wait_stats(lambda s: s["catchup"]["parked"] >= 3, timeout=30, what="catch-ups parked")
         self.produce(topic, [(None, "%05d-%s" % (i, "b" * 2000)) for i in range(2000, 5000)], partition=0)
         want = kafka_offsets(self.bootstrap, topic)[0]
         lo, end = want[0], want[-1] + 1
@@ -565,8 +568,8 @@ class AdversarialCatchupTest(NodeCase):
     # --------------------------------------------------------- shutdown
 
     def test_sigterm_during_many_catch_ups(self):
-        """SIGTERM while catch-ups are resolving, reading, parked and queued
-        (one reader): the node sends GOAWAY, exits 0 within its drain
+        """SIGTERM while catch-ups are resolving, reading and parked (one
+        reader): the node sends GOAWAY, exits 0 within its drain
         timeout, with no sanitizer report."""
         topic = "quitall"
         n = self.node(self.bootstrap, ["--catchup-readers", "1", "--drain-timeout-ms", "1000",
@@ -579,8 +582,11 @@ class AdversarialCatchupTest(NodeCase):
             start = [("beginning",), ("last", 1500), ("offset", 10), ("positions", {0: 5, 2: 7})][i % 4]
             c.subscribe(topic, "*" if i % 3 else "k%d" % i, start=start)
             clients.append(c)
-        n.wait_stats(lambda st: st["catchup"]["parked"] >= 1 and st["catchup"]["queued"] >= 1, timeout=20,
-                     what="catch-ups parked and queued")
+        # Two that read (slowly), so readers are at work as the signal comes.
+        readers = [Reader(n, topic, "*", ("beginning",), slow=True) for _ in range(2)]
+        self.addCleanup(lambda: [r.close() for r in readers])
+        n.wait_stats(lambda st: st["catchup"]["parked"] >= 1 and st["catchup"]["reading"] >= 1, timeout=20,
+                     what="catch-ups parked and reading")
         # And some whose start is being looked up as the signal comes.
         for i in range(4):
             c = self.client(n)
