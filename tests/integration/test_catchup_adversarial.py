@@ -610,13 +610,13 @@ class RelayCatchupTest(TestCase):
     while records flow: across the end of the owner (kill -9, SIGTERM), with
     a loss relayed, before the owner knows where it reads."""
 
-    def relay_catch_ups_across_the_owners_end(self, end_owner):
+    def relay_catch_ups_across(self, disturb, takeover=True, **cluster_kw):
         """Catch-ups on n2 (fast and slow, every key and one key, from the
         beginning, an offset, positions, the last N) while records flow and
-        the owner n1 ends (end_owner(n1)); more start as it ends and after
-        n2 took over. Each is exact against Kafka."""
+        disturb(cluster, producer) happens (the owner n1 ends: then n2 takes over);
+        more start as it happens and after. Each is exact against Kafka."""
         topic, parts = "rel", 3
-        cl = self.cluster({topic: parts}, nodes=2, node_args=CLUSTER_ARGS, haproxy=False)
+        cl = self.cluster({topic: parts}, nodes=2, node_args=CLUSTER_ARGS, haproxy=False, **cluster_kw)
         n1, n2 = cl.node("n1"), cl.node("n2")
         for p in range(parts):
             harness_produce(cl, topic, [("c%d" % (i % 5), "%d-%05d-%s" % (p, i, "r" * 200)) for i in range(1500)],
@@ -637,8 +637,9 @@ class RelayCatchupTest(TestCase):
         wait_until(lambda: any(r.live is not None for r in readers), 30, "a catch-up on the relay LIVE")
         # More catch-ups as the owner dies.
         readers += [Reader(n2, topic, k, s, slow=slow) for k, s, slow in specs[:3]]
-        end_owner(n1)
-        cl.wait(lambda: cl.owner(topic, None) == "n2" and cl.owner(topic, "c1") == "n2", 20, "n2 took over")
+        disturb(cl, prod)
+        if takeover:
+            cl.wait(lambda: cl.owner(topic, None) == "n2" and cl.owner(topic, "c1") == "n2", 20, "n2 took over")
         readers += [Reader(n2, topic, k, s, slow=slow) for k, s, slow in specs[3:]]
         wait_until(lambda: all(r.live is not None or r.done.is_set() for r in readers), 60, "every client LIVE")
         prod.stop()
@@ -667,13 +668,28 @@ class RelayCatchupTest(TestCase):
             check_reader(self, r, want, known)
 
     def test_relay_catch_ups_across_a_kill9_of_the_owner(self):
-        self.relay_catch_ups_across_the_owners_end(lambda n1: n1.kill9())
+        self.relay_catch_ups_across(lambda cl, prod: cl.node("n1").kill9())
 
     def test_relay_catch_ups_across_a_sigterm_of_the_owner(self):
-        def stop(n1):
+        def stop(cl, prod):
+            n1 = cl.node("n1")
             n1.stop()           # exits 0, with no sanitizer report; hands its feeds over
             n1.killed = True    # gone on purpose: the cluster's waits do not count it
-        self.relay_catch_ups_across_the_owners_end(stop)
+        self.relay_catch_ups_across(stop)
+
+    def test_relay_catch_ups_across_a_cut_of_the_relay_from_redis(self):
+        """The relay misses batches while its link to Redis is cut, then
+        reads the gap from Kafka (a repair) as catch-ups join its feed."""
+        def cut(cl, prod):
+            p = cl.proxy("n2")
+            p.cut()
+            wait_until(lambda: cl.node("n2").stats()["redis"] != "connected", 10, "n2 cut off")
+            sent = prod.sent
+            wait_until(lambda: prod.sent >= sent + 300, 10, "records relayed while n2 is cut off")
+            p.heal()
+            wait_until(lambda: cl.node("n2").stats()["redis"] == "connected", 10, "n2 back")
+            cl.node("n2").proc.wait_log("the relay skipped records", timeout=20)
+        self.relay_catch_ups_across(cut, takeover=False, redis_proxy=True)
 
     def test_a_loss_relayed_while_another_partition_catches_up_is_reported(self):
         """Records lost in Kafka before the owner read them reach relays as
