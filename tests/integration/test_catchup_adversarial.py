@@ -2,7 +2,12 @@
 
 Every expectation is computed from what Kafka holds (read back with kcat):
 per partition, a subscription gets each offset from its start on exactly
-once, in offset order, whatever the other clients do meanwhile.
+once, in offset order, whatever the other clients do meanwhile; where flow
+control drops live records (PROTOCOL.md 5.6), DROPPED counts them.
+
+Mostly one node over the mock Kafka; RelayCatchupTest runs two-node
+clusters (Redis); GrowingTopicTest needs a real Apache Kafka
+(kafka_real.py: the mock cannot add partitions).
 """
 
 import random
