@@ -62,6 +62,7 @@ typedef struct broker {
     int flush_armed;
     struct event *sig_ev[2];      /* SIGTERM, SIGINT */
     struct event *drain_ev;       /* drain deadline */
+    struct event *catchup_wake;   /* catchup.c's: a connection with parked catch-ups drained */
 
     conn *conns;                  /* every open connection */
     size_t nconns;

@@ -15,13 +15,18 @@
 #define CU_TICK_MS 100            /* parked catch-ups looked at again, joins checked */
 #define CU_QUANTUM 20000          /* records a reader serves before it yields to a waiting one */
 
+/* One record's frame in a cu_enc's buffer: it ends at end. */
+typedef struct cu_mark {
+    int64_t offset;
+    size_t end;
+} cu_mark;
+
 /* One feed's frames of a reader's batch: encoded once, sliced per client. */
 typedef struct cu_enc {
     feed *f;
     proto_buf buf;
-    int64_t last_off;             /* the record last encoded (-1 none) */
-    uint32_t records;             /* encoded */
-    size_t last_start;            /* where its frame starts */
+    cu_mark *marks;               /* one per record encoded; the array is kept across batches */
+    size_t nmarks, marks_cap;
     outq_block *blk;              /* at batch end */
 } cu_enc;
 
@@ -131,7 +136,10 @@ static void reader_free(feed_table *ft, cu_reader *rd) {
     if (t && t->ready && rd->partition < t->partition_cnt && t->parts[rd->partition].cu_rd == rd)
         t->parts[rd->partition].cu_rd = NULL;
     free(rd->topic_name);
-    for (size_t i = 0; i < rd->nenc; i++) proto_buf_free(&rd->enc[i].buf);
+    for (size_t i = 0; i < rd->enc_cap; i++) {
+        proto_buf_free(&rd->enc[i].buf);
+        free(rd->enc[i].marks);
+    }
     free(rd->enc);
     free(rd);
 }
@@ -166,10 +174,7 @@ static void schedule(feed_table *ft) {
 static void send_live_if_done(feed_table *ft, sub *s) {
     sub_catchup *cu = s->cu;
     if (cu->unjoined > 0 || cu->live_sent) return;
-    int64_t *pos = xreallocarray(NULL, cu->nparts, sizeof(*pos));
-    for (size_t i = 0; i < cu->nparts; i++) pos[i] = cu->parts[i].pos;
-    sub_send_live(ft, s, pos);
-    free(pos);
+    sub_send_live(ft, s);
     cu->live_sent = 1;
     if (!sub_catchup_needed(s)) sub_catchup_free(ft, s);
 }
@@ -183,17 +188,25 @@ static void join(feed_table *ft, cu_part *cp) {
     send_live_if_done(ft, cp->s);
 }
 
-/* at_eof: cp's reader has just handed out everything below the log end.
- * The live feed never delivers a record below its position again, so a
- * catch-up that got there joins with nothing missed or repeated. A live
- * position not known means the live feed delivered nothing of the
- * partition here yet: a catch-up at the log end joins too. */
-static int may_join(const cu_part *cp, int at_eof) {
-    int64_t live = feed_live_pos(cp_feed(cp), cp->partition);
-    return live >= 0 ? cp->pos >= live : at_eof;
+/* The live feed never delivers a record below its position again, so a
+ * catch-up that got there joins with nothing missed or repeated. While
+ * this node does not know the live position (a relay told nothing of the
+ * partition yet: its owner may not even have started reading it), the
+ * catch-up reads on and a relay asks the owner where it is. A partition
+ * the feed no longer reads (a key that moved when the topic grew) has
+ * nothing left to join. */
+static int may_join(const cu_part *cp) {
+    feed *f = cp_feed(cp);
+    int32_t a, z;
+    feed_range(f, &a, &z);
+    if (cp->partition < a || cp->partition > z) return 1;
+    int64_t live = feed_live_pos(f, cp->partition);
+    if (live < 0 && f->role == ROLE_RELAY) f->need_sync = 1;
+    return live >= 0 && cp->pos >= live;
 }
 
 static void park(feed_table *ft, cu_part *cp) {
+    cp->s->c->cu_parked++;
     log_debug("catch-up of %s partition %d: parked at offset %lld while its connection drains",
               feed_label(cp_feed(cp)), (int)cp->partition, (long long)cp->pos);
     cu_list_del(cp);
@@ -224,7 +237,7 @@ static void attach_reader(feed_table *ft, cu_part *cp) {
 
 /* cp's start is known: it joins, reads, or waits for its connection. */
 static void place(feed_table *ft, cu_part *cp) {
-    if (may_join(cp, 0))
+    if (may_join(cp))
         join(ft, cp);
     else if (!conn_takes_records(cp->s->c))
         park(ft, cp);
@@ -266,9 +279,25 @@ static void tick_arm(feed_table *ft) {
     }
 }
 
-/* catchup_ev: new catch-ups, and readers their last client left. */
+/* Parked catch-ups whose connection drained below half the soft limit go
+ * on (conn_flush wakes catchup_ev when one does). */
+static void unpark_drained(feed_table *ft) {
+    for (cu_part *cp = ft->cu_parked, *next; cp; cp = next) {
+        next = cp->next;
+        conn *c = cp->s->c;
+        if (conn_takes_records(c) && c->out.bytes < ft_broker(ft)->cfg->out_soft_limit / 2) {
+            c->cu_parked--;
+            cu_list_del(cp);
+            place(ft, cp);
+        }
+    }
+}
+
+/* catchup_ev: new catch-ups, drained connections, and readers their last
+ * client left. */
 static void process_cb(evutil_socket_t fd, short what, void *arg) {
     feed_table *ft = arg;
+    unpark_drained(ft);
     while (ft->cu_new) {
         cu_part *cp = ft->cu_new;
         cu_list_del(cp);
@@ -285,22 +314,14 @@ static void process_cb(evutil_socket_t fd, short what, void *arg) {
     tick_arm(ft);
 }
 
-/* Every CU_TICK_MS: parked catch-ups whose connection drained go on, and
- * readers' clients check the live position, which may have moved. */
+/* Every CU_TICK_MS: readers' clients check the live position, which may
+ * have moved. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     feed_table *ft = arg;
-    for (cu_part *cp = ft->cu_parked, *next; cp; cp = next) {
-        next = cp->next;
-        conn *c = cp->s->c;
-        if (conn_takes_records(c) && c->out.bytes < ft_broker(ft)->cfg->out_soft_limit / 2) {
-            cu_list_del(cp);
-            place(ft, cp);
-        }
-    }
     for (cu_reader *rd = ft->cu_readers; rd; rd = rd->next)
         for (cu_part *cp = rd->clients, *next; cp; cp = next) {
             next = cp->next;
-            if (may_join(cp, 0)) join(ft, cp);
+            if (may_join(cp)) join(ft, cp);
         }
     process_cb(-1, 0, ft);
 }
@@ -325,13 +346,15 @@ static cu_enc *enc_for(cu_reader *rd, feed *f) {
     for (size_t i = 0; i < rd->nenc; i++)
         if (rd->enc[i].f == f) return &rd->enc[i];
     if (rd->nenc == rd->enc_cap) {
-        rd->enc_cap = rd->enc_cap ? 2 * rd->enc_cap : 2;
-        rd->enc = xreallocarray(rd->enc, rd->enc_cap, sizeof(*rd->enc));
+        size_t cap = rd->enc_cap ? 2 * rd->enc_cap : 2;
+        rd->enc = xreallocarray(rd->enc, cap, sizeof(*rd->enc));
+        memset(rd->enc + rd->enc_cap, 0, (cap - rd->enc_cap) * sizeof(*rd->enc));
+        rd->enc_cap = cap;
     }
     cu_enc *e = &rd->enc[rd->nenc++];
-    memset(e, 0, sizeof(*e));
     e->f = f;
-    e->last_off = -1;
+    e->nmarks = 0;
+    e->blk = NULL;
     return e;
 }
 
@@ -351,9 +374,7 @@ void catchup_on_record(feed_table *ft, const upstream_record *r) {
         feed *f = cp_feed(cp);
         if (!key_matches(f, r)) continue;
         cu_enc *e = enc_for(rd, f);
-        if (e->last_off != r->offset) {
-            e->last_start = e->buf.len;
-            e->last_off = r->offset;
+        if (e->nmarks == 0 || e->marks[e->nmarks - 1].offset != r->offset) {
             proto_frame fr = {
                 .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)r->partition,
                 .offset = (uint64_t)r->offset, .timestamp_ms = r->ts_ms,
@@ -364,9 +385,13 @@ void catchup_on_record(feed_table *ft, const upstream_record *r) {
                 log_error("out of memory encoding a catch-up record of %s", feed_label(f));
                 abort();
             }
-            e->records++;
+            if (e->nmarks == e->marks_cap) {
+                e->marks_cap = e->marks_cap ? 2 * e->marks_cap : 64;
+                e->marks = xreallocarray(e->marks, e->marks_cap, sizeof(*e->marks));
+            }
+            e->marks[e->nmarks++] = (cu_mark){r->offset, e->buf.len};
         }
-        if (cp->b_records++ == 0) cp->b_from = e->last_start;
+        if (cp->b_records++ == 0) cp->b_first = e->nmarks - 1;
     }
 }
 
@@ -377,22 +402,38 @@ void catchup_on_eof(feed_table *ft, const char *topic_name, int32_t partition, i
     touch(ft, rd);
 }
 
+/* Hands cp its records of e from mark first on, as one slice of e's block,
+ * but no more than fill its connection's queue to halfway between the
+ * soft and the hard limit (at least one record): a catch-up never pushes a
+ * reading client to the hard limit. Returns 1 when some were left (cp->pos
+ * is then the first of them). */
+static int deliver_some(feed_table *ft, cu_part *cp, const cu_enc *e, size_t first) {
+    conn *c = cp->s->c;
+    const config *cfg = ft_broker(ft)->cfg;
+    size_t cap = cfg->out_soft_limit + (cfg->out_hard_limit - cfg->out_soft_limit) / 2;
+    size_t room = cap > c->out.bytes ? cap - c->out.bytes : 0;
+    size_t from = first ? e->marks[first - 1].end : 0, to = from, k = first;
+    while (k < e->nmarks && (k == first || e->marks[k].end - from <= room)) to = e->marks[k++].end;
+    conn_deliver(c, cp->s, e->blk, from, to - from, (uint32_t)(k - first), 0);
+    ft_broker(ft)->ctr.catchup_records += k - first;
+    if (k == e->nmarks) return 0;
+    cp->pos = e->marks[k].offset;
+    return 1;
+}
+
 /* Ends one reader's batch: each client gets its slice, moves on, and joins
  * the live feed when it got there. */
 static void reader_batch_end(feed_table *ft, cu_reader *rd) {
     for (size_t i = 0; i < rd->nenc; i++) {
         cu_enc *e = &rd->enc[i];
-        e->blk = e->buf.len ? outq_block_adopt(e->buf.data, e->buf.len, e->buf.cap, e->records) : NULL;
+        e->blk = e->buf.len ? outq_block_adopt(e->buf.data, e->buf.len, e->buf.cap, (uint32_t)e->nmarks) : NULL;
         if (e->blk) proto_buf_init(&e->buf);
-        e->last_off = -1;
-        e->records = 0;
     }
     int at_eof = rd->eof_at >= 0;
     for (cu_part *cp = rd->clients, *next; cp; cp = next) {
         next = cp->next;
         int64_t last = cp->b_last;
         uint32_t records = cp->b_records;
-        size_t from = cp->b_from;
         cp->b_last = -1;
         cp->b_records = 0;
         if (last < 0 && !at_eof) continue;
@@ -400,14 +441,13 @@ static void reader_batch_end(feed_table *ft, cu_reader *rd) {
             park(ft, cp);         /* from the same position, once it drained */
             continue;
         }
-        if (records > 0) {
-            cu_enc *e = enc_for(rd, cp_feed(cp));
-            conn_deliver(cp->s->c, cp->s, e->blk, from, e->blk->len - from, records, 0);
-            ft_broker(ft)->ctr.catchup_records += records;
+        if (records > 0 && deliver_some(ft, cp, enc_for(rd, cp_feed(cp)), cp->b_first)) {
+            park(ft, cp);         /* the rest once it drained */
+            continue;
         }
         if (last >= 0) cp->pos = last + 1;
         if (rd->eof_at > cp->pos) cp->pos = rd->eof_at;
-        if (may_join(cp, at_eof)) join(ft, cp);
+        if (may_join(cp)) join(ft, cp);
     }
     for (size_t i = 0; i < rd->nenc; i++) outq_block_unref(rd->enc[i].blk);
     rd->nenc = 0;
@@ -507,14 +547,18 @@ int catchup_init(feed_table *ft) {
     broker *b = ft->b;
     ft->catchup_ev = event_new(b->base, -1, 0, process_cb, ft);
     ft->catchup_tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, ft);
-    return ft->catchup_ev && ft->catchup_tick_ev ? 0 : -1;
+    if (!ft->catchup_ev || !ft->catchup_tick_ev) return -1;
+    b->catchup_wake = ft->catchup_ev;
+    return 0;
 }
 
 void catchup_fini(feed_table *ft) {
     while (ft->cu_readers) reader_free(ft, ft->cu_readers);
     while (ft->cu_new) cu_list_del(ft->cu_new);
     while (ft->cu_resolving) cu_list_del(ft->cu_resolving);
+    /* At shutdown the connections are gone: their counts are not touched. */
     while (ft->cu_parked) cu_list_del(ft->cu_parked);
+    if (ft->b->catchup_wake == ft->catchup_ev) ft->b->catchup_wake = NULL;
     if (ft->catchup_ev) event_free(ft->catchup_ev);
     if (ft->catchup_tick_ev) event_free(ft->catchup_tick_ev);
     ft->catchup_ev = ft->catchup_tick_ev = NULL;

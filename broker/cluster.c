@@ -372,6 +372,19 @@ static long header_positions(feed_table *ft, feed *f, const char *data, size_t b
     return k;
 }
 
+/* The one partition whose position a relay header moves, or -1: a batch
+ * of a DROPPED alone (the owner's Kafka lost records) moves only the
+ * partition that lost them. */
+static int32_t moved_partition(const relaywire_pos *pos, long n) {
+    int32_t p = -1;
+    for (long i = 0; i < n; i++) {
+        if (pos[i].from >= pos[i].to) continue;
+        if (p >= 0) return -1;
+        p = pos[i].partition;
+    }
+    return p;
+}
+
 /* Relay: the stream went from pos[].from, while this node is at rpos.
  * Starts a repair from rpos when it missed something; returns 1 then. */
 static int gap(feed_table *ft, feed *f, const relaywire_pos *pos, long n) {
@@ -475,6 +488,9 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
         return;
     }
     if (gap(ft, f, pos, n)) return;   /* the repair reads this batch too */
+    /* A DROPPED does not name its partition: it is the one of the record
+     * after it (the gap is right before that record). */
+    uint64_t lost = 0;
     while (off < len) {
         size_t used;
         proto_frame fr;
@@ -483,12 +499,16 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
             break;
         }
         off += used;
-        if (fr.type == PROTO_MESSAGE)
+        if (fr.type == PROTO_MESSAGE) {
+            if (lost) fanout_append_lost(ft, f, (int32_t)fr.partition, lost);   /* records the owner's Kafka lost */
+            lost = 0;
             fanout_append(ft, f, (int32_t)fr.partition, (int64_t)fr.offset, fr.timestamp_ms, fr.key.ptr, fr.key.len,
                           fr.value.ptr, fr.value.len, fr.headers, fr.header_cnt);
-        else if (fr.type == PROTO_DROPPED)
-            fanout_append_lost(ft, f, -1, fr.count);   /* records the owner's Kafka lost */
+        } else if (fr.type == PROTO_DROPPED) {
+            lost += fr.count;
+        }
     }
+    if (lost) fanout_append_lost(ft, f, moved_partition(pos, n), lost);
     for (long i = 0; i < n; i++)
         if (pos[i].to > f->rpos[pos[i].partition]) f->rpos[pos[i].partition] = pos[i].to;
     fanout_flush(ft);

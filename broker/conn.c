@@ -224,6 +224,8 @@ void conn_flush(conn *c) {
         conn_report_drops(c);     /* drained: tell it what it missed */
     }
     if (c->out.bytes < c->b->cfg->out_soft_limit) c->over_soft_since_ms = 0;
+    if (c->cu_parked && c->out.bytes < c->b->cfg->out_soft_limit / 2 && c->b->catchup_wake)
+        event_active(c->b->catchup_wake, EV_TIMEOUT, 0);   /* its catch-ups go on now */
     if (c->out.bytes == 0) {
         if (c->flags & CONN_WANT_WRITE) {
             event_del(c->write_ev);

@@ -44,6 +44,7 @@ struct conn {
     uint64_t over_soft_since_ms;  /* first drop since the queue was last below the soft limit */
     uint64_t close_deadline_ms;   /* CONN_CLOSE_AFTER_FLUSH: close by then regardless */
     int has_dropped;              /* some sub has a DROPPED count to report */
+    int cu_parked;                /* catch-up partitions waiting for this queue to drain (catchup.c) */
     sub **subs;                   /* pending and active subscriptions: linked and unlinked by sub.c only */
     size_t nsubs;
     size_t subs_cap;

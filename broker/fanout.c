@@ -129,9 +129,10 @@ static void relay_batch(feed_table *ft, feed *f) {
 
 /* 1 when s, still catching up, takes the batch's frame m: a record of a
  * partition that joined the live feed, at or past where its catch-up
- * ended; a DROPPED of such a partition (or of any, when all joined). */
+ * ended; a DROPPED of such a partition, or of one not known (better told
+ * twice than not at all). */
 static int filter_takes(sub_catchup *cu, const batch_mark *m) {
-    if (m->partition < 0) return cu->unjoined == 0;
+    if (m->partition < 0) return 1;
     cu_part *cp = cu_find(cu, m->partition);
     if (!cp) return 1;            /* a partition the feed read after it began (the topic grew) */
     if (cp->state != CU_JOINED) return 0;

@@ -84,12 +84,20 @@ static proto_position *scratch_positions(feed_table *ft, size_t n) {
     return ft->scratch_pos;
 }
 
-void sub_send_live(feed_table *ft, sub *s, const int64_t *pos) {
+void sub_send_live(feed_table *ft, sub *s) {
     int32_t a, z;
     feed_range(s->f, &a, &z);
     size_t n = (size_t)(z - a + 1);
     proto_position *ps = scratch_positions(ft, n);
-    for (size_t i = 0; i < n; i++) ps[i] = (proto_position){(uint32_t)a + (uint32_t)i, (uint64_t)pos[i]};
+    for (int32_t p = a; p <= z; p++) {
+        /* A partition of the catch-up: where it joined, moved on by the
+         * live records it got since. One the feed began reading after
+         * (the topic grew): the live feed's position, which it had every
+         * record below; its log start while not known yet. */
+        const cu_part *cp = s->cu ? cu_find(s->cu, p) : NULL;
+        int64_t at = cp ? cp->pos : feed_live_pos(s->f, p);
+        ps[p - a] = (proto_position){(uint32_t)p, (uint64_t)(at >= 0 ? at : 0)};
+    }
     proto_frame fr = {.type = PROTO_LIVE, .feed = s->f->handle, .positions = ps, .position_cnt = n};
     conn_send(s->c, &fr);
 }
@@ -122,10 +130,7 @@ static void sub_begin(feed_table *ft, feed *f, sub *s) {
     for (int32_t p = a; known && p <= z; p++)
         if (feed_live_pos(f, p) < 0) known = 0;
     if (known) {
-        int64_t *pos = xreallocarray(NULL, n, sizeof(*pos));
-        for (int32_t p = a; p <= z; p++) pos[p - a] = feed_live_pos(f, p);
-        sub_send_live(ft, s, pos);
-        free(pos);
+        sub_send_live(ft, s);
         return;
     }
     sub_catchup *cu = xcalloc(1, sizeof(*cu) + n * sizeof(cu->parts[0]));
@@ -166,6 +171,7 @@ void sub_catchup_free(feed_table *ft, sub *s) {
         cu_part *cp = &cu->parts[i];
         /* An emptied reader is let go by catchup.c's next look. */
         if (cp->list && ft->catchup_ev) event_active(ft->catchup_ev, EV_TIMEOUT, 0);
+        if (cp->state == CU_PARKED && cp->list) s->c->cu_parked--;
         cu_list_del(cp);
     }
     free(cu);

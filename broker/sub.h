@@ -36,8 +36,9 @@ void sub_feed_ready(feed_table *ft, feed *f);
  * it. Its feed's count is the caller's to release. */
 void sub_fail(feed_table *ft, sub *s, proto_err code, const char *text);
 
-/* LIVE for s: pos[i] is the next offset of f's i-th partition. */
-void sub_send_live(feed_table *ft, sub *s, const int64_t *pos);
+/* LIVE for s: for each partition its feed reads, the offset of the next
+ * record s gets (its catch-up's position, else the live feed's). */
+void sub_send_live(feed_table *ft, sub *s);
 
 /* 0 once s's catch-up is over and its live filter passes everything: LIVE
  * was sent and the live feed is at or past every partition's position. */

@@ -39,7 +39,7 @@ typedef struct cu_part {
     struct cu_part *prev, *next;
     /* catchup.c, during one batch of its reader */
     int64_t b_last;               /* last offset of the batch at or past pos (-1 none) */
-    size_t b_from;                /* byte where its records start in its feed's batch block */
+    size_t b_first;               /* its first record among its feed's records of the batch */
     uint32_t b_records;
 } cu_part;
 
