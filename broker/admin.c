@@ -10,6 +10,7 @@
 #include "broker/catchup.h"
 #include "broker/json.h"
 #include "broker/log.h"
+#include "broker/metrics.h"
 #include "broker/table.h"
 #include "proto/addr.h"
 
@@ -114,6 +115,7 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
     }
     evhttp_set_allowed_methods(b->admin, EVHTTP_REQ_GET);
     evhttp_set_cb(b->admin, "/stats", stats_cb, b);
+    evhttp_set_cb(b->admin, "/metrics", metrics_cb, b);
     evhttp_set_cb(b->admin, "/healthz", healthz_cb, b);
     log_info("admin on http://%s/stats", addr);
     return 0;

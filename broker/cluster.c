@@ -7,6 +7,7 @@
 
 #include "broker/fanout.h"
 #include "broker/freetopic.h"
+#include "broker/histogram.h"
 #include "broker/log.h"
 #include "broker/timeval.h"
 #include "broker/partition.h"
@@ -502,6 +503,7 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
         if (fr.type == PROTO_MESSAGE) {
             if (lost) fanout_append_lost(ft, f, (int32_t)fr.partition, lost);   /* records the owner's Kafka lost */
             lost = 0;
+            histogram_observe_age(&node_hist.relay_lag, fr.timestamp_ms);
             fanout_append(ft, f, (int32_t)fr.partition, (int64_t)fr.offset, fr.timestamp_ms, fr.key.ptr, fr.key.len,
                           fr.value.ptr, fr.value.len, fr.headers, fr.header_cnt);
         } else if (fr.type == PROTO_DROPPED) {

@@ -23,7 +23,7 @@ typedef struct opt {
 #define F(x) offsetof(config, x)
 static const opt opts[] = {
     {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
-    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /healthz), or off"},
+    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz), or off"},
     {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
     {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
@@ -55,6 +55,8 @@ static const opt opts[] = {
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
     {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
      "partitions read for catch-ups (SUBSCRIBE with a start) at once; more wait their turn"},
+    {"metrics-per-feed", OPT_UINT, F(metrics_per_feed), 0, "0",
+     "GET /metrics: series of their own for this many feeds, those with the most subscribers (0: none)"},
     {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
     {"metadata-refresh-ms", OPT_UINT, F(metadata_refresh_ms), 0, "30000", "how often topics in use are checked for added partitions"},
     {"drain-timeout-ms", OPT_UINT, F(drain_timeout_ms), 0, "5000", "on SIGTERM, wait this long for GOAWAYs to flush"},

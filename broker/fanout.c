@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker/conn.h"
+#include "broker/histogram.h"
 #include "broker/log.h"
 #include "broker/xmalloc.h"
 #include "broker/timeval.h"
@@ -56,6 +57,7 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
         .headers = headers, .header_cnt = header_cnt,
     };
     encode(f, &fr, partition, offset);
+    if (f->nsubs) histogram_observe_age(&node_hist.record_age, ts_ms);
     f->batch_records++;
     f->records++;
     mark_dirty(ft, f);

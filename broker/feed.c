@@ -9,6 +9,7 @@
 #include "broker/cluster.h"
 #include "broker/fanout.h"
 #include "broker/freetopic.h"
+#include "broker/histogram.h"
 #include "broker/log.h"
 #include "broker/names.h"
 #include "broker/partition.h"
@@ -108,6 +109,7 @@ sub *feed_subscribe(feed_table *ft, conn *c, const proto_frame *req, proto_err *
     }
     topic *t = topic_get(ft, topic_name, topic_len);
     sub *s = sub_new(ft, c, req->req_id, t, key, key_len, req);
+    s->arrived_us = histogram_now_us();
     /* Attaching may send SUBSCRIBED now; that only queues output. */
     if (t->ready)
         attach(ft, s);

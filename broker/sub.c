@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/conn.h"
+#include "broker/histogram.h"
 #include "broker/xmalloc.h"
 
 /* ---------------------------------------------------------- connection side */
@@ -195,6 +196,7 @@ static void sub_activate(feed_table *ft, feed *f, sub *s) {
     proto_frame fr = {.type = PROTO_SUBSCRIBED, .req_id = s->req_id, .feed = f->handle,
                       .partitions = ft->scratch_parts, .partition_cnt = n};
     conn_send(s->c, &fr);
+    histogram_observe_since(&node_hist.subscribe, s->arrived_us);
     if (s->c->version >= 2) sub_begin(ft, f, s);
     sub_start_free(s);
 }

@@ -75,6 +75,7 @@ struct sub {
     feed *f;                      /* NULL in SUB_WAIT_TOPIC */
     sub_state state;
     uint64_t req_id;              /* of the SUBSCRIBE, until answered */
+    uint64_t arrived_us;          /* when the SUBSCRIBE came (histogram_now_us), for its latency */
     uint64_t dropped;             /* records dropped since the last DROPPED */
     char *key;                    /* SUB_WAIT_TOPIC only: the key asked for */
     size_t key_len;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/histogram.h"
 #include "broker/xmalloc.h"
 #include "coord/coord.h"
 #include "coord/coord_cmd.h"
@@ -90,6 +91,7 @@ typedef struct call {
     char inc[17];                 /* the session it was sent in: its reply is about that one */
     uint64_t seq;                 /* send order (first sends) */
     int resent;                   /* went out again with EVAL */
+    uint64_t sent_us;             /* when it last went out (histogram_now_us), for the round trip */
     coord_cmd b;                     /* numkeys, keys, arguments */
     coord_feed f;                 /* the feed, pointing into feed[], for the demand event */
     char feed[];                  /* topic \0 key */
@@ -140,6 +142,7 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static int call_send(call *c) {
     coord_redis *r = c->r;
     size_t alen = c->b.len - COORD_CMD_HEAD_ROOM;
+    c->sent_us = histogram_now_us();
     if (!c->resent) {
         char head[COORD_CMD_HEAD_ROOM];
         int hl = snprintf(head, sizeof(head), "*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n", c->b.argc + 2,
@@ -234,6 +237,7 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     call *c = privdata;
     coord_redis *r = c->r;
     redisReply *rep = reply;
+    if (rep) histogram_observe_since(&node_hist.redis_rtt, c->sent_us);
     if (c->resent) {
         r->replays--;
     } else if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
