@@ -9,6 +9,7 @@
 #include "broker/catchup.h"
 #include "broker/histogram.h"
 #include "broker/table.h"
+#include "broker/xmalloc.h"
 
 /* Whether the node's Kafka is usable. For now: its live consumer exists.
  * HEALTH HOOK: once broker/health.c has `int health_kafka_up(const broker *b)`,
@@ -58,9 +59,8 @@ static int by_subscribers(const void *a, const void *b) {
 /* --metrics-per-feed N: the N feeds with the most subscribers here, each
  * with its own series (labels topic and key, "*" for every key). */
 static void per_feed(struct evbuffer *out, feed_table *ft, size_t cap) {
-    if (!cap || !ft->nfeeds) return;
-    feed **all = malloc(ft->nfeeds * sizeof(*all));
-    if (!all) return;
+    if (!cap) return;
+    feed **all = xreallocarray(NULL, ft->nfeeds + 1, sizeof(*all));
     size_t n = 0;
     TABLE_FOR_EACH_TOPIC(ft, t)
         for (feed *f = t->feeds; f && n < ft->nfeeds; f = f->tnext) all[n++] = f;

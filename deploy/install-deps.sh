@@ -23,6 +23,7 @@ PACKAGES=(
     spin             # checks the coordination model, coord/model/
     kcat
     haproxy
+    prometheus       # promtool, which checks GET /metrics (tests/integration/test_metrics.py)
     python3
     curl
     systemd          # systemd-analyze, which checks deploy/subway.service
