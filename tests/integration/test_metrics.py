@@ -1,5 +1,6 @@
 """test_metrics.py -- GET /metrics on the admin port: Prometheus's text format (checked with promtool), the README's list, and values that move with the traffic, on one node and in a cluster."""
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import wire
 from wire import MESSAGE
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "grafana-subway.json")
 HISTOGRAMS = ("subway_record_age_seconds", "subway_subscribe_seconds", "subway_redis_rtt_seconds",
               "subway_relay_lag_seconds")
 BUCKETS = ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
@@ -128,6 +130,15 @@ class MetricsNodeTest(NodeCase):
         self.assertEqual(documented - exposed, {"subway_redis_up"}, "in README's Metrics, not in /metrics")
         for le in BUCKETS[:-1]:
             self.assertIn(le, readme)
+
+    def test_grafana_dashboard_uses_these_metrics(self):
+        with open(DASHBOARD, encoding="utf-8") as f:
+            dash = json.load(f)
+        _, types, _ = fetch(self.n)
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        self.assertTrue(exprs)
+        used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"subway_[a-z_]+", e)}
+        self.assertFalse(used - set(types) - {"subway_redis_up"}, "the dashboard asks for metrics nobody exposes")
 
     def test_single_node_gauges(self):
         samples, types, _ = fetch(self.n)
