@@ -63,6 +63,10 @@ typedef struct broker {
     struct event *sig_ev[2];      /* SIGTERM, SIGINT */
     struct event *drain_ev;       /* drain deadline */
     struct event *catchup_wake;   /* catchup.c's: a connection with parked catch-ups drained */
+    struct event *health_ev;      /* health.c: Kafka probes */
+    int probe_inflight;
+    int kafka_state;              /* -1 not asked yet, 0 unreachable, 1 answering */
+    char kafka_err[256];          /* why, when unreachable */
 
     conn *conns;                  /* every open connection */
     size_t nconns;

@@ -22,13 +22,14 @@
 #define UPSTREAM_HISTORY_BATCH 256 /* catch-ups: per loop turn */
 #define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
 #define LOOKUP_TIMEOUT_MS 5000
+#define PROBE_TIMEOUT_MS 2000     /* a Kafka that answers no metadata request this long is down */
 #define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
 
 /* Work the loop cannot do without blocking, done by a worker thread and
  * answered back through a pipe. Lookups (metadata, offsets) and Admin
  * operations (create, delete topic) have a worker each, so a SUBSCRIBE's
  * lookup never waits behind a topic deletion. */
-typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_SEEK, JOB_CREATE, JOB_DELETE } job_kind;
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_SEEK, JOB_CREATE, JOB_DELETE, JOB_PROBE } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -67,7 +68,7 @@ struct upstream {
     int answer_pipe[2];           /* the workers write job pointers here */
     struct event *answer_ev;
     worker lookup;                /* JOB_TOPIC, JOB_START, JOB_RESET */
-    worker admin;                 /* JOB_CREATE, JOB_DELETE */
+    worker admin;                 /* JOB_CREATE, JOB_DELETE, JOB_PROBE */
     rd_kafka_message_t *batch[UPSTREAM_BATCH];
     proto_header headers[UPSTREAM_MAX_HEADERS];
 };
@@ -196,6 +197,19 @@ static void job_create(upstream *u, job *j) {
         e = find_topic(u, j->topic, &md, &mt);
     }
     topic_answer(j, e, mt);
+    if (md) rd_kafka_metadata_destroy(md);
+}
+
+/* Any broker answering a metadata request (of the topics this client
+ * knows, which may be none) means Kafka is reachable. */
+static void job_probe(upstream *u, job *j) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(u->rk, 0, NULL, &md, PROBE_TIMEOUT_MS);
+    if (e)
+        snprintf(j->errstr, sizeof(j->errstr), "no metadata answer in %d ms: %s", PROBE_TIMEOUT_MS,
+                 rd_kafka_err2str(e));
+    else if (md->broker_cnt == 0)
+        snprintf(j->errstr, sizeof(j->errstr), "metadata lists no broker");
     if (md) rd_kafka_metadata_destroy(md);
 }
 
@@ -342,6 +356,9 @@ static void *worker_main(void *arg) {
         case JOB_DELETE:
             job_delete(u, j);
             break;
+        case JOB_PROBE:
+            job_probe(u, j);
+            break;
         }
         /* A pointer is written atomically to a pipe (< PIPE_BUF). */
         if (write(u->answer_pipe[1], &j, sizeof(j)) != sizeof(j)) {
@@ -407,6 +424,8 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
             ev->start(ev->cb_data, j->topic, j->partition, j->offset, es);
         else if (j->kind == JOB_RESET)
             ev->reset(ev->cb_data, j->topic, j->partition, j->tag, j->from, j->offset, j->lost);
+        else if (j->kind == JOB_PROBE && ev->probe)
+            ev->probe(ev->cb_data, es);
         else if (j->kind == JOB_SEEK && ev->seek)
             ev->seek(ev->cb_data, j->topic, j->partition, j->tag, j->offset, es);
         free(j);
@@ -435,6 +454,10 @@ void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition,
     j->arg = arg;
     j->tag = tag;
     job_push(&u->lookup, j);
+}
+
+void upstream_probe(upstream *u) {
+    job_push(&u->admin, job_new(JOB_PROBE, "", -1));
 }
 
 void upstream_delete_topic(upstream *u, const char *topic_name) {
