@@ -53,6 +53,8 @@ static const opt opts[] = {
     {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
+    {"publish-timeout-ms", OPT_UINT, F(publish_timeout_ms), 0, "10000",
+     "a PUBLISH Kafka has not acknowledged this long is answered with ERROR KAFKA"},
     {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
      "partitions read for catch-ups (SUBSCRIBE with a start) at once; more wait their turn"},
     {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
@@ -259,6 +261,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
     if (c->max_key > CONFIG_MAX_KEY_LIMIT) {
         snprintf(err, errlen, "--max-key must be at most %u bytes (got %llu)", CONFIG_MAX_KEY_LIMIT,
                  (unsigned long long)c->max_key);
+        return -1;
+    }
+    if (c->publish_timeout_ms < 1 || c->publish_timeout_ms > 3600000) {
+        snprintf(err, errlen, "--publish-timeout-ms must be 1..3600000");
         return -1;
     }
     if (c->catchup_readers < 1) {

@@ -6,8 +6,10 @@ one log line.
 """
 
 import signal
+import time
 
 from harness import TestCase, wait_until
+import wire
 
 
 def readyz(node):
@@ -53,3 +55,24 @@ class ReadinessTest(TestCase):
         self.assertEqual(n.http_get("/healthz"), (200, "ok\n"))
         c.close()
         self.assertEqual(n.proc.wait_exit(10), 0)
+
+
+class KafkaAwayTest(TestCase):
+    def test_publish_is_answered_within_the_publish_timeout(self):
+        """A PUBLISH Kafka cannot take gets ERROR KAFKA within
+        --publish-timeout-ms, not librdkafka's five minutes."""
+        kafka = self.mock_kafka({"pt": 1})
+        n = self.node(kafka.bootstrap, ["--publish-timeout-ms", "1500"])
+        c = self.client(n)
+        c.publish("pt", "k", "before")          # the topic and its leader are known
+        kafka.proc.pause()
+        try:
+            t0 = time.monotonic()
+            with self.assertRaises(wire.ServerError) as cm:
+                c.publish("pt", "k", "while away", timeout=15)
+            self.assertEqual(cm.exception.code, wire.E_KAFKA)
+            self.assertLess(time.monotonic() - t0, 10)
+            self.assertIn("timed out", cm.exception.frame.text)
+        finally:
+            kafka.proc.resume()
+        self.assertEqual(c.publish("pt", "k", "after").partition, 0)
