@@ -20,7 +20,7 @@
 
 #define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
 #define UPSTREAM_HISTORY_BATCH 256 /* catch-ups: per loop turn */
-#define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
+#define UPSTREAM_MAX_HEADERS 10000 /* PROTOCOL.md's limit per MESSAGE; beyond it headers are cut, counted and logged */
 #define LOOKUP_TIMEOUT_MS 5000
 #define PROBE_TIMEOUT_MS 2000     /* a Kafka that answers no metadata request this long is down */
 #define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
@@ -70,7 +70,8 @@ struct upstream {
     worker lookup;                /* JOB_TOPIC, JOB_START, JOB_RESET */
     worker admin;                 /* JOB_CREATE, JOB_DELETE, JOB_PROBE */
     rd_kafka_message_t *batch[UPSTREAM_BATCH];
-    proto_header headers[UPSTREAM_MAX_HEADERS];
+    proto_header *headers;        /* grown to the most headers a record had */
+    size_t headers_cap;
 };
 
 static void job_push(worker *w, job *j);
@@ -497,7 +498,19 @@ static size_t message_headers(upstream *u, rd_kafka_message_t *m) {
     const char *name;
     const void *val;
     size_t size;
-    while (n < UPSTREAM_MAX_HEADERS && rd_kafka_header_get_all(hdrs, n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    size_t cnt = rd_kafka_header_cnt(hdrs);
+    if (cnt > UPSTREAM_MAX_HEADERS) {
+        if (u->b->ctr.headers_cut++ % 1000 == 0)
+            log_warn("a record of %s/%d at offset %lld has %zu headers: forwarded with the first %d "
+                     "(the protocol's limit; /stats counters.headers_cut)", rd_kafka_topic_name(m->rkt),
+                     (int)m->partition, (long long)m->offset, cnt, UPSTREAM_MAX_HEADERS);
+        cnt = UPSTREAM_MAX_HEADERS;
+    }
+    if (cnt > u->headers_cap) {
+        u->headers = xreallocarray(u->headers, cnt, sizeof(*u->headers));
+        u->headers_cap = cnt;
+    }
+    while (n < cnt && rd_kafka_header_get_all(hdrs, n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         u->headers[n].name = (proto_bytes){name, strlen(name)};
         u->headers[n].value = (proto_bytes){val, val ? size : 0};
         n++;
@@ -653,5 +666,6 @@ void upstream_free(upstream *u) {
     pthread_cond_destroy(&u->lookup.cond);
     pthread_mutex_destroy(&u->admin.lock);
     pthread_cond_destroy(&u->admin.cond);
+    free(u->headers);
     free(u);
 }
