@@ -214,9 +214,11 @@ void conn_deliver(conn *c, sub *s, outq_block *block, size_t off, size_t len, ui
         s->dropped = 0;
         conn_send(c, &d);
     }
+    /* Queued below the soft limit: whatever its size, one batch is not
+     * slowness (the slow timeout judges that), so it never trips the hard
+     * limit, which bounds what the connection queues otherwise. */
     outq_push_slice(&c->out, block, off, len);
     b->ctr.records_out += records;
-    if (c->out.bytes > b->cfg->out_hard_limit) c->flags |= CONN_KILL;
     broker_schedule_flush(b, c);
 }
 
