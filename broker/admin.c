@@ -1,4 +1,4 @@
-/* admin.c -- the HTTP admin surface: GET /stats (JSON) and GET /healthz. */
+/* admin.c -- the HTTP admin surface: GET /stats (JSON), GET /healthz (alive) and GET /readyz (ready). */
 #include "broker/admin.h"
 
 #include <event2/buffer.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker/catchup.h"
+#include "broker/health.h"
 #include "broker/json.h"
 #include "broker/log.h"
 #include "broker/metrics.h"
@@ -75,28 +76,45 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
                         "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu,\"catchup_records\":%llu,"
-                        "\"catchup_missing\":%llu,\"catchup_yields\":%llu}}\n",
+                        "\"catchup_missing\":%llu,\"catchup_yields\":%llu,\"headers_cut\":%llu}}\n",
                         (unsigned long long)k->records_in, (unsigned long long)k->bytes_in, (unsigned long long)k->records_out,
                         (unsigned long long)k->dropped, (unsigned long long)k->lost, (unsigned long long)k->slow_closed,
                         (unsigned long long)k->heartbeat_closed, (unsigned long long)k->protocol_errors,
                         (unsigned long long)k->conns_accepted, (unsigned long long)k->conns_refused,
                         (unsigned long long)k->catchup_records, (unsigned long long)k->catchup_missing,
-                        (unsigned long long)k->catchup_yields);
+                        (unsigned long long)k->catchup_yields, (unsigned long long)k->headers_cut);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, HTTP_OK, "OK", out);
     evbuffer_free(out);
 }
 
-static void healthz_cb(struct evhttp_request *req, void *arg) {
-    broker *b = arg;
+static void send_text(struct evhttp_request *req, int code, const char *reason, const char *text) {
     struct evbuffer *out = evbuffer_new();
     if (!out) {
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
         return;
     }
-    evbuffer_add_printf(out, b->draining ? "draining\n" : "ok\n");
-    evhttp_send_reply(req, b->draining ? 503 : HTTP_OK, b->draining ? "Draining" : "OK", out);
+    evbuffer_add_printf(out, "%s\n", text);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, code, reason, out);
     evbuffer_free(out);
+}
+
+/* Alive: the loop answers. Restart the node when this fails. */
+static void healthz_cb(struct evhttp_request *req, void *arg) {
+    send_text(req, HTTP_OK, "OK", "ok");
+}
+
+/* Ready: worth sending new clients to (health.c). 503 with the reasons
+ * otherwise; load balancers check this one. */
+static void readyz_cb(struct evhttp_request *req, void *arg) {
+    char why[600], text[640];
+    if (health_ready(arg, why, sizeof(why))) {
+        send_text(req, HTTP_OK, "OK", "ready");
+        return;
+    }
+    snprintf(text, sizeof(text), "not ready: %s", why);
+    send_text(req, 503, "Not Ready", text);
 }
 
 int admin_start(broker *b, char *errstr, size_t errlen) {
@@ -117,6 +135,7 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
     evhttp_set_cb(b->admin, "/stats", stats_cb, b);
     evhttp_set_cb(b->admin, "/metrics", metrics_cb, b);
     evhttp_set_cb(b->admin, "/healthz", healthz_cb, b);
+    evhttp_set_cb(b->admin, "/readyz", readyz_cb, b);
     log_info("admin on http://%s/stats", addr);
     return 0;
 }

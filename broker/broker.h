@@ -46,6 +46,7 @@ typedef struct broker_counters {
     uint64_t catchup_records;     /* MESSAGE frames of catch-ups queued to clients */
     uint64_t catchup_missing;     /* records catch-ups asked for that Kafka no longer held (DROPPED) */
     uint64_t catchup_yields;      /* readers sent to the back of the queue for others */
+    uint64_t headers_cut;         /* records read with more headers than a MESSAGE carries (10000) */
 } broker_counters;
 
 typedef struct broker {
@@ -63,6 +64,10 @@ typedef struct broker {
     struct event *sig_ev[2];      /* SIGTERM, SIGINT */
     struct event *drain_ev;       /* drain deadline */
     struct event *catchup_wake;   /* catchup.c's: a connection with parked catch-ups drained */
+    struct event *health_ev;      /* health.c: Kafka probes */
+    int probe_inflight;
+    int kafka_state;              /* -1 not asked yet, 0 unreachable, 1 answering */
+    char kafka_err[256];          /* why, when unreachable */
 
     conn *conns;                  /* every open connection */
     size_t nconns;

@@ -23,7 +23,7 @@ typedef struct opt {
 #define F(x) offsetof(config, x)
 static const opt opts[] = {
     {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
-    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz), or off"},
+    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz), or off"},
     {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
     {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
@@ -53,6 +53,8 @@ static const opt opts[] = {
     {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
+    {"publish-timeout-ms", OPT_UINT, F(publish_timeout_ms), 0, "10000",
+     "a PUBLISH Kafka has not acknowledged this long is answered with ERROR KAFKA"},
     {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
      "partitions read for catch-ups (SUBSCRIBE with a start) at once; more wait their turn"},
     {"metrics-per-feed", OPT_UINT, F(metrics_per_feed), 0, "0",
@@ -261,6 +263,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
     if (c->max_key > CONFIG_MAX_KEY_LIMIT) {
         snprintf(err, errlen, "--max-key must be at most %u bytes (got %llu)", CONFIG_MAX_KEY_LIMIT,
                  (unsigned long long)c->max_key);
+        return -1;
+    }
+    if (c->publish_timeout_ms < 1 || c->publish_timeout_ms > 3600000) {
+        snprintf(err, errlen, "--publish-timeout-ms must be 1..3600000");
         return -1;
     }
     if (c->catchup_readers < 1) {

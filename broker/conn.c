@@ -156,6 +156,34 @@ int conn_send(conn *c, const proto_frame *f) {
     return c->flags & CONN_KILL ? -1 : 0;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..len), or 0 when there is none
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t len) {
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > len) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/* Text on the wire is UTF-8 (PROTOCOL.md 2), and an error text may echo a
+ * client's raw key bytes: each byte that starts no valid sequence, or
+ * the end of one cut short, becomes '?'. */
+static void utf8_clean(char *s, size_t len) {
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+}
+
 void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, ...) {
     char text[512];
     va_list ap;
@@ -164,6 +192,7 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
     va_end(ap);
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof(text)) n = sizeof(text) - 1;
+    utf8_clean(text, (size_t)n);
     proto_frame f = {.type = PROTO_ERROR, .req_id = req_id, .code = code, .text = {text, (size_t)n}};
     conn_send(c, &f);
 }
@@ -185,9 +214,11 @@ void conn_deliver(conn *c, sub *s, outq_block *block, size_t off, size_t len, ui
         s->dropped = 0;
         conn_send(c, &d);
     }
+    /* Queued below the soft limit: whatever its size, one batch is not
+     * slowness (the slow timeout judges that), so it never trips the hard
+     * limit, which bounds what the connection queues otherwise. */
     outq_push_slice(&c->out, block, off, len);
     b->ctr.records_out += records;
-    if (c->out.bytes > b->cfg->out_hard_limit) c->flags |= CONN_KILL;
     broker_schedule_flush(b, c);
 }
 

@@ -13,6 +13,7 @@
 #include "broker/catchup.h"
 #include "broker/cluster.h"
 #include "broker/fanout.h"
+#include "broker/health.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/dev.h"
@@ -66,6 +67,10 @@ static void up_out_of_range(void *cb_data, const char *topic_name, int32_t parti
 static void up_reset(void *cb_data, const char *topic_name, int32_t partition, uint32_t tag, int64_t from,
                      int64_t offset, int64_t lost) {
     part_on_reset(((broker *)cb_data)->feeds, topic_name, partition, tag, from, offset, lost);
+}
+
+static void up_probe(void *cb_data, const char *errstr) {
+    health_on_probe(cb_data, errstr);
 }
 
 static void up_record(void *cb_data, const upstream_record *r) {
@@ -139,6 +144,7 @@ static void broker_cleanup(broker *b) {
      * (they unassign), then the Kafka handles they used. */
     server_stop(b);
     admin_stop(b);
+    health_stop(b);
     if (b->feeds && b->coord) cluster_resign_all(b->feeds);
     coord_free(b->coord);
     b->coord = NULL;
@@ -175,6 +181,7 @@ int main(int argc, char **argv) {
     memset(&b, 0, sizeof(b));
     b.cfg = &cfg;
     b.start_ms = broker_now_ms();
+    b.kafka_state = -1;
     if (cfg.node_id) {
         if (!names_node_id_ok(cfg.node_id)) {
             fprintf(stderr, "subway: --node-id must be 1..100 characters of A-Z a-z 0-9 . _ -\n");
@@ -235,7 +242,8 @@ int main(int argc, char **argv) {
     coord_events ev = {.notice = ev_notice, .relay = ev_relay, .state = ev_state, .demand = ev_demand, .cb_data = &b};
     coord_set_events(b.coord, &ev);
     upstream_events uev = {.topic = up_topic, .start = up_start, .out_of_range = up_out_of_range,
-                           .reset = up_reset, .record = up_record, .batch_end = up_batch_end, .cb_data = &b};
+                           .reset = up_reset, .record = up_record, .batch_end = up_batch_end,
+                           .probe = up_probe, .cb_data = &b};
     if (!(b.up = upstream_new(&b, UPSTREAM_LIVE, &uev, err, sizeof(err)))) goto fail;
     upstream_events hev = {.out_of_range = hist_out_of_range, .reset = hist_reset, .record = hist_record,
                            .batch_end = hist_batch_end, .eof = hist_eof, .seek = hist_seek, .cb_data = &b};
@@ -243,6 +251,10 @@ int main(int argc, char **argv) {
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;
     if (admin_start(&b, err, sizeof(err)) < 0) goto fail;
+    if (health_start(&b) < 0) {
+        snprintf(err, sizeof(err), "cannot start the health probes");
+        goto fail;
+    }
     log_info("node %s ready (subway %s, Kafka %s)", b.node_id, SUBWAY_VERSION, b.kafka_bootstrap);
 
     event_base_dispatch(b.base);

@@ -7,17 +7,10 @@
 #include <string.h>
 
 #include "broker/catchup.h"
+#include "broker/health.h"
 #include "broker/histogram.h"
 #include "broker/table.h"
 #include "broker/xmalloc.h"
-
-/* Whether the node's Kafka is usable. For now: its live consumer exists.
- * HEALTH HOOK: once broker/health.c has `int health_kafka_up(const broker *b)`,
- * include broker/health.h and return health_kafka_up(b) here; nothing else
- * changes. */
-static int kafka_up(const broker *b) {
-    return b->up != NULL;
-}
 
 /* "# HELP" and "# TYPE" of a metric family. */
 static void family(struct evbuffer *out, const char *name, const char *type, const char *help) {
@@ -145,8 +138,8 @@ void metrics_write(broker *b, struct evbuffer *out) {
     if (config_cluster(b->cfg))
         single(out, "subway_redis_up", "gauge", "1 while the coordination Redis is connected.",
                (uint64_t)(coord_up(b->coord) != 0));
-    single(out, "subway_kafka_up", "gauge", "1 while the node's Kafka consumer is usable.",
-           (uint64_t)(kafka_up(b) != 0));
+    single(out, "subway_kafka_up", "gauge", "1 while Kafka answered the node's last health probe.",
+           (uint64_t)(health_kafka_up(b) != 0));
 
     histogram_add(out, "subway_record_age_seconds",
                   "Kafka timestamp to the record's fan-out to a feed with subscribers on this node.",

@@ -71,10 +71,15 @@ producer *producer_new(broker *b, char *errstr, size_t errlen) {
     p->b = b;
     rd_kafka_conf_t *conf = kafka_conf_new(b, errstr, errlen);
     if (!conf) goto err;
+    char timeout_ms[32];
+    snprintf(timeout_ms, sizeof(timeout_ms), "%llu", (unsigned long long)b->cfg->publish_timeout_ms);
     /* murmur2_random is the Java client's partitioner, so keyed publishes
      * land where exact-key subscribers read; linger 1 ms keeps acks fast. */
     if (kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "linger.ms", "1", errstr, errlen) < 0 ||
+        /* A PUBLISH Kafka cannot take is answered (ERROR KAFKA) within
+         * this, not librdkafka's 5 minutes. */
+        kafka_conf_set(conf, "message.timeout.ms", timeout_ms, errstr, errlen) < 0 ||
         kafka_conf_set(conf, "allow.auto.create.topics", b->cfg->dev ? "true" : "false", errstr, errlen) < 0 ||
         kafka_conf_set(conf, "topic.metadata.propagation.max.ms", "1000", errstr, errlen) < 0 ||
         kafka_conf_apply_user(b, conf, errstr, errlen) < 0) {

@@ -20,15 +20,16 @@
 
 #define UPSTREAM_BATCH 1024       /* records taken from the queue per call */
 #define UPSTREAM_HISTORY_BATCH 256 /* catch-ups: per loop turn */
-#define UPSTREAM_MAX_HEADERS 64   /* headers beyond this are not forwarded */
+#define UPSTREAM_MAX_HEADERS 10000 /* PROTOCOL.md's limit per MESSAGE; beyond it headers are cut, counted and logged */
 #define LOOKUP_TIMEOUT_MS 5000
+#define PROBE_TIMEOUT_MS 2000     /* a Kafka that answers no metadata request this long is down */
 #define LOOKUP_BACKOFF_MS 50      /* first wait before retrying a lookup; doubles up to 1 s */
 
 /* Work the loop cannot do without blocking, done by a worker thread and
  * answered back through a pipe. Lookups (metadata, offsets) and Admin
  * operations (create, delete topic) have a worker each, so a SUBSCRIBE's
  * lookup never waits behind a topic deletion. */
-typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_SEEK, JOB_CREATE, JOB_DELETE } job_kind;
+typedef enum job_kind { JOB_TOPIC, JOB_START, JOB_RESET, JOB_SEEK, JOB_CREATE, JOB_DELETE, JOB_PROBE } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -67,9 +68,10 @@ struct upstream {
     int answer_pipe[2];           /* the workers write job pointers here */
     struct event *answer_ev;
     worker lookup;                /* JOB_TOPIC, JOB_START, JOB_RESET */
-    worker admin;                 /* JOB_CREATE, JOB_DELETE */
+    worker admin;                 /* JOB_CREATE, JOB_DELETE, JOB_PROBE */
     rd_kafka_message_t *batch[UPSTREAM_BATCH];
-    proto_header headers[UPSTREAM_MAX_HEADERS];
+    proto_header *headers;        /* grown to the most headers a record had */
+    size_t headers_cap;
 };
 
 static void job_push(worker *w, job *j);
@@ -196,6 +198,19 @@ static void job_create(upstream *u, job *j) {
         e = find_topic(u, j->topic, &md, &mt);
     }
     topic_answer(j, e, mt);
+    if (md) rd_kafka_metadata_destroy(md);
+}
+
+/* Any broker answering a metadata request (of the topics this client
+ * knows, which may be none) means Kafka is reachable. */
+static void job_probe(upstream *u, job *j) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(u->rk, 0, NULL, &md, PROBE_TIMEOUT_MS);
+    if (e)
+        snprintf(j->errstr, sizeof(j->errstr), "no metadata answer in %d ms: %s", PROBE_TIMEOUT_MS,
+                 rd_kafka_err2str(e));
+    else if (md->broker_cnt == 0)
+        snprintf(j->errstr, sizeof(j->errstr), "metadata lists no broker");
     if (md) rd_kafka_metadata_destroy(md);
 }
 
@@ -342,6 +357,9 @@ static void *worker_main(void *arg) {
         case JOB_DELETE:
             job_delete(u, j);
             break;
+        case JOB_PROBE:
+            job_probe(u, j);
+            break;
         }
         /* A pointer is written atomically to a pipe (< PIPE_BUF). */
         if (write(u->answer_pipe[1], &j, sizeof(j)) != sizeof(j)) {
@@ -407,6 +425,8 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg) {
             ev->start(ev->cb_data, j->topic, j->partition, j->offset, es);
         else if (j->kind == JOB_RESET)
             ev->reset(ev->cb_data, j->topic, j->partition, j->tag, j->from, j->offset, j->lost);
+        else if (j->kind == JOB_PROBE && ev->probe)
+            ev->probe(ev->cb_data, es);
         else if (j->kind == JOB_SEEK && ev->seek)
             ev->seek(ev->cb_data, j->topic, j->partition, j->tag, j->offset, es);
         free(j);
@@ -435,6 +455,10 @@ void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition,
     j->arg = arg;
     j->tag = tag;
     job_push(&u->lookup, j);
+}
+
+void upstream_probe(upstream *u) {
+    job_push(&u->admin, job_new(JOB_PROBE, "", -1));
 }
 
 void upstream_delete_topic(upstream *u, const char *topic_name) {
@@ -474,7 +498,19 @@ static size_t message_headers(upstream *u, rd_kafka_message_t *m) {
     const char *name;
     const void *val;
     size_t size;
-    while (n < UPSTREAM_MAX_HEADERS && rd_kafka_header_get_all(hdrs, n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    size_t cnt = rd_kafka_header_cnt(hdrs);
+    if (cnt > UPSTREAM_MAX_HEADERS) {
+        if (u->b->ctr.headers_cut++ % 1000 == 0)
+            log_warn("a record of %s/%d at offset %lld has %zu headers: forwarded with the first %d "
+                     "(the protocol's limit; /stats counters.headers_cut)", rd_kafka_topic_name(m->rkt),
+                     (int)m->partition, (long long)m->offset, cnt, UPSTREAM_MAX_HEADERS);
+        cnt = UPSTREAM_MAX_HEADERS;
+    }
+    if (cnt > u->headers_cap) {
+        u->headers = xreallocarray(u->headers, cnt, sizeof(*u->headers));
+        u->headers_cap = cnt;
+    }
+    while (n < cnt && rd_kafka_header_get_all(hdrs, n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         u->headers[n].name = (proto_bytes){name, strlen(name)};
         u->headers[n].value = (proto_bytes){val, val ? size : 0};
         n++;
@@ -630,5 +666,6 @@ void upstream_free(upstream *u) {
     pthread_cond_destroy(&u->lookup.cond);
     pthread_mutex_destroy(&u->admin.lock);
     pthread_cond_destroy(&u->admin.cond);
+    free(u->headers);
     free(u);
 }

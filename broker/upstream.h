@@ -45,6 +45,8 @@ typedef struct upstream_events {
     /* UPSTREAM_HISTORY only (NULL otherwise). The partition's fetch reached
      * the log end: every record below offset was handed out. */
     void (*eof)(void *cb_data, const char *topic, int32_t partition, int64_t offset);
+    /* upstream_probe's answer: errstr NULL when Kafka answered. */
+    void (*probe)(void *cb_data, const char *errstr);
     /* upstream_query_seek's answer: the offset, or errstr. */
     void (*seek)(void *cb_data, const char *topic, int32_t partition, uint32_t tag, int64_t offset,
                  const char *errstr);
@@ -87,6 +89,11 @@ void upstream_query_reset(upstream *u, const char *topic_name, int32_t partition
  * ev.seek with tag. */
 void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
                          uint32_t tag);
+
+/* Asks a Kafka broker for metadata (off the loop, beside topic creation
+ * and deletion, never in the way of a SUBSCRIBE's lookup); the answer
+ * comes through ev.probe. */
+void upstream_probe(upstream *u);
 
 /* Deletes the topic from Kafka on the admin thread (so it never delays a
  * lookup); the outcome is only logged. */

@@ -116,7 +116,7 @@ wait_for() {  # wait_for NAME WHAT CHECK...: polls CHECK until it succeeds, NAME
 
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
-node_healthy() { [ "$(http_status "http://127.0.0.1:$(admin_port "$1")/healthz")" = 200 ]; }
+node_healthy() { [ "$(http_status "http://127.0.0.1:$(admin_port "$1")/readyz")" = 200 ]; }
 node_registered() { [ "$(redis_cli HEXISTS subway:nodes "$1" 2>/dev/null)" = 1 ]; }
 
 haproxy_states() {  # node name and status per backend server, from the stats CSV
@@ -216,7 +216,7 @@ do_up() {
             --kafka "$bootstrap" --redis "127.0.0.1:$REDIS_PORT" --node-id "$n"
     done
     for n in "${NODES[@]}"; do
-        wait_for "$n" "200 from GET /healthz on port $(admin_port "$n")" node_healthy "$n"
+        wait_for "$n" "200 from GET /readyz on port $(admin_port "$n")" node_healthy "$n"
         wait_for "$n" "registration in Redis (HEXISTS subway:nodes $n)" node_registered "$n"
     done
 
@@ -283,7 +283,7 @@ do_status() {
         pid=$(pid_of "$n")
         extra=""
         case "$n" in
-            node*) extra="127.0.0.1:$(node_port "$n")  healthz $(http_status "http://127.0.0.1:$(admin_port "$n")/healthz")" ;;
+            node*) extra="127.0.0.1:$(node_port "$n")  readyz $(http_status "http://127.0.0.1:$(admin_port "$n")/readyz")" ;;
             redis) extra="127.0.0.1:$REDIS_PORT" ;;
             haproxy) extra="127.0.0.1:$LB_PORT" ;;
             kafka) extra=$(cat "$STATE/kafka.bootstrap" 2>/dev/null || true) ;;

@@ -359,7 +359,7 @@ class HAProxyConfigTest(TestCase):
             self.assertGreaterEqual(int(timeouts[name][:-1]), 45, name)
         b = sec["backend subway_nodes"]
         self.assertTrue(any(l in ("balance leastconn", "balance roundrobin") for l in b), b)
-        self.assertIn("option httpchk GET /healthz", b)
+        self.assertIn("option httpchk GET /readyz", b)
         self.assertIn("http-check expect status 200", b)
 
     def test_compose_config_has_the_same_settings(self):
@@ -426,7 +426,7 @@ class HAProxyBehaviourTest(TestCase):
         drained = next(n for n in self.nodes if n.stats()["node_id"] == held.welcome.node_id)
         drained.proc.signal(15)
         held.expect(wire.GOAWAY, 5)
-        # /healthz answers 503 while it drains: marked down, no new clients
+        # /readyz answers 503 while it drains: marked down, no new clients
         name = held.welcome.node_id
         self.lb.wait_servers([name], "DOWN", timeout=10)
         row = self.lb.stats_rows()[(harness.HAPROXY_BACKEND, name)]

@@ -236,6 +236,19 @@ class BadInputTest(NodeCase):
             self.assertIn("no-such-topic", f.text)
         self.assertNotIn("no-such-topic", topic_partitions(self.bootstrap))
 
+    def test_error_texts_are_utf8_whatever_the_key(self):
+        """An ERROR text that echoes a key keeps to UTF-8 (PROTOCOL.md 2):
+        bytes of the key that are not UTF-8 become '?', so strict decoders
+        (Python's msgpack, others) read the frame."""
+        c = self.client(self.n)
+        key = b"\xff\xfe\xc3(\xe2\x82-\xc3\xa9"   # within the class's 16-byte --max-key
+        c.subscribe("err", key)
+        c.send(wire.SUBSCRIBE, 99, "err", key)
+        f = c.expect(wire.ERROR, match=lambda f: f.req_id == 99)
+        self.assertEqual(f.code, wire.E_ALREADY_SUBSCRIBED)
+        self.assertIsInstance(f.text, str, "the text is not valid UTF-8: %r" % (f.text,))
+        self.assertTrue(f.text.endswith("err/???(??-\u00e9"), f.text)
+
     def test_unsubscribe_not_held(self):
         c = self.fresh()
         self.assert_refused(c, lambda: c.unsubscribe(123456), wire.E_NOT_SUBSCRIBED)

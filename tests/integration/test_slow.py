@@ -30,7 +30,7 @@ class SlowConsumerTest(TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.kafka = class_fixture(cls, MockKafka({"bulk": 1, "bulk2": 1}))
+        cls.kafka = class_fixture(cls, MockKafka({"bulk": 1, "bulk2": 1, "onebatch": 1}))
 
     def produce_batch(self, topic, first):
         produce(self.kafka.bootstrap, topic, [("big", value(i)) for i in range(first, first + BATCH)])
@@ -138,3 +138,22 @@ class SlowConsumerTest(TestCase):
         produce(self.kafka.bootstrap, "bulk2", [("big", "after")])
         self.assertEqual(fast.messages(1, feed=fs.feed)[0].value, b"after")
         self.assertFalse(fast.closed)
+
+    def test_one_batch_over_the_hard_limit_is_not_slowness(self):
+        """The node is paused while 1 MB is written: when it wakes it reads
+        them in one batch, a block above the 256 kB hard limit. A client
+        that reads as fast as it can gets every record; the batch alone is
+        not slowness (the node once closed every subscriber of the feed)."""
+        node = self.node(self.kafka.bootstrap, ["--out-soft-limit", 65536, "--out-hard-limit", 262144])
+        c = self.client(node)
+        sub = c.subscribe("onebatch", "*")
+        node.pause()
+        try:
+            produce(self.kafka.bootstrap, "onebatch", [("k", "%04d-%s" % (i, "b" * 2000)) for i in range(500)])
+        finally:
+            node.resume()
+        got = c.messages(500, timeout=30, feed=sub.feed)
+        self.assertEqual([m.offset for m in got], list(range(500)))
+        st = node.stats()
+        self.assertEqual(st["counters"]["slow_closed"], 0)
+        self.assertEqual(st["counters"]["dropped"], 0)

@@ -156,3 +156,21 @@ class SubscribeTest(NodeCase):
                           and self.n.feed("disc", None, st) is None
                           and self.n.assigned("disc", st) == [],
                           what="disc feeds gone after the linger")
+
+
+class HeadersTest(NodeCase):
+    TOPICS = {"hdr": 1}
+
+    def test_every_header_is_forwarded(self):
+        """A record with 100 headers (the node once cut them at 64, silently)
+        arrives with all 100, in record order."""
+        c = self.client(self.n)
+        sub = c.subscribe("hdr", "k")
+        extra = []
+        for i in range(100):
+            extra += ["-H", "h%03d=v%d" % (i, i)]
+        self.produce("hdr", [("k", "many headers")], extra=extra)
+        m = c.messages(1, feed=sub.feed)[0]
+        self.assertEqual(m.value, b"many headers")
+        self.assertEqual([(h[0], h[1]) for h in m.headers], [("h%03d" % i, b"v%d" % i) for i in range(100)])
+        self.assertEqual(self.n.stats()["counters"]["headers_cut"], 0)
