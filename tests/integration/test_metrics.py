@@ -143,7 +143,7 @@ class MetricsNodeTest(NodeCase):
     def test_single_node_gauges(self):
         samples, types, _ = fetch(self.n)
         self.assertNotIn("subway_redis_up", types, "no Redis without a cluster")
-        self.assertEqual(value(samples, "subway_kafka_up"), 1)
+        wait_metric(self, self.n, lambda m: value(m, "subway_kafka_up") == 1, "Kafka's first probe answered")
         self.assertEqual(value(samples, "subway_draining"), 0)
         self.assertEqual(types["subway_feeds"], "gauge")
         for role in ("owner", "relay", "pending"):
