@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker/catchup.h"
+#include "broker/feedpage.h"
 #include "broker/json.h"
 #include "broker/log.h"
 #include "broker/table.h"
@@ -115,6 +116,8 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
     evhttp_set_allowed_methods(b->admin, EVHTTP_REQ_GET);
     evhttp_set_cb(b->admin, "/stats", stats_cb, b);
     evhttp_set_cb(b->admin, "/healthz", healthz_cb, b);
+    evhttp_set_cb(b->admin, "/feeds", feedpage_list_cb, b);
+    evhttp_set_gencb(b->admin, feedpage_gen_cb, b); /* /feeds/TOPIC/KEY; 404 for any other path */
     log_info("admin on http://%s/stats", addr);
     return 0;
 }
