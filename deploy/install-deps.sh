@@ -25,6 +25,7 @@ PACKAGES=(
     haproxy
     python3
     curl
+    chromium         # test_feedpage.py renders the /feeds HTML headless
     systemd          # systemd-analyze, which checks deploy/subway.service
 )
 
