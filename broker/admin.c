@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker/catchup.h"
+#include "broker/feedpage.h"
 #include "broker/health.h"
 #include "broker/json.h"
 #include "broker/log.h"
@@ -136,6 +137,8 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
     evhttp_set_cb(b->admin, "/metrics", metrics_cb, b);
     evhttp_set_cb(b->admin, "/healthz", healthz_cb, b);
     evhttp_set_cb(b->admin, "/readyz", readyz_cb, b);
+    evhttp_set_cb(b->admin, "/feeds", feedpage_list_cb, b);
+    evhttp_set_gencb(b->admin, feedpage_gen_cb, b); /* /feeds/TOPIC/KEY; 404 for any other path */
     log_info("admin on http://%s/stats", addr);
     return 0;
 }

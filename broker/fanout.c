@@ -170,6 +170,7 @@ void fanout_flush(feed_table *ft) {
         ft->dirty = f->dirty_next;
         f->dirty = 0;
         f->dirty_next = NULL;
+        if (f->batch_records) f->last_record_ms = monotonic_ms(); /* broker_now_ms() is the same clock */
         if (f->role == ROLE_OWNER) relay_batch(ft, f);
         outq_block *blk = outq_block_adopt(f->batch.data, f->batch.len, f->batch.cap, f->batch_records);
         proto_buf_init(&f->batch);

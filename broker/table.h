@@ -196,6 +196,7 @@ struct feed {
     feed *dirty_next;             /* on the table's dirty list */
     int dirty;
     uint64_t records;
+    uint64_t last_record_ms;      /* fanout.c: when its last batch with records went out (monotonic; 0 never) */
 };
 
 /* One frame of a feed's batch: its partition (-1 when not known), offset

@@ -26,6 +26,7 @@ PACKAGES=(
     prometheus       # promtool, which checks GET /metrics (tests/integration/test_metrics.py)
     python3
     curl
+    chromium         # test_feedpage.py renders the /feeds HTML headless
     systemd          # systemd-analyze, which checks deploy/subway.service
 )
 
