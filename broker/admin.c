@@ -22,23 +22,9 @@ static void feeds_json(feed_table *ft, struct evbuffer *out) {
     int first = 1;
     TABLE_FOR_EACH_TOPIC(ft, t)
         for (feed *f = t->feeds; f; f = f->tnext) {
-            evbuffer_add_printf(out, "%s{\"topic\":", first ? "" : ",");
+            if (!first) evbuffer_add(out, ",", 1);
             first = 0;
-            json_add_str(out, t->name, strlen(t->name));
-            evbuffer_add_printf(out, ",\"key\":");
-            if (f->wildcard)
-                evbuffer_add_printf(out, "null");
-            else
-                json_add_str(out, f->key, f->key_len);
-            evbuffer_add_printf(out, ",\"handle\":%u,\"subscribers\":%zu,\"partitions\":[", f->handle, f->nsubs);
-            int32_t a, z;
-            feed_range(f, &a, &z);
-            for (int32_t p = a; p <= z; p++) evbuffer_add_printf(out, "%s%d", p == a ? "" : ",", (int)p);
-            evbuffer_add_printf(out, "],\"records\":%llu,\"lingering\":%s,\"ready\":%s,\"role\":\"%s\","
-                                "\"fenced\":%s,\"repairing\":%s,\"local\":%ld,\"cluster_count\":%ld}",
-                                (unsigned long long)f->records, f->lingering ? "true" : "false",
-                                f->ready ? "true" : "false", feed_role_name(f->role), f->fenced ? "true" : "false",
-                                f->repairing ? "true" : "false", f->local, f->cluster_count);
+            feedpage_feed_json(out, f, monotonic_ms());
         }
     evbuffer_add_printf(out, "],\"assigned\":[");
     first = 1;
