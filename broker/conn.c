@@ -22,6 +22,7 @@
 #define CONN_IN_STEADY 65536      /* a buffer a read fills doubles up to this */
 #define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
 #define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
+#define CONN_GOAWAY_GRACE_MS 1000 /* after GOAWAY, requests still get their SHUTTING_DOWN this long */
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -199,7 +200,7 @@ void conn_send_error(conn *c, uint64_t req_id, proto_err code, const char *fmt, 
 
 void conn_deliver(conn *c, sub *s, outq_block *block, size_t off, size_t len, uint32_t records, uint64_t lost) {
     broker *b = c->b;
-    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL)) return;
+    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_KILL | CONN_GOAWAY)) return;
     if (c->out.bytes >= b->cfg->out_soft_limit) {
         /* The slice's own DROPPED frames go with it: fold them in. */
         s->dropped += records + lost;
@@ -460,6 +461,10 @@ void conn_tick(conn *c, uint64_t now) {
         if (now >= c->close_deadline_ms) conn_close(c, "output not flushed in time");
         return;
     }
+    if ((c->flags & CONN_GOAWAY) && now >= c->close_deadline_ms) {
+        conn_close_after_flush(c);    /* the client did not leave by itself */
+        return;
+    }
     if (now - c->last_rx_ms >= cfg->heartbeat_timeout_ms) {
         c->b->ctr.heartbeat_closed++;
         char text[128];
@@ -479,10 +484,19 @@ void conn_tick(conn *c, uint64_t now) {
     }
 }
 
+/* GOAWAY comes after every record already queued, and no record after it.
+ * The connection stays readable a little while, so a request the client
+ * sent before it read GOAWAY is answered (SHUTTING_DOWN) rather than lost
+ * in a close; the client is expected to hang up and reconnect elsewhere,
+ * and is closed after the grace (or the drain's end) if it does not. */
 void conn_goaway(conn *c, const char *text) {
-    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+    if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH | CONN_GOAWAY)) return;
     proto_frame g = {.type = PROTO_GOAWAY, .text = {text, strlen(text)}};
     conn_send(c, &g);
-    conn_close_after_flush(c);
-    c->close_deadline_ms = broker_now_ms() + c->b->cfg->drain_timeout_ms;
+    c->flags |= CONN_GOAWAY;
+    /* Its subscriptions end; PUBLISHes in flight still get their answer. */
+    while (c->nsubs > 0) feed_unsubscribe(c->b->feeds, c->subs[c->nsubs - 1]);
+    uint64_t grace = c->b->cfg->drain_timeout_ms < CONN_GOAWAY_GRACE_MS ? c->b->cfg->drain_timeout_ms
+                                                                          : CONN_GOAWAY_GRACE_MS;
+    c->close_deadline_ms = broker_now_ms() + grace;
 }

@@ -19,6 +19,7 @@ enum {
     CONN_KILL = 1 << 5,           /* over the hard output limit: close at the next flush */
     CONN_LINGER = 1 << 6,         /* FIN sent; discarding input until the peer closes */
     CONN_REFUSED = 1 << 7,        /* over --max-conns: not counted in nconns */
+    CONN_GOAWAY = 1 << 8,         /* GOAWAY sent: no records; requests refused; closed at close_deadline_ms */
 };
 
 typedef struct pub_req pub_req;

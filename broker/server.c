@@ -104,7 +104,8 @@ void broker_drain(broker *b) {
     if (b->draining) return;
     b->draining = 1;
     log_info("draining: GOAWAY to %zu connections", b->nconns);
-    if (b->listener) evconnlistener_disable(b->listener);
+    /* The listener stays: a client that connects now gets ERROR
+     * SHUTTING_DOWN at once (conn_new), not a connection that hangs. */
     for (conn *c = b->conns, *next; c; c = next) {
         next = c->next;
         conn_goaway(c, "node is shutting down; reconnect and resubscribe");

@@ -205,6 +205,14 @@ int client_decode_input(subway_client *c, int *frames) {
             rc = -1;
             break;
         }
+        /* After GOAWAY nothing more comes but the answers to what we
+         * asked: once we have them all, hang up (and reconnect, when
+         * asked to) instead of waiting for the node to close. */
+        if ((c->flags & F_GOAWAY) && subway_pending(c) == 0) {
+            client_fail(c, SUBWAY_E_GOAWAY, "node going away: %s", c->conn_errstr);
+            rc = -1;
+            break;
+        }
     }
     /* Gone (closed, or lost and reconnecting): the buffer is no longer ours to trim. */
     if (c->state != STATE_CONNECTED || (c->flags & F_FREE)) return -1;

@@ -167,3 +167,23 @@ class ShutdownTest(TestCase):
         self.assertEqual(n.proc.wait_exit(10), 0, n.proc.tail())
         for c in (a, b):
             c.expect_closed(5)
+
+    def test_drain_answers_everyone(self):
+        """While a node drains, a SUBSCRIBE sent after GOAWAY gets ERROR
+        SHUTTING_DOWN (not silence), a new connection gets the same at once
+        (not a hang without WELCOME), and a client that does not hang up is
+        closed after the grace: the node exits well within the drain."""
+        n = self.node(self.kafka.bootstrap, ["--drain-timeout-ms", 8000])
+        a = self.client(n)
+        a.subscribe("bye", "*")
+        n.proc.signal(signal.SIGTERM)
+        a.expect(wire.GOAWAY, timeout=5)
+        a.send(wire.SUBSCRIBE, 77, "bye", b"late")
+        err = a.expect(wire.ERROR, timeout=5)
+        self.assertEqual((err.req_id, err.code), (77, wire.E_SHUTTING_DOWN))
+        late = self.raw_client(n)
+        e = late.expect(wire.ERROR, timeout=5)
+        self.assertEqual((e.req_id, e.code), (0, wire.E_SHUTTING_DOWN))
+        late.expect_closed(5)
+        a.expect_closed(5)            # it did not hang up: closed after the grace
+        self.assertEqual(n.proc.wait_exit(5), 0, n.proc.tail())
