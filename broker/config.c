@@ -45,7 +45,8 @@ static const opt opts[] = {
     {"node-id", OPT_STR, F(node_id), 0, NULL, "node name in WELCOME and /stats (default HOSTNAME-PID)"},
     {"log-level", OPT_STR, F(log_level), 0, "info", "debug, info, warn or error"},
     {"heartbeat-ms", OPT_UINT, F(heartbeat_ms), 0, "5000", "interval of the node's PINGs, announced in WELCOME"},
-    {"heartbeat-timeout-ms", OPT_UINT, F(heartbeat_timeout_ms), 0, "15000", "close a client silent this long"},
+    {"heartbeat-timeout-ms", OPT_UINT, F(heartbeat_timeout_ms), 0, "0",
+     "close a client silent this long (0: 3 x --heartbeat-ms)"},
     {"max-frame", OPT_UINT, F(max_frame), 0, "1048576", "largest frame body accepted, in bytes"},
     {"max-subs", OPT_UINT, F(max_subs), 0, "1024", "subscriptions per connection"},
     {"max-conns", OPT_UINT, F(max_conns), 0, "10000", "client connections per node"},
@@ -237,6 +238,10 @@ int config_cluster(const config *c) {
     return c->redis || c->redis_sentinel;
 }
 
+uint64_t config_heartbeat_timeout_ms(const config *c) {
+    return c->heartbeat_timeout_ms ? c->heartbeat_timeout_ms : 3 * c->heartbeat_ms;
+}
+
 int config_validate(const config *c, char *err, size_t errlen) {
     if (!c->dev && (!c->kafka || !*c->kafka)) {
         snprintf(err, errlen,
@@ -252,7 +257,7 @@ int config_validate(const config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--log-level: '%s' is not debug, info, warn or error", c->log_level);
         return -1;
     }
-    if (c->heartbeat_ms < 10 || c->heartbeat_timeout_ms <= c->heartbeat_ms) {
+    if (c->heartbeat_ms < 10 || config_heartbeat_timeout_ms(c) <= c->heartbeat_ms) {
         snprintf(err, errlen, "--heartbeat-ms must be >= 10 and below --heartbeat-timeout-ms");
         return -1;
     }

@@ -23,7 +23,7 @@ typedef struct config {
     char *node_id;
     char *log_level;
     uint64_t heartbeat_ms;
-    uint64_t heartbeat_timeout_ms;
+    uint64_t heartbeat_timeout_ms; /* 0: 3 x heartbeat_ms (config_heartbeat_timeout_ms) */
     uint64_t max_frame;
     uint64_t max_subs;            /* per connection */
     uint64_t catchup_readers;     /* partitions read for catch-ups at once */
@@ -73,6 +73,9 @@ int config_parse_file(config *c, const char *path, char *err, size_t errlen);
 
 /* 1 when the node runs in a cluster (--redis or --redis-sentinel). */
 int config_cluster(const config *c);
+
+/* --heartbeat-timeout-ms, or 3 x --heartbeat-ms when it is 0 (the default). */
+uint64_t config_heartbeat_timeout_ms(const config *c);
 
 /* Checks the combination (Kafka source given, limits sane). Returns 0 or -1. */
 int config_validate(const config *c, char *err, size_t errlen);

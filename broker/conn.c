@@ -465,7 +465,7 @@ void conn_tick(conn *c, uint64_t now) {
         conn_close_after_flush(c);    /* the client did not leave by itself */
         return;
     }
-    if (now - c->last_rx_ms >= cfg->heartbeat_timeout_ms) {
+    if (now - c->last_rx_ms >= config_heartbeat_timeout_ms(cfg)) {
         c->b->ctr.heartbeat_closed++;
         char text[128];
         snprintf(text, sizeof(text), "nothing received for %llu ms", (unsigned long long)(now - c->last_rx_ms));

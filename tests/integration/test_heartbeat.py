@@ -1,5 +1,6 @@
 """test_heartbeat.py -- a peer silent past the heartbeat timeout is closed and released."""
 
+import re
 import time
 
 from harness import NodeCase
@@ -53,3 +54,19 @@ class HeartbeatTest(NodeCase):
         c = self.client(self.n)
         for token in (0, 1, 2 ** 32, 2 ** 64 - 1):
             self.assertEqual(c.ping(token).token, token)
+
+
+class HeartbeatDefaultTest(NodeCase):
+    TOPICS = {"hbd": 1}
+    NODE_ARGS = ("--heartbeat-ms", "200")
+
+    def test_timeout_follows_the_interval(self):
+        """Without --heartbeat-timeout-ms the timeout is 3 x --heartbeat-ms
+        (PROTOCOL.md 5.2), not a fixed 15 s: silent for 600 ms, closed."""
+        silent = self.client(self.n, auto_pong=False)
+        t0 = time.monotonic()
+        err = silent.expect_error(timeout=5)
+        self.assertEqual(err.code, wire.E_HEARTBEAT_TIMEOUT, err)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        silent_ms = int(re.search(r"nothing received for (\d+) ms", err.text).group(1))
+        self.assertGreaterEqual(silent_ms, 600)

@@ -24,7 +24,13 @@ static void test_defaults(void **state) {
     assert_string_equal(c.listen, "127.0.0.1:7700");
     assert_string_equal(c.admin, "127.0.0.1:7701");
     assert_int_equal(c.heartbeat_ms, 5000);
-    assert_int_equal(c.heartbeat_timeout_ms, 15000);
+    assert_int_equal(config_heartbeat_timeout_ms(&c), 15000);
+    c.heartbeat_ms = 200;                          /* the timeout follows the interval */
+    assert_int_equal(config_heartbeat_timeout_ms(&c), 600);
+    c.heartbeat_timeout_ms = 1000;                 /* unless given */
+    assert_int_equal(config_heartbeat_timeout_ms(&c), 1000);
+    c.heartbeat_ms = 5000;
+    c.heartbeat_timeout_ms = 0;
     assert_int_equal(c.max_frame, 1048576);
     assert_int_equal(c.max_subs, 1024);
     assert_int_equal(c.max_conns, 10000);
