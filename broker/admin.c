@@ -14,6 +14,7 @@
 #include "broker/log.h"
 #include "broker/metrics.h"
 #include "broker/table.h"
+#include "broker/upstream.h"
 #include "proto/addr.h"
 
 /* The feed table: "subscriptions", "feeds" and "assigned". */
@@ -57,6 +58,7 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
     feeds_json(b->feeds, out);
     catchup_stats cs;
     catchup_stats_get(b->feeds, &cs);
+    evbuffer_add_printf(out, ",\"lookups_queued\":%zu", b->up ? upstream_lookups_queued(b->up) : 0);
     evbuffer_add_printf(out, ",\"catchup\":{\"readers\":%zu,\"active\":%zu,\"queued\":%zu,\"reading\":%zu,"
                         "\"parked\":%zu,\"resolving\":%zu}",
                         cs.readers, cs.active, cs.queued, cs.reading, cs.parked, cs.resolving);

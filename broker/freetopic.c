@@ -79,6 +79,10 @@ void freetopic_spare(feed_table *ft, const char *name, size_t len) {
 
 void topic_maybe_free(feed_table *ft, topic *t) {
     if (!topic_unused(t)) return;
+    /* Its subscribers left before Kafka answered: a lookup still in the
+     * queue would only delay everyone else's (a flood of SUBSCRIBEs to
+     * fresh names, then a hang-up). */
+    if (!t->ready) upstream_cancel_topic(ft->b->up, t->name);
     if (t->ready && config_is_free_topic(ft->b->cfg, t->name)) freetopic_doom(ft, t->name);
     topic_free(ft, t);
 }

@@ -437,6 +437,34 @@ void upstream_resolve_topic(upstream *u, const char *topic_name) {
     job_push(&u->lookup, job_new(JOB_TOPIC, topic_name, -1));
 }
 
+size_t upstream_lookups_queued(upstream *u) {
+    size_t n = 0;
+    pthread_mutex_lock(&u->lookup.lock);
+    for (job *j = u->lookup.head; j; j = j->next) n++;
+    pthread_mutex_unlock(&u->lookup.lock);
+    return n;
+}
+
+void upstream_cancel_topic(upstream *u, const char *topic_name) {
+    worker *w = &u->lookup;
+    pthread_mutex_lock(&w->lock);
+    job *prev = NULL;
+    for (job *j = w->head, *next; j; j = next) {
+        next = j->next;
+        if (j->kind == JOB_TOPIC && strcmp(j->topic, topic_name) == 0) {
+            if (prev)
+                prev->next = next;
+            else
+                w->head = next;
+            if (w->tail == j) w->tail = prev;
+            free(j);
+            continue;
+        }
+        prev = j;
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition) {
     job_push(&u->lookup, job_new(JOB_START, topic_name, partition));
 }

@@ -77,6 +77,14 @@ void upstream_free(upstream *u);
  * not exist); the answer comes through ev.topic. */
 void upstream_resolve_topic(upstream *u, const char *topic_name);
 
+/* Drops the topic's metadata lookup if it still waits its turn (nobody
+ * wants the answer any more: its subscribers hung up); one under way is
+ * answered as usual. */
+void upstream_cancel_topic(upstream *u, const char *topic_name);
+
+/* Lookups waiting their turn (for /stats). */
+size_t upstream_lookups_queued(upstream *u);
+
 /* Asks for the partition's log end offset, where a new fetch starts; the
  * answer comes through ev.start. */
 void upstream_query_start(upstream *u, const char *topic_name, int32_t partition);

@@ -279,3 +279,33 @@ class TooManyConnsTest(NodeCase):
         self.n.wait_stats(lambda st: st["connections"] == 2, timeout=2, what="connections 2")
         late = self.client(self.n)
         self.assertEqual(late.ping(3).token, 3)
+
+
+class LookupQueueTest(NodeCase):
+    TOPICS = {"legit": 1}
+
+    def test_lookups_of_clients_that_hung_up_are_dropped(self):
+        """Kafka stops answering (SIGSTOP), so the lookup thread is stuck on
+        one metadata request; 4096 SUBSCRIBEs to fresh topic names from four
+        connections (1024 each, --max-subs) queue their lookups behind it,
+        and the clients hang up. Their lookups leave the queue with their
+        topics: a legitimate SUBSCRIBE is not left behind them (it once
+        waited 92 s on Apache Kafka)."""
+        self.kafka.proc.pause()
+        try:
+            floods = []
+            for k in range(4):
+                flood = self.client(self.n)
+                flood.send_raw(b"".join(wire.encode(wire.SUBSCRIBE, i + 1, "fresh-%d-%04d" % (k, i), b"k")
+                                        for i in range(1024)))
+                flood.ping(1)          # all read
+                floods.append(flood)
+            self.assertGreaterEqual(self.n.stats()["lookups_queued"], 4095)   # one is under way
+            for flood in floods:
+                flood.close()
+            self.n.wait_stats(lambda st: st["lookups_queued"] == 0 and st["connections"] == 0, timeout=10,
+                              what="the hung-up clients' lookups dropped")
+        finally:
+            self.kafka.proc.resume()
+        c = self.client(self.n)
+        self.assertEqual(c.subscribe("legit", b"k", timeout=30).partitions, [0])

@@ -8,6 +8,7 @@ default consistent_random partitioner), never through subway.
 import json
 import os
 import threading
+import time
 
 import harness
 from harness import TestCase, class_fixture, crc32_partition, java_partition, owner_node, produce, run, wait_until

@@ -68,6 +68,8 @@ int conn_takes_records(const conn *c) {
     return 1;
 }
 
+void upstream_cancel_topic(upstream *u, const char *topic_name) {}
+
 void upstream_query_seek(upstream *u, const char *topic_name, int32_t partition, upstream_seek where, int64_t arg,
                          uint32_t tag) {}
 
