@@ -134,12 +134,16 @@ static void conn_linger(conn *c) {
     event_add(c->read_ev, NULL);
 }
 
-/* Queues a last ERROR, writes what the socket takes now, and closes: for
- * peers that may never read again (silent, slow). */
+/* For peers that may never read again (silent, slow): drops what is
+ * queued after the frame being written, queues a last ERROR right there,
+ * and closes once that is written (FIN, then the unread input is drained,
+ * so no RST destroys the ERROR), or after a short deadline. */
 static void conn_close_with_error(conn *c, proto_err code, const char *text) {
+    log_debug("conn %llu: closing: %s", (unsigned long long)c->id, text);
+    outq_cut_after_frame(&c->out);
+    c->flags &= ~CONN_KILL;
     conn_send_error(c, 0, code, "%s", text);
-    outq_write(&c->out, c->fd);
-    conn_close(c, text);
+    conn_close_after_flush(c);
 }
 
 /* ---------------------------------------------------------------- output */

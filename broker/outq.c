@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include "broker/xmalloc.h"
+#include "proto/proto.h"
 
 #define OUTQ_SMALL_BLOCK 512      /* control frames are gathered into blocks this big */
 #define OUTQ_IOV_MAX 64
@@ -64,7 +65,7 @@ static void outq_grow(outq *q) {
 void outq_push_slice(outq *q, outq_block *b, size_t off, size_t len) {
     if (q->count == q->cap) outq_grow(q);
     outq_block_ref(b);
-    q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, off, off + len};
+    q->ring[(q->head + q->count) % q->cap] = (outq_ref){b, off, off, off + len};
     q->count++;
     q->bytes += len;
 }
@@ -89,6 +90,27 @@ void outq_push_copy(outq *q, const void *data, size_t len) {
     outq_block *b = outq_block_copy(data, len, len < OUTQ_SMALL_BLOCK ? OUTQ_SMALL_BLOCK : len);
     outq_push(q, b);
     outq_block_unref(b);          /* the queue holds the only reference now */
+}
+
+void outq_cut_after_frame(outq *q) {
+    if (q->count == 0) return;
+    outq_ref *r = &q->ring[q->head];
+    size_t cut = r->off;
+    if (r->off > r->start) {
+        /* Mid-way through the head: find the end of the frame it is in. */
+        size_t f = r->start;
+        while (f < r->off) f += PROTO_HEADER_SIZE + proto_peek_length(r->block->data + f);
+        cut = f;
+    }
+    for (size_t i = 1; i < q->count; i++) outq_block_unref(q->ring[(q->head + i) % q->cap].block);
+    q->count = 1;
+    r->end = cut;
+    q->bytes = r->end - r->off;
+    if (q->bytes == 0) {
+        outq_block_unref(r->block);
+        q->count = 0;
+        q->head = 0;
+    }
 }
 
 ssize_t outq_write(outq *q, int fd) {

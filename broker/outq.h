@@ -32,6 +32,7 @@ void outq_block_unref(outq_block *b);
 
 typedef struct outq_ref {
     outq_block *block;
+    size_t start;                 /* where its frames begin in the block */
     size_t off;                   /* next byte of the block to write */
     size_t end;                   /* past the last byte to write: a reference may hold a slice */
 } outq_ref;
@@ -59,6 +60,11 @@ void outq_push_slice(outq *q, outq_block *b, size_t off, size_t len);
 /* Queues a copy of data[0..len), appended to the last block when that block
  * is private to this queue and has room. */
 void outq_push_copy(outq *q, const void *data, size_t len);
+
+/* Drops everything queued but the rest of the frame being written, so a
+ * last frame queued now goes out right after it (a closing ERROR must not
+ * wait behind megabytes a slow client will never read). */
+void outq_cut_after_frame(outq *q);
 
 /* Writes as much as the fd takes with writev(). Returns the bytes written
  * (0 when the socket is full), or -1 with errno on a write error. */

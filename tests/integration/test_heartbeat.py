@@ -38,8 +38,10 @@ class HeartbeatTest(NodeCase):
         silent.expect_closed(2)
         self.assertLess(took, 3.0)
 
-        st = self.n.wait_stats(lambda st: st["subscriptions"] == 1, timeout=2,
-                               what="the silent client's subscription released")
+        # (the good client keeps answering PINGs meanwhile: it reads as it waits)
+        st = self.n.wait_stats(lambda st: not good.collect(0.05) and st["subscriptions"] == 1
+                               and st["connections"] == 1, timeout=5,
+                               what="the silent client's subscription released, its connection closed")
         self.assertEqual(st["counters"]["heartbeat_closed"], before["counters"]["heartbeat_closed"] + 1)
         self.assertEqual(st["connections"], 1)
 

@@ -157,3 +157,26 @@ class SlowConsumerTest(TestCase):
         st = node.stats()
         self.assertEqual(st["counters"]["slow_closed"], 0)
         self.assertEqual(st["counters"]["dropped"], 0)
+
+    def test_slow_consumer_reads_its_error_at_the_end(self):
+        """A client closed as a slow consumer gets ERROR SLOW_CONSUMER right
+        after the frame that was being written, then a clean end of stream
+        (no reset), however much was queued for it: it can tell that close
+        from a crash (it once got a reset and never the ERROR)."""
+        node = self.node(self.kafka.bootstrap, ["--out-soft-limit", SOFT, "--out-hard-limit", 1 << 30,
+                                                "--slow-timeout-ms", 500, "--heartbeat-timeout-ms", 600000])
+        slow = self.client(node, rcvbuf=TINY_RCVBUF)
+        slow.subscribe("bulk2", "*")
+        total = 0
+        while node.stats()["counters"]["dropped"] == 0:     # the node's queue is above the soft limit
+            self.assertLess(total, 40 * BATCH, "never above the soft limit")
+            self.produce_batch("bulk2", total)
+            total += BATCH
+        node.wait_stats(lambda st: st["counters"]["slow_closed"] == 1, timeout=10,
+                        what="the client closed as slow after --slow-timeout-ms")
+        frames = slow.expect_closed(timeout=20)
+        self.assertEqual(slow.close_reason, "EOF")
+        self.assertGreater(len(frames), 0)
+        last = frames[-1]
+        self.assertEqual((last.type, last.req_id, last.code), (wire.ERROR, 0, wire.E_SLOW_CONSUMER), frames[-3:])
+        self.assertTrue(all(f.type in (MESSAGE, DROPPED, wire.PING) for f in frames[:-1]))

@@ -571,9 +571,11 @@ class RawClient:
                 continue
             except (ConnectionResetError, BrokenPipeError) as e:
                 self.closed = True
+                self.close_reason = "reset"
                 raise ConnectionClosed("connection reset: %s" % e)
             if not data:
                 self.closed = True
+                self.close_reason = "EOF"
                 raise ConnectionClosed("node closed the connection (EOF)")
             self.buf += data
             return
