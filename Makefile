@@ -180,9 +180,11 @@ chaos: all $(TOOL_BINS)
 		SUBWAY_CHURN_STEPS=$(CHAOS_STEPS) python3 tests/integration/run.py --bin $(BIN) -k FaultChurn || exit 1; \
 	done
 
-# Redis, a Kafka, three nodes and HAProxy from local processes (see README).
+# Redis, Apache Kafka, three nodes and HAProxy from local processes (see
+# README). KAFKA=mock runs librdkafka's mock instead, KAFKA=HOST:PORT an
+# existing Kafka.
 cluster: all $(BIN)/tests/mock_kafka
-	$(Q)BIN=$(BIN) bash deploy/local-cluster.sh up
+	$(Q)BIN=$(BIN) $(if $(KAFKA),KAFKA='$(KAFKA)') bash deploy/local-cluster.sh up
 
 # ------------------------------------------------------------------- testing
 test-unit: all $(UNIT_BINS)
