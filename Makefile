@@ -4,6 +4,7 @@
 #                        (installs nothing: names `make deps` when libraries are missing)
 #   make deps            installs the Debian packages subway needs (deploy/install-deps.sh)
 #   make run             installs what is missing, then a dev node (embedded Kafka) with a demo producer
+#                        (ARGS='--listen 127.0.0.1:7800 --admin 127.0.0.1:7801' passes options to it)
 #   make test            installs what is missing, then the suite, then the same under ASan+UBSan
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
 #   make model           model-checks the coordination protocol with spin (coord/model/check.sh)
@@ -163,7 +164,7 @@ $(BIN)/subway-bench: $(call objs,$(BENCH_SRC)) $(OBJ)/libbroker.a $(LIB)/libsubw
 run:
 	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)bash deploy/run-dev.sh $(BIN)
+	$(Q)bash deploy/run-dev.sh $(BIN) $(ARGS)
 
 # Benchmarks print figures; they assert nothing (see tests/bench/RESULTS.md).
 bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
@@ -179,9 +180,11 @@ chaos: all $(TOOL_BINS)
 		SUBWAY_CHURN_STEPS=$(CHAOS_STEPS) python3 tests/integration/run.py --bin $(BIN) -k FaultChurn || exit 1; \
 	done
 
-# Redis, a Kafka, three nodes and HAProxy from local processes (see README).
+# Redis, Apache Kafka, three nodes and HAProxy from local processes (see
+# README). KAFKA=mock runs librdkafka's mock instead, KAFKA=HOST:PORT an
+# existing Kafka.
 cluster: all $(BIN)/tests/mock_kafka
-	$(Q)BIN=$(BIN) bash deploy/local-cluster.sh up
+	$(Q)BIN=$(BIN) $(if $(KAFKA),KAFKA='$(KAFKA)') bash deploy/local-cluster.sh up
 
 # ------------------------------------------------------------------- testing
 test-unit: all $(UNIT_BINS)

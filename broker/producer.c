@@ -60,6 +60,28 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(r);
 }
 
+/* --demand-topic must exist: Kafka is asked once, at start, so a missing
+ * topic stops the node with a clear message instead of every event being
+ * dropped later (their delivery reports go nowhere). A Kafka that does not
+ * answer in time is only warned about: it may come up after the node.
+ * --dev creates topics on first use, so it is not asked. */
+static int check_demand_topic(producer *p, const char *name, char *errstr, size_t errlen) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, name, NULL);
+    if (!rkt) return 0;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, rkt, &md, 5000);
+    if (!e && md->topic_cnt == 1) e = md->topics[0].err;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        snprintf(errstr, errlen, "--demand-topic %s: Kafka (%s) has no such topic; create it first", name,
+                 p->b->kafka_bootstrap);
+        return -1;
+    }
+    if (e) log_warn("--demand-topic %s: cannot check that it exists: %s", name, rd_kafka_err2str(e));
+    return 0;
+}
+
 static void serve_reports(void *cb_data) {
     producer *p = cb_data;
     /* Reports are only signalled when the queue turns non-empty: drain it. */
@@ -94,6 +116,8 @@ producer *producer_new(broker *b, char *errstr, size_t errlen) {
     }
     p->q = rd_kafka_queue_get_main(p->rk);
     if (!(p->bridge = kafka_bridge_new(b->base, p->q, serve_reports, p, errstr, errlen))) goto err;
+    if (b->cfg->demand_topic && !b->cfg->dev && check_demand_topic(p, b->cfg->demand_topic, errstr, errlen) < 0)
+        goto err;
     return p;
 err:
     producer_free(p);

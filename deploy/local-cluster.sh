@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# local-cluster.sh -- a subway cluster from local processes: Redis, a Kafka, three nodes, HAProxy.
+# local-cluster.sh -- a subway cluster from local processes: Redis, Apache Kafka, three nodes, HAProxy.
 #
 #   bash deploy/local-cluster.sh up       start everything, wait until ready, print where it is
 #   bash deploy/local-cluster.sh status   each process up/down, the nodes Redis knows (exit 3 if any is down)
 #   bash deploy/local-cluster.sh down     stop everything (nothing running is fine)
+#   bash deploy/local-cluster.sh restart NODE
+#                                         stop node1, node2 or node3 (SIGTERM: it drains and hands
+#                                         its feeds over) and start it again, same ports and id
 #
 # The same topology as docker-compose.yml, for machines without Docker:
 #
 #   redis-server   127.0.0.1:6390        no persistence (the nodes rebuild its state)
-#   Kafka          bin/tests/mock_kafka, topics demo (4 partitions) and orders (6), or $KAFKA
+#   Kafka          127.0.0.1:19092       Apache Kafka (deploy/kafka-local.sh; the first `up` downloads
+#                                        its jars), topics demo (4 partitions) and orders (6)
 #   node1          127.0.0.1:7710        admin http://127.0.0.1:7711/stats
 #   node2          127.0.0.1:7720        admin http://127.0.0.1:7721/stats
 #   node3          127.0.0.1:7730        admin http://127.0.0.1:7731/stats
 #   haproxy        127.0.0.1:7600        deploy/haproxy.cfg; stats http://127.0.0.1:7601/
+#
+# The nodes also run with --free-topic 'search.*' --free-topic-partitions 3
+# (README: Free topics, Demand events).
 #
 # Pids and logs live in .cache/cluster/ at the top of the repository
 # (git-ignored); `down` leaves the logs there. Every process runs in its own
@@ -20,7 +27,12 @@
 #
 # Environment:
 #   BIN=DIR         subway, subway-cli and tests/mock_kafka (default: bin)
-#   KAFKA=BROKERS   use this Kafka (its topics must exist) instead of starting the mock
+#   KAFKA=apache    (the default) Apache Kafka, one KRaft node, from deploy/kafka-local.sh,
+#                   fresh on every `up` (its data in CLUSTER_DIR/kafka)
+#   KAFKA=mock      librdkafka's mock cluster (bin/tests/mock_kafka) instead: starts in
+#                   a blink, but creates any topic a client names (so free topics and
+#                   UNKNOWN_TOPIC cannot be seen)
+#   KAFKA=BROKERS   use this Kafka (its topics must exist)
 #   PORT_OFFSET=N   add N to every port above, to run a second cluster beside the
 #                   first (haproxy then runs a copy of haproxy.cfg with the ports moved)
 #   CLUSTER_DIR=DIR where pids and logs go (default: .cache/cluster)
@@ -47,6 +59,10 @@ NODES=(node1 node2 node3)
 node_port() { echo $((7700 + ${1#node} * 10 + OFF)); }        # node1 -> 7710
 admin_port() { echo $((7701 + ${1#node} * 10 + OFF)); }       # node1 -> 7711
 TOPICS=(demo:4 orders:6)
+KAFKA_PORT=$((19092 + OFF))   # and the controller on KAFKA_PORT+1
+KAFKA_MODE=${KAFKA:-apache}
+case "$KAFKA_MODE" in apache|mock) EXTERNAL="" ;; *) EXTERNAL=$KAFKA_MODE; KAFKA_MODE=external ;; esac
+FREE_TOPIC='search.*'
 # the order `down` stops things in: clients' side first, state last
 PROCS=(haproxy "${NODES[@]}" kafka redis)
 
@@ -152,7 +168,7 @@ need() {  # need CMD WHY
 do_up() {
     local running=() wanted=() n p
     for n in "${PROCS[@]}"; do
-        [ "$n" = kafka ] && [ -n "${KAFKA:-}" ] && continue
+        [ "$n" = kafka ] && [ -n "$EXTERNAL" ] && continue
         wanted+=("$n")
         if [ -n "$(pid_of "$n")" ]; then running+=("$n"); fi
     done
@@ -166,8 +182,8 @@ do_up() {
     fi
 
     [ -x "$BIN/subway" ] || die "$BIN/subway not found or not executable (build with make, or set BIN=DIR)"
-    [ -n "${KAFKA:-}" ] || [ -x "$BIN/tests/mock_kafka" ] ||
-        die "$BIN/tests/mock_kafka not found (make $BIN/tests/mock_kafka), or set KAFKA=BROKERS"
+    [ "$KAFKA_MODE" != mock ] || [ -x "$BIN/tests/mock_kafka" ] ||
+        die "$BIN/tests/mock_kafka not found (make $BIN/tests/mock_kafka), or set KAFKA=apache|BROKERS"
     need redis-server "the coordination store"
     need redis-cli "to check Redis"
     need haproxy "the load balancer"
@@ -176,6 +192,7 @@ do_up() {
 
     local ports=("$REDIS_PORT:redis" "$LB_PORT:haproxy" "$STATS_PORT:haproxy stats")
     for n in "${NODES[@]}"; do ports+=("$(node_port "$n"):$n" "$(admin_port "$n"):$n admin"); done
+    if [ "$KAFKA_MODE" = apache ]; then ports+=("$KAFKA_PORT:kafka" "$((KAFKA_PORT + 1)):kafka controller"); fi
     for p in "${ports[@]}"; do
         if port_busy "${p%%:*}"; then
             die "port ${p%%:*} (${p#*:}) is already in use; another cluster? ('bash deploy/local-cluster.sh status'," \
@@ -193,8 +210,10 @@ do_up() {
     wait_for redis "answer to PING on port $REDIS_PORT" redis_ready
 
     local bootstrap
-    if [ -n "${KAFKA:-}" ]; then
-        bootstrap=$KAFKA
+    if [ "$KAFKA_MODE" = external ]; then
+        bootstrap=$EXTERNAL
+    elif [ "$KAFKA_MODE" = apache ]; then
+        bootstrap=$(start_apache_kafka) || exit 1
     else
         local targs=() t
         for t in "${TOPICS[@]}"; do targs+=(--topic "$t"); done
@@ -211,23 +230,52 @@ do_up() {
     fi
     echo "$bootstrap" >"$STATE/kafka.bootstrap"
 
-    for n in "${NODES[@]}"; do
-        launch "$n" "$BIN/subway" --listen "127.0.0.1:$(node_port "$n")" --admin "127.0.0.1:$(admin_port "$n")" \
-            --kafka "$bootstrap" --redis "127.0.0.1:$REDIS_PORT" --node-id "$n"
-    done
-    for n in "${NODES[@]}"; do
-        wait_for "$n" "200 from GET /readyz on port $(admin_port "$n")" node_healthy "$n"
-        wait_for "$n" "registration in Redis (HEXISTS subway:nodes $n)" node_registered "$n"
-    done
+    echo "$KAFKA_MODE" >"$STATE/kafka.mode"
+    for n in "${NODES[@]}"; do launch_node "$n" "$bootstrap"; done
+    for n in "${NODES[@]}"; do wait_node "$n"; done
 
     launch haproxy haproxy -f "$(haproxy_cfg)" -db
     wait_for haproxy "node1..node3 UP on its stats page (port $STATS_PORT)" haproxy_all_up
     print_summary
 }
 
+start_apache_kafka() {  # one KRaft node in STATE/kafka, fresh, with TOPICS; prints its bootstrap
+    local kl=("$here/kafka-local.sh") out t
+    rm -rf "$STATE/kafka"
+    say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (deploy/kafka-local.sh; the first time it downloads the jars)" >&2
+    out=$(bash "${kl[@]}" start --dir "$STATE/kafka" --port "$KAFKA_PORT") ||
+        fail_up kafka "starting Apache Kafka (deploy/kafka-local.sh start) failed"
+    # the pid file `down` and `status` use, as for the other processes
+    cp "$STATE/kafka/node-1.pid" "$STATE/kafka.pid"
+    for t in "${TOPICS[@]}"; do
+        bash "${kl[@]}" topic "${t%%:*}" "${t#*:}" --dir "$STATE/kafka" >>"$STATE/kafka.log" 2>&1 ||
+            fail_up kafka "creating topic ${t%%:*} failed"
+    done
+    sed -n 's/^BOOTSTRAP //p' <<<"$out"
+}
+
+launch_node() {  # launch_node NAME BOOTSTRAP
+    launch "$1" "$BIN/subway" --listen "127.0.0.1:$(node_port "$1")" --admin "127.0.0.1:$(admin_port "$1")" \
+        --kafka "$2" --redis "127.0.0.1:$REDIS_PORT" --node-id "$1" \
+        --free-topic "$FREE_TOPIC" --free-topic-partitions 3
+}
+
+wait_node() {  # wait_node NAME: until it is ready and registered in Redis
+    wait_for "$1" "200 from GET /readyz on port $(admin_port "$1")" node_healthy "$1"
+    wait_for "$1" "registration in Redis (HEXISTS subway:nodes $1)" node_registered "$1"
+}
+
+kafka_desc() {
+    case "$(cat "$STATE/kafka.mode" 2>/dev/null || echo "$KAFKA_MODE")" in
+        apache) echo "Apache Kafka, deploy/kafka-local.sh; log $STATE/kafka/node-1.log" ;;
+        mock) echo "librdkafka's mock: creates any topic asked for" ;;
+        *) echo "\$KAFKA" ;;
+    esac
+}
+
 print_summary() {
     local bootstrap n cli="$BIN/subway-cli"
-    bootstrap=$(cat "$STATE/kafka.bootstrap" 2>/dev/null || echo "${KAFKA:-?}")
+    bootstrap=$(cat "$STATE/kafka.bootstrap" 2>/dev/null || echo "${EXTERNAL:-?}")
     case "$cli" in "$top"/*) cli=${cli#"$top"/} ;; esac
     cat <<EOF
 
@@ -240,7 +288,7 @@ EOF
     done
     cat <<EOF
   redis     127.0.0.1:$REDIS_PORT
-  kafka     $bootstrap$([ -n "${KAFKA:-}" ] && echo "   (\$KAFKA)" || echo "   (mock: topics ${TOPICS[*]})")
+  kafka     $bootstrap   ($(kafka_desc)) topics ${TOPICS[*]}; free topics $FREE_TOPIC
 
   Subscribe through HAProxy:
     $cli -s 127.0.0.1:$LB_PORT sub orders cust-1
@@ -267,12 +315,28 @@ do_down() {
         fi
         stop_one "$n"
     done
-    rm -f "$STATE/kafka.ready" "$STATE/kafka.bootstrap"
+    rm -f "$STATE/kafka.ready" "$STATE/kafka.bootstrap" "$STATE/kafka.mode"
     if [ -z "$any" ]; then
         say "nothing running"
     else
         say "down (logs kept in $STATE)"
     fi
+}
+
+# -------------------------------------------------------------- restart
+
+do_restart() {  # do_restart NAME: one node down and up again, the rest untouched
+    local n=${1:-} bootstrap
+    case " ${NODES[*]} " in *" $n "*) ;; *) die "usage: restart NODE (one of: ${NODES[*]})" ;; esac
+    [ -n "$(pid_of redis)" ] || die "the cluster is not running (bash deploy/local-cluster.sh up)"
+    bootstrap=$(cat "$STATE/kafka.bootstrap" 2>/dev/null) || die "no $STATE/kafka.bootstrap: is the cluster up?"
+    stop_one "$n"
+    port_busy "$(node_port "$n")" && die "port $(node_port "$n") ($n) is still in use after stopping $n"
+    launch_node "$n" "$bootstrap"
+    # a failure here stops only this node, not the whole cluster
+    fail_up() { echo "local-cluster: $2" >&2; tail -n 30 "$STATE/$1.log" 2>/dev/null | sed 's/^/  | /' >&2; stop_one "$1"; exit 1; }
+    wait_node "$n"
+    say "restarted $n (pid $(pid_of "$n")) on 127.0.0.1:$(node_port "$n")"
 }
 
 # --------------------------------------------------------------- status
@@ -290,8 +354,8 @@ do_status() {
         esac
         if [ -n "$pid" ]; then
             printf '  %-8s up    pid %-7s %s\n' "$n" "$pid" "$extra"
-        elif [ "$n" = kafka ] && [ -n "${KAFKA:-}" ]; then
-            printf '  %-8s external  %s\n' "$n" "$KAFKA"
+        elif [ "$n" = kafka ] && [ -n "$EXTERNAL" ]; then
+            printf '  %-8s external  %s\n' "$n" "$EXTERNAL"
         else
             printf '  %-8s down\n' "$n"
             down=1
@@ -322,8 +386,9 @@ case "${1:-}" in
     up) do_up ;;
     down) do_down ;;
     status) do_status || exit 3 ;;
+    restart) do_restart "${2:-}" ;;
     *)
-        echo "usage: bash deploy/local-cluster.sh up|down|status" >&2
+        echo "usage: bash deploy/local-cluster.sh up|down|status|restart NODE" >&2
         exit 2
         ;;
 esac

@@ -8,7 +8,9 @@ import socket
 import sys
 import threading
 
-from harness import TestCase, consume, wait_until
+import harness
+from harness import TestCase, class_fixture, consume, free_port, run, wait_until
+from kafka_real import ApacheKafka
 import wire
 from wire import MESSAGE
 
@@ -93,3 +95,33 @@ class DemandTest(TestCase):
         n2 = len(consume(c.kafka.bootstrap, "search.dogs"))
         self.assertEqual(n1, n2)
         self.assertGreaterEqual(n1, 3)
+
+
+class DemandTopicCheckTest(TestCase):
+    """--demand-topic names a Kafka topic the node writes events to: one
+    that does not exist stops the node at start with a clear message (its
+    events would otherwise be dropped one by one, unseen). On Apache Kafka:
+    the mock creates any topic a client asks about."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kafka = class_fixture(cls, ApacheKafka(brokers=1))
+        cls.kafka.create_topic("orders", 2)
+        cls.kafka.create_topic("subway.demand", 1)
+
+    def test_missing_topic_stops_the_node_at_start(self):
+        r = run([harness.bin_path("subway"), "--listen", "127.0.0.1:%d" % free_port(), "--admin", "off",
+                 "--kafka", self.kafka.bootstrap, "--demand-topic", "no.such.demand"], timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("subway: --demand-topic no.such.demand: Kafka (%s) has no such topic; create it first"
+                      % self.kafka.bootstrap, r.stderr)
+        self.assertNotIn("no.such.demand", json.dumps(self.kafka.metadata()))
+
+    def test_existing_topic_starts_and_gets_events(self):
+        n = self.node(self.kafka.bootstrap, ["--demand-topic", "subway.demand", "--linger-ms", "100"])
+        self.assertNotIn("demand-topic", n.proc.stderr())
+        c = self.client(n)
+        c.subscribe("orders", b"cust-1")
+        wait_until(lambda: any(r["key"] == "orders/cust-1" and '"demand"' in (r["value"] or "")
+                               for r in consume(self.kafka.bootstrap, "subway.demand")),
+                   20, "the demand event in subway.demand")

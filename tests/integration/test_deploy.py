@@ -15,8 +15,14 @@ import re
 import shutil
 import socket
 import stat
+import time
+import urllib.request
+
+import sys
 
 import harness
+import kafka_real
+import test_demand
 from harness import REPO, Redis, TestCase, free_port, java_partition, produce, run, wait_until
 import wire
 
@@ -24,6 +30,7 @@ COMPOSE = os.path.join(REPO, "docker-compose.yml")
 HAPROXY_CFG = os.path.join(REPO, "deploy", "haproxy.cfg")
 HAPROXY_COMPOSE_CFG = os.path.join(REPO, "deploy", "haproxy-compose.cfg")
 LOCAL_CLUSTER = os.path.join(REPO, "deploy", "local-cluster.sh")
+RUN_DEV = os.path.join(REPO, "deploy", "run-dev.sh")
 
 
 # ------------------------------------------------------------ YAML subset
@@ -489,9 +496,9 @@ class SystemdUnitTest(TestCase):
 
 class LocalClusterTest(TestCase):
     """deploy/local-cluster.sh on ports moved by PORT_OFFSET, state in the
-    run's temp dir."""
+    run's temp dir; with KAFKA=mock (quick) unless a test says otherwise."""
 
-    BASE_PORTS = (6390, 7600, 7601, 7710, 7711, 7720, 7721, 7730, 7731)
+    BASE_PORTS = (6390, 7600, 7601, 7710, 7711, 7720, 7721, 7730, 7731, 19092, 19093)
 
     def free_offset(self):
         """An offset that puts every port of the cluster on a free port
@@ -518,16 +525,16 @@ class LocalClusterTest(TestCase):
                 return off
         raise AssertionError("no free port offset for the local cluster")
 
-    def script(self, cmd, env=None, timeout=120):
+    def script(self, cmd, env=None, timeout=120, args=()):
         e = dict(self.env)
         e.update(env or {})
-        return run(["bash", LOCAL_CLUSTER, cmd], timeout=timeout, env=e)
+        return run(["bash", LOCAL_CLUSTER, cmd] + list(args), timeout=timeout, env=e)
 
     def setUp(self):
         self.off = self.free_offset()
         self.dir = harness.tmp_path("cluster")
         self.env = {"BIN": os.path.dirname(harness.bin_path("subway")), "CLUSTER_DIR": self.dir,
-                    "PORT_OFFSET": str(self.off), "READY_TIMEOUT": "20"}
+                    "PORT_OFFSET": str(self.off), "READY_TIMEOUT": "20", "KAFKA": "mock"}
         self.addCleanup(lambda: self.script("down"))
 
     def port(self, base):
@@ -619,3 +626,104 @@ class LocalClusterTest(TestCase):
         r = self.script("sideways")
         self.assertEqual(r.returncode, 2)
         self.assertIn("usage", r.stderr)
+
+
+class RunDevTest(TestCase):
+    """deploy/run-dev.sh (make run): the dev node on ports of our choosing
+    (make run ARGS='--listen ...'), and its demo producer's records arriving
+    as promptly as a PUBLISH does."""
+
+    def test_ports_from_args_and_prompt_demo_records(self):
+        port, admin = free_port(), free_port()
+        rd = self.proc(["bash", RUN_DEV, os.path.dirname(harness.bin_path("subway")),
+                        "--listen", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin], name="run-dev")
+        rd.wait_log(r"Node log follows", timeout=30, stream="stdout")
+        out = rd.stdout()
+        self.assertIn("subway dev node        127.0.0.1:%d" % port, out)
+        self.assertIn("http://127.0.0.1:%d/stats" % admin, out)
+        self.assertIn("-s 127.0.0.1:%d sub demo user-3" % port, out)
+        with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % admin, timeout=5) as r:
+            self.assertEqual(r.status, 200)
+        c = wire.RawClient(("127.0.0.1", port))
+        self.addCleanup(c.close)
+        c.hello()
+        sub = c.subscribe("demo", None)
+        lat, users = [], set()
+        for _ in range(30):
+            m = c.messages(1, timeout=10, feed=sub.feed)[0]
+            lat.append(time.time() * 1000 - json.loads(m.value)["ts"])
+            users.add(m.key)
+        self.assertEqual(users, {b"user-%d" % i for i in range(1, 6)})
+        lat.sort()
+        # kcat -P fed a line at a time delivered them 1-2 s late (p50 ~1.1 s)
+        self.assertLess(lat[len(lat) // 2], 300, "demo record latency (ms), sorted: %s" % lat)
+        rd.signal(2)
+        self.assertEqual(rd.wait_exit(20), 0, rd.tail())
+        self.assertFalse(harness.port_open(port), "the dev node still runs")
+
+
+class LocalClusterApacheTest(TestCase):
+    """make cluster's default: Apache Kafka from deploy/kafka-local.sh. The
+    README's walkthroughs (Free topics, Demand events) as written, on moved
+    ports, and `restart NODE`."""
+
+    BASE_PORTS = LocalClusterTest.BASE_PORTS
+    free_offset, script, port = LocalClusterTest.free_offset, LocalClusterTest.script, LocalClusterTest.port
+
+    def setUp(self):
+        kafka_real.ensure_fetched()
+        LocalClusterTest.setUp(self)
+        del self.env["KAFKA"]
+
+    def test_walkthroughs_and_restart(self):
+        r = self.script("up", {"READY_TIMEOUT": "60"}, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        bootstrap = "127.0.0.1:%d" % self.port(19092)
+        self.assertEqual(open(os.path.join(self.dir, "kafka.bootstrap")).read().strip(), bootstrap)
+        self.assertIn("Apache Kafka", r.stdout)
+        self.assertEqual(harness.topic_partitions(bootstrap).get("orders"), 6)
+        lb = ("127.0.0.1", self.port(7600))
+
+        # Demand events + Free topics: the example producer fills search.*
+        # topics while they are demanded; the node creates the topic
+        demand = test_demand.DemandListener(self.port(6390))
+        self.addCleanup(demand.close)
+        prod = self.proc([sys.executable, test_demand.EXAMPLE, "--redis", "127.0.0.1:%d" % self.port(6390),
+                          "--kafka", bootstrap, "--topics", "search.*"], name="demand-producer")
+        prod.wait_log("ready", stream="stdout")
+        c = wire.RawClient(lb)
+        self.addCleanup(c.close)
+        c.hello()
+        sub = c.subscribe("search.cats", "tabby")
+        self.assertEqual(harness.topic_partitions(bootstrap).get("search.cats"), 3)   # created by the node
+        got = c.messages(3, timeout=20, feed=sub.feed)
+        self.assertTrue(all(m.key == b"tabby" for m in got))
+        wait_until(lambda: demand.of("search.cats/tabby") == ["demand"], 10, "a demand event")
+        c.unsubscribe(sub.feed)
+        prod.wait_log("stopped search.cats/tabby", stream="stdout")
+        wait_until(lambda: demand.of("search.cats/tabby") == ["demand", "release"], 10, "a release event")
+        # a real Kafka: topics outside --free-topic are not created by asking
+        with self.assertRaises(wire.ServerError) as cm:
+            c.subscribe("nosuch", "k")
+        self.assertEqual(cm.exception.code, wire.E_UNKNOWN_TOPIC)
+        self.assertNotIn("nosuch", harness.topic_partitions(bootstrap))
+
+        # restart NODE: same ports and id, a new process
+        pid = lambda n: open(os.path.join(self.dir, n + ".pid")).read().split()[0]
+        before = (pid("node1"), pid("node2"), pid("node3"))
+        rs = self.script("restart", args=["node2"])
+        self.assertEqual(rs.returncode, 0, rs.stdout + rs.stderr)
+        self.assertIn("restarted node2", rs.stdout)
+        self.assertNotEqual(pid("node2"), before[1])
+        self.assertEqual((pid("node1"), pid("node3")), (before[0], before[2]))
+        st = self.script("status")
+        self.assertEqual(st.returncode, 0, st.stdout + st.stderr)
+        self.assertRegex(st.stdout, r"node2\s+addr 127\.0\.0\.1:%d" % self.port(7720))
+        bad = self.script("restart", args=["node9"])
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("usage: restart NODE", bad.stderr)
+
+        d = self.script("down")
+        self.assertEqual(d.returncode, 0, d.stderr)
+        self.assertIn("stopped kafka", d.stdout)
+        self.assertFalse(harness.port_open(self.port(19092)), "Apache Kafka still runs")
