@@ -46,6 +46,7 @@ typedef struct broker_counters {
     uint64_t catchup_records;     /* MESSAGE frames of catch-ups queued to clients */
     uint64_t catchup_missing;     /* records catch-ups asked for that Kafka no longer held (DROPPED) */
     uint64_t catchup_yields;      /* readers sent to the back of the queue for others */
+    uint64_t oversize;            /* records too big for --max-message, sent as DROPPED 1 */
     uint64_t headers_cut;         /* records read with more headers than a MESSAGE carries (10000) */
 } broker_counters;
 

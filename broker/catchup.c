@@ -381,9 +381,17 @@ void catchup_on_record(feed_table *ft, const upstream_record *r) {
                 .key = {r->key, r->key_len}, .value = {r->value, r->value_len},
                 .headers = r->headers, .header_cnt = r->header_cnt,
             };
+            size_t before = e->buf.len;
             if (proto_encode(&e->buf, &fr) < 0) {
                 log_error("out of memory encoding a catch-up record of %s", feed_label(f));
                 abort();
+            }
+            if (e->buf.len - before - PROTO_HEADER_SIZE > ft_broker(ft)->cfg->max_message) {
+                /* Too big for any client: DROPPED 1 in its place, as live. */
+                e->buf.len = before;
+                proto_frame d = {.type = PROTO_DROPPED, .feed = f->handle, .count = 1};
+                if (proto_encode(&e->buf, &d) < 0) abort();
+                ft_broker(ft)->ctr.oversize++;
             }
             if (e->nmarks == e->marks_cap) {
                 e->marks_cap = e->marks_cap ? 2 * e->marks_cap : 64;

@@ -54,6 +54,8 @@ static const opt opts[] = {
     {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
+    {"max-message", OPT_UINT, F(max_message), 0, "16777216",
+     "largest MESSAGE frame sent; a record that does not fit comes as DROPPED 1"},
     {"publish-timeout-ms", OPT_UINT, F(publish_timeout_ms), 0, "10000",
      "a PUBLISH Kafka has not acknowledged this long is answered with ERROR KAFKA"},
     {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
@@ -268,6 +270,10 @@ int config_validate(const config *c, char *err, size_t errlen) {
     if (c->max_key > CONFIG_MAX_KEY_LIMIT) {
         snprintf(err, errlen, "--max-key must be at most %u bytes (got %llu)", CONFIG_MAX_KEY_LIMIT,
                  (unsigned long long)c->max_key);
+        return -1;
+    }
+    if (c->max_message < 1024) {
+        snprintf(err, errlen, "--max-message must be at least 1024 bytes");
         return -1;
     }
     if (c->publish_timeout_ms < 1 || c->publish_timeout_ms > 3600000) {

@@ -29,6 +29,7 @@ typedef struct config {
     uint64_t catchup_readers;     /* partitions read for catch-ups at once */
     uint64_t metrics_per_feed;    /* feeds with their own series in GET /metrics (0: none) */
     uint64_t publish_timeout_ms;  /* librdkafka's message.timeout.ms for PUBLISH */
+    uint64_t max_message;         /* largest MESSAGE frame body sent */
     uint64_t max_conns;
     uint64_t max_key;
     uint64_t out_soft_limit;

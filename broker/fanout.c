@@ -50,6 +50,7 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
      * relayed, or relayed again by a new owner from its resume offsets. */
     if (offset < f->next_off[partition]) return;
     f->next_off[partition] = offset + 1;
+    size_t before = f->batch.len;
     proto_frame fr = {
         .type = PROTO_MESSAGE, .feed = f->handle, .partition = (uint32_t)partition,
         .offset = (uint64_t)offset, .timestamp_ms = ts_ms,
@@ -57,6 +58,15 @@ void fanout_append(feed_table *ft, feed *f, int32_t partition, int64_t offset, i
         .headers = headers, .header_cnt = header_cnt,
     };
     encode(f, &fr, partition, offset);
+    if (f->batch.len - before - PROTO_HEADER_SIZE > ft->b->cfg->max_message) {
+        /* No client takes a frame that big (PROTOCOL.md 5.3): the record
+         * is told as missed, right where it was. */
+        f->batch.len = before;
+        f->nmarks--;
+        ft->b->ctr.oversize++;
+        fanout_append_lost(ft, f, partition, 1);
+        return;
+    }
     if (f->nsubs) histogram_observe_age(&node_hist.record_age, ts_ms);
     f->batch_records++;
     f->records++;

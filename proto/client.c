@@ -433,7 +433,7 @@ subway_client *subway_client_new(const subway_options *opt) {
     c->state = STATE_NEW;
     c->next_req_id = 1;
     proto_buf_init(&c->out);
-    c->max_frame = opt->max_frame ? opt->max_frame : PROTO_DEFAULT_MAX_FRAME;
+    c->max_frame = opt->max_frame ? opt->max_frame : PROTO_DEFAULT_MAX_MESSAGE;
     if (c->max_frame < PROTO_MIN_MAX_FRAME) c->max_frame = PROTO_MIN_MAX_FRAME;
     if (c->max_frame > UINT32_MAX) c->max_frame = UINT32_MAX;
     c->max_output = opt->max_output ? opt->max_output : DEFAULT_MAX_OUTPUT;

@@ -39,7 +39,10 @@
 #define PROTO_VERSION 2           /* the newest version this codec speaks */
 #define PROTO_MIN_VERSION 1       /* the oldest a node still accepts */
 #define PROTO_HEADER_SIZE 4
-#define PROTO_DEFAULT_MAX_FRAME (1024 * 1024)
+#define PROTO_DEFAULT_MAX_FRAME (1024 * 1024)   /* what a node accepts from a client by default */
+/* The largest MESSAGE frame body a node sends by default (--max-message),
+ * and so what clients accept by default: records up to ~16 MiB. */
+#define PROTO_DEFAULT_MAX_MESSAGE (16 * 1024 * 1024)
 #define PROTO_MIN_MAX_FRAME 64
 
 typedef enum proto_type {

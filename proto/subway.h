@@ -299,7 +299,8 @@ typedef struct subway_callbacks {
 /* Zero-initialise, then set what you need; 0/NULL fields take the default. */
 typedef struct subway_options {
     const char *client_name;         /* sent in HELLO; default "libsubway" (copied) */
-    size_t max_frame;                /* largest frame body accepted from the node; default 1 MiB, min 64 */
+    size_t max_frame;                /* largest frame body accepted from the node; default 16 MiB (a
+                                      * node's default --max-message: every MESSAGE it sends), min 64 */
     size_t max_output;               /* bound on queued output bytes; default 8 MiB */
     size_t max_pending;              /* bound on requests awaiting replies; default 65536 */
     int timeout_ms;                  /* connect+handshake and blocking-request timeout; default 10000, <0 none */

@@ -174,3 +174,26 @@ class HeadersTest(NodeCase):
         self.assertEqual(m.value, b"many headers")
         self.assertEqual([(h[0], h[1]) for h in m.headers], [("h%03d" % i, b"v%d" % i) for i in range(100)])
         self.assertEqual(self.n.stats()["counters"]["headers_cut"], 0)
+
+
+class OversizeTest(NodeCase):
+    TOPICS = {"big": 1}
+    NODE_ARGS = ("--max-message", "2048")
+
+    def test_a_record_no_client_takes_comes_as_dropped(self):
+        """A record whose MESSAGE would pass --max-message (what clients
+        accept by default: libsubway's max_frame is the node's default) is
+        not sent: DROPPED 1 in its place, live and in a catch-up alike."""
+        c = self.client(self.n)
+        sub = c.subscribe("big", "k")
+        self.produce("big", [("k", "small-1"), ("k", "x" * 4000), ("k", "small-2")])
+        got = [c.expect(None, match=lambda f: f.type in (wire.MESSAGE, wire.DROPPED) and f.feed == sub.feed)
+               for _ in range(3)]
+        self.assertEqual([(f.type, f.value if f.type == wire.MESSAGE else f.count) for f in got],
+                         [(wire.MESSAGE, b"small-1"), (wire.DROPPED, 1), (wire.MESSAGE, b"small-2")])
+        d = self.client(self.n)
+        s2 = d.subscribe("big", "k", start=("beginning",))
+        frames, live = d.until_live(s2.feed)
+        self.assertEqual([(f.type, f.value if f.type == wire.MESSAGE else f.count) for f in frames],
+                         [(wire.MESSAGE, b"small-1"), (wire.DROPPED, 1), (wire.MESSAGE, b"small-2")])
+        self.assertEqual(self.n.stats()["counters"]["oversize"], 2)
