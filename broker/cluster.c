@@ -66,7 +66,7 @@ static void put_pair(feed_table *ft, size_t *k, int32_t p, int64_t at) {
 
 static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (f->role != ROLE_OWNER) {
-        log_debug("feed %s: this node is the owner", feed_label(f));
+        log_info_limited("feed %s: this node is the owner now", feed_label(f));
         f->role = ROLE_OWNER;
         f->repairing = 0;
         coord_feed cf = feed_coord(f);

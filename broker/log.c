@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 int log_level = LOG_INFO;
 
@@ -13,6 +14,24 @@ int log_level_parse(const char *s) {
     for (int i = 0; i < 4; i++)
         if (strcmp(s, level_names[i]) == 0) return i;
     return -1;
+}
+
+int log_allow(log_limit *l) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec;
+    if (now != l->second) {
+        if (l->suppressed) log_msg(LOG_INFO, "(%u lines like the next one were left out)", l->suppressed);
+        l->second = now;
+        l->printed = l->suppressed = 0;
+    }
+    if (l->printed < LOG_LIMIT_PER_S) {
+        l->printed++;
+        return 1;
+    }
+    if (l->suppressed++ == 0)
+        log_msg(LOG_INFO, "(more lines like the last one left out this second: at most %d a second)", LOG_LIMIT_PER_S);
+    return 0;
 }
 
 void log_msg(int level, const char *fmt, ...) {

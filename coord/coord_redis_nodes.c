@@ -174,6 +174,8 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
         own_index_clear(x, rep);
         return;
     }
+    fprintf(stderr, "subway: coordination: node %s reaps node %s (session %s, silent past its TTL): %zu feeds\n",
+            r->node_id, x->node, x->dead_inc, rep->elements);
     coord_cmd b;
     coord_cmd_init(&b);
     coord_arg_num(&b, 2 + (long long)rep->elements);

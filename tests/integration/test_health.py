@@ -76,3 +76,26 @@ class KafkaAwayTest(TestCase):
         finally:
             kafka.proc.resume()
         self.assertEqual(c.publish("pt", "k", "after").partition, 0)
+
+
+class StateLogTest(TestCase):
+    def test_takeover_logs_the_reap_and_a_sample_of_the_new_ownerships(self):
+        """A node dies owning 100 feeds: the survivor logs that it reaps it,
+        and its new ownerships as at most LOG_LIMIT_PER_S lines a second
+        plus how many it left out, not 100 lines."""
+        cl = self.cluster({"many": 4}, nodes=2, haproxy=False,
+                          node_args=["--lease-ms", "1000", "--node-ttl-ms", "1000", "--reap-interval-ms", "250"])
+        a, b = cl.nodes
+        ca, cb = self.client(a), self.client(b)
+        keys = ["k%03d" % i for i in range(100)]
+        for k in keys:
+            ca.subscribe("many", k)
+        for k in keys:
+            cb.subscribe("many", k)
+        self.assertEqual({cl.owner("many", k) for k in keys}, {a.node_id})
+        a.kill9()
+        wait_until(lambda: {cl.owner("many", k) for k in keys} == {b.node_id}, 30, "every feed taken over")
+        b.proc.wait_log(r"^subway: coordination: node %s reaps node %s " % (b.node_id, a.node_id), timeout=10)
+        lines = [l for l in b.proc.stderr().splitlines() if "this node is the owner now" in l]
+        self.assertLess(len(lines), 100, "one line per feed")
+        b.proc.wait_log(r"more lines like the last one left out this second", timeout=5)
