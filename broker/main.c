@@ -115,8 +115,10 @@ static void node_stats(void *data, long *conns, long *feeds) {
     *feeds = (long)feed_table_count(b->feeds);
 }
 
-/* librdkafka's destroy can hang for minutes after a topic it knew was
- * deleted (issue 13; cause not found yet). Everything the cluster relies on
+/* librdkafka's destroy could hang for good after a topic it knew was
+ * deleted (issue 13: librdkafka 2.0.2 leaked an unassigned partition of a
+ * deleted topic; upstream.c now frees what it leaked). This stays as the
+ * bound on any other wait in it. Everything the cluster relies on
  * (releases, the node key's DEL) is done by then, so a node that is still
  * in its Kafka shutdown after this long leaves without it. The bound holds
  * for the exit after the cleanup too (its atexit handlers, and under the

@@ -495,16 +495,62 @@ void upstream_delete_topic(upstream *u, const char *topic_name) {
 
 /* ------------------------------------------------------------ assignment */
 
+/* librdkafka 2.0.2 (Debian's) leaks a partition of a topic deleted after
+ * it was unassigned, and its rd_kafka_destroy() then never returns (issue
+ * 13). An unassign stops the fetcher, which unhooks the partition's fetch
+ * queue from the consumer queue, and then queues a resume whose version
+ * bump puts a BARRIER op, holding a reference to the partition, on that
+ * unhooked queue, where nothing reads it. While the topic exists the
+ * partition stays in its topic and rd_kafka_destroy() purges the queue;
+ * once the metadata shows the topic gone ("partition count changed from 3
+ * to 0") the partition leaves its topic, nothing can reach it, and its
+ * reference to its leader broker keeps that broker's thread in "Handle is
+ * terminating" forever, which rd_kafka_destroy() joins. librdkafka 2.1.0
+ * purges that queue itself (confluentinc/librdkafka#4187, bd8f2a6; again
+ * in 2.6.1, #4724). Here: take a handle on each partition's fetch queue
+ * before unassigning it, and read the queue empty once the stop and the
+ * resume are served, which frees the barrier. */
+#define DRAIN_BATCH 64
+
+/* The fetch queues of partitions still assigned, before unassigning them:
+ * taking one after would mark the partition desired again. */
+static rd_kafka_queue_t *partition_queue(upstream *u, const char *topic_name, int32_t partition) {
+    return rd_kafka_queue_get_partition(u->rk, topic_name, partition);
+}
+
+/* After the unassign that stopped them: reads qs[0..n) empty and releases
+ * them. Any record still there belongs to a partition no longer read. */
+static void drain_stopped(upstream *u, rd_kafka_queue_t **qs, size_t n) {
+    if (n == 0) return;
+    /* A round trip through librdkafka's main thread, whose op queue is
+     * served in order: the stops and resumes the unassign queued ahead of
+     * it have been served, so each queue is unhooked and holds its barrier. */
+    rd_kafka_topic_partition_list_t *cur = NULL;
+    if (rd_kafka_assignment(u->rk, &cur) == RD_KAFKA_RESP_ERR_NO_ERROR && cur)
+        rd_kafka_topic_partition_list_destroy(cur);
+    rd_kafka_message_t *m[DRAIN_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        if (!qs[i]) continue;
+        ssize_t k;
+        while ((k = rd_kafka_consume_batch_queue(qs[i], 0, m, DRAIN_BATCH)) > 0)
+            for (ssize_t j = 0; j < k; j++) rd_kafka_message_destroy(m[j]);
+        rd_kafka_queue_destroy(qs[i]);
+    }
+}
+
 static int assign_change(upstream *u, const char *topic_name, int32_t partition, int64_t offset, int add) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic_name, partition)->offset = offset;
+    rd_kafka_queue_t *fq = add ? NULL : partition_queue(u, topic_name, partition);
     rd_kafka_error_t *e = add ? rd_kafka_incremental_assign(u->rk, l) : rd_kafka_incremental_unassign(u->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
+        if (fq) rd_kafka_queue_destroy(fq);
         log_error("%s %s/%d: %s", add ? "assign" : "unassign", topic_name, (int)partition, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return -1;
     }
+    drain_stopped(u, &fq, fq ? 1 : 0);
     log_debug("%s %s/%d%s", add ? "fetching" : "released", topic_name, (int)partition, add ? " from the log end" : "");
     return 0;
 }
@@ -670,6 +716,23 @@ err:
     return NULL;
 }
 
+/* Unassigns what is still assigned, freeing the barriers as above (a
+ * partition whose topic was deleted while assigned waits in its topic's
+ * desired list, which the unassign empties). */
+static void unassign_all(upstream *u) {
+    rd_kafka_topic_partition_list_t *cur = NULL;
+    if (rd_kafka_assignment(u->rk, &cur) != RD_KAFKA_RESP_ERR_NO_ERROR || !cur) {
+        rd_kafka_assign(u->rk, NULL);
+        return;
+    }
+    rd_kafka_queue_t **qs = xcalloc(cur->cnt ? (size_t)cur->cnt : 1, sizeof(*qs));
+    for (int i = 0; i < cur->cnt; i++) qs[i] = partition_queue(u, cur->elems[i].topic, cur->elems[i].partition);
+    rd_kafka_assign(u->rk, NULL);
+    drain_stopped(u, qs, (size_t)cur->cnt);
+    free(qs);
+    rd_kafka_topic_partition_list_destroy(cur);
+}
+
 void upstream_free(upstream *u) {
     if (!u) return;
     /* An answer in flight may wait on the pipe: make its write fail. */
@@ -685,7 +748,7 @@ void upstream_free(upstream *u) {
         /* The group is never joined and nothing is committed: skip the
          * close handshake, which waits on the group coordinator and could
          * hold a stopping node for many seconds. */
-        rd_kafka_assign(u->rk, NULL);
+        unassign_all(u);
         rd_kafka_destroy_flags(u->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
     for (int i = 0; i < 2; i++)

@@ -7,6 +7,7 @@ default consistent_random partitioner), never through subway.
 
 import json
 import os
+import signal
 import threading
 import time
 
@@ -159,6 +160,42 @@ class RealKafkaNodeTest(TestCase):
         console_produce(self.kafka.bootstrap, "grow", [(k, "after")])
         got = c.messages(1, timeout=30, feed=s.feed)[0]
         self.assertEqual((got.value, got.partition), (b"after", new_p))
+
+
+class RealKafkaFreeTopicShutdownTest(TestCase):
+    """Issue 13: after free topics it had read were deleted, the node hung in
+    librdkafka's destroy on SIGTERM (librdkafka 2.0.2 leaks an unassigned
+    partition of a deleted topic, and with it a reference to its broker)."""
+
+    WATCHDOG = "Kafka client shutdown still running after"
+
+    def test_sigterm_after_free_topics_deleted_exits_without_the_watchdog(self):
+        kafka = ApacheKafka(brokers=1)
+        self.addCleanup(kafka.stop)
+        drain_ms = 1000
+        n = self.node(kafka.bootstrap, ["--free-topic", "search.*", "--free-topic-partitions", "3",
+                                        "--free-topic-grace-ms", "300", "--linger-ms", "200",
+                                        "--metadata-refresh-ms", "300", "--drain-timeout-ms", str(drain_ms)])
+        c = self.client(n)
+        # every key of one, then one key of another with a record through it
+        s = c.subscribe("search.A", None)
+        self.assertEqual(s.partitions, [0, 1, 2])
+        c.unsubscribe(s.feed)
+        n.proc.wait_log(r"search\.A partition count changed from 3 to 0", timeout=30)
+        s = c.subscribe("search.B", b"rex")
+        c.publish("search.B", b"rex", b"woof")
+        self.assertEqual(c.messages(1, timeout=20, feed=s.feed)[0].value, b"woof")
+        c.unsubscribe(s.feed)
+        n.proc.wait_log(r"search\.B partition count changed from 3 to 0", timeout=30)
+        c.close()
+        t0 = time.monotonic()
+        n.proc.signal(signal.SIGTERM)
+        rc = n.proc.wait_exit(drain_ms / 1000.0 + 2.0)
+        took = time.monotonic() - t0
+        log = n.proc.stderr()
+        self.assertEqual(rc, 0, n.proc.tail(60))
+        self.assertNotIn(self.WATCHDOG, log, "left through the watchdog after %.1fs\n%s" % (took, n.proc.tail(60)))
+        self.assertIsNone(harness.SANITIZER_RX.search(log), n.proc.tail(60))
 
 
 class RealKafkaLossTest(TestCase):
