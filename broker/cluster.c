@@ -66,7 +66,7 @@ static void put_pair(feed_table *ft, size_t *k, int32_t p, int64_t at) {
 
 static void become_owner(feed_table *ft, feed *f, const coord_result *r) {
     if (f->role != ROLE_OWNER) {
-        log_info_limited("feed %s: this node is the owner now", feed_label(f));
+        log_info_limited("feed %s: this node (%s) is the owner now", feed_label(f), ft->b->node_id);
         f->role = ROLE_OWNER;
         f->repairing = 0;
         coord_feed cf = feed_coord(f);
@@ -517,7 +517,8 @@ void cluster_on_relay(feed_table *ft, const coord_feed *cf, const char *data, si
 }
 
 void cluster_on_state(feed_table *ft, int up) {
-    log_info("coordination store %s", up ? "reachable: re-asserting this node's feeds" : "unreachable");
+    log_info("coordination store %s from node %s", up ? "reachable: re-asserting this node's feeds" : "unreachable",
+             ft->b->node_id);
     if (!up) return;
     TABLE_FOR_EACH_TOPIC(ft, t)
         for (feed *f = t->feeds; f; f = f->tnext) {

@@ -37,9 +37,9 @@ void health_on_probe(broker *b, const char *errstr) {
     b->probe_inflight = 0;
     int up = errstr == NULL;
     if (up && b->kafka_state != 1)
-        log_info("kafka: reachable (%s)", b->kafka_bootstrap);
+        log_info("kafka: reachable (%s) from node %s", b->kafka_bootstrap, b->node_id);
     else if (!up && (b->kafka_state != 0 || strcmp(b->kafka_err, errstr) != 0))
-        log_warn("kafka: unreachable (%s): %s; not ready", b->kafka_bootstrap, errstr);
+        log_warn("kafka: unreachable (%s) from node %s: %s; not ready", b->kafka_bootstrap, b->node_id, errstr);
     b->kafka_state = up;
     snprintf(b->kafka_err, sizeof(b->kafka_err), "%s", up ? "" : errstr);
 }

@@ -103,7 +103,7 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg) {
 void broker_drain(broker *b) {
     if (b->draining) return;
     b->draining = 1;
-    log_info("draining: GOAWAY to %zu connections", b->nconns);
+    log_info("draining: GOAWAY to %zu connections (node %s)", b->nconns, b->node_id);
     /* The listener stays: a client that connects now gets ERROR
      * SHUTTING_DOWN at once (conn_new), not a connection that hangs. */
     for (conn *c = b->conns, *next; c; c = next) {

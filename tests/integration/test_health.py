@@ -96,6 +96,6 @@ class StateLogTest(TestCase):
         a.kill9()
         wait_until(lambda: {cl.owner("many", k) for k in keys} == {b.node_id}, 30, "every feed taken over")
         b.proc.wait_log(r"^subway: coordination: node %s reaps node %s " % (b.node_id, a.node_id), timeout=10)
-        lines = [l for l in b.proc.stderr().splitlines() if "this node is the owner now" in l]
+        lines = [l for l in b.proc.stderr().splitlines() if "this node (%s) is the owner now" % b.node_id in l]
         self.assertLess(len(lines), 100, "one line per feed")
         b.proc.wait_log(r"more lines like the last one left out this second", timeout=5)
