@@ -431,6 +431,12 @@ class FaultChurnTest(test_cluster.ChurnTest):
                     self.drop(slot)
             node.start()
             c.wait_registered(victim)
+        # Nodes cut off from Redis answer /readyz 503 (so does every node
+        # while Redis is down): HAProxy takes them out and refuses new
+        # clients until it sees them ready again.
+        live = [n.node_id for n in c.live_nodes()]
+        wait_until(lambda: not self.pull_all() and all(c.haproxy.server_states().get(n) == "UP" for n in live),
+                   30, "HAProxy sees every live node ready again")
         self.quiet_point("after %s" % kind)
 
     # ---- the no-loss check, at every quiet point
