@@ -34,6 +34,18 @@ def kafka_offsets(bootstrap, topic, key=None):
     return out
 
 
+def asked_positions(start, want):
+    """{partition: offset} a start asks for in the partitions of want: 0 for
+    beginning, the offset for offset, the listed ones for positions."""
+    if start[0] == "beginning":
+        return {p: 0 for p in want}
+    if start[0] == "offset":
+        return {p: start[1] for p in want}
+    if start[0] == "positions":
+        return dict(start[1])
+    return {}
+
+
 def wire_partition(key, n):
     return java_partition(key.encode(), n)
 
@@ -447,13 +459,8 @@ class AdversarialCatchupTest(NodeCase):
                 kp = java_partition(r.key.encode(), parts)
                 want = {kp: keyed[r.key][kp]}
             s = r.start
-            known = {}
-            if s[0] == "beginning":
-                known = {p: 0 for p in want}
-            elif s[0] == "offset":
-                known = {p: s[1] for p in want}
-            elif s[0] == "positions":
-                known = dict(s[1]) if isinstance(s[1], dict) else {5: 10, 7: 0}
+            known = asked_positions(s, want) if s[0] != "positions" or isinstance(s[1], dict) else {5: 10, 7: 0}
+            if s[0] == "positions":
                 for p in want:
                     known.setdefault(p, ends0[p])   # not listed: live, from the end then
             self.check_reader(r, want, known)
@@ -665,15 +672,7 @@ class RelayCatchupTest(TestCase):
                 r.close()
         for r in readers:
             want = every if r.key == "*" else {kp: keyed[kp]}
-            s = r.start
-            known = {}
-            if s[0] == "beginning":
-                known = {p: 0 for p in want}
-            elif s[0] == "offset":
-                known = {p: s[1] for p in want}
-            elif s[0] == "positions":
-                known = dict(s[1])
-            check_reader(self, r, want, known)
+            check_reader(self, r, want, asked_positions(r.start, want))
 
     def test_relay_catch_ups_across_a_kill9_of_the_owner(self):
         self.relay_catch_ups_across(lambda cl, prod: cl.node("n1").kill9())
