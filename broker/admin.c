@@ -1,4 +1,4 @@
-/* admin.c -- the HTTP admin surface: GET /stats (JSON), GET /healthz (alive) and GET /readyz (ready). */
+/* admin.c -- the HTTP admin surface: its routes, its limits and its bearer token; GET /stats, /healthz and /readyz. */
 #include "broker/admin.h"
 
 #include <event2/buffer.h>
@@ -11,6 +11,7 @@
 #include "broker/feedpage.h"
 #include "broker/health.h"
 #include "broker/json.h"
+#include "broker/keyfile.h"
 #include "broker/log.h"
 #include "broker/metrics.h"
 #include "broker/table.h"
@@ -63,12 +64,14 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         "\"parked\":%zu,\"resolving\":%zu}",
                         cs.readers, cs.active, cs.queued, cs.reading, cs.parked, cs.resolving);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
-                        "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"protocol_errors\":%llu,"
+                        "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"hello_closed\":%llu,"
+                        "\"input_paused\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu,\"catchup_records\":%llu,"
                         "\"catchup_missing\":%llu,\"catchup_yields\":%llu,\"headers_cut\":%llu,\"oversize\":%llu}}\n",
                         (unsigned long long)k->records_in, (unsigned long long)k->bytes_in, (unsigned long long)k->records_out,
                         (unsigned long long)k->dropped, (unsigned long long)k->lost, (unsigned long long)k->slow_closed,
-                        (unsigned long long)k->heartbeat_closed, (unsigned long long)k->protocol_errors,
+                        (unsigned long long)k->heartbeat_closed, (unsigned long long)k->hello_closed,
+                        (unsigned long long)k->input_paused, (unsigned long long)k->protocol_errors,
                         (unsigned long long)k->conns_accepted, (unsigned long long)k->conns_refused,
                         (unsigned long long)k->catchup_records, (unsigned long long)k->catchup_missing,
                         (unsigned long long)k->catchup_yields, (unsigned long long)k->headers_cut, (unsigned long long)k->oversize);
@@ -106,6 +109,63 @@ static void readyz_cb(struct evhttp_request *req, void *arg) {
     send_text(req, 503, "Not Ready", text);
 }
 
+/* The admin's limits: requests are small GETs, and a client that sends an
+ * endless header or nothing at all is cut off. */
+#define ADMIN_MAX_HEADERS 8192
+#define ADMIN_MAX_BODY 1024
+#define ADMIN_TIMEOUT_S 10
+
+typedef struct route {
+    const char *path;             /* exact, or a prefix when it ends in '/' */
+    void (*cb)(struct evhttp_request *, void *);
+    int open;                     /* served without the bearer token (load balancers' checks) */
+} route;
+
+static const route routes[] = {
+    {"/healthz", healthz_cb, 1},
+    {"/readyz", readyz_cb, 1},
+    {"/stats", stats_cb, 0},
+    {"/metrics", metrics_cb, 0},
+    {"/feeds", feedpage_list_cb, 0},
+    {"/feeds/", feedpage_gen_cb, 0},
+};
+
+/* 1 when the request carries "Authorization: Bearer <--admin-token-file>". */
+static int authorized(broker *b, struct evhttp_request *req) {
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    static const char scheme[] = "Bearer ";
+    if (!h || strncasecmp(h, scheme, sizeof(scheme) - 1) != 0) return 0;
+    h += sizeof(scheme) - 1;
+    return keyfile_equal(h, strlen(h), b->admin_token, b->admin_token_len);
+}
+
+static void route_cb(struct evhttp_request *req, void *arg) {
+    broker *b = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    const route *r = NULL;
+    for (size_t i = 0; path && i < sizeof(routes) / sizeof(routes[0]) && !r; i++) {
+        size_t n = strlen(routes[i].path);
+        if (routes[i].path[n - 1] == '/' ? strncmp(path, routes[i].path, n) == 0 : strcmp(path, routes[i].path) == 0)
+            r = &routes[i];
+    }
+    if (!r) {
+        send_text(req, HTTP_NOTFOUND, "Not Found",
+                  "no such page; see /stats, /metrics, /feeds, /feeds/TOPIC/KEY, /healthz, /readyz");
+        return;
+    }
+    if (!r->open && b->admin_token && !authorized(b, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"subway\"");
+        send_text(req, 401, "Unauthorized", "this page needs Authorization: Bearer <the node's --admin-token-file>");
+        return;
+    }
+    r->cb(req, b);
+}
+
+/* 1 when host only takes connections from this machine. */
+static int loopback_host(const char *host) {
+    return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
 int admin_start(broker *b, char *errstr, size_t errlen) {
     const char *addr = b->cfg->admin;
     if (!addr || strcmp(addr, "off") == 0 || !*addr) return 0;
@@ -115,18 +175,28 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
         snprintf(errstr, errlen, "--admin: %s (or off)", why);
         return -1;
     }
+    if (b->cfg->admin_token_file) {
+        b->admin_token = keyfile_read(b->cfg->admin_token_file, 1, &b->admin_token_len, why, sizeof(why));
+        if (!b->admin_token) {
+            snprintf(errstr, errlen, "--admin-token-file: %s", why);
+            return -1;
+        }
+    } else if (!loopback_host(host)) {
+        snprintf(errstr, errlen,
+                 "--admin %s is reachable from other hosts: give --admin-token-file FILE (the bearer token "
+                 "its HTTP clients must send), or bind it to 127.0.0.1", addr);
+        return -1;
+    }
     b->admin = evhttp_new(b->base);
     if (!b->admin || evhttp_bind_socket(b->admin, host, (ev_uint16_t)port) < 0) {
         snprintf(errstr, errlen, "cannot serve the admin endpoint on %s", addr);
         return -1;
     }
     evhttp_set_allowed_methods(b->admin, EVHTTP_REQ_GET);
-    evhttp_set_cb(b->admin, "/stats", stats_cb, b);
-    evhttp_set_cb(b->admin, "/metrics", metrics_cb, b);
-    evhttp_set_cb(b->admin, "/healthz", healthz_cb, b);
-    evhttp_set_cb(b->admin, "/readyz", readyz_cb, b);
-    evhttp_set_cb(b->admin, "/feeds", feedpage_list_cb, b);
-    evhttp_set_gencb(b->admin, feedpage_gen_cb, b); /* /feeds/TOPIC/KEY; 404 for any other path */
+    evhttp_set_max_headers_size(b->admin, ADMIN_MAX_HEADERS);
+    evhttp_set_max_body_size(b->admin, ADMIN_MAX_BODY);
+    evhttp_set_timeout(b->admin, ADMIN_TIMEOUT_S);
+    evhttp_set_gencb(b->admin, route_cb, b);
     log_info("admin on http://%s/stats", addr);
     return 0;
 }
@@ -134,4 +204,6 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
 void admin_stop(broker *b) {
     if (b->admin) evhttp_free(b->admin);
     b->admin = NULL;
+    free(b->admin_token);
+    b->admin_token = NULL;
 }

@@ -1,4 +1,4 @@
-/* admin.h -- the HTTP admin surface: GET /stats (JSON) and GET /healthz. */
+/* admin.h -- the HTTP admin surface: its routes, its limits and its bearer token; GET /stats, /healthz and /readyz. */
 #ifndef SUBWAY_ADMIN_H
 #define SUBWAY_ADMIN_H
 

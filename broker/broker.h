@@ -41,6 +41,8 @@ typedef struct broker_counters {
     uint64_t slow_closed;         /* clients closed as slow consumers */
     uint64_t heartbeat_closed;    /* clients closed for silence */
     uint64_t protocol_errors;     /* clients closed for bad input */
+    uint64_t hello_closed;        /* clients closed for sending no HELLO in --hello-timeout-ms */
+    uint64_t input_paused;        /* times a client's input waited: answers unread, PUBLISH limits */
     uint64_t conns_accepted;
     uint64_t conns_refused;       /* over --max-conns */
     uint64_t catchup_records;     /* MESSAGE frames of catch-ups queued to clients */
@@ -59,6 +61,8 @@ typedef struct broker {
 
     struct evconnlistener *listener;
     struct evhttp *admin;
+    char *admin_token;            /* --admin-token-file's token, or NULL: the admin asks for none */
+    size_t admin_token_len;
     struct event *tick_ev;        /* heartbeats, slow-consumer timeouts */
     struct event *flush_ev;       /* writes queued output once per loop turn */
     int flush_armed;

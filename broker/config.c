@@ -24,6 +24,8 @@ typedef struct opt {
 static const opt opts[] = {
     {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
     {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz), or off"},
+    {"admin-token-file", OPT_STR, F(admin_token_file), 0, NULL,
+     "file holding the bearer token the admin's pages (all but /healthz, /readyz) ask for; needed when --admin is not on loopback"},
     {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
     {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
@@ -50,12 +52,21 @@ static const opt opts[] = {
     {"max-frame", OPT_UINT, F(max_frame), 0, "1048576", "largest frame body accepted, in bytes"},
     {"max-subs", OPT_UINT, F(max_subs), 0, "1024", "subscriptions per connection"},
     {"max-conns", OPT_UINT, F(max_conns), 0, "10000", "client connections per node"},
+    {"hello-timeout-ms", OPT_UINT, F(hello_timeout_ms), 0, "5000",
+     "close a connection that has not sent HELLO this long after connecting"},
     {"max-key", OPT_UINT, F(max_key), 0, "1024", "longest key in a SUBSCRIBE or PUBLISH, in bytes"},
     {"out-soft-limit", OPT_UINT, F(out_soft_limit), 0, "1048576", "queued output above which records are dropped"},
     {"out-hard-limit", OPT_UINT, F(out_hard_limit), 0, "8388608", "queued output above which a client is closed"},
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
     {"max-message", OPT_UINT, F(max_message), 0, "16777216",
      "largest MESSAGE frame sent; a record that does not fit comes as DROPPED 1"},
+    {"publish", OPT_STR, F(publish), 0, "on", "on: clients may PUBLISH; off: PUBLISH is refused (FORBIDDEN)"},
+    {"publish-rate", OPT_UINT, F(publish_rate), 0, "10000",
+     "PUBLISHes a second per connection (bursts of one second's worth); faster ones wait (0: no limit)"},
+    {"publish-bytes-rate", OPT_UINT, F(publish_bytes_rate), 0, "16777216",
+     "PUBLISH key+value bytes a second per connection; faster ones wait (0: no limit)"},
+    {"max-publish-inflight", OPT_UINT, F(max_publish_inflight), 0, "1024",
+     "PUBLISHes per connection awaiting Kafka's ack; more wait for acks"},
     {"publish-timeout-ms", OPT_UINT, F(publish_timeout_ms), 0, "10000",
      "a PUBLISH Kafka has not acknowledged this long is answered with ERROR KAFKA"},
     {"catchup-readers", OPT_UINT, F(catchup_readers), 0, "16",
@@ -278,6 +289,18 @@ int config_validate(const config *c, char *err, size_t errlen) {
     }
     if (c->publish_timeout_ms < 1 || c->publish_timeout_ms > 3600000) {
         snprintf(err, errlen, "--publish-timeout-ms must be 1..3600000");
+        return -1;
+    }
+    if (c->hello_timeout_ms < 1) {
+        snprintf(err, errlen, "--hello-timeout-ms must be at least 1");
+        return -1;
+    }
+    if (strcmp(c->publish, "on") && strcmp(c->publish, "off")) {
+        snprintf(err, errlen, "--publish: '%s' is not on or off", c->publish);
+        return -1;
+    }
+    if (c->max_publish_inflight < 1 || c->publish_rate > 1000000000 || c->publish_bytes_rate > (1ull << 40)) {
+        snprintf(err, errlen, "--max-publish-inflight must be >= 1, --publish-rate <= 1e9, --publish-bytes-rate <= 2^40");
         return -1;
     }
     if (c->catchup_readers < 1) {

@@ -18,6 +18,7 @@ typedef struct config_kv {
 typedef struct config {
     char *listen;                 /* HOST:PORT for clients */
     char *admin;                  /* HOST:PORT for the HTTP admin, or "off" */
+    char *admin_token_file;       /* bearer token for its pages, NULL for none */
     char *kafka;                  /* bootstrap brokers; NULL with dev */
     int dev;                      /* embedded mock Kafka */
     char *node_id;
@@ -31,6 +32,11 @@ typedef struct config {
     uint64_t publish_timeout_ms;  /* librdkafka's message.timeout.ms for PUBLISH */
     uint64_t max_message;         /* largest MESSAGE frame body sent */
     uint64_t max_conns;
+    uint64_t hello_timeout_ms;    /* a connection must send HELLO within this */
+    char *publish;                /* "on" or "off" */
+    uint64_t publish_rate;        /* PUBLISHes a second per connection; 0: unlimited */
+    uint64_t publish_bytes_rate;  /* their key + value bytes a second; 0: unlimited */
+    uint64_t max_publish_inflight; /* PUBLISHes awaiting Kafka per connection */
     uint64_t max_key;
     uint64_t out_soft_limit;
     uint64_t out_hard_limit;

@@ -21,6 +21,7 @@
 #define CONN_IN_INITIAL 512       /* most clients send little: memory per connection counts */
 #define CONN_IN_STEADY 65536      /* a buffer a read fills doubles up to this */
 #define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
+#define CONN_FRAMES_PER_EVENT 1024 /* fairness: frames handled before the others' turn */
 #define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
 #define CONN_GOAWAY_GRACE_MS 1000 /* after GOAWAY, requests still get their SHUTTING_DOWN this long */
 
@@ -39,7 +40,9 @@ conn *conn_new(broker *b, int fd, const char *peer) {
     proto_buf_init(&c->scratch);
     c->in_cap = CONN_IN_INITIAL;
     c->in = xmalloc(c->in_cap);
-    c->dec = proto_decoder_new(b->cfg->max_frame);
+    /* Until HELLO, a frame is at most CONN_HELLO_MAX_FRAME: a stranger
+     * cannot make the node hold --max-frame of its input. */
+    c->dec = proto_decoder_new(b->cfg->max_frame < CONN_HELLO_MAX_FRAME ? b->cfg->max_frame : CONN_HELLO_MAX_FRAME);
     c->read_ev = event_new(b->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->write_ev = event_new(b->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
     if (!c->dec || !c->read_ev || !c->write_ev) {
@@ -48,7 +51,9 @@ conn *conn_new(broker *b, int fd, const char *peer) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->last_rx_ms = c->last_ping_ms = broker_now_ms();
+    c->accepted_ms = c->last_rx_ms = c->last_ping_ms = broker_now_ms();
+    ratelimit_init(&c->pub_rate, b->cfg->publish_rate, c->accepted_ms);
+    ratelimit_init(&c->pub_bytes, b->cfg->publish_bytes_rate, c->accepted_ms);
     c->next = b->conns;
     if (b->conns) b->conns->prev = c;
     b->conns = c;
@@ -260,6 +265,7 @@ void conn_flush(conn *c) {
         conn_report_drops(c);     /* drained: tell it what it missed */
     }
     if (c->out.bytes < c->b->cfg->out_soft_limit) c->over_soft_since_ms = 0;
+    if (c->flags & CONN_PAUSED) conn_input_resume(c); /* its answers were read */
     if (c->cu_parked && c->out.bytes < c->b->cfg->out_soft_limit / 2 && c->b->catchup_wake)
         event_active(c->b->catchup_wake, EV_TIMEOUT, 0);   /* its catch-ups go on now */
     if (c->out.bytes == 0) {
@@ -328,6 +334,28 @@ static void handle_unsubscribe(conn *c, const proto_frame *f) {
     conn_send(c, &r);
 }
 
+static void handle_publish(conn *c, const proto_frame *f) {
+    broker *b = c->b;
+    proto_err code;
+    char err[256];
+    if (b->draining) {
+        conn_send_error(c, f->req_id, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
+        return;
+    }
+    if (strcmp(b->cfg->publish, "on") != 0) {
+        conn_send_error(c, f->req_id, PROTO_E_FORBIDDEN, "PUBLISH is turned off on this node (--publish off)");
+        return;
+    }
+    if (producer_publish(b->prod, c, f, &code, err, sizeof(err)) < 0) {
+        conn_send_error(c, f->req_id, code, "%s", err);
+        return;
+    }
+    /* Over a rate, the next frames wait (conn_input_blocked): nothing is refused. */
+    uint64_t now = broker_now_ms();
+    ratelimit_take(&c->pub_rate, 1, now);
+    ratelimit_take(&c->pub_bytes, (f->key.ptr ? f->key.len : 0) + (f->value.ptr ? f->value.len : 0), now);
+}
+
 static void handle_frame(conn *c, const proto_frame *f) {
     broker *b = c->b;
     if (!(c->flags & CONN_HELLO)) {
@@ -343,6 +371,7 @@ static void handle_frame(conn *c, const proto_frame *f) {
             return;
         }
         c->flags |= CONN_HELLO;
+        proto_decoder_set_max_frame(c->dec, b->cfg->max_frame);
         c->version = f->version < PROTO_VERSION ? (int)f->version : PROTO_VERSION;
         proto_frame w = {.type = PROTO_WELCOME, .version = (uint64_t)c->version,
                          .name = {b->node_id, strlen(b->node_id)},
@@ -360,16 +389,9 @@ static void handle_frame(conn *c, const proto_frame *f) {
     case PROTO_UNSUBSCRIBE:
         handle_unsubscribe(c, f);
         return;
-    case PROTO_PUBLISH: {
-        proto_err code;
-        char err[256];
-        if (b->draining) {
-            conn_send_error(c, f->req_id, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
-        } else if (producer_publish(b->prod, c, f, &code, err, sizeof(err)) < 0) {
-            conn_send_error(c, f->req_id, code, "%s", err);
-        }
+    case PROTO_PUBLISH:
+        handle_publish(c, f);
         return;
-    }
     case PROTO_PING: {
         proto_frame p = {.type = PROTO_PONG, .token = f->token};
         conn_send(c, &p);
@@ -386,17 +408,63 @@ static void handle_frame(conn *c, const proto_frame *f) {
     }
 }
 
-/* Decodes and handles every complete frame in the input buffer. */
-static void conn_process_input(conn *c) {
+/* Why this connection's input must wait, or NULL: its answers are not
+ * being read (a client that sends requests and reads nothing cannot make
+ * the node queue without bound), or its PUBLISHes are over their limits. */
+static const char *conn_input_blocked(conn *c, uint64_t now) {
+    const config *cfg = c->b->cfg;
+    if (c->out.bytes >= cfg->out_soft_limit) return "answers unread";
+    if (c->npubs >= cfg->max_publish_inflight) return "PUBLISHes awaiting Kafka";
+    if (ratelimit_wait_ms(&c->pub_rate, now) || ratelimit_wait_ms(&c->pub_bytes, now)) return "PUBLISH rate";
+    return NULL;
+}
+
+static void conn_pause(conn *c, uint64_t now, const char *why) {
+    c->flags |= CONN_PAUSED;
+    c->paused_since_ms = now;
+    c->b->ctr.input_paused++;
+    event_del(c->read_ev);
+    log_debug("conn %llu: input waits: %s", (unsigned long long)c->id, why);
+}
+
+void conn_input_resume(conn *c) {
+    if ((c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) != CONN_PAUSED) return;
+    uint64_t now = broker_now_ms();
+    if (conn_input_blocked(c, now)) return;
+    c->flags &= ~CONN_PAUSED;
+    c->last_rx_ms = now;          /* it could not be heard while it waited */
+    event_add(c->read_ev, NULL);
+    event_active(c->read_ev, EV_READ, 0); /* frames already buffered go first */
+}
+
+/* Decodes and handles the complete frames in the input buffer, until the
+ * connection must wait or has had its turn. Returns 1 when it stopped
+ * with whole frames left (the read callback comes back for them). */
+static int conn_process_input(conn *c) {
     size_t off = 0;
+    int frames = 0, more = 0;
+    uint64_t now = broker_now_ms();
     while (!(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH))) {
+        const char *why = conn_input_blocked(c, now);
+        if (why) {
+            conn_pause(c, now, why);
+            more = 1;
+            break;
+        }
+        if (frames == CONN_FRAMES_PER_EVENT) {
+            event_active(c->read_ev, EV_READ, 0); /* behind the others' events */
+            more = 1;
+            break;
+        }
         size_t used = 0;
         proto_frame f;
         proto_status st = proto_decode(c->dec, c->in + off, c->in_len - off, &used, &f);
         if (st == PROTO_NEED_MORE) break;
+        frames++;
+        c->last_rx_ms = now;      /* a whole frame, even a refused one, is life */
         if (st == PROTO_BAD_INPUT) {
             proto_err code = proto_decoder_err(c->dec);
-            if (code == PROTO_E_UNKNOWN_TYPE && used > 0) {
+            if (code == PROTO_E_UNKNOWN_TYPE && used > 0 && (c->flags & CONN_HELLO)) {
                 /* Newer clients may send frames we do not know: refuse, go on. */
                 conn_send_error(c, 0, code, "%s", proto_decoder_errstr(c->dec));
                 off += used;
@@ -408,18 +476,21 @@ static void conn_process_input(conn *c) {
         off += used;
         handle_frame(c, &f);
     }
-    if (c->flags & CONN_CLOSED) return;
+    if (c->flags & CONN_CLOSED) return 0;
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
     /* A frame larger than the buffer: grow to hold it (its size was
-     * checked against max_frame by the decoder). */
-    if (c->in_len >= PROTO_HEADER_SIZE) {
-        size_t need = PROTO_HEADER_SIZE + (size_t)proto_peek_length(c->in);
-        if (need > c->in_cap && need <= PROTO_HEADER_SIZE + c->b->cfg->max_frame) {
-            c->in = xrealloc(c->in, need);
-            c->in_cap = need;
-        }
+     * checked against the decoder's limit). Once no such frame is
+     * pending, a grown buffer goes back to the steady size. */
+    size_t need = c->in_len >= PROTO_HEADER_SIZE ? PROTO_HEADER_SIZE + (size_t)proto_peek_length(c->in) : 0;
+    if (need > c->in_cap && need <= PROTO_HEADER_SIZE + c->b->cfg->max_frame) {
+        c->in = xrealloc(c->in, need);
+        c->in_cap = need;
+    } else if (c->in_cap > CONN_IN_STEADY && need <= CONN_IN_STEADY && c->in_len <= CONN_IN_STEADY) {
+        c->in = xrealloc(c->in, CONN_IN_STEADY);
+        c->in_cap = CONN_IN_STEADY;
     }
+    return more;
 }
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
@@ -431,8 +502,11 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c, "closed after the last frame");
         return;
     }
+    if (c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+    /* Frames left from a turn cut short, or from a pause, go first. */
+    if (c->in_len > 0 && conn_process_input(c)) return;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
-        if (c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
+        if (c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
         ssize_t n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == 0) {
             conn_close(c, "closed by peer");
@@ -443,10 +517,9 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) conn_close(c, strerror(errno));
             return;
         }
-        c->last_rx_ms = broker_now_ms();
         c->in_len += (size_t)n;
         size_t room = c->in_cap - c->in_len + (size_t)n;
-        conn_process_input(c);
+        if (conn_process_input(c)) return;
         if ((size_t)n < room) return; /* the socket is drained */
         if (c->in_cap < CONN_IN_STEADY && !(c->flags & (CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH))) {
             /* A busy client: read it in bigger bites from now on. */
@@ -469,7 +542,23 @@ void conn_tick(conn *c, uint64_t now) {
         conn_close_after_flush(c);    /* the client did not leave by itself */
         return;
     }
-    if (now - c->last_rx_ms >= config_heartbeat_timeout_ms(cfg)) {
+    if (!(c->flags & CONN_HELLO) && now - c->accepted_ms >= cfg->hello_timeout_ms) {
+        c->b->ctr.hello_closed++;
+        char text[96];
+        snprintf(text, sizeof(text), "no HELLO within %llu ms of connecting", (unsigned long long)cfg->hello_timeout_ms);
+        conn_close_with_error(c, PROTO_E_HELLO_REQUIRED, text);
+        return;
+    }
+    if (c->flags & CONN_PAUSED) {
+        /* Not read, so not heard: the heartbeat waits. A client that reads
+         * none of its answers is as slow as one that reads no records. */
+        if (c->out.bytes >= cfg->out_soft_limit && now - c->paused_since_ms >= cfg->slow_timeout_ms) {
+            c->b->ctr.slow_closed++;
+            conn_close_with_error(c, PROTO_E_SLOW_CONSUMER, "answers not read for too long: closing a slow consumer");
+            return;
+        }
+        conn_input_resume(c);     /* a rate's wait may be over */
+    } else if ((c->flags & CONN_HELLO) && now - c->last_rx_ms >= config_heartbeat_timeout_ms(cfg)) {
         c->b->ctr.heartbeat_closed++;
         char text[128];
         snprintf(text, sizeof(text), "nothing received for %llu ms", (unsigned long long)(now - c->last_rx_ms));
@@ -481,7 +570,7 @@ void conn_tick(conn *c, uint64_t now) {
         conn_close_with_error(c, PROTO_E_SLOW_CONSUMER, "output above the soft limit for too long: closing a slow consumer");
         return;
     }
-    if ((c->flags & CONN_HELLO) && now - c->last_ping_ms >= cfg->heartbeat_ms) {
+    if ((c->flags & CONN_HELLO) && !(c->flags & CONN_PAUSED) && now - c->last_ping_ms >= cfg->heartbeat_ms) {
         c->last_ping_ms = now;
         proto_frame p = {.type = PROTO_PING, .token = ++c->ping_token};
         conn_send(c, &p);

@@ -6,6 +6,7 @@
 
 #include "broker/broker.h"
 #include "broker/outq.h"
+#include "broker/ratelimit.h"
 #include "proto/proto.h"
 
 struct event;
@@ -20,7 +21,11 @@ enum {
     CONN_LINGER = 1 << 6,         /* FIN sent; discarding input until the peer closes */
     CONN_REFUSED = 1 << 7,        /* over --max-conns: not counted in nconns */
     CONN_GOAWAY = 1 << 8,         /* GOAWAY sent: no records; requests refused; closed at close_deadline_ms */
+    CONN_PAUSED = 1 << 9,         /* input not read: answers unread, or PUBLISH over its limits (conn_input_blocked) */
 };
+
+/* The largest frame before HELLO: a HELLO with a token fits; more is refused. */
+#define CONN_HELLO_MAX_FRAME 16384
 
 typedef struct pub_req pub_req;
 
@@ -39,7 +44,9 @@ struct conn {
     proto_decoder *dec;
     proto_buf scratch;            /* control frames are encoded here first */
     outq out;
-    uint64_t last_rx_ms;          /* anything received */
+    uint64_t accepted_ms;
+    uint64_t last_rx_ms;          /* a whole frame received (a trickle of bytes is no sign of life) */
+    uint64_t paused_since_ms;     /* CONN_PAUSED: since when */
     uint64_t last_ping_ms;
     uint64_t ping_token;
     uint64_t over_soft_since_ms;  /* first drop since the queue was last below the soft limit */
@@ -50,6 +57,9 @@ struct conn {
     size_t nsubs;
     size_t subs_cap;
     pub_req *pubs;                /* PUBLISHes awaiting Kafka's ack */
+    size_t npubs;                 /* how many: at --max-publish-inflight, input waits */
+    ratelimit pub_rate;           /* --publish-rate */
+    ratelimit pub_bytes;          /* --publish-bytes-rate */
     conn *prev, *next;            /* broker's list of connections */
     conn *next_flush;             /* broker's flush list */
     conn *next_free;              /* broker's free list */
@@ -78,6 +88,10 @@ int conn_takes_records(const conn *c);
 
 /* Writes what the connection has queued; called by the broker's flush. */
 void conn_flush(conn *c);
+
+/* Reads input again if it was paused and what paused it has passed (the
+ * answers were read, Kafka acknowledged PUBLISHes, the rate allows). */
+void conn_input_resume(conn *c);
 
 /* Heartbeat and slow-consumer checks, from the broker's tick. */
 void conn_tick(conn *c, uint64_t now_ms);

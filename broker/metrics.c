@@ -113,9 +113,12 @@ void metrics_write(broker *b, struct evbuffer *out) {
     family(out, "subway_connections_closed_total", "counter", "Clients the node closed, by reason.");
     evbuffer_add_printf(out, "subway_connections_closed_total{reason=\"slow_consumer\"} %llu\n"
                         "subway_connections_closed_total{reason=\"heartbeat\"} %llu\n"
-                        "subway_connections_closed_total{reason=\"protocol_error\"} %llu\n",
+                        "subway_connections_closed_total{reason=\"protocol_error\"} %llu\n"
+                        "subway_connections_closed_total{reason=\"hello_timeout\"} %llu\n",
                         (unsigned long long)k->slow_closed, (unsigned long long)k->heartbeat_closed,
-                        (unsigned long long)k->protocol_errors);
+                        (unsigned long long)k->protocol_errors, (unsigned long long)k->hello_closed);
+    single(out, "subway_input_paused_total", "counter",
+           "Times a client's input waited: its answers unread, or its PUBLISHes over their limits.", k->input_paused);
 
     catchup_stats cs;
     catchup_stats_get(b->feeds, &cs);

@@ -36,6 +36,7 @@ static void pub_unlink(pub_req *r) {
     else
         r->c->pubs = r->next;
     if (r->next) r->next->prev = r->prev;
+    r->c->npubs--;
     r->c = NULL;
 }
 
@@ -45,6 +46,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     conn *c = r->c;
     pub_unlink(r);
     if (c) {
+        conn_input_resume(c);     /* it may have waited for this ack */
         if (m->err) {
             proto_err code = m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
                                  ? PROTO_E_UNKNOWN_TOPIC
@@ -173,6 +175,7 @@ int producer_publish(producer *p, conn *c, const proto_frame *f, proto_err *code
     r->next = c->pubs;
     if (c->pubs) c->pubs->prev = r;
     c->pubs = r;
+    c->npubs++;
     return 0;
 }
 

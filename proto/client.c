@@ -663,7 +663,9 @@ SAME_CODE(SLOW_CONSUMER);
 SAME_CODE(SHUTTING_DOWN);
 SAME_CODE(UNAVAILABLE);
 SAME_CODE(INTERNAL);
-_Static_assert(PROTO_ERR_MAX == 18, "a new node error code: add it to subway.h");
+SAME_CODE(UNAUTHORIZED);
+SAME_CODE(FORBIDDEN);
+_Static_assert(PROTO_ERR_MAX == 20, "a new node error code: add it to subway.h");
 
 const char *subway_version(void) {
     return SUBWAY_VERSION;

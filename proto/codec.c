@@ -146,6 +146,8 @@ static const char *const err_names[PROTO_ERR_MAX + 1] = {
     [PROTO_E_SHUTTING_DOWN] = "SHUTTING_DOWN",
     [PROTO_E_UNAVAILABLE] = "UNAVAILABLE",
     [PROTO_E_INTERNAL] = "INTERNAL",
+    [PROTO_E_UNAUTHORIZED] = "UNAUTHORIZED",
+    [PROTO_E_FORBIDDEN] = "FORBIDDEN",
 };
 
 /* Member accessors for a field_spec offset. */
@@ -355,9 +357,13 @@ proto_decoder *proto_decoder_new(size_t max_frame) {
         free(d);
         return NULL;
     }
-    d->max_frame = max_frame < PROTO_MIN_MAX_FRAME ? PROTO_MIN_MAX_FRAME : max_frame;
+    proto_decoder_set_max_frame(d, max_frame);
     d->err = PROTO_E_NONE;
     return d;
+}
+
+void proto_decoder_set_max_frame(proto_decoder *d, size_t max_frame) {
+    d->max_frame = max_frame < PROTO_MIN_MAX_FRAME ? PROTO_MIN_MAX_FRAME : max_frame;
 }
 
 void proto_decoder_free(proto_decoder *d) {

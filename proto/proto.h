@@ -108,9 +108,11 @@ typedef enum proto_err {
     PROTO_E_SHUTTING_DOWN = 16,    /* refuse: node is draining */
     PROTO_E_UNAVAILABLE = 17,      /* refuse: coordination or Kafka temporarily unavailable */
     PROTO_E_INTERNAL = 18,         /* refuse: node-side failure (out of memory, ...) */
+    PROTO_E_UNAUTHORIZED = 19,     /* close: token missing, invalid or expired */
+    PROTO_E_FORBIDDEN = 20,        /* refuse: this request is not allowed to this client */
 } proto_err;
 
-#define PROTO_ERR_MAX 18
+#define PROTO_ERR_MAX 20
 
 /* A byte string inside a decoded frame or to encode. ptr == NULL means msgpack
  * nil (for keys: every key / no key). Decoded pointers point into the caller's
@@ -167,6 +169,10 @@ typedef struct proto_decoder proto_decoder;
 /* Returns a decoder that accepts bodies up to max_frame bytes, or NULL on
  * out of memory. max_frame below PROTO_MIN_MAX_FRAME is raised to it. */
 proto_decoder *proto_decoder_new(size_t max_frame);
+
+/* Changes the largest body the decoder accepts from the next frame on (a
+ * node accepts small frames until HELLO, then max_frame). */
+void proto_decoder_set_max_frame(proto_decoder *d, size_t max_frame);
 
 /* Frees the decoder and everything it allocated; accepts NULL. */
 void proto_decoder_free(proto_decoder *d);

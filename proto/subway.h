@@ -135,6 +135,8 @@ typedef enum subway_err_code {
     SUBWAY_E_SHUTTING_DOWN = 16,     /* refuse: the node is draining */
     SUBWAY_E_UNAVAILABLE = 17,       /* refuse: coordination or Kafka temporarily unavailable */
     SUBWAY_E_INTERNAL = 18,          /* refuse: node-side failure */
+    SUBWAY_E_UNAUTHORIZED = 19,      /* close: token missing, invalid or expired */
+    SUBWAY_E_FORBIDDEN = 20,         /* refuse: this client may not subscribe or publish there */
     SUBWAY_E_IO = 100,               /* socket error: connect, read or write failed */
     SUBWAY_E_EOF = 101,              /* the node closed the connection */
     SUBWAY_E_PROTOCOL = 102,         /* the node sent an oversized, malformed or unexpected frame */

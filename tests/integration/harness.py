@@ -556,10 +556,11 @@ class Node:
     --listen 127.0.0.1:P --admin 127.0.0.1:A --kafka BOOTSTRAP + args.
     Ready when GET /stats answers. bootstrap None leaves --kafka out (for
     --dev); own_flags=False passes only args (listen_port/admin_port must
-    then match what args or the --config file say)."""
+    then match what args or the --config file say). admin_token writes a
+    --admin-token-file, and http_get() sends it as the bearer token."""
 
     def __init__(self, bootstrap, args=(), listen_port=None, admin_port=None, wait=True,
-                 name="subway", own_flags=True):
+                 name="subway", own_flags=True, admin_token=None):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.bootstrap = bootstrap
@@ -570,6 +571,12 @@ class Node:
                           "--admin", "127.0.0.1:%d" % self.admin_port]
             if bootstrap is not None:
                 self.argv += ["--kafka", bootstrap]
+        self.admin_token = admin_token
+        if admin_token is not None:
+            path = tmp_path("admin-token")
+            with open(path, "w") as f:
+                f.write(admin_token + "\n")
+            self.argv += ["--admin-token-file", path]
         self.argv += [str(a) for a in args]
         self.name = name
         self.killed = False   # kill9() ended the current process on purpose
@@ -585,11 +592,14 @@ class Node:
         self.proc.wait_ready(lambda: self.http_get("/stats")[0] == 200, timeout,
                              "subway's admin /stats on port %d" % self.admin_port)
 
-    def http_get(self, path, timeout=5.0):
-        """(status, body text) of GET path on the admin port."""
+    def http_get(self, path, timeout=5.0, headers=None):
+        """(status, body text) of GET path on the admin port, with the
+        node's admin token unless headers are given."""
+        if headers is None:
+            headers = {"Authorization": "Bearer " + self.admin_token} if self.admin_token else {}
         c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
         try:
-            c.request("GET", path)
+            c.request("GET", path, headers=headers)
             r = c.getresponse()
             return r.status, r.read().decode("utf-8", "replace")
         finally:

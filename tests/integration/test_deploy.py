@@ -285,6 +285,11 @@ class ComposeTest(TestCase):
                 self.assertEqual(o.get("--kafka"), "kafka:9092")
                 self.assertEqual(o.get("--listen"), "0.0.0.0:7700")
                 self.assertEqual(o.get("--admin"), "0.0.0.0:7701")
+                # off loopback the admin needs its token, mounted from the repo
+                self.assertEqual(o.get("--admin-token-file"), "/run/secrets/subway-admin-token")
+                mounts = [v.split(":") for v in svc["volumes"]]
+                self.assertIn(["./deploy/admin-token.example", "/run/secrets/subway-admin-token", "ro"], mounts)
+                self.assertTrue(os.path.exists(os.path.join(REPO, "deploy", "admin-token.example")))
                 self.assertEqual(o.get("--node-id"), name)
                 ids.append(o["--node-id"])
                 deps = svc["depends_on"]
