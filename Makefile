@@ -34,14 +34,20 @@ LIB := $(O)/lib
 
 # Known once, when this make starts: a make that installs packages passes
 # the work on to a new make (see run and test), never goes on with these.
-MISSING := $(shell for p in $(PKGS) cmocka; do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
-MISSING_LIBS := $(filter-out cmocka,$(MISSING))
+# cmocka and jansson are for the unit tests only (jansson reads proto/vectors.json).
+TEST_PKGS := cmocka jansson
+MISSING := $(shell for p in $(PKGS) $(TEST_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+MISSING_LIBS := $(filter-out $(TEST_PKGS),$(MISSING))
 ifeq ($(MISSING_LIBS),)
   PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
   PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 endif
 ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
+endif
+ifeq ($(filter jansson,$(MISSING)),)
+  JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
+  JANSSON_LIBS := $(shell pkg-config --libs jansson)
 endif
 
 SUBWAY_VERSION := 0.2.0
@@ -87,8 +93,8 @@ ifneq ($(MISSING_LIBS),)
 endif
 
 test-deps-check: deps-check
-ifneq ($(filter cmocka,$(MISSING)),)
-	@echo "make: missing cmocka, which the unit tests need (pkg-config cannot find it)." >&2
+ifneq ($(filter $(TEST_PKGS),$(MISSING)),)
+	@echo "make: missing $(filter $(TEST_PKGS),$(MISSING)), which the unit tests need (pkg-config cannot find it)." >&2
 	@echo "make: run 'make deps' to install it (make test does it itself)." >&2
 	@exit 1
 endif
@@ -142,10 +148,15 @@ $(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
 
 $(call objs,$(UNIT_SRC)): | test-deps-check
 
+# The codec's test reads the golden vectors with jansson, by absolute path
+# so that it runs from any directory.
+$(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += $(JANSSON_CFLAGS) -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
+$(BIN)/tests/test_proto: UNIT_LIBS += $(JANSSON_LIBS)
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(PKG_LIBS) -lpthread -lm
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(UNIT_LIBS) $(PKG_LIBS) -lpthread -lm
 
 $(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)

@@ -18,6 +18,7 @@ PACKAGES=(
     libevent-dev
     libmsgpack-dev
     libcmocka-dev
+    libjansson-dev   # the codec's unit test reads proto/vectors.json
     redis-server
     redis-sentinel   # the Sentinel failover test
     spin             # checks the coordination model, coord/model/
