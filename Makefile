@@ -7,6 +7,7 @@
 #                        (ARGS='--listen 127.0.0.1:7800 --admin 127.0.0.1:7801' passes options to it)
 #   make test            installs what is missing, then the suite, then the same under ASan+UBSan
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
+#   make test-python     the Python client's unit tests (proto/python/tests)
 #   make model           model-checks the coordination protocol with spin (coord/model/check.sh)
 #   make install PREFIX=/usr/local DESTDIR=
 #   V=1 shows the commands, WERROR= drops -Werror.
@@ -79,7 +80,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check test-deps-check run test model test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench
 all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Every compile waits for these checks, so a missing library is reported
@@ -201,6 +202,11 @@ cluster: all $(BIN)/tests/mock_kafka
 test-unit: all $(UNIT_BINS)
 	$(Q)bash tests/run-unit.sh $(BIN)/tests
 
+# The Python client's codec against proto/vectors.json, and PROTOCOL.md's
+# tables against the same file (its integration tests are in test-integration).
+test-python:
+	$(Q)python3 -m unittest discover -s proto/python/tests
+
 test-integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --bin $(BIN)
 
@@ -215,7 +221,7 @@ test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 test-install: all
 	$(Q)MAKE="$(MAKE)" CC="$(CC)" SANITIZER="$(SANITIZER)" bash tests/test-install.sh
 
-test-one: test-unit test-integration test-bench test-install
+test-one: test-unit test-python test-integration test-bench test-install
 
 # The plain pass, then the same suite under AddressSanitizer+UBSan, each
 # once. The installer runs first even when the libraries are there: the
