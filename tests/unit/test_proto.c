@@ -5,7 +5,6 @@
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,27 +239,20 @@ static int vec_start(json_t *v, proto_frame *f) {
 
 /* Sets the field `key` of f from v. */
 static int vec_field(proto_frame *f, const char *key, json_t *v) {
-    static const struct { const char *name; size_t off; bool is_signed; } nums[] = {
-        { "version", offsetof(proto_frame, version), false },
-        { "heartbeat_ms", offsetof(proto_frame, heartbeat_ms), false },
-        { "max_frame", offsetof(proto_frame, max_frame), false },
-        { "req_id", offsetof(proto_frame, req_id), false },
-        { "feed", offsetof(proto_frame, feed), false },
-        { "offset", offsetof(proto_frame, offset), false },
-        { "timestamp_ms", offsetof(proto_frame, timestamp_ms), true },
-        { "token", offsetof(proto_frame, token), false },
-        { "code", offsetof(proto_frame, code), false },
-        { "count", offsetof(proto_frame, count), false },
+    const struct { const char *name; uint64_t *field; } nums[] = {
+        { "version", &f->version }, { "heartbeat_ms", &f->heartbeat_ms },
+        { "max_frame", &f->max_frame }, { "req_id", &f->req_id }, { "feed", &f->feed },
+        { "offset", &f->offset }, { "token", &f->token }, { "code", &f->code },
+        { "count", &f->count },
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (strcmp(key, nums[i].name) != 0) continue;
-        if (!json_is_integer(v)) return -1;
-        json_int_t n = json_integer_value(v);
-        if (nums[i].is_signed)
-            *(int64_t *)((char *)f + nums[i].off) = n;
-        else
-            *(uint64_t *)((char *)f + nums[i].off) = (uint64_t)n;
-        return 0;
+        *nums[i].field = (uint64_t)json_integer_value(v);
+        return json_is_integer(v) ? 0 : -1;
+    }
+    if (strcmp(key, "timestamp_ms") == 0) {
+        f->timestamp_ms = json_integer_value(v);
+        return json_is_integer(v) ? 0 : -1;
     }
     if (strcmp(key, "partition") == 0) {
         f->partition = (uint32_t)json_integer_value(v);
