@@ -7,6 +7,7 @@
 #                        (ARGS='--listen 127.0.0.1:7800 --admin 127.0.0.1:7801' passes options to it)
 #   make test            installs what is missing, then the suite, then the same under ASan+UBSan
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
+#   make test-python     the Python client's unit tests (proto/python/tests)
 #   make model           model-checks the coordination protocol with spin (coord/model/check.sh)
 #   make install PREFIX=/usr/local DESTDIR=
 #   V=1 shows the commands, WERROR= drops -Werror.
@@ -34,14 +35,20 @@ LIB := $(O)/lib
 
 # Known once, when this make starts: a make that installs packages passes
 # the work on to a new make (see run and test), never goes on with these.
-MISSING := $(shell for p in $(PKGS) cmocka; do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
-MISSING_LIBS := $(filter-out cmocka,$(MISSING))
+# cmocka and jansson are for the unit tests only (jansson reads proto/vectors.json).
+TEST_PKGS := cmocka jansson
+MISSING := $(shell for p in $(PKGS) $(TEST_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+MISSING_LIBS := $(filter-out $(TEST_PKGS),$(MISSING))
 ifeq ($(MISSING_LIBS),)
   PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
   PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 endif
 ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
+endif
+ifeq ($(filter jansson,$(MISSING)),)
+  JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
+  JANSSON_LIBS := $(shell pkg-config --libs jansson)
 endif
 
 SUBWAY_VERSION := 0.2.0
@@ -73,7 +80,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check test-deps-check run test model test-unit test-integration test-bench test-install test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench
 all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Every compile waits for these checks, so a missing library is reported
@@ -87,8 +94,8 @@ ifneq ($(MISSING_LIBS),)
 endif
 
 test-deps-check: deps-check
-ifneq ($(filter cmocka,$(MISSING)),)
-	@echo "make: missing cmocka, which the unit tests need (pkg-config cannot find it)." >&2
+ifneq ($(filter $(TEST_PKGS),$(MISSING)),)
+	@echo "make: missing $(filter $(TEST_PKGS),$(MISSING)), which the unit tests need (pkg-config cannot find it)." >&2
 	@echo "make: run 'make deps' to install it (make test does it itself)." >&2
 	@exit 1
 endif
@@ -142,10 +149,15 @@ $(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
 
 $(call objs,$(UNIT_SRC)): | test-deps-check
 
+# The codec's test reads the golden vectors with jansson, by absolute path
+# so that it runs from any directory.
+$(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += $(JANSSON_CFLAGS) -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
+$(BIN)/tests/test_proto: UNIT_LIBS += $(JANSSON_LIBS)
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(PKG_LIBS) -lpthread -lm
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(UNIT_LIBS) $(PKG_LIBS) -lpthread -lm
 
 $(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
@@ -190,6 +202,11 @@ cluster: all $(BIN)/tests/mock_kafka
 test-unit: all $(UNIT_BINS)
 	$(Q)bash tests/run-unit.sh $(BIN)/tests
 
+# The Python client's codec against proto/vectors.json, and PROTOCOL.md's
+# tables against the same file (its integration tests are in test-integration).
+test-python:
+	$(Q)python3 -m unittest discover -s proto/python/tests
+
 test-integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --bin $(BIN)
 
@@ -204,7 +221,7 @@ test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 test-install: all
 	$(Q)MAKE="$(MAKE)" CC="$(CC)" SANITIZER="$(SANITIZER)" bash tests/test-install.sh
 
-test-one: test-unit test-integration test-bench test-install
+test-one: test-unit test-python test-integration test-bench test-install
 
 # The plain pass, then the same suite under AddressSanitizer+UBSan, each
 # once. The installer runs first even when the libraries are there: the

@@ -18,6 +18,7 @@ PACKAGES=(
     libevent-dev
     libmsgpack-dev
     libcmocka-dev
+    libjansson-dev   # the codec's unit test reads proto/vectors.json
     redis-server
     redis-sentinel   # the Sentinel failover test
     spin             # checks the coordination model, coord/model/
@@ -25,6 +26,7 @@ PACKAGES=(
     haproxy
     prometheus       # promtool, which checks GET /metrics (tests/integration/test_metrics.py)
     python3
+    python3-msgpack  # the Python client (proto/python) and its tests, for Debian's python3
     curl
     chromium         # test_feedpage.py renders the /feeds HTML headless
     systemd          # systemd-analyze, which checks deploy/subway.service
@@ -46,7 +48,19 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
+# The python3 that runs the tests may not be Debian's (a pyenv or venv one
+# first on PATH): it gets msgpack, the Python client's one dependency, from
+# PyPI. Debian's own python3 has it from python3-msgpack above, so pip never
+# touches the system's packages (PEP 668).
+python_deps() {
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import msgpack' 2>/dev/null; then
+        echo "install-deps: pip installing msgpack for $(command -v python3)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check 'msgpack>=1.0'
+    fi
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
+    python_deps
     exit 0
 fi
 
@@ -64,4 +78,5 @@ export DEBIAN_FRONTEND=noninteractive
 ${SUDO[@]+"${SUDO[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 ${SUDO[@]+"${SUDO[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+python_deps
 echo "install-deps: done" >&2

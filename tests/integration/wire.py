@@ -1,7 +1,7 @@
 """wire.py -- a raw subway protocol client for tests: minimal msgpack, framing, frames.
 
-Mirrors proto/proto.h (the contract), protocol version 2. Only the standard
-library. The msgpack part covers what the protocol uses: nil, bool, ints,
+Mirrors proto/proto.h (the contract), protocol version 2. The standard library
+and the frame type numbers of proto/python. The msgpack part covers what the protocol uses: nil, bool, ints,
 str, bin, array, map (floats are decoded too, so a test can see what a node
 sent by mistake). Encoding always uses the smallest representation, like
 proto_encode().
@@ -23,32 +23,28 @@ once it follows the live feed:
 """
 
 import collections
+import os
 import select
+import sys
 import socket
 import struct
 import time
 
 # ---------------------------------------------------------------- constants
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "proto", "python"))
+
 PROTO_VERSION = 2       # the newest version this client speaks (proto.h)
 PROTO_MIN_VERSION = 1   # the oldest a node accepts
 HEADER_SIZE = 4
 
-HELLO = 1
-WELCOME = 2
-SUBSCRIBE = 3
-SUBSCRIBED = 4
-UNSUBSCRIBE = 5
-UNSUBSCRIBED = 6
-MESSAGE = 7
-PUBLISH = 8
-PUBACK = 9
-PING = 10
-PONG = 11
-ERROR = 12
-DROPPED = 13
-GOAWAY = 14
-LIVE = 15
+# The frame types: the Python client's list of them is the one in Python
+# (proto/python/subway/codec.py); this module's framing and msgpack stay
+# its own, so the tests do not judge the node with the client's decoder.
+from subway.codec import (  # noqa: E402
+    DROPPED, ERROR, GOAWAY, HELLO, LIVE, MESSAGE, PING, PONG, PUBACK, PUBLISH, SUBSCRIBE,
+    SUBSCRIBED, UNSUBSCRIBE, UNSUBSCRIBED, WELCOME)
 
 TYPE_NAMES = {
     HELLO: "HELLO", WELCOME: "WELCOME", SUBSCRIBE: "SUBSCRIBE",
@@ -78,11 +74,8 @@ FIELDS = {
 }
 
 # SUBSCRIBE start modes (PROTOCOL.md section 3.3): start is [mode, arg].
-START_POSITIONS = 1   # arg [[partition, offset], ...]: the next offset wanted per partition
-START_TIMESTAMP = 2   # arg int: ms since the epoch (Kafka's offsets-for-times)
-START_LAST = 3        # arg uint N: N records back from each partition's log end
-START_BEGINNING = 4   # arg 0: each partition's log start
-START_OFFSET = 5      # arg uint: that offset in every partition
+from subway.codec import (  # noqa: E402
+    START_BEGINNING, START_LAST, START_OFFSET, START_POSITIONS, START_TIMESTAMP)
 
 START_NAMES = {
     START_POSITIONS: "positions", START_TIMESTAMP: "timestamp", START_LAST: "last",

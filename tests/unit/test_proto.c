@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <msgpack.h>
 
 /* ================================================================ helpers */
@@ -135,13 +136,20 @@ static void check_error(const char *what, proto_decoder *d, const char *buf, siz
 
 /* ========================================================= golden vectors */
 
-static const uint32_t parts_a[] = { 0, 5, 300 };
+/* For the encoder's edge cases below. */
 static const proto_position start_positions_a[] = { { 0, 12 }, { 3, 70000 } };
-static const proto_position live_positions_a[] = { { 0, 1234567 }, { 5, 0 } };
 static const proto_header headers_a[] = {
     { B("trace"), B("abc") },
     { B("empty"), { NULL, 0 } },
 };
+
+/* The golden vectors are proto/vectors.json's (PROTOCOL.md section 7
+ * shows them): "frames" encode to their hex and decode back to their
+ * fields, "refused" are refused with their code and text. The Python
+ * client's tests read the same file. */
+#ifndef VECTORS_JSON
+#define VECTORS_JSON "proto/vectors.json"
+#endif
 
 typedef struct golden {
     const char *name;
@@ -149,110 +157,217 @@ typedef struct golden {
     const char *hex;          /* length prefix, then the body field by field */
 } golden;
 
-/* PROTOCOL.md lists exactly these vectors; keep the two in step. */
-static const golden goldens[] = {
-    { "HELLO",
-      { .type = PROTO_HELLO, .version = 1, .name = B("demo") },
-      "00000008 93 01 01 a464656d6f" },
-    { "WELCOME",
-      { .type = PROTO_WELCOME, .version = 1, .name = B("node-a"), .heartbeat_ms = 5000,
-        .max_frame = 1048576 },
-      "00000012 95 02 01 a66e6f64652d61 cd1388 ce00100000" },
-    { "SUBSCRIBE",
-      { .type = PROTO_SUBSCRIBE, .req_id = 7, .topic = B("orders"), .key = B("user-42") },
-      "00000013 94 03 07 a66f7264657273 c407757365722d3432" },
-    { "SUBSCRIBE every key",
-      { .type = PROTO_SUBSCRIBE, .req_id = 8, .topic = B("orders"), .key = { NULL, 0 } },
-      "0000000b 94 03 08 a66f7264657273 c0" },
-    { "SUBSCRIBED",
-      { .type = PROTO_SUBSCRIBED, .req_id = 7, .feed = 3, .partitions = parts_a,
-        .partition_cnt = 3 },
-      "0000000a 94 04 07 03 93 00 05 cd012c" },
-    { "SUBSCRIBED no partitions",
-      { .type = PROTO_SUBSCRIBED, .req_id = 8, .feed = 4 },
-      "00000005 94 04 08 04 90" },
-    { "UNSUBSCRIBE",
-      { .type = PROTO_UNSUBSCRIBE, .req_id = 9, .feed = 3 },
-      "00000004 93 05 09 03" },
-    { "UNSUBSCRIBED",
-      { .type = PROTO_UNSUBSCRIBED, .req_id = 9, .feed = 3 },
-      "00000004 93 06 09 03" },
-    { "MESSAGE",
-      { .type = PROTO_MESSAGE, .feed = 3, .partition = 5, .offset = 1234567,
-        .timestamp_ms = 1700000000000, .key = B("user-42"), .value = B("{\"qty\":2}") },
-      "00000026 97 07 03 05 ce0012d687 cf0000018bcfe56800 c407757365722d3432 "
-      "c4097b22717479223a327d" },
-    { "MESSAGE with headers",
-      { .type = PROTO_MESSAGE, .feed = 4, .partition = 0, .offset = 0, .timestamp_ms = -1,
-        .key = { NULL, 0 }, .value = B("hi"), .headers = headers_a, .header_cnt = 2 },
-      "00000020 98 07 04 00 00 ff c0 c4026869 92 92a57472616365c403616263 "
-      "92a5656d707479c0" },
-    { "PUBLISH",
-      { .type = PROTO_PUBLISH, .req_id = 10, .topic = B("orders"), .key = B("user-42"),
-        .value = B("hello") },
-      "0000001a 95 08 0a a66f7264657273 c407757365722d3432 c40568656c6c6f" },
-    { "PUBLISH no key",
-      { .type = PROTO_PUBLISH, .req_id = 11, .topic = B("orders"), .key = { NULL, 0 },
-        .value = B("") },
-      "0000000d 95 08 0b a66f7264657273 c0 c400" },
-    { "PUBACK",
-      { .type = PROTO_PUBACK, .req_id = 10, .partition = 2, .offset = 70000 },
-      "00000009 94 09 0a 02 ce00011170" },
-    { "PING",
-      { .type = PROTO_PING, .token = 4294967296 },
-      "0000000b 92 0a cf0000000100000000" },
-    { "PONG",
-      { .type = PROTO_PONG, .token = 42 },
-      "00000003 92 0b 2a" },
-    { "ERROR",
-      { .type = PROTO_ERROR, .req_id = 7, .code = PROTO_E_UNKNOWN_TOPIC,
-        .text = B("no such topic: orderz") },
-      "0000001a 94 0c 07 0a b56e6f207375636820746f7069633a206f726465727a" },
-    { "DROPPED",
-      { .type = PROTO_DROPPED, .feed = 3, .count = 128 },
-      "00000005 93 0d 03 cc80" },
-    { "GOAWAY",
-      { .type = PROTO_GOAWAY, .text = B("shutting down") },
-      "00000010 92 0e ad7368757474696e6720646f776e" },
-    /* Version 2: SUBSCRIBE with a start, one per mode, and LIVE. */
-    { "SUBSCRIBE from positions",
-      { .type = PROTO_SUBSCRIBE, .req_id = 12, .topic = B("orders"), .key = B("user-42"),
-        .start_mode = PROTO_START_POSITIONS, .positions = start_positions_a,
-        .position_cnt = 2 },
-      "00000020 95 03 0c a66f7264657273 c407757365722d3432 92 01 92 92000c 9203ce00011170" },
-    { "SUBSCRIBE from no positions",
-      { .type = PROTO_SUBSCRIBE, .req_id = 13, .topic = B("orders"), .key = { NULL, 0 },
-        .start_mode = PROTO_START_POSITIONS },
-      "0000000e 95 03 0d a66f7264657273 c0 92 01 90" },
-    { "SUBSCRIBE from a timestamp",
-      { .type = PROTO_SUBSCRIBE, .req_id = 14, .topic = B("orders"), .key = B("user-42"),
-        .start_mode = PROTO_START_TIMESTAMP, .start_arg = 1700000000000 },
-      "0000001e 95 03 0e a66f7264657273 c407757365722d3432 92 02 cf0000018bcfe56800" },
-    { "SUBSCRIBE from a negative timestamp",
-      { .type = PROTO_SUBSCRIBE, .req_id = 15, .topic = B("orders"), .key = { NULL, 0 },
-        .start_mode = PROTO_START_TIMESTAMP, .start_arg = -3600000 },
-      "00000012 95 03 0f a66f7264657273 c0 92 02 d2ffc91180" },
-    { "SUBSCRIBE last",
-      { .type = PROTO_SUBSCRIBE, .req_id = 16, .topic = B("orders"), .key = { NULL, 0 },
-        .start_mode = PROTO_START_LAST, .start_arg = 1000 },
-      "00000010 95 03 10 a66f7264657273 c0 92 03 cd03e8" },
-    { "SUBSCRIBE from the beginning",
-      { .type = PROTO_SUBSCRIBE, .req_id = 17, .topic = B("orders"), .key = { NULL, 0 },
-        .start_mode = PROTO_START_BEGINNING },
-      "0000000e 95 03 11 a66f7264657273 c0 92 04 00" },
-    { "SUBSCRIBE from an offset",
-      { .type = PROTO_SUBSCRIBE, .req_id = 18, .topic = B("orders"), .key = B("user-42"),
-        .start_mode = PROTO_START_OFFSET, .start_arg = 200 },
-      "00000017 95 03 12 a66f7264657273 c407757365722d3432 92 05 ccc8" },
-    { "LIVE",
-      { .type = PROTO_LIVE, .feed = 3, .positions = live_positions_a, .position_cnt = 2 },
-      "0000000e 93 0f 03 92 9200ce0012d687 920500" },
-    { "LIVE no positions",
-      { .type = PROTO_LIVE, .feed = 4 },
-      "00000004 93 0f 04 90" },
-};
+typedef struct refused {
+    const char *name;
+    const char *hex;          /* the whole frame */
+    proto_err code;
+    const char *text;
+} refused;
 
-#define N_GOLDEN (sizeof(goldens) / sizeof(goldens[0]))
+static json_t *vectors;       /* the parsed file: names, hex and strings point into it */
+static golden *goldens;
+static size_t N_GOLDEN;
+static refused *refuseds;
+static size_t n_refused;
+static size_t vectors_max_frame;
+static void **owned;          /* arrays the loaded frames point to */
+static size_t n_owned;
+
+/* Keeps p (malloc'd) until the vectors are freed; returns it. */
+static void *own(void *p) {
+    void **o = realloc(owned, (n_owned + 1) * sizeof(*o));
+    if (o == NULL || p == NULL) abort();
+    owned = o;
+    owned[n_owned++] = p;
+    return p;
+}
+
+static void *own_array(size_t n, size_t size) {
+    return own(calloc(n ? n : 1, size));
+}
+
+static int vec_bad(const char *name, const char *what) {
+    fprintf(stderr, "%s: vector \"%s\": %s\n", VECTORS_JSON, name, what);
+    return -1;
+}
+
+/* A JSON byte or text field: a string (its UTF-8 bytes), {"hex": ...} or null. */
+static int vec_bytes(json_t *v, proto_bytes *out) {
+    if (json_is_null(v)) {
+        *out = (proto_bytes){ NULL, 0 };
+    } else if (json_is_string(v)) {
+        *out = (proto_bytes){ json_string_value(v), json_string_length(v) };
+    } else if (json_is_string(json_object_get(v, "hex"))) {
+        size_t len;
+        char *b = own(unhex(json_string_value(json_object_get(v, "hex")), &len));
+        *out = (proto_bytes){ b, len };
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* [[partition, offset], ...] */
+static int vec_positions(json_t *v, const proto_position **out, size_t *cnt) {
+    if (!json_is_array(v)) return -1;
+    proto_position *ps = own_array(json_array_size(v), sizeof(*ps));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *p = json_array_get(v, i);
+        if (json_array_size(p) != 2) return -1;
+        ps[i].partition = (uint32_t)json_integer_value(json_array_get(p, 0));
+        ps[i].offset = (uint64_t)json_integer_value(json_array_get(p, 1));
+    }
+    *out = ps;
+    *cnt = json_array_size(v);
+    return 0;
+}
+
+static int vec_start(json_t *v, proto_frame *f) {
+    static const char *const modes[] = { "", "POSITIONS", "TIMESTAMP", "LAST", "BEGINNING", "OFFSET" };
+    const char *mode = json_string_value(json_array_get(v, 0));
+    json_t *arg = json_array_get(v, 1);
+    for (int m = 1; mode && m <= PROTO_START_MAX; m++) {
+        if (strcmp(mode, modes[m]) != 0) continue;
+        f->start_mode = (uint64_t)m;
+        if (m == PROTO_START_POSITIONS) return vec_positions(arg, &f->positions, &f->position_cnt);
+        if (!json_is_integer(arg)) return -1;
+        f->start_arg = json_integer_value(arg);
+        return 0;
+    }
+    return -1;
+}
+
+/* Sets the field `key` of f from v. */
+static int vec_field(proto_frame *f, const char *key, json_t *v) {
+    const struct { const char *name; uint64_t *field; } nums[] = {
+        { "version", &f->version }, { "heartbeat_ms", &f->heartbeat_ms },
+        { "max_frame", &f->max_frame }, { "req_id", &f->req_id }, { "feed", &f->feed },
+        { "offset", &f->offset }, { "token", &f->token }, { "code", &f->code },
+        { "count", &f->count },
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (strcmp(key, nums[i].name) != 0) continue;
+        *nums[i].field = (uint64_t)json_integer_value(v);
+        return json_is_integer(v) ? 0 : -1;
+    }
+    if (strcmp(key, "timestamp_ms") == 0) {
+        f->timestamp_ms = json_integer_value(v);
+        return json_is_integer(v) ? 0 : -1;
+    }
+    if (strcmp(key, "partition") == 0) {
+        f->partition = (uint32_t)json_integer_value(v);
+        return json_is_integer(v) ? 0 : -1;
+    }
+    if (strcmp(key, "client_name") == 0 || strcmp(key, "node_id") == 0) return vec_bytes(v, &f->name);
+    if (strcmp(key, "topic") == 0) return vec_bytes(v, &f->topic);
+    if (strcmp(key, "key") == 0) return vec_bytes(v, &f->key);
+    if (strcmp(key, "value") == 0) return vec_bytes(v, &f->value);
+    if (strcmp(key, "text") == 0) return vec_bytes(v, &f->text);
+    if (strcmp(key, "start") == 0) return vec_start(v, f);
+    if (strcmp(key, "positions") == 0) return vec_positions(v, &f->positions, &f->position_cnt);
+    if (strcmp(key, "partitions") == 0) {
+        if (!json_is_array(v)) return -1;
+        uint32_t *ps = own_array(json_array_size(v), sizeof(*ps));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            ps[i] = (uint32_t)json_integer_value(json_array_get(v, i));
+        f->partitions = ps;
+        f->partition_cnt = json_array_size(v);
+        return 0;
+    }
+    if (strcmp(key, "headers") == 0) {
+        if (!json_is_array(v)) return -1;
+        proto_header *hs = own_array(json_array_size(v), sizeof(*hs));
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *h = json_array_get(v, i);
+            if (vec_bytes(json_array_get(h, 0), &hs[i].name) < 0 ||
+                vec_bytes(json_array_get(h, 1), &hs[i].value) < 0)
+                return -1;
+        }
+        f->headers = hs;
+        f->header_cnt = json_array_size(v);
+        return 0;
+    }
+    return -1;
+}
+
+static void vectors_free(void) {
+    for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+    free(owned);
+    free(goldens);
+    free(refuseds);
+    json_decref(vectors);
+    owned = NULL;
+    goldens = NULL;
+    refuseds = NULL;
+    vectors = NULL;
+    n_owned = N_GOLDEN = n_refused = 0;
+}
+
+/* Reads proto/vectors.json into goldens and refuseds. Returns 0, or -1
+ * having said why on stderr. */
+static int vectors_load(void) {
+    json_error_t jerr;
+    vectors = json_load_file(VECTORS_JSON, 0, &jerr);
+    if (vectors == NULL) {
+        fprintf(stderr, "%s:%d: %s\n", VECTORS_JSON, jerr.line, jerr.text);
+        return -1;
+    }
+    json_t *frames = json_object_get(vectors, "frames"), *refs = json_object_get(vectors, "refused");
+    if (!json_is_array(frames) || !json_is_array(refs) ||
+        !json_is_integer(json_object_get(vectors, "max_frame")))
+        return vec_bad("(file)", "wants \"frames\", \"refused\" and \"max_frame\"");
+    vectors_max_frame = (size_t)json_integer_value(json_object_get(vectors, "max_frame"));
+    N_GOLDEN = json_array_size(frames);
+    goldens = own_array(N_GOLDEN, sizeof(*goldens));
+    n_owned--;   /* freed by name in vectors_free */
+    for (size_t i = 0; i < N_GOLDEN; i++) {
+        json_t *v = json_array_get(frames, i);
+        golden *g = &goldens[i];
+        g->name = json_string_value(json_object_get(v, "name"));
+        g->hex = json_string_value(json_object_get(v, "hex"));
+        const char *type = json_string_value(json_object_get(v, "type"));
+        json_t *fields = json_object_get(v, "fields");
+        if (g->name == NULL || g->hex == NULL || type == NULL || !json_is_object(fields))
+            return vec_bad(g->name ? g->name : "?", "wants name, type, fields and hex");
+        for (uint64_t t = 1; t <= PROTO_TYPE_MAX; t++)
+            if (strcmp(proto_type_name(t), type) == 0) g->frame.type = (proto_type)t;
+        if (g->frame.type == 0) return vec_bad(g->name, "unknown type");
+        const char *key;
+        json_t *value;
+        json_object_foreach(fields, key, value) {
+            if (vec_field(&g->frame, key, value) < 0) return vec_bad(g->name, key);
+        }
+    }
+    n_refused = json_array_size(refs);
+    refuseds = own_array(n_refused, sizeof(*refuseds));
+    n_owned--;
+    for (size_t i = 0; i < n_refused; i++) {
+        json_t *v = json_array_get(refs, i);
+        refused *r = &refuseds[i];
+        r->name = json_string_value(json_object_get(v, "name"));
+        r->hex = json_string_value(json_object_get(v, "hex"));
+        r->text = json_string_value(json_object_get(v, "text"));
+        r->code = (proto_err)json_integer_value(json_object_get(v, "code"));
+        const char *err = json_string_value(json_object_get(v, "error"));
+        if (r->name == NULL || r->hex == NULL || r->text == NULL || err == NULL)
+            return vec_bad(r->name ? r->name : "?", "wants name, hex, code, error and text");
+        if (strcmp(proto_err_name(r->code), err) != 0) return vec_bad(r->name, "code and error disagree");
+    }
+    return 0;
+}
+
+static int group_setup(void **state) {
+    if (vectors_load() < 0) {
+        vectors_free();
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    vectors_free();
+    return 0;
+}
 
 static void test_golden_covers_every_type(void **state) {
     int seen[PROTO_TYPE_MAX + 1] = { 0 };
@@ -345,7 +460,8 @@ static void test_golden_partial(void **state) {
 static void test_back_to_back(void **state) {
     char *all = NULL;
     size_t all_len = 0;
-    size_t ends[N_GOLDEN];
+    size_t *ends = malloc(N_GOLDEN * sizeof(*ends));
+    assert_non_null(ends);
     for (size_t i = 0; i < N_GOLDEN; i++) {
         size_t len;
         char *buf = unhex(goldens[i].hex, &len);
@@ -383,6 +499,23 @@ static void test_back_to_back(void **state) {
 
     proto_decoder_free(d);
     free(all);
+    free(ends);
+}
+
+/* Each refused vector: its code and text, at once when the prefix decides,
+ * else once the frame is complete; only UNKNOWN_TYPE consumes the frame. */
+static void test_refused(void **state) {
+    assert_true(n_refused > 0);
+    proto_decoder *d = proto_decoder_new(vectors_max_frame);
+    assert_non_null(d);
+    for (size_t i = 0; i < n_refused; i++) {
+        const refused *r = &refuseds[i];
+        size_t len;
+        char *buf = unhex(r->hex, &len);
+        check_error(r->name, d, buf, len, r->code, r->text, r->code == PROTO_E_UNKNOWN_TYPE ? len : 0);
+        free(buf);
+    }
+    proto_decoder_free(d);
 }
 
 /* ========================================================= oversize frames */
@@ -1251,6 +1384,7 @@ int main(void) {
         cmocka_unit_test(test_golden_encode),
         cmocka_unit_test(test_golden_decode),
         cmocka_unit_test(test_golden_partial),
+        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_back_to_back),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_bad_input),
@@ -1263,5 +1397,5 @@ int main(void) {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_peek_length),
     };
-    return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("proto", tests, group_setup, group_teardown);
 }
