@@ -16,7 +16,7 @@ DESTDIR ?=
 CC ?= gcc
 WERROR ?= -Werror
 SANITIZER ?=
-PKGS := rdkafka hiredis libevent libevent_pthreads msgpack
+PKGS := rdkafka hiredis libevent libevent_pthreads msgpack openssl jansson
 
 # Each sanitizer gets its own object and output tree so builds never mix.
 ifeq ($(SANITIZER),)

@@ -18,6 +18,8 @@ PACKAGES=(
     libevent-dev
     libmsgpack-dev
     libcmocka-dev
+    libssl-dev       # tokens' signatures (broker/jwt.c)
+    libjansson-dev   # tokens' JSON (broker/jwt.c)
     redis-server
     redis-sentinel   # the Sentinel failover test
     spin             # checks the coordination model, coord/model/
