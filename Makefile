@@ -17,7 +17,7 @@ DESTDIR ?=
 CC ?= gcc
 WERROR ?= -Werror
 SANITIZER ?=
-PKGS := rdkafka hiredis libevent libevent_pthreads msgpack
+PKGS := rdkafka hiredis libevent libevent_pthreads msgpack openssl jansson
 
 # Each sanitizer gets its own object and output tree so builds never mix.
 ifeq ($(SANITIZER),)
@@ -35,8 +35,9 @@ LIB := $(O)/lib
 
 # Known once, when this make starts: a make that installs packages passes
 # the work on to a new make (see run and test), never goes on with these.
-# cmocka and jansson are for the unit tests only (jansson reads proto/vectors.json).
-TEST_PKGS := cmocka jansson
+# cmocka is for the unit tests only (openssl and jansson check tokens; the
+# codec's test also reads proto/vectors.json with jansson).
+TEST_PKGS := cmocka
 MISSING := $(shell for p in $(PKGS) $(TEST_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 MISSING_LIBS := $(filter-out $(TEST_PKGS),$(MISSING))
 ifeq ($(MISSING_LIBS),)
@@ -45,10 +46,6 @@ ifeq ($(MISSING_LIBS),)
 endif
 ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
-endif
-ifeq ($(filter jansson,$(MISSING)),)
-  JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
-  JANSSON_LIBS := $(shell pkg-config --libs jansson)
 endif
 
 SUBWAY_VERSION := 0.2.0
@@ -149,15 +146,15 @@ $(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
 
 $(call objs,$(UNIT_SRC)): | test-deps-check
 
-# The codec's test reads the golden vectors with jansson, by absolute path
-# so that it runs from any directory.
-$(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += $(JANSSON_CFLAGS) -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
-$(BIN)/tests/test_proto: UNIT_LIBS += $(JANSSON_LIBS)
+# The codec's test reads the golden vectors by absolute path, so that it
+# runs from any directory.
+$(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
+
 
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(UNIT_LIBS) $(PKG_LIBS) -lpthread -lm
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(PKG_LIBS) -lpthread -lm
 
 $(BIN)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)

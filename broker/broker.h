@@ -23,6 +23,7 @@ typedef struct feed_table feed_table;
 typedef struct upstream upstream;
 typedef struct producer producer;
 typedef struct dev_kafka dev_kafka;
+typedef struct conn_auth conn_auth;
 
 /* libevent priorities of the node's loop (event_base_priority_init with
  * BROKER_PRIOS): events run at BROKER_PRIO_DEFAULT unless set otherwise;
@@ -41,6 +42,8 @@ typedef struct broker_counters {
     uint64_t slow_closed;         /* clients closed as slow consumers */
     uint64_t heartbeat_closed;    /* clients closed for silence */
     uint64_t protocol_errors;     /* clients closed for bad input */
+    uint64_t auth_refused;        /* clients closed for a missing, bad or expired token */
+    uint64_t forbidden;           /* SUBSCRIBEs and PUBLISHes refused as not allowed */
     uint64_t hello_closed;        /* clients closed for sending no HELLO in --hello-timeout-ms */
     uint64_t input_paused;        /* times a client's input waited: answers unread, PUBLISH limits */
     uint64_t conns_accepted;
@@ -61,6 +64,9 @@ typedef struct broker {
 
     struct evconnlistener *listener;
     struct evhttp *admin;
+    int auth_mode;                /* an auth_mode (auth.h) */
+    struct jwt_keys *keys;        /* --auth-*-key-file, NULL with --auth off */
+    struct acl *anon_acl;         /* --anonymous-acl */
     char *admin_token;            /* --admin-token-file's token, or NULL: the admin asks for none */
     size_t admin_token_len;
     struct event *tick_ev;        /* heartbeats, slow-consumer timeouts */

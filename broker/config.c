@@ -26,6 +26,14 @@ static const opt opts[] = {
     {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz), or off"},
     {"admin-token-file", OPT_STR, F(admin_token_file), 0, NULL,
      "file holding the bearer token the admin's pages (all but /healthz, /readyz) ask for; needed when --admin is not on loopback"},
+    {"auth", OPT_STR, F(auth), 0, "off",
+     "off: no tokens; optional: a token's permissions, else --anonymous-acl's; required: every client shows a token"},
+    {"auth-hmac-key-file", OPT_LIST, F(auth_hmac_keys), F(auth_hmac_key_cnt), NULL,
+     "HS256 secret (the file's bytes, at least 32) tokens may be signed with, repeatable (rotation)"},
+    {"auth-public-key-file", OPT_LIST, F(auth_public_keys), F(auth_public_key_cnt), NULL,
+     "PEM public key (RSA >= 2048 bits: RS256; EC P-256: ES256) tokens may be signed with, repeatable"},
+    {"anonymous-acl", OPT_LIST, F(anonymous_acl), F(anonymous_acl_cnt), NULL,
+     "with --auth optional, what a client without a token may do: subscribe:TOPIC/KEY or publish:TOPIC/KEY, repeatable"},
     {"kafka", OPT_STR, F(kafka), 0, NULL, "Kafka bootstrap brokers, e.g. 127.0.0.1:9092"},
     {"dev", OPT_FLAG, F(dev), 0, NULL, "run with an embedded mock Kafka (no services needed)"},
     {"config", OPT_FILE, 0, 0, NULL, "read options from FILE (name = value lines)"},
@@ -60,7 +68,8 @@ static const opt opts[] = {
     {"slow-timeout-ms", OPT_UINT, F(slow_timeout_ms), 0, "10000", "close a client over the soft limit this long"},
     {"max-message", OPT_UINT, F(max_message), 0, "16777216",
      "largest MESSAGE frame sent; a record that does not fit comes as DROPPED 1"},
-    {"publish", OPT_STR, F(publish), 0, "on", "on: clients may PUBLISH; off: PUBLISH is refused (FORBIDDEN)"},
+    {"publish", OPT_STR, F(publish), 0, "acl",
+     "acl: clients may PUBLISH where their token (or --anonymous-acl) allows, anywhere with --auth off; off: never (FORBIDDEN)"},
     {"publish-rate", OPT_UINT, F(publish_rate), 0, "10000",
      "PUBLISHes a second per connection (bursts of one second's worth); faster ones wait (0: no limit)"},
     {"publish-bytes-rate", OPT_UINT, F(publish_bytes_rate), 0, "16777216",
@@ -295,8 +304,12 @@ int config_validate(const config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--hello-timeout-ms must be at least 1");
         return -1;
     }
-    if (strcmp(c->publish, "on") && strcmp(c->publish, "off")) {
-        snprintf(err, errlen, "--publish: '%s' is not on or off", c->publish);
+    if (strcmp(c->publish, "acl") && strcmp(c->publish, "on") && strcmp(c->publish, "off")) {
+        snprintf(err, errlen, "--publish: '%s' is not acl or off", c->publish);
+        return -1;
+    }
+    if (strcmp(c->auth, "off") && strcmp(c->auth, "optional") && strcmp(c->auth, "required")) {
+        snprintf(err, errlen, "--auth: '%s' is not off, optional or required", c->auth);
         return -1;
     }
     if (c->max_publish_inflight < 1 || c->publish_rate > 1000000000 || c->publish_bytes_rate > (1ull << 40)) {
@@ -389,10 +402,14 @@ void config_free(config *c) {
         free(c->kafka_opts[i].name);
         free(c->kafka_opts[i].value);
     }
-    for (size_t i = 0; i < c->free_topic_cnt; i++) free(c->free_topics[i]);
-    free(c->free_topics);
-    c->free_topics = NULL;
-    c->free_topic_cnt = 0;
+    char ***lists[] = {&c->free_topics, &c->auth_hmac_keys, &c->auth_public_keys, &c->anonymous_acl};
+    size_t *counts[] = {&c->free_topic_cnt, &c->auth_hmac_key_cnt, &c->auth_public_key_cnt, &c->anonymous_acl_cnt};
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+        for (size_t i = 0; i < *counts[l]; i++) free((*lists[l])[i]);
+        free(*lists[l]);
+        *lists[l] = NULL;
+        *counts[l] = 0;
+    }
     free(c->partitioners);
     free(c->kafka_opts);
     c->partitioners = c->kafka_opts = NULL;

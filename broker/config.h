@@ -33,7 +33,14 @@ typedef struct config {
     uint64_t max_message;         /* largest MESSAGE frame body sent */
     uint64_t max_conns;
     uint64_t hello_timeout_ms;    /* a connection must send HELLO within this */
-    char *publish;                /* "on" or "off" */
+    char *publish;                /* "acl" (or "on") or "off" */
+    char *auth;                   /* "off", "optional" or "required" */
+    char **auth_hmac_keys;        /* --auth-hmac-key-file */
+    size_t auth_hmac_key_cnt;
+    char **auth_public_keys;      /* --auth-public-key-file */
+    size_t auth_public_key_cnt;
+    char **anonymous_acl;         /* subscribe:PATTERN / publish:PATTERN */
+    size_t anonymous_acl_cnt;
     uint64_t publish_rate;        /* PUBLISHes a second per connection; 0: unlimited */
     uint64_t publish_bytes_rate;  /* their key + value bytes a second; 0: unlimited */
     uint64_t max_publish_inflight; /* PUBLISHes awaiting Kafka per connection */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/feed.h"
 #include "broker/log.h"
 #include "broker/producer.h"
@@ -124,6 +125,7 @@ void conn_free(conn *c) {
     outq_clear(&c->out);
     proto_buf_free(&c->scratch);
     proto_decoder_free(c->dec);
+    auth_conn_free(c);
     free(c->subs);
     free(c->in);
     free(c);
@@ -294,6 +296,22 @@ static void conn_protocol_error(conn *c, proto_err code, const char *text) {
     conn_close_after_flush(c);
 }
 
+/* A token refused: ERROR UNAUTHORIZED (naming the AUTH that carried it,
+ * or 0 for HELLO's), then close. */
+static void conn_unauthorized(conn *c, uint64_t req_id, const char *why) {
+    c->b->ctr.auth_refused++;
+    log_info_limited("conn %llu from %s (%s): token refused: %s", (unsigned long long)c->id, c->peer, auth_who(c), why);
+    conn_send_error(c, req_id, PROTO_E_UNAUTHORIZED, "%s", why);
+    conn_close_after_flush(c);
+}
+
+static void forbidden(conn *c, uint64_t req_id, const char *what, const proto_frame *f) {
+    c->b->ctr.forbidden++;
+    const char *key = f->key.ptr;
+    conn_send_error(c, req_id, PROTO_E_FORBIDDEN, "%s may not %s %.*s/%.*s", auth_who(c), what, (int)f->topic.len,
+                    f->topic.ptr, key ? (int)(f->key.len > 128 ? 128 : f->key.len) : 1, key ? key : "*");
+}
+
 static void handle_subscribe(conn *c, const proto_frame *f) {
     broker *b = c->b;
     const char *key = f->key.ptr;
@@ -309,6 +327,10 @@ static void handle_subscribe(conn *c, const proto_frame *f) {
     if (sub_find(c, f->topic.ptr, f->topic.len, key, f->key.len)) {
         conn_send_error(c, f->req_id, PROTO_E_ALREADY_SUBSCRIBED, "already subscribed to %.*s/%.*s",
                         (int)f->topic.len, f->topic.ptr, key ? (int)f->key.len : 1, key ? key : "*");
+        return;
+    }
+    if (!auth_may_subscribe(c, f->topic.ptr, f->topic.len, key, f->key.len)) {
+        forbidden(c, f->req_id, "subscribe to", f);
         return;
     }
     if (f->start_mode != PROTO_START_NONE && c->version < 2) {
@@ -334,6 +356,20 @@ static void handle_unsubscribe(conn *c, const proto_frame *f) {
     conn_send(c, &r);
 }
 
+static void handle_auth(conn *c, const proto_frame *f) {
+    proto_err code;
+    char why[256];
+    if (auth_refresh(c, f->auth, &code, why, sizeof(why)) < 0) {
+        if (code == PROTO_E_UNAUTHORIZED)
+            conn_unauthorized(c, f->req_id, why);
+        else
+            conn_send_error(c, f->req_id, code, "%s", why);
+        return;
+    }
+    proto_frame r = {.type = PROTO_AUTHED, .req_id = f->req_id, .expires_ms = auth_expires_ms(c)};
+    conn_send(c, &r);
+}
+
 static void handle_publish(conn *c, const proto_frame *f) {
     broker *b = c->b;
     proto_err code;
@@ -342,8 +378,12 @@ static void handle_publish(conn *c, const proto_frame *f) {
         conn_send_error(c, f->req_id, PROTO_E_SHUTTING_DOWN, "node is shutting down; reconnect elsewhere");
         return;
     }
-    if (strcmp(b->cfg->publish, "on") != 0) {
+    if (strcmp(b->cfg->publish, "off") == 0) {
         conn_send_error(c, f->req_id, PROTO_E_FORBIDDEN, "PUBLISH is turned off on this node (--publish off)");
+        return;
+    }
+    if (!auth_may_publish(c, f->topic.ptr, f->topic.len, f->key.ptr, f->key.len)) {
+        forbidden(c, f->req_id, "publish to", f);
         return;
     }
     if (producer_publish(b->prod, c, f, &code, err, sizeof(err)) < 0) {
@@ -370,13 +410,23 @@ static void handle_frame(conn *c, const proto_frame *f) {
             conn_protocol_error(c, PROTO_E_VERSION, text);
             return;
         }
+        char why[256];
+        if (auth_hello(c, f->auth, why, sizeof(why)) < 0) {
+            conn_unauthorized(c, 0, why);
+            return;
+        }
         c->flags |= CONN_HELLO;
         proto_decoder_set_max_frame(c->dec, b->cfg->max_frame);
         c->version = f->version < PROTO_VERSION ? (int)f->version : PROTO_VERSION;
+        const char *who = c->auth ? auth_who(c) : "";
         proto_frame w = {.type = PROTO_WELCOME, .version = (uint64_t)c->version,
                          .name = {b->node_id, strlen(b->node_id)},
-                         .heartbeat_ms = b->cfg->heartbeat_ms, .max_frame = b->cfg->max_frame};
+                         .heartbeat_ms = b->cfg->heartbeat_ms, .max_frame = b->cfg->max_frame,
+                         .heartbeat_timeout_ms = config_heartbeat_timeout_ms(b->cfg), .max_key = b->cfg->max_key,
+                         .max_subs = b->cfg->max_subs, .client = {who, strlen(who)},
+                         .expires_ms = auth_expires_ms(c)};
         conn_send(c, &w);
+        if (c->auth) log_debug("conn %llu from %s: client %s", (unsigned long long)c->id, c->peer, auth_who(c));
         return;
     }
     switch (f->type) {
@@ -391,6 +441,9 @@ static void handle_frame(conn *c, const proto_frame *f) {
         return;
     case PROTO_PUBLISH:
         handle_publish(c, f);
+        return;
+    case PROTO_AUTH:
+        handle_auth(c, f);
         return;
     case PROTO_PING: {
         proto_frame p = {.type = PROTO_PONG, .token = f->token};
@@ -547,6 +600,12 @@ void conn_tick(conn *c, uint64_t now) {
         char text[96];
         snprintf(text, sizeof(text), "no HELLO within %llu ms of connecting", (unsigned long long)cfg->hello_timeout_ms);
         conn_close_with_error(c, PROTO_E_HELLO_REQUIRED, text);
+        return;
+    }
+    uint64_t exp = auth_expires_ms(c);
+    if (exp && (c->flags & CONN_HELLO) && auth_wall_ms() >= exp) {
+        c->b->ctr.auth_refused++;
+        conn_close_with_error(c, PROTO_E_UNAUTHORIZED, "token expired: send AUTH with a new one before it does");
         return;
     }
     if (c->flags & CONN_PAUSED) {

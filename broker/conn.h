@@ -35,6 +35,7 @@ struct conn {
     int fd;
     int flags;
     int version;                  /* protocol version, from HELLO (0 before) */
+    conn_auth *auth;              /* the token's identity and permissions; NULL: none shown (auth.c) */
     char peer[64];
     struct event *read_ev;
     struct event *write_ev;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "broker/admin.h"
+#include "broker/auth.h"
 #include "broker/catchup.h"
 #include "broker/cluster.h"
 #include "broker/fanout.h"
@@ -146,6 +147,7 @@ static void broker_cleanup(broker *b) {
      * (they unassign), then the Kafka handles they used. */
     server_stop(b);
     admin_stop(b);
+    auth_stop(b);
     health_stop(b);
     if (b->feeds && b->coord) cluster_resign_all(b->feeds);
     coord_free(b->coord);
@@ -251,6 +253,7 @@ int main(int argc, char **argv) {
                            .batch_end = hist_batch_end, .eof = hist_eof, .seek = hist_seek, .cb_data = &b};
     if (!(b.history = upstream_new(&b, UPSTREAM_HISTORY, &hev, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
+    if (auth_start(&b, err, sizeof(err)) < 0) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;
     if (admin_start(&b, err, sizeof(err)) < 0) goto fail;
     if (health_start(&b) < 0) {

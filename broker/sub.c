@@ -247,6 +247,13 @@ static int sub_matches(const sub *s, const char *topic_name, size_t topic_len, c
     return s->wildcard == wildcard && (wildcard || (s->key_len == key_len && memcmp(s->key, key, key_len) == 0));
 }
 
+void sub_feed_name(const sub *s, const char **topic_name, const char **key, size_t *key_len) {
+    *topic_name = s->t->name;
+    int wildcard = s->f ? s->f->wildcard : s->wildcard;
+    *key = wildcard ? NULL : s->f ? s->f->key : s->key;
+    *key_len = wildcard ? 0 : s->f ? s->f->key_len : s->key_len;
+}
+
 sub *sub_find(conn *c, const char *topic_name, size_t topic_len, const char *key, size_t key_len) {
     for (size_t i = 0; i < c->nsubs; i++)
         if (sub_matches(c->subs[i], topic_name, topic_len, key, key_len)) return c->subs[i];

@@ -51,6 +51,9 @@ void sub_catchup_free(feed_table *ft, sub *s);
 void sub_free(feed_table *ft, sub *s);
 
 /* c's subscription to topic/key (key NULL = every key), or NULL. */
+/* The topic and key s asked for (key NULL: every key). */
+void sub_feed_name(const sub *s, const char **topic_name, const char **key, size_t *key_len);
+
 sub *sub_find(conn *c, const char *topic_name, size_t topic_len, const char *key, size_t key_len);
 
 /* c's active subscription with the feed handle, or NULL. */

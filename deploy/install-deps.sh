@@ -18,7 +18,8 @@ PACKAGES=(
     libevent-dev
     libmsgpack-dev
     libcmocka-dev
-    libjansson-dev   # the codec's unit test reads proto/vectors.json
+    libssl-dev       # tokens' signatures (broker/jwt.c)
+    libjansson-dev   # tokens' JSON (broker/jwt.c), and proto/vectors.json in the codec's test
     redis-server
     redis-sentinel   # the Sentinel failover test
     spin             # checks the coordination model, coord/model/

@@ -69,6 +69,8 @@ static void usage(FILE *out) {
 "Options (anywhere on the line; put -- before arguments that start with -):\n"
 "  -s, --server HOST:PORT  node address (default: $SUBWAY_ADDR, else %s)\n"
 "  -t, --timeout MS        connect/handshake and per-reply timeout (default %d)\n"
+"      --token TOKEN       show this token (a JWT) to the node (default: $SUBWAY_TOKEN)\n"
+"      --token-file FILE   the same, read from FILE's first line (keeps it out of ps)\n"
 "  -o, --offset START      sub: where every feed starts, as kcat's -o (needs a\n"
 "                          protocol-2 node):\n"
 "                            end           new records only (the default)\n"
@@ -129,6 +131,7 @@ typedef struct pub_slot {
 
 typedef struct cli {
     const char *addr;
+    const char *token;               /* --token, --token-file or $SUBWAY_TOKEN; NULL: none */
     int timeout_ms;
     long long count;                 /* 0 = no limit */
     const char *format;
@@ -638,7 +641,27 @@ bad:
     return -1;
 }
 
-enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME };
+enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME, OPT_TOKEN, OPT_TOKEN_FILE };
+
+/* --token-file: the first line of FILE, in a static buffer (tokens are
+ * well under 16 KiB). Returns NULL with a message printed. */
+static const char *read_token_file(const char *path) {
+    static char buf[16384];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "subway-cli: --token-file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0') {
+        fprintf(stderr, "subway-cli: --token-file %s is empty\n", path);
+        return NULL;
+    }
+    return buf;
+}
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -649,6 +672,8 @@ int main(int argc, char **argv) {
         { "verbose", no_argument, NULL, 'v' },
         { "offset", required_argument, NULL, 'o' },
         { "no-resume", no_argument, NULL, OPT_NO_RESUME },
+        { "token", required_argument, NULL, OPT_TOKEN },
+        { "token-file", required_argument, NULL, OPT_TOKEN_FILE },
         { "no-key", no_argument, NULL, OPT_NO_KEY },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -656,6 +681,8 @@ int main(int argc, char **argv) {
     };
     cli a = { .timeout_ms = DEFAULT_TIMEOUT_MS, .format = DEFAULT_FORMAT };
     a.addr = getenv("SUBWAY_ADDR");
+    a.token = getenv("SUBWAY_TOKEN");
+    if (a.token && a.token[0] == '\0') a.token = NULL;
     if (a.addr == NULL || a.addr[0] == '\0') a.addr = DEFAULT_ADDR;
     bool have_count = false, have_format = false;
     const char *start_arg = NULL;    /* -o, parsed once the command is known good */
@@ -693,6 +720,12 @@ int main(int argc, char **argv) {
             break;
         case OPT_NO_RESUME:
             a.no_resume = true;
+            break;
+        case OPT_TOKEN:
+            a.token = optarg;
+            break;
+        case OPT_TOKEN_FILE:
+            if ((a.token = read_token_file(optarg)) == NULL) return EXIT_USAGE;
             break;
         case OPT_NO_KEY:
             a.no_key = true;
@@ -775,7 +808,7 @@ int main(int argc, char **argv) {
         opt.reconnect_max_ms = RESUME_MAX_MS;
     }
 
-    a.c = subway_connect(a.addr, &opt);
+    a.c = subway_connect_token(a.addr, &opt, a.token);
     if (a.c == NULL) {
         fprintf(stderr, "subway-cli: out of memory\n");
         free(a.subs);

@@ -153,7 +153,7 @@ void client_drop_connection(subway_client *c) {
     c->out_pos = 0;
     free(c->node_id);
     c->node_id = NULL;
-    c->version = c->heartbeat_ms = c->node_max_frame = 0;
+    c->version = c->heartbeat_ms = c->node_max_frame = c->token_expires_ms = 0;
 }
 
 /* The node hung up. Says why as precisely as the frames before allow. */
@@ -509,7 +509,8 @@ int client_open(subway_client *c, char *errbuf, size_t errsize) {
     c->connect_ms = c->last_rx_ms = client_now_ms();
 
     proto_frame hello = { .type = PROTO_HELLO, .version = PROTO_VERSION,
-                          .name = { c->client_name, strlen(c->client_name) } };
+                          .name = { c->client_name, strlen(c->client_name) },
+                          .auth = { c->token, c->token ? strlen(c->token) : 0 } };
     int code = client_out_frame(c, &hello, true, errbuf, errsize);
     if (code != 0) {
         /* Nothing can have been queued yet: no request, no callback to run. */
@@ -601,6 +602,10 @@ static void client_destroy(subway_client *c) {
     free(c->hdrs);
     free(c->node_id);
     free(c->client_name);
+    if (c->token) {
+        memset(c->token, 0, strlen(c->token));
+        free(c->token);
+    }
     free(c);
 }
 
@@ -635,6 +640,26 @@ uint64_t subway_protocol_version(const subway_client *c) {
 
 uint64_t subway_heartbeat_ms(const subway_client *c) {
     return c->heartbeat_ms;
+}
+
+int subway_set_token(subway_client *c, const char *token) {
+    char *copy = NULL;
+    if (token && !(copy = client_strdup(token))) return -1;
+    if (c->token) {
+        memset(c->token, 0, strlen(c->token));
+        free(c->token);
+    }
+    c->token = copy;
+    if (!copy || c->state != STATE_CONNECTED || !(c->flags & F_WELCOMED) || c->version < 3) return 0;
+    /* Connected: the node takes it now (AUTHED, or ERROR naming this
+     * request: FORBIDDEN keeps the old token, UNAUTHORIZED closes). */
+    char errbuf[256];
+    proto_frame f = { .type = PROTO_AUTH, .req_id = c->next_req_id++, .auth = { copy, strlen(copy) } };
+    return client_out_frame(c, &f, true, errbuf, sizeof(errbuf)) == 0 ? 0 : -1;
+}
+
+uint64_t subway_token_expires_ms(const subway_client *c) {
+    return c->token_expires_ms;
 }
 
 uint64_t subway_max_frame(const subway_client *c) {

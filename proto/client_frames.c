@@ -30,6 +30,7 @@ static int on_welcome(subway_client *c, const proto_frame *f) {
     c->version = f->version;
     c->heartbeat_ms = f->heartbeat_ms;
     c->node_max_frame = f->max_frame;
+    c->token_expires_ms = f->expires_ms;
     c->flags |= F_WELCOMED | F_WAS_WELCOMED;
     /* Subscriptions first (their start depends on the version), then what
      * was held; a callback of either may close the client. */
@@ -168,6 +169,10 @@ static int dispatch(subway_client *c, const proto_frame *f) {
     }
     case PROTO_LIVE:
         return on_live(c, f);
+    case PROTO_AUTHED:
+        c->token_expires_ms = f->expires_ms;
+        return 0;
+    case PROTO_AUTH:
     case PROTO_HELLO:
     case PROTO_SUBSCRIBE:
     case PROTO_UNSUBSCRIBE:

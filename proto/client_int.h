@@ -102,6 +102,7 @@ struct subway_client {
 
     /* limits and identity, from subway_options */
     char *client_name;
+    char *token;                     /* subway_set_token(): sent in HELLO and AUTH; NULL: none */
     size_t max_frame;
     size_t max_output;
     size_t max_pending;
@@ -116,6 +117,7 @@ struct subway_client {
     char *node_id;
     uint64_t heartbeat_ms;
     uint64_t node_max_frame;
+    uint64_t token_expires_ms;       /* from WELCOME, then AUTHED (version 3); 0: never or unknown */
 
     /* input: raw bytes, decoded in place */
     proto_decoder *dec;

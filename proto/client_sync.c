@@ -54,8 +54,16 @@ static int poll_once(subway_client *c, int wait_ms, int *frames, bool *interrupt
 /* ================================================================ calls */
 
 subway_client *subway_connect(const char *addr, const subway_options *opt) {
+    return subway_connect_token(addr, opt, NULL);
+}
+
+subway_client *subway_connect_token(const char *addr, const subway_options *opt, const char *token) {
     subway_client *c = subway_client_new(opt);
     if (c == NULL) return NULL;
+    if (token && subway_set_token(c, token) < 0) {
+        subway_client_free(c);
+        return NULL;
+    }
     client_enter(c);
     if (subway_client_connect(c, addr) == 0) {
         int frames = 0;

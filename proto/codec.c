@@ -52,7 +52,7 @@ typedef struct field_spec {
     size_t off;         /* offset of the member in proto_frame */
 } field_spec;
 
-#define TYPE_MAX_FIELDS 7
+#define TYPE_MAX_FIELDS 9
 
 typedef struct type_spec {
     const char *name;            /* enum name without PROTO_ */
@@ -66,14 +66,20 @@ typedef struct type_spec {
 /* One row per frame type: the encoder and the decoder both walk it, so the
  * two cannot disagree about field order. */
 static const type_spec type_specs[PROTO_TYPE_MAX + 1] = {
-    [PROTO_HELLO] = { "HELLO", 2, 0, {
+    [PROTO_HELLO] = { "HELLO", 2, 1, {
         F("version", FIELD_UINT, version),
-        F("client_name", FIELD_TEXT, name) } },
-    [PROTO_WELCOME] = { "WELCOME", 4, 0, {
+        F("client_name", FIELD_TEXT, name),
+        F("token", FIELD_TEXT, auth) } },
+    [PROTO_WELCOME] = { "WELCOME", 4, 5, {
         F("version", FIELD_UINT, version),
         F("node_id", FIELD_TEXT, name),
         F("heartbeat_ms", FIELD_UINT, heartbeat_ms),
-        F("max_frame", FIELD_UINT, max_frame) } },
+        F("max_frame", FIELD_UINT, max_frame),
+        F("heartbeat_timeout_ms", FIELD_UINT, heartbeat_timeout_ms),
+        F("max_key", FIELD_UINT, max_key),
+        F("max_subs", FIELD_UINT, max_subs),
+        F("client", FIELD_TEXT, client),
+        F("expires_ms", FIELD_UINT, expires_ms) } },
     [PROTO_SUBSCRIBE] = { "SUBSCRIBE", 3, 1, {
         F("req_id", FIELD_UINT, req_id),
         F("topic", FIELD_TEXT, topic),
@@ -122,6 +128,12 @@ static const type_spec type_specs[PROTO_TYPE_MAX + 1] = {
     [PROTO_LIVE] = { "LIVE", 2, 0, {
         F("feed", FIELD_UINT, feed),
         F("positions", FIELD_POSITIONS, positions) } },
+    [PROTO_AUTH] = { "AUTH", 2, 0, {
+        F("req_id", FIELD_UINT, req_id),
+        F("token", FIELD_TEXT, auth) } },
+    [PROTO_AUTHED] = { "AUTHED", 2, 0, {
+        F("req_id", FIELD_UINT, req_id),
+        F("expires_ms", FIELD_UINT, expires_ms) } },
 };
 
 #undef F
@@ -302,6 +314,19 @@ static int pack_field(msgpack_packer *pk, const field_spec *fs, const proto_fram
     return -1;
 }
 
+/* Whether a frame carries its type's optional trailing fields: MESSAGE
+ * headers when there are any, SUBSCRIBE start when it has a mode, HELLO
+ * a token when it has one, WELCOME its limits from version 3 on. */
+static int has_optional(const proto_frame *f) {
+    switch (f->type) {
+    case PROTO_MESSAGE: return f->header_cnt > 0;
+    case PROTO_SUBSCRIBE: return f->start_mode != PROTO_START_NONE;
+    case PROTO_HELLO: return f->auth.ptr != NULL;
+    case PROTO_WELCOME: return f->version >= 3;
+    default: return 0;
+    }
+}
+
 /* Appends header + body. The length is patched in after packing because the
  * body size is only known then; on failure b->len is rolled back. */
 int proto_encode(proto_buf *b, const proto_frame *f) {
@@ -310,10 +335,7 @@ int proto_encode(proto_buf *b, const proto_frame *f) {
 
     const type_spec *ts = &type_specs[f->type];
     unsigned n = ts->nfields;
-    /* The optional fields: MESSAGE headers, omitted when there are none;
-     * SUBSCRIBE start, omitted without a start mode. */
-    if (ts->nopt > 0 && (f->type == PROTO_MESSAGE ? f->header_cnt > 0 : f->start_mode != PROTO_START_NONE))
-        n += ts->nopt;
+    if (ts->nopt > 0 && has_optional(f)) n += ts->nopt;
 
     size_t start = b->len;
     if (buf_reserve(b, PROTO_HEADER_SIZE) < 0) return -1;

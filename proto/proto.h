@@ -36,7 +36,7 @@
  * is expected, and reject everything else with PROTO_E_BAD_FRAME.
  */
 
-#define PROTO_VERSION 2           /* the newest version this codec speaks */
+#define PROTO_VERSION 3           /* the newest version this codec speaks */
 #define PROTO_MIN_VERSION 1       /* the oldest a node still accepts */
 #define PROTO_HEADER_SIZE 4
 #define PROTO_DEFAULT_MAX_FRAME (1024 * 1024)   /* what a node accepts from a client by default */
@@ -61,9 +61,11 @@ typedef enum proto_type {
     PROTO_DROPPED = 13,
     PROTO_GOAWAY = 14,
     PROTO_LIVE = 15,
+    PROTO_AUTH = 16,
+    PROTO_AUTHED = 17,
 } proto_type;
 
-#define PROTO_TYPE_MAX 15
+#define PROTO_TYPE_MAX 17
 
 /* Where a SUBSCRIBE starts (version 2): its optional start field is
  * [mode, arg]. Without it (PROTO_START_NONE) the feed starts at the log end. */
@@ -135,6 +137,12 @@ typedef struct proto_frame {
     proto_bytes name;                 /* HELLO client_name, WELCOME node_id */
     uint64_t heartbeat_ms;            /* WELCOME */
     uint64_t max_frame;               /* WELCOME */
+    proto_bytes auth;                 /* HELLO (optional, version 3), AUTH: the token; ptr NULL: none */
+    uint64_t heartbeat_timeout_ms;    /* WELCOME (version 3, as the rest below) */
+    uint64_t max_key;                 /* WELCOME */
+    uint64_t max_subs;                /* WELCOME */
+    proto_bytes client;               /* WELCOME: the token's sub, "" without a token */
+    uint64_t expires_ms;              /* WELCOME, AUTHED: when the token expires (ms since 1970), 0: never */
     proto_bytes topic;                /* SUBSCRIBE, PUBLISH */
     proto_bytes key;                  /* SUBSCRIBE, MESSAGE, PUBLISH */
     proto_bytes value;                /* MESSAGE, PUBLISH */

@@ -424,6 +424,9 @@ int64_t subway_publish(subway_client *c, const char *topic, const char *key, siz
  * "connect 127.0.0.1:7700: Connection refused"); free c either way. */
 subway_client *subway_connect(const char *addr, const subway_options *opt);
 
+/* subway_connect() showing a token (a JWT) in HELLO; see subway_set_token(). */
+subway_client *subway_connect_token(const char *addr, const subway_options *opt, const char *token);
+
 /* Blocking requests: queue the request, then dispatch incoming frames (all
  * callbacks run as usual) until its reply or options.timeout_ms. Return 0
  * and fill the out parameters (each may be NULL), or -1 with the reason in
@@ -463,11 +466,24 @@ const char *subway_errstr(const subway_client *c);
  * heartbeat interval and the largest frame body it accepts (0 before). */
 const char *subway_node_id(const subway_client *c);
 uint64_t subway_heartbeat_ms(const subway_client *c);
-/* The protocol version the connection speaks, from WELCOME: 2, or 1 for a
- * node that predates start positions and LIVE; 0 before WELCOME. The
- * library offers PROTOCOL.md's newest (2) and accepts either. */
+/* The protocol version the connection speaks, from WELCOME: 3, 2 for a
+ * node that predates tokens, 1 for one that predates start positions and
+ * LIVE; 0 before WELCOME. The library offers PROTOCOL.md's newest (3). */
 uint64_t subway_protocol_version(const subway_client *c);
 uint64_t subway_max_frame(const subway_client *c);
+
+/* Sets the token (a JWT: see README "Access control") this client shows:
+ * in every HELLO from now on (so reconnects use it), and at once in an
+ * AUTH frame when connected on version 3, to replace one about to expire.
+ * The node answers a refused AUTH with ERROR naming its request: FORBIDDEN
+ * (the connection keeps its old token) or UNAUTHORIZED (closed). NULL
+ * clears it. Copies token. Returns 0, or -1 when out of memory or the AUTH
+ * could not be queued. */
+int subway_set_token(subway_client *c, const char *token);
+
+/* When the node says the token expires, in ms since 1970 (from WELCOME or
+ * the last AUTH's answer); 0 when it never does or no token was shown. */
+uint64_t subway_token_expires_ms(const subway_client *c);
 
 /* Requests queued or sent that still await a reply. */
 size_t subway_pending(const subway_client *c);
