@@ -48,7 +48,7 @@ ifeq ($(filter cmocka,$(MISSING)),)
   CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 endif
 
-SUBWAY_VERSION := 0.2.0
+SUBWAY_VERSION := 0.3.0
 # The SONAME's number: bump it when the ABI breaks.
 SUBWAY_SOVERSION := 1
 SONAME := libsubway.so.$(SUBWAY_SOVERSION)

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/catchup.h"
+#include "broker/conn.h"
 #include "broker/feedpage.h"
 #include "broker/health.h"
 #include "broker/json.h"
@@ -16,6 +18,7 @@
 #include "broker/metrics.h"
 #include "broker/table.h"
 #include "broker/upstream.h"
+#include "broker/xmalloc.h"
 #include "proto/addr.h"
 
 /* The feed table: "subscriptions", "feeds" and "assigned". */
@@ -41,6 +44,28 @@ static void feeds_json(feed_table *ft, struct evbuffer *out) {
     evbuffer_add_printf(out, "]");
 }
 
+static int str_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "clients": connections per client name (a token's sub, or anonymous). */
+static void clients_json(broker *b, struct evbuffer *out) {
+    size_t n = 0;
+    const char **who = xcalloc(b->nconns + 1, sizeof(*who));
+    for (conn *c = b->conns; c && n <= b->nconns; c = c->next)
+        if (!(c->flags & CONN_REFUSED)) who[n++] = auth_who(c);
+    qsort(who, n, sizeof(*who), str_cmp);
+    evbuffer_add_printf(out, ",\"clients\":{");
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && strcmp(who[i], who[j]) == 0; j++) {}
+        evbuffer_add_printf(out, "%s", i ? "," : "");
+        json_add_str(out, who[i], strlen(who[i]));
+        evbuffer_add_printf(out, ":%zu", j - i);
+    }
+    evbuffer_add_printf(out, "}");
+    free(who);
+}
+
 static void stats_cb(struct evhttp_request *req, void *arg) {
     broker *b = arg;
     struct evbuffer *out = evbuffer_new();
@@ -57,6 +82,7 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         b->nconns, config_cluster(b->cfg) ? "redis" : "memory",
                         !config_cluster(b->cfg) ? "none" : coord_up(b->coord) ? "connected" : "down");
     feeds_json(b->feeds, out);
+    clients_json(b, out);
     catchup_stats cs;
     catchup_stats_get(b->feeds, &cs);
     evbuffer_add_printf(out, ",\"lookups_queued\":%zu", b->up ? upstream_lookups_queued(b->up) : 0);
@@ -65,13 +91,14 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         cs.readers, cs.active, cs.queued, cs.reading, cs.parked, cs.resolving);
     evbuffer_add_printf(out, ",\"counters\":{\"records_in\":%llu,\"bytes_in\":%llu,\"records_out\":%llu,\"dropped\":%llu,"
                         "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"hello_closed\":%llu,"
-                        "\"input_paused\":%llu,\"protocol_errors\":%llu,"
+                        "\"input_paused\":%llu,\"auth_refused\":%llu,\"forbidden\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu,\"catchup_records\":%llu,"
                         "\"catchup_missing\":%llu,\"catchup_yields\":%llu,\"headers_cut\":%llu,\"oversize\":%llu}}\n",
                         (unsigned long long)k->records_in, (unsigned long long)k->bytes_in, (unsigned long long)k->records_out,
                         (unsigned long long)k->dropped, (unsigned long long)k->lost, (unsigned long long)k->slow_closed,
                         (unsigned long long)k->heartbeat_closed, (unsigned long long)k->hello_closed,
-                        (unsigned long long)k->input_paused, (unsigned long long)k->protocol_errors,
+                        (unsigned long long)k->input_paused, (unsigned long long)k->auth_refused,
+                        (unsigned long long)k->forbidden, (unsigned long long)k->protocol_errors,
                         (unsigned long long)k->conns_accepted, (unsigned long long)k->conns_refused,
                         (unsigned long long)k->catchup_records, (unsigned long long)k->catchup_missing,
                         (unsigned long long)k->catchup_yields, (unsigned long long)k->headers_cut, (unsigned long long)k->oversize);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
+#include "broker/conn.h"
 #include "broker/json.h"
 #include "broker/table.h"
 #include "broker/xmalloc.h"
@@ -129,11 +131,45 @@ void feedpage_feed_json(struct evbuffer *out, const feed *f, uint64_t now_ms) {
     evbuffer_add(out, "}", 1);
 }
 
+#define PAGE_SUBSCRIBERS 100      /* subscribers a feed's page names */
+
+/* The first PAGE_SUBSCRIBERS subscribers of f: who (the token's sub, or
+ * anonymous) and from where, as JSON objects. */
+static void subscribers_json(struct evbuffer *out, const feed *f) {
+    evbuffer_add_printf(out, ",\"clients\":[");
+    size_t n = 0;
+    for (const sub *s = f->subs; s && n < PAGE_SUBSCRIBERS; s = s->next, n++) {
+        const char *who = auth_who(s->c);
+        evbuffer_add_printf(out, "%s{\"client\":", n ? "," : "");
+        json_add_str(out, who, strlen(who));
+        evbuffer_add_printf(out, ",\"peer\":");
+        json_add_str(out, s->c->peer, strlen(s->c->peer));
+        evbuffer_add_printf(out, ",\"conn\":%llu}", (unsigned long long)s->c->id);
+    }
+    evbuffer_add_printf(out, "]");
+}
+
+static void subscribers_html(struct evbuffer *out, const feed *f) {
+    evbuffer_add_printf(out, "<h2>Subscribers</h2><table id=clients><thead><tr><th>client</th><th>peer</th>"
+                        "<th>connection</th></tr></thead><tbody>");
+    size_t n = 0;
+    for (const sub *s = f->subs; s && n < PAGE_SUBSCRIBERS; s = s->next, n++) {
+        const char *who = auth_who(s->c);
+        evbuffer_add_printf(out, "<tr><td>");
+        html_add(out, who, strlen(who));
+        evbuffer_add_printf(out, "</td><td>");
+        html_add(out, s->c->peer, strlen(s->c->peer));
+        evbuffer_add_printf(out, "</td><td class=n>%llu</td></tr>", (unsigned long long)s->c->id);
+    }
+    evbuffer_add_printf(out, "</tbody></table>%s", f->nsubs > PAGE_SUBSCRIBERS ? "<p>(the first 100)</p>" : "");
+}
+
 /* f's summary, whether subscriptions wait for it, and per partition its
  * offsets: next_off (owner: where its next record is read from), rpos (the
  * relay stream's position), live (feed_live_pos), -1 when not known. */
 static void feed_detail_json(struct evbuffer *out, const feed *f, uint64_t now_ms) {
     feed_fields_json(out, f, now_ms);
+    subscribers_json(out, f);
     evbuffer_add_printf(out, ",\"waiting\":%s,\"offsets\":[", f->waiters ? "true" : "false");
     int32_t a, z;
     feed_range(f, &a, &z);
@@ -336,7 +372,9 @@ static void html_feed(struct evbuffer *out, const feed *f) {
                             "<td class=n>%lld</td><td>%s</td></tr>",
                             (int)p, (long long)f->next_off[p], (long long)f->rpos[p],
                             (long long)feed_live_pos(f, p), f->t->parts[p].state == PART_ASSIGNED ? "yes" : "no");
-    evbuffer_add_printf(out, "</tbody></table><p>-1: not known.</p>%s</body></html>\n", sort_js);
+    evbuffer_add_printf(out, "</tbody></table><p>-1: not known.</p>");
+    subscribers_html(out, f);
+    evbuffer_add_printf(out, "%s</body></html>\n", sort_js);
 }
 
 /* ---------------------------------------------------------------- routes */

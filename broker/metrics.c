@@ -114,9 +114,13 @@ void metrics_write(broker *b, struct evbuffer *out) {
     evbuffer_add_printf(out, "subway_connections_closed_total{reason=\"slow_consumer\"} %llu\n"
                         "subway_connections_closed_total{reason=\"heartbeat\"} %llu\n"
                         "subway_connections_closed_total{reason=\"protocol_error\"} %llu\n"
-                        "subway_connections_closed_total{reason=\"hello_timeout\"} %llu\n",
+                        "subway_connections_closed_total{reason=\"hello_timeout\"} %llu\n"
+                        "subway_connections_closed_total{reason=\"unauthorized\"} %llu\n",
                         (unsigned long long)k->slow_closed, (unsigned long long)k->heartbeat_closed,
-                        (unsigned long long)k->protocol_errors, (unsigned long long)k->hello_closed);
+                        (unsigned long long)k->protocol_errors, (unsigned long long)k->hello_closed,
+                        (unsigned long long)k->auth_refused);
+    single(out, "subway_forbidden_total", "counter", "SUBSCRIBEs and PUBLISHes refused as not allowed (FORBIDDEN).",
+           k->forbidden);
     single(out, "subway_input_paused_total", "counter",
            "Times a client's input waited: its answers unread, or its PUBLISHes over their limits.", k->input_paused);
 

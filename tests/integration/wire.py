@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "proto", "python"))
 
-PROTO_VERSION = 2       # the newest version this client speaks (proto.h)
+PROTO_VERSION = 3       # the newest version this client speaks (proto.h)
 PROTO_MIN_VERSION = 1   # the oldest a node accepts
 HEADER_SIZE = 4
 
@@ -43,7 +43,7 @@ HEADER_SIZE = 4
 # (proto/python/subway/codec.py); this module's framing and msgpack stay
 # its own, so the tests do not judge the node with the client's decoder.
 from subway.codec import (  # noqa: E402
-    DROPPED, ERROR, GOAWAY, HELLO, LIVE, MESSAGE, PING, PONG, PUBACK, PUBLISH, SUBSCRIBE,
+    AUTH, AUTHED, DROPPED, ERROR, GOAWAY, HELLO, LIVE, MESSAGE, PING, PONG, PUBACK, PUBLISH, SUBSCRIBE,
     SUBSCRIBED, UNSUBSCRIBE, UNSUBSCRIBED, WELCOME)
 
 TYPE_NAMES = {
@@ -51,13 +51,14 @@ TYPE_NAMES = {
     SUBSCRIBED: "SUBSCRIBED", UNSUBSCRIBE: "UNSUBSCRIBE",
     UNSUBSCRIBED: "UNSUBSCRIBED", MESSAGE: "MESSAGE", PUBLISH: "PUBLISH",
     PUBACK: "PUBACK", PING: "PING", PONG: "PONG", ERROR: "ERROR",
-    DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE",
+    DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE", AUTH: "AUTH", AUTHED: "AUTHED",
 }
 
 # Field names after the type, per frame type (proto.h's table).
 FIELDS = {
-    HELLO: ("version", "client_name"),
-    WELCOME: ("version", "node_id", "heartbeat_ms", "max_frame"),
+    HELLO: ("version", "client_name", "token"),
+    WELCOME: ("version", "node_id", "heartbeat_ms", "max_frame", "heartbeat_timeout_ms", "max_key",
+              "max_subs", "client", "expires_ms"),
     SUBSCRIBE: ("req_id", "topic", "key", "start"),
     SUBSCRIBED: ("req_id", "feed", "partitions"),
     UNSUBSCRIBE: ("req_id", "feed"),
@@ -71,6 +72,8 @@ FIELDS = {
     DROPPED: ("feed", "count"),
     GOAWAY: ("text",),
     LIVE: ("feed", "positions"),
+    AUTH: ("req_id", "token"),
+    AUTHED: ("req_id", "expires_ms"),
 }
 
 # SUBSCRIBE start modes (PROTOCOL.md section 3.3): start is [mode, arg].
@@ -488,15 +491,16 @@ class RawClient:
     read_frame()/expect() calls. PINGs are answered with PONG automatically
     unless auto_pong is False; answered PINGs are still recorded in .pings.
 
-    version is what hello() says by default: PROTO_VERSION (2), or 1 for a
+    version is what hello() says by default: PROTO_VERSION (3), or 1 for a
     connection without start and LIVE (NodeCase.client(node, version=1)
-    passes it through).
+    passes it through). token goes into HELLO (version 3).
     """
 
     def __init__(self, addr, timeout=10.0, rcvbuf=None, auto_pong=True, max_frame=64 << 20,
-                 version=PROTO_VERSION):
+                 version=PROTO_VERSION, token=None):
         self.addr = tuple(addr)
         self.version = version
+        self.token = token
         self.auto_pong = auto_pong
         self.max_frame = max_frame
         self.pending = collections.deque()   # decoded frames not yet returned
@@ -711,7 +715,10 @@ class RawClient:
         """Sends HELLO with version (default: the one given to the
         constructor, PROTO_VERSION unless told), returns WELCOME, whose
         .version is the one the connection uses. Raises ServerError on ERROR."""
-        self.send(HELLO, self.version if version is None else version, client_name)
+        fields = [self.version if version is None else version, client_name]
+        if self.token is not None:
+            fields.append(self.token)
+        self.send(HELLO, *fields)
         f = self._expect_reply(WELCOME, None, timeout)
         self.welcome = f
         return f
@@ -788,6 +795,12 @@ class RawClient:
         rid = self.next_req_id()
         self.send(PUBLISH, rid, topic, key, value)
         return self._expect_reply(PUBACK, rid, timeout)
+
+    def auth(self, token, timeout=10.0):
+        """AUTH with a new token; returns AUTHED, raises ServerError on ERROR."""
+        req = self.next_req_id()
+        self.send(AUTH, req, token)
+        return self._expect_reply(AUTHED, req, timeout)
 
     def ping(self, token, timeout=10.0):
         """Sends PING, returns the matching PONG."""

@@ -472,10 +472,10 @@ static void test_handshake(void **state) {
     assert_string_equal(t.r.close_errstr, "client freed");
 }
 
-/* HELLO offers version 2; a node may answer with 2 or, predating it, 1. */
+/* HELLO offers version 3; a node may answer with 3 or, predating it, 2 or 1. */
 static void test_welcome_versions(void **state) {
-    assert_int_equal(PROTO_VERSION, 2);
-    for (uint64_t v = 1; v <= 2; v++) {
+    assert_int_equal(PROTO_VERSION, 3);
+    for (uint64_t v = 1; v <= 3; v++) {
         fx t;
         fx_options(&t);
         fx_connect(&t);              /* checks HELLO carries PROTO_VERSION */
@@ -487,6 +487,44 @@ static void test_welcome_versions(void **state) {
         assert_int_equal(subway_protocol_version(t.c), v);
         fx_stop(&t);
     }
+}
+
+/* A token goes in HELLO; set again on a version-3 connection it goes out
+ * at once in AUTH, and AUTHED's expiry is what the accessor says. */
+static void test_token(void **state) {
+    fx t;
+    fx_options(&t);
+    peer_listen(&t.p);
+    t.c = subway_client_new(&t.opt);
+    assert_non_null(t.c);
+    assert_int_equal(subway_set_token(t.c, "tok-1"), 0);
+    assert_int_equal(subway_client_connect(t.c, t.p.addr), 0);
+    assert_int_equal(peer_accept(&t.p), 0);
+    client_flush_all(t.c);
+    proto_frame f;
+    assert_int_equal(peer_read(&t.p, &f), 1);
+    assert_int_equal(f.type, PROTO_HELLO);
+    assert_int_equal(f.auth.len, 5);
+    assert_memory_equal(f.auth.ptr, "tok-1", 5);
+    proto_frame w = { .type = PROTO_WELCOME, .version = 3, .name = { "node-a", 6 }, .heartbeat_ms = 5000,
+                      .max_frame = PROTO_DEFAULT_MAX_FRAME, .heartbeat_timeout_ms = 15000, .max_key = 1024,
+                      .max_subs = 1024, .client = { "svc", 3 }, .expires_ms = 1000 };
+    assert_int_equal(peer_send(&t.p, &w), 0);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(subway_token_expires_ms(t.c), 1000);
+
+    assert_int_equal(subway_set_token(t.c, "tok-2"), 0);
+    client_flush_all(t.c);
+    assert_int_equal(peer_read(&t.p, &f), 1);
+    assert_int_equal(f.type, PROTO_AUTH);
+    assert_int_equal(f.auth.len, 5);
+    assert_memory_equal(f.auth.ptr, "tok-2", 5);
+    proto_frame a = { .type = PROTO_AUTHED, .req_id = f.req_id, .expires_ms = 2000 };
+    assert_int_equal(peer_send(&t.p, &a), 0);
+    assert_int_equal(client_pump(t.c), 0);
+    assert_int_equal(subway_token_expires_ms(t.c), 2000);
+    assert_int_equal(subway_err(t.c), 0);
+    fx_stop(&t);
 }
 
 static void test_default_client_name(void **state) {
@@ -1072,7 +1110,7 @@ static void test_bad_frames(void **state) {
         { "\0\0\0\1\xc1", 5, "bad frame from node: frame body is not valid msgpack" },
         { "\0\0\0\1\x01", 5, "bad frame from node: frame body is not an array" },
         { "\0\0\0\2\x91\x0a", 6, "bad frame from node: PING: expected 1 field, got 0" },
-        { "\0\0\0\3\x92\x01\x01", 7, "bad frame from node: HELLO: expected 2 fields, got 1" },
+        { "\0\0\0\3\x92\x01\x01", 7, "bad frame from node: HELLO: expected 2 or 3 fields, got 1" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fx t;
@@ -1102,10 +1140,11 @@ static void test_unexpected_frames(void **state) {
           "protocol error: unexpected WELCOME" },
         { { .type = PROTO_MESSAGE, .feed = 1 }, true,
           "protocol error: expected WELCOME, got MESSAGE" },
-        { { .type = PROTO_WELCOME, .version = 3, .name = { "n", 1 } }, true,
-          "protocol error: node speaks version 3, this library 1 to 2" },
+        { { .type = PROTO_WELCOME, .version = 4, .name = { "n", 1 } }, true,
+          "protocol error: node speaks version 4, this library 1 to 3" },
         { { .type = PROTO_WELCOME, .version = 0, .name = { "n", 1 } }, true,
-          "protocol error: node speaks version 0, this library 1 to 2" },
+          "protocol error: node speaks version 0, this library 1 to 3" },
+        { { .type = PROTO_AUTH, .auth = { "t", 1 } }, false, "protocol error: unexpected AUTH" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fx t;
@@ -2222,6 +2261,7 @@ int main(void) {
         cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_welcome_versions),
         cmocka_unit_test(test_default_client_name),
+        cmocka_unit_test(test_token),
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_ping_before_welcome),
         cmocka_unit_test(test_subscribe),

@@ -87,6 +87,12 @@ static void check_frame(const char *what, const proto_frame *got, const proto_fr
     check_bytes(what, "name", got->name, want->name);
     CHECK_NUM(what, "heartbeat_ms", got->heartbeat_ms, want->heartbeat_ms);
     CHECK_NUM(what, "max_frame", got->max_frame, want->max_frame);
+    check_bytes(what, "auth", got->auth, want->auth);
+    CHECK_NUM(what, "heartbeat_timeout_ms", got->heartbeat_timeout_ms, want->heartbeat_timeout_ms);
+    CHECK_NUM(what, "max_key", got->max_key, want->max_key);
+    CHECK_NUM(what, "max_subs", got->max_subs, want->max_subs);
+    check_bytes(what, "client", got->client, want->client);
+    CHECK_NUM(what, "expires_ms", got->expires_ms, want->expires_ms);
     check_bytes(what, "topic", got->topic, want->topic);
     check_bytes(what, "key", got->key, want->key);
     check_bytes(what, "value", got->value, want->value);
@@ -243,8 +249,12 @@ static int vec_field(proto_frame *f, const char *key, json_t *v) {
         { "version", &f->version }, { "heartbeat_ms", &f->heartbeat_ms },
         { "max_frame", &f->max_frame }, { "req_id", &f->req_id }, { "feed", &f->feed },
         { "offset", &f->offset }, { "token", &f->token }, { "code", &f->code },
-        { "count", &f->count },
+        { "count", &f->count }, { "heartbeat_timeout_ms", &f->heartbeat_timeout_ms },
+        { "max_key", &f->max_key }, { "max_subs", &f->max_subs }, { "expires_ms", &f->expires_ms },
     };
+    /* HELLO's and AUTH's token is text; PING's and PONG's a number. */
+    if (strcmp(key, "token") == 0 && json_is_string(v)) return vec_bytes(v, &f->auth);
+    if (strcmp(key, "client") == 0) return vec_bytes(v, &f->client);
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (strcmp(key, nums[i].name) != 0) continue;
         *nums[i].field = (uint64_t)json_integer_value(v);
@@ -610,17 +620,18 @@ static const bad_case bad_cases[] = {
       "frame type must be a positive integer" },
 
     /* UNKNOWN_TYPE: recoverable, *consumed covers the frame */
-    { "type 16", "91 10", PROTO_E_UNKNOWN_TYPE, "unknown frame type 16" },
-    { "type 16 with LIVE's fields", "93 10 01 90", PROTO_E_UNKNOWN_TYPE,
-      "unknown frame type 16" },
+    { "type 18", "91 12", PROTO_E_UNKNOWN_TYPE, "unknown frame type 18" },
+    { "type 18 with LIVE's fields", "93 12 01 90", PROTO_E_UNKNOWN_TYPE,
+      "unknown frame type 18" },
     { "type 99 with fields", "93 63 01 02", PROTO_E_UNKNOWN_TYPE, "unknown frame type 99" },
     { "type 2^64-1", "91 cf ffffffffffffffff", PROTO_E_UNKNOWN_TYPE,
       "unknown frame type 18446744073709551615" },
 
     /* BAD_FRAME: field counts */
-    { "HELLO no fields", "91 01", PROTO_E_BAD_FRAME, "HELLO: expected 2 fields, got 0" },
-    { "HELLO 3 fields", "94 01 01 a0 c0", PROTO_E_BAD_FRAME,
-      "HELLO: expected 2 fields, got 3" },
+    { "HELLO no fields", "91 01", PROTO_E_BAD_FRAME, "HELLO: expected 2 or 3 fields, got 0" },
+    { "HELLO 4 fields", "95 01 01 a0 a0 c0", PROTO_E_BAD_FRAME,
+      "HELLO: expected 2 or 3 fields, got 4" },
+    { "HELLO token nil", "94 01 03 a0 c0", PROTO_E_BAD_FRAME, "HELLO: field 3 (token) must be str or bin" },
     { "PING 2 fields", "93 0a 01 02", PROTO_E_BAD_FRAME, "PING: expected 1 field, got 2" },
     { "GOAWAY no text", "91 0e", PROTO_E_BAD_FRAME, "GOAWAY: expected 1 field, got 0" },
     { "MESSAGE 5 fields", "96 07 01 02 03 04 c0", PROTO_E_BAD_FRAME,
@@ -877,14 +888,15 @@ static const char *const want_text[] = {
 /* The field list of proto.h, written out again independently of codec.c. */
 typedef struct sweep_spec {
     unsigned nfields, nopt;
-    const char *names[7];
-    int want[7];
+    const char *names[9];
+    int want[9];
 } sweep_spec;
 
 static const sweep_spec sweep_specs[PROTO_TYPE_MAX + 1] = {
-    [PROTO_HELLO] = { 2, 0, { "version", "client_name" }, { W_UINT, W_TEXT } },
-    [PROTO_WELCOME] = { 4, 0, { "version", "node_id", "heartbeat_ms", "max_frame" },
-                        { W_UINT, W_TEXT, W_UINT, W_UINT } },
+    [PROTO_HELLO] = { 2, 1, { "version", "client_name", "token" }, { W_UINT, W_TEXT, W_TEXT } },
+    [PROTO_WELCOME] = { 4, 5, { "version", "node_id", "heartbeat_ms", "max_frame", "heartbeat_timeout_ms",
+                                "max_key", "max_subs", "client", "expires_ms" },
+                        { W_UINT, W_TEXT, W_UINT, W_UINT, W_UINT, W_UINT, W_UINT, W_TEXT, W_UINT } },
     [PROTO_SUBSCRIBE] = { 3, 1, { "req_id", "topic", "key", "start" },
                           { W_UINT, W_TEXT, W_BYTES, W_PAIR } },
     [PROTO_SUBSCRIBED] = { 3, 0, { "req_id", "feed", "partitions" },
@@ -903,6 +915,8 @@ static const sweep_spec sweep_specs[PROTO_TYPE_MAX + 1] = {
     [PROTO_DROPPED] = { 2, 0, { "feed", "count" }, { W_UINT, W_UINT } },
     [PROTO_GOAWAY] = { 1, 0, { "text" }, { W_TEXT } },
     [PROTO_LIVE] = { 2, 0, { "feed", "positions" }, { W_UINT, W_ARRAY } },
+    [PROTO_AUTH] = { 2, 0, { "req_id", "token" }, { W_UINT, W_TEXT } },
+    [PROTO_AUTHED] = { 2, 0, { "req_id", "expires_ms" }, { W_UINT, W_UINT } },
 };
 
 /* A frame whose body is root's array cut or padded with nil to `count`
@@ -970,8 +984,9 @@ static void test_field_sweep(void **state) {
             free(frame);
         }
 
-        /* One field fewer: only a MESSAGE with headers or a SUBSCRIBE with a
-         * start stays valid, as the same frame without its optional field. */
+        /* One field fewer: a frame with optional fields stays valid (MESSAGE
+         * headers, SUBSCRIBE start, HELLO token, WELCOME's last limit), as
+         * the same frame without that field. */
         size_t len;
         char *frame = repack(&root, size - 1, UINT32_MAX, &len);
         snprintf(what, sizeof(what), "%s, last field dropped", g->name);
@@ -987,6 +1002,8 @@ static void test_field_sweep(void **state) {
             want.start_arg = 0;
             want.positions = NULL;
             want.position_cnt = 0;
+            want.auth = (proto_bytes){ NULL, 0 };   /* HELLO's token */
+            want.expires_ms = 0;                     /* WELCOME's last */
             check_frame(what, &f, &want);
         } else {
             count_text(text, sizeof(text), g->frame.type, size - 2);
@@ -1247,7 +1264,7 @@ static void test_encode_errors(void **state) {
     /* Each refusal leaves the buffer as it was. */
     proto_frame bad[] = {
         { .type = (proto_type)0 },
-        { .type = (proto_type)16 },
+        { .type = (proto_type)18 },
         { .type = PROTO_SUBSCRIBED, .partitions = NULL, .partition_cnt = 2 },
         { .type = PROTO_SUBSCRIBED, .partitions = (const uint32_t[1]){ 0 },
           .partition_cnt = 100001 },
@@ -1352,7 +1369,7 @@ static void test_names(void **state) {
     static const char *const types[] = {
         "UNKNOWN", "HELLO", "WELCOME", "SUBSCRIBE", "SUBSCRIBED", "UNSUBSCRIBE",
         "UNSUBSCRIBED", "MESSAGE", "PUBLISH", "PUBACK", "PING", "PONG", "ERROR", "DROPPED",
-        "GOAWAY", "LIVE", "UNKNOWN",
+        "GOAWAY", "LIVE", "AUTH", "AUTHED", "UNKNOWN",
     };
     for (uint64_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
         assert_string_equal(proto_type_name(t), types[t]);
@@ -1362,13 +1379,13 @@ static void test_names(void **state) {
         "NONE", "VERSION", "FRAME_TOO_LARGE", "MALFORMED", "BAD_FRAME", "UNKNOWN_TYPE",
         "HELLO_REQUIRED", "TOO_MANY_SUBS", "TOO_MANY_CONNS", "INVALID_ARG", "UNKNOWN_TOPIC",
         "ALREADY_SUBSCRIBED", "NOT_SUBSCRIBED", "KAFKA", "HEARTBEAT_TIMEOUT", "SLOW_CONSUMER",
-        "SHUTTING_DOWN", "UNAVAILABLE", "INTERNAL", "UNKNOWN",
+        "SHUTTING_DOWN", "UNAVAILABLE", "INTERNAL", "UNAUTHORIZED", "FORBIDDEN", "UNKNOWN",
     };
     for (uint64_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++)
         assert_string_equal(proto_err_name(e), errs[e]);
     assert_string_equal(proto_err_name(UINT64_MAX), "UNKNOWN");
-    assert_int_equal(PROTO_ERR_MAX, 18);
-    assert_int_equal(PROTO_TYPE_MAX, 15);
+    assert_int_equal(PROTO_ERR_MAX, 20);
+    assert_int_equal(PROTO_TYPE_MAX, 17);
 }
 
 static void test_peek_length(void **state) {

@@ -6,7 +6,7 @@ from .errors import ClientClosed, ConnectionLost, ErrorCode, ProtocolError, Serv
 from .records import Dropped, Live, PubAck, Record, Start
 from .sync import BlockingSubscription, Client
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AsyncClient", "BlockingSubscription", "Client", "ClientClosed", "ConnectionLost", "Dropped",

@@ -211,6 +211,8 @@ class AsyncClient:
         self.version = 0
         self.heartbeat_ms = 0
         self.max_frame_out = codec.DEFAULT_MAX_FRAME   # the node's max_frame, from WELCOME
+        self.client = ""                               # the token's sub as the node saw it (version 3)
+        self.expires_ms = 0                            # when the token expires (ms since 1970), 0: never
         self.reconnects = 0                            # connections after the first
         self._loop = asyncio.get_running_loop()
         self._wire: Optional[_Wire] = None             # the current connection, WELCOME or not
@@ -318,6 +320,17 @@ class AsyncClient:
         fut = await self._request(lambda req: codec.encode(codec.PUBLISH, req, topic, k, v), timeout)
         return await self._answer(fut, timeout)
 
+    async def refresh_token(self, token: str, *, timeout: Optional[float] = None) -> int:
+        """Replaces the token: the node checks it at once (AUTH) and the
+        reconnects use it. Returns when it expires (ms since 1970, 0:
+        never). Raises ServerError: FORBIDDEN when it names another client
+        or does not allow a subscription held (the old token stays),
+        UNAUTHORIZED when it does not verify (the connection closes)."""
+        self.token = token
+        fut = await self._request(lambda req: codec.encode(codec.AUTH, req, token), timeout)
+        self.expires_ms = await self._answer(fut, timeout)
+        return self.expires_ms
+
     async def unsubscribe(self, sub: Subscription) -> None:
         """Same as sub.unsubscribe()."""
         await self._unsubscribe(sub)
@@ -388,10 +401,10 @@ class AsyncClient:
             self._wire.transport.write(frame)
 
     def _hello(self) -> bytes:
-        """The HELLO frame: the one place it is built. Protocol version 3
-        (being designed) will carry self.token here; version 2 has no field
-        for it, so the token is kept and not sent."""
-        return codec.encode(codec.HELLO, codec.PROTO_VERSION, self.client_name)
+        """The HELLO frame: the one place it is built; version 3 carries the token."""
+        if self.token is None:
+            return codec.encode(codec.HELLO, codec.PROTO_VERSION, self.client_name)
+        return codec.encode(codec.HELLO, codec.PROTO_VERSION, self.client_name, self.token)
 
     def _send_subscribe(self, sub: Subscription) -> None:
         start = self._resume_start(sub)
@@ -628,6 +641,8 @@ class AsyncClient:
                 raise ProtocolError(ErrorCode.PROTOCOL, "node speaks version %d, this client %d to %d"
                                     % (f[1], codec.PROTO_MIN_VERSION, codec.PROTO_VERSION))
             self.version, self.node_id, self.heartbeat_ms, self.max_frame_out = f[1], f[2], f[3], f[4]
+            if len(f) > 9:                      # version 3: who the node says we are, and until when
+                self.client, self.expires_ms = f[8], f[9]
             fut.set_result(None)
         elif 0 in self._reqs and t not in (codec.ERROR, codec.GOAWAY, codec.PONG):
             raise ProtocolError(ErrorCode.PROTOCOL, "expected WELCOME, got %s" % codec.TYPE_NAMES[t])
@@ -653,6 +668,10 @@ class AsyncClient:
             fut = self._reqs.pop(f[1], None)
             if fut is not None and not isinstance(fut, Subscription) and not fut.done():
                 fut.set_result(PubAck(f[2], f[3]))
+        elif t == codec.AUTHED:
+            fut = self._reqs.pop(f[1], None)
+            if fut is not None and not isinstance(fut, Subscription) and not fut.done():
+                fut.set_result(f[2])
         elif t == codec.UNSUBSCRIBED:
             fut = self._reqs.pop(f[1], None)
             if fut is not None and not isinstance(fut, Subscription) and not fut.done():
@@ -732,7 +751,8 @@ def connect(addr: str, **options: Any) -> AsyncClient:
     `async with subway.connect(addr) as c:` or `c = await subway.connect(addr)`.
 
     Options (all keyword):
-      token=None            kept for protocol version 3 (auth); version 2 sends none
+      token=None            a JWT the node checks (--auth): in every HELLO; replace
+                            it before it expires with await c.refresh_token(new)
       client_name="subway-py"  names the client in the node's logs
       reconnect=True        after a loss (EOF, GOAWAY, heartbeat silence, bad
                             frame), reconnect and resume every subscription

@@ -18,7 +18,7 @@ from .errors import ErrorCode, ProtocolError
 
 # ---------------------------------------------------------------- constants
 
-PROTO_VERSION = 2                 # the newest version this client speaks
+PROTO_VERSION = 3                 # the newest version this client speaks
 PROTO_MIN_VERSION = 1             # the oldest node it still talks to
 HEADER_SIZE = 4
 DEFAULT_MAX_FRAME = 1 << 20       # what a node accepts from a client by default
@@ -46,13 +46,15 @@ ERROR = 12
 DROPPED = 13
 GOAWAY = 14
 LIVE = 15
-TYPE_MAX = 15
+AUTH = 16
+AUTHED = 17
+TYPE_MAX = 17
 
 TYPE_NAMES = {
     HELLO: "HELLO", WELCOME: "WELCOME", SUBSCRIBE: "SUBSCRIBE", SUBSCRIBED: "SUBSCRIBED",
     UNSUBSCRIBE: "UNSUBSCRIBE", UNSUBSCRIBED: "UNSUBSCRIBED", MESSAGE: "MESSAGE",
     PUBLISH: "PUBLISH", PUBACK: "PUBACK", PING: "PING", PONG: "PONG", ERROR: "ERROR",
-    DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE",
+    DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE", AUTH: "AUTH", AUTHED: "AUTHED",
 }
 TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 
@@ -71,8 +73,10 @@ K_UINT, K_UINT32, K_INT, K_TEXT, K_BYTES, K_PARTITIONS, K_HEADERS, K_START, K_PO
 
 # type -> (field names after the type, their kinds, how many trailing ones are optional)
 SPEC: Dict[int, Tuple[Tuple[str, ...], Tuple[int, ...], int]] = {
-    HELLO: (("version", "client_name"), (K_UINT, K_TEXT), 0),
-    WELCOME: (("version", "node_id", "heartbeat_ms", "max_frame"), (K_UINT, K_TEXT, K_UINT, K_UINT), 0),
+    HELLO: (("version", "client_name", "token"), (K_UINT, K_TEXT, K_TEXT), 1),
+    WELCOME: (("version", "node_id", "heartbeat_ms", "max_frame", "heartbeat_timeout_ms", "max_key", "max_subs",
+               "client", "expires_ms"),
+              (K_UINT, K_TEXT, K_UINT, K_UINT, K_UINT, K_UINT, K_UINT, K_TEXT, K_UINT), 5),
     SUBSCRIBE: (("req_id", "topic", "key", "start"), (K_UINT, K_TEXT, K_BYTES, K_START), 1),
     SUBSCRIBED: (("req_id", "feed", "partitions"), (K_UINT, K_UINT, K_PARTITIONS), 0),
     UNSUBSCRIBE: (("req_id", "feed"), (K_UINT, K_UINT), 0),
@@ -87,6 +91,8 @@ SPEC: Dict[int, Tuple[Tuple[str, ...], Tuple[int, ...], int]] = {
     DROPPED: (("feed", "count"), (K_UINT, K_UINT), 0),
     GOAWAY: (("text",), (K_TEXT,), 0),
     LIVE: (("feed", "positions"), (K_UINT, K_POSITIONS), 0),
+    AUTH: (("req_id", "token"), (K_UINT, K_TEXT), 0),
+    AUTHED: (("req_id", "expires_ms"), (K_UINT, K_UINT), 0),
 }
 
 _WANT = {K_UINT: "an unsigned integer", K_UINT32: "an unsigned integer", K_INT: "an integer",

@@ -28,6 +28,8 @@ class ErrorCode(enum.IntEnum):
     SHUTTING_DOWN = 16        # refuse: the node is draining
     UNAVAILABLE = 17          # refuse: coordination or Kafka temporarily unavailable
     INTERNAL = 18             # refuse: node-side failure
+    UNAUTHORIZED = 19         # close: token missing, invalid or expired
+    FORBIDDEN = 20            # refuse: this client may not subscribe or publish there
     IO = 100                  # socket error: connect, read or write failed
     EOF = 101                 # the node closed the connection
     PROTOCOL = 102            # the node sent an unexpected frame

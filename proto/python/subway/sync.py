@@ -71,6 +71,10 @@ class Client:
         """As AsyncClient.publish(): (partition, offset) once Kafka has it."""
         return self._call(self._ac.publish(topic, key, value, **options))
 
+    def refresh_token(self, token: str) -> int:
+        """As AsyncClient.refresh_token(): when the new token expires."""
+        return self._call(self._ac.refresh_token(token))
+
     def close(self) -> None:
         """Closes the connection and stops the client's thread."""
         if self._thread.is_alive():

@@ -166,7 +166,7 @@ class RefusedTest(unittest.TestCase):
 
     def test_unknown_type_is_skipped(self):
         d = codec.Decoder()
-        d.feed(unhex("00000004 93 10 01 90") + unhex("00000003 92 0b 2a"))
+        d.feed(unhex("00000004 93 12 01 90") + unhex("00000003 92 0b 2a"))
         with self.assertRaises(ProtocolError) as cm:
             d.next()
         self.assertEqual(cm.exception.code, 5)
