@@ -176,8 +176,7 @@ static void route_cb(struct evhttp_request *req, void *arg) {
             r = &routes[i];
     }
     if (!r) {
-        send_text(req, HTTP_NOTFOUND, "Not Found",
-                  "no such page; see /stats, /metrics, /feeds, /feeds/TOPIC/KEY, /healthz, /readyz");
+        feedpage_gen_cb(req, b);  /* its 404, in JSON or HTML as the client asks */
         return;
     }
     if (!r->open && b->admin_token && !authorized(b, req)) {

@@ -101,8 +101,9 @@ class AuthRequiredTest(NodeCase):
         h, p, s = good.split(".")
         cases = {
             "garbage": ("not-a-jwt", "not a JWT"),
-            "signature of another key": (h + "." + p + "." + self.keys.mint(key=self.keys.hmac).split(".")[2][::-1],
-                                         "does not verify"),
+            "signed with a key the node lacks": (
+                self.keys.mint(key=write(tmp_path("stranger-key"), base64.b64encode(os.urandom(48)).decode())),
+                "does not verify"),
             "payload changed": (h + "." + b64({"sub": "root", "subway": {"subscribe": ["*/*"]}}) + "." + s,
                                 "does not verify"),
             "alg none": (b64({"alg": "none"}) + "." + p + ".", "HS256, RS256 or ES256"),

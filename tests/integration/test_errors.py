@@ -176,8 +176,8 @@ class BadInputTest(NodeCase):
 
     def test_version_negotiation(self):
         """WELCOME carries the lower of the client's version and the node's
-        newest (2), and the connection works at it."""
-        for version, used in ((1, 1), (2, 2), (3, 2), (99, 2), (2 ** 64 - 1, 2)):
+        newest (3), and the connection works at it."""
+        for version, used in ((1, 1), (2, 2), (3, 3), (4, 3), (99, 3), (2 ** 64 - 1, 3)):
             with self.subTest(version=version):
                 c = self.fresh(hello=False)
                 w = c.hello("time-traveller", version=version)
@@ -189,7 +189,7 @@ class BadInputTest(NodeCase):
     def test_unknown_type_is_refused(self):
         c = self.fresh()
         sub = c.subscribe("err", "*")
-        for t in (wire.LIVE + 1, 99, 127):  # positive, just not known
+        for t in (wire.AUTHED + 1, 99, 127):  # positive, just not known
             c.send(t, 1, 2)
             e = c.expect_error(timeout=5)
             self.assertEqual(e.code, wire.E_UNKNOWN_TYPE, e)

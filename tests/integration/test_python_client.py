@@ -41,7 +41,7 @@ class PythonClientTest(NodeCase):
         partition and offset its PUBACK named, and headers from Kafka."""
         async def main():
             async with subway.connect(self.n.addr_str, client_name="py-test") as c:
-                self.assertEqual((c.version, c.node_id), (2, self.n.stats()["node_id"]))
+                self.assertEqual((c.version, c.node_id), (3, self.n.stats()["node_id"]))
                 sub = c.subscribe("py", "alice")
                 await sub.wait_live()
                 self.assertEqual(sub.partitions, [java_partition("alice", 3)])
