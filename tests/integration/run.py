@@ -5,7 +5,8 @@
 
 Ends with one line "integration: N passed, M failed" (N, M = test methods;
 errors, skips and unexpected successes count as failed: this suite never
-skips) and exits non-zero when any failed. -k selects tests whose id
+skips) and exits non-zero when any failed. SUBWAY_DURATIONS=FILE writes every
+test's time there, slowest first. -k selects tests whose id
 (module.Class.test_name) contains PATTERN, or matches it as a shell-style
 pattern when it has wildcards (* ? [). On a failure the tails of the logs of
 the processes the test used are printed; SUBWAY_KEEP_TMP=1 keeps the whole
@@ -146,6 +147,11 @@ def main():
     holder_errors = sum(1 for t, _ in result.errors if isinstance(t, unittest.suite._ErrorHolder))
     if failed == 0 and holder_errors:
         failed = holder_errors
+    if os.environ.get("SUBWAY_DURATIONS"):
+        # Every test's seconds, slowest first: what to look at when the suite nears its budget.
+        with open(os.environ["SUBWAY_DURATIONS"], "w") as f:
+            for d, tid in sorted(result.durations, reverse=True):
+                f.write("%8.2f  %s\n" % (d, tid))
     if args.verbose:
         print("\nslowest:")
         for d, tid in sorted(result.durations, reverse=True)[:8]:
