@@ -155,6 +155,7 @@ static const route routes[] = {
     {"/metrics", metrics_cb, 0},
     {"/feeds", feedpage_list_cb, 0},
     {"/feeds/", feedpage_gen_cb, 0},
+    {"/cluster/feeds", feedpage_cluster_cb, 0},
 };
 
 /* 1 when the request carries "Authorization: Bearer <--admin-token-file>". */
@@ -230,6 +231,7 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
 void admin_stop(broker *b) {
     if (b->admin) evhttp_free(b->admin);
     b->admin = NULL;
+    feedpage_stop();
     free(b->admin_token);
     b->admin_token = NULL;
 }

@@ -23,7 +23,7 @@ typedef struct opt {
 #define F(x) offsetof(config, x)
 static const opt opts[] = {
     {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
-    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz), or off"},
+    {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz, /feeds, /cluster/feeds), or off"},
     {"admin-token-file", OPT_STR, F(admin_token_file), 0, NULL,
      "file holding the bearer token the admin's pages (all but /healthz, /readyz) ask for; needed when --admin is not on loopback"},
     {"auth", OPT_STR, F(auth), 0, "off",

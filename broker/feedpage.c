@@ -1,4 +1,4 @@
-/* feedpage.c -- the node's feed table over HTTP: GET /feeds and /feeds/TOPIC/KEY, as JSON or a browsable HTML page. */
+/* feedpage.c -- the feed tables over HTTP: GET /feeds and /feeds/TOPIC/KEY (this node), /cluster/feeds (coordination), as JSON or browsable HTML. */
 #include "broker/feedpage.h"
 
 #include <event2/buffer.h>
@@ -14,6 +14,7 @@
 #include "broker/json.h"
 #include "broker/table.h"
 #include "broker/xmalloc.h"
+#include "coord/coord.h"
 
 #define PER_PAGE_DEFAULT 50
 #define PER_PAGE_MAX 1000         /* larger asks are cut to this */
@@ -379,15 +380,19 @@ static void html_feed(struct evbuffer *out, const feed *f) {
 
 /* ---------------------------------------------------------------- routes */
 
+/* The page asked for; -1 when the query is bad (400 already sent). */
+static int paged_request(struct evhttp_request *req, int html, unsigned long *page, unsigned long *per_page) {
+    char why[128];
+    if (page_args(req, page, per_page, why, sizeof(why)) == 0) return 0;
+    reply_error(req, html, HTTP_BADREQUEST, "Bad Request", why);
+    return -1;
+}
+
 void feedpage_list_cb(struct evhttp_request *req, void *cb_data) {
     broker *b = cb_data;
     int html = wants_html(req);
     unsigned long page, per_page;
-    char why[128];
-    if (page_args(req, &page, &per_page, why, sizeof(why)) < 0) {
-        reply_error(req, html, HTTP_BADREQUEST, "Bad Request", why);
-        return;
-    }
+    if (paged_request(req, html, &page, &per_page) < 0) return;
     struct evbuffer *out = evbuffer_new();
     if (!out) {
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
@@ -411,6 +416,78 @@ void feedpage_list_cb(struct evhttp_request *req, void *cb_data) {
     }
     free(v);
     reply(req, html, HTTP_OK, "OK", out);
+}
+
+/* ------------------------------------------------------- the cluster's table */
+
+/* A GET /cluster/feeds waiting for coordination. admin_stop() frees the
+ * HTTP server (and its requests) first: feedpage_stop() then leaves each
+ * waiting one without a request, and its answer is dropped. */
+typedef struct cluster_wait {
+    struct evhttp_request *req;   /* NULL once the server is gone */
+    unsigned long page, per_page;
+    int html;
+    struct cluster_wait *next;
+} cluster_wait;
+
+static cluster_wait *cluster_waits;
+
+static void cluster_listed(void *cb_data, const coord_feed_list *l) {
+    cluster_wait *w = cb_data;
+    for (cluster_wait **pp = &cluster_waits; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    struct evhttp_request *req = w->req;
+    int html = w->html;
+    unsigned long page = w->page, per_page = w->per_page;
+    free(w);
+    if (!req) return;
+    if (l->errstr) {
+        reply_error(req, html, 503, "Service Unavailable", l->errstr);
+        return;
+    }
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(out, "{\"results\":[");
+    for (size_t i = 0; i < l->n; i++) {
+        const coord_feed_info *fi = &l->feeds[i];
+        const char *slash = memchr(fi->name, '/', fi->name_len);
+        size_t tl = slash ? (size_t)(slash - fi->name) : fi->name_len;
+        const char *key = slash ? slash + 1 : "";
+        size_t kl = slash ? fi->name_len - tl - 1 : 0;
+        evbuffer_add_printf(out, "%s{\"topic\":", i ? "," : "");
+        json_add_str(out, fi->name, tl);
+        evbuffer_add_printf(out, ",\"key\":");
+        if (kl == 1 && key[0] == '*')
+            evbuffer_add_printf(out, "null");   /* the every-key feed, as on /feeds */
+        else
+            json_add_str(out, key, kl);
+        evbuffer_add_printf(out, ",\"count\":%ld,\"owner\":", fi->count);
+        json_add_str(out, fi->owner, strlen(fi->owner));
+        evbuffer_add_printf(out, ",\"owner_ttl_ms\":%lld}", fi->owner_ttl_ms);
+    }
+    evbuffer_add_printf(out, "],\"page\":%lu,\"per_page\":%lu,\"total\":%zu}\n", page, per_page, l->total);
+    reply(req, 0, HTTP_OK, "OK", out);
+}
+
+void feedpage_cluster_cb(struct evhttp_request *req, void *cb_data) {
+    broker *b = cb_data;
+    int html = wants_html(req);
+    unsigned long page, per_page;
+    if (paged_request(req, html, &page, &per_page) < 0) return;
+    cluster_wait *w = xcalloc(1, sizeof(*w));
+    *w = (cluster_wait){.req = req, .page = page, .per_page = per_page, .html = html, .next = cluster_waits};
+    cluster_waits = w;
+    coord_list_feeds(b->coord, (size_t)(page - 1) * per_page, per_page, cluster_listed, w);
+}
+
+void feedpage_stop(void) {
+    for (cluster_wait *w = cluster_waits; w; w = w->next) w->req = NULL;
 }
 
 /* The feed rest (the path after FEEDS_PREFIX, still encoded) names:

@@ -1,4 +1,4 @@
-/* feedpage.h -- the node's feed table over HTTP: GET /feeds and /feeds/TOPIC/KEY, as JSON or a browsable HTML page. */
+/* feedpage.h -- the feed tables over HTTP: GET /feeds and /feeds/TOPIC/KEY (this node), /cluster/feeds (coordination), as JSON or browsable HTML. */
 #ifndef SUBWAY_FEEDPAGE_H
 #define SUBWAY_FEEDPAGE_H
 
@@ -26,5 +26,16 @@ void feedpage_list_cb(struct evhttp_request *req, void *cb_data);
  * shows one feed with its per-partition offsets; 404 for an unknown feed
  * and for every other unregistered path. Changes nothing. */
 void feedpage_gen_cb(struct evhttp_request *req, void *cb_data);
+
+/* evhttp callback (cb_data: the broker) for GET /cluster/feeds?page=N&per_page=M:
+ * one page of the cluster's feed table from coordination (every feed any
+ * node holds, by name, with its cluster-wide count, owner and the owner's
+ * lease left), as JSON; 503 when coordination cannot be read. The answer
+ * comes when coordination does. */
+void feedpage_cluster_cb(struct evhttp_request *req, void *cb_data);
+
+/* Drops the answers of /cluster/feeds requests still waiting: call it when
+ * the HTTP server (and so its requests) is freed. */
+void feedpage_stop(void);
 
 #endif

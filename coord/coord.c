@@ -53,6 +53,10 @@ void coord_topic_in_use(coord *c, const char *topic, coord_used_cb *cb, void *cb
     c->backend->topic_in_use(c, topic, cb, cb_data);
 }
 
+void coord_list_feeds(coord *c, size_t offset, size_t limit, coord_list_cb *cb, void *cb_data) {
+    c->backend->list_feeds(c, offset, limit, cb, cb_data);
+}
+
 /* Nothing to do: the per-topic index holds an entry only while its node holds
  * the feed (coord_redis.c), so a deleted topic leaves none behind. */
 void coord_topic_forget(coord *c, const char *topic) {}

@@ -79,6 +79,28 @@ typedef struct coord coord;
  * unreachable). Exactly once, maybe before the call returns. */
 typedef void coord_used_cb(void *cb_data, int used);
 
+/* One feed of the cluster's table (coord_list_feeds). */
+typedef struct coord_feed_info {
+    const char *name;             /* topic, "/", then the key (or "*": every key); not NUL-terminated */
+    size_t name_len;
+    long count;                   /* cluster-wide subscriptions */
+    const char *owner;            /* owner's session token, "" if none */
+    long long owner_ttl_ms;       /* the owner's lease left; -1: no expiry, -2: no owner */
+} coord_feed_info;
+
+/* A page of the table, sorted by name: feeds[0..n) are entries offset..
+ * of total. errstr is set (and n 0) when it could not be read. */
+typedef struct coord_feed_list {
+    size_t total;
+    size_t offset;
+    const coord_feed_info *feeds;
+    size_t n;
+    const char *errstr;
+} coord_feed_list;
+
+/* Valid only during the call; exactly once, maybe before the call returns. */
+typedef void coord_list_cb(void *cb_data, const coord_feed_list *l);
+
 /* A backend fills this table; coord.c dispatches through it. */
 typedef struct coord_backend {
     const char *name;
@@ -95,6 +117,7 @@ typedef struct coord_backend {
     void (*watch)(coord *c, const coord_feed *f, coord_watch_kind kind);
     int (*up)(coord *c);
     void (*topic_in_use)(coord *c, const char *topic, coord_used_cb *cb, void *cb_data);
+    void (*list_feeds)(coord *c, size_t offset, size_t limit, coord_list_cb *cb, void *cb_data);
     void (*free)(coord *c);
 } coord_backend;
 
@@ -193,6 +216,11 @@ void coord_topic_in_use(coord *c, const char *topic, coord_used_cb *cb, void *cb
  * backend keeps anything a deletion leaves stale today (index entries go
  * with their subscriptions), so this changes nothing yet; call it anyway. */
 void coord_topic_forget(coord *c, const char *topic);
+
+/* Reads the page [offset, offset + limit) of the cluster's feed table: every
+ * feed some node holds, with its cluster-wide count and owner. For
+ * operators (GET /cluster/feeds); never on a hot path. */
+void coord_list_feeds(coord *c, size_t offset, size_t limit, coord_list_cb *cb, void *cb_data);
 
 /* Frees the backend; accepts NULL. Pending callbacks are completed with
  * COORD_ERROR first. */

@@ -36,6 +36,7 @@ int coord_cmd_send(redisAsyncContext *ac, coord_cmd *b, redisCallbackFn *fn, voi
 
 /* Key names (README, "Inspecting with redis-cli"), each appended as one
  * argument. */
+#define COORD_NODES_KEY "subway:nodes" /* registered node -> incarnation: what reapers scan */
 /* subway:feed:{NAME}:SUFFIX, NAME the feed's "topic/key": every key and
  * channel of one feed shares its hash tag, so each script stays in one
  * Redis Cluster slot. */

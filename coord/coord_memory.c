@@ -229,6 +229,38 @@ static void mem_topic_in_use(coord *c, const char *topic, coord_used_cb *cb, voi
     cb(cb_data, mem_lookup((coord_memory *)c, topic, '#', NULL, 0, 0, NULL) != NULL);
 }
 
+static int info_cmp(const void *a, const void *b) {
+    const coord_feed_info *x = a, *y = b;
+    int c = memcmp(x->name, y->name, x->name_len < y->name_len ? x->name_len : y->name_len);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+/* This node's feeds with a count, as "topic/key" (it owns them all). */
+static void mem_list_feeds(coord *c, size_t offset, size_t limit, coord_list_cb *cb, void *cb_data) {
+    coord_memory *m = (coord_memory *)c;
+    coord_feed_info *all = xcalloc(m->nentries + 1, sizeof(*all));
+    size_t n = 0;
+    for (size_t i = 0; i < m->nbuckets; i++)
+        for (mem_entry *e = m->buckets[i]; e; e = e->next) {
+            size_t tl = strlen(e->name);
+            char flag = e->name[tl + 1];
+            if (flag == '#' || e->count <= 0) continue;
+            size_t kl = flag == '=' ? e->len - tl - 2 : 1;
+            char *nm = xmalloc(tl + 1 + kl);
+            memcpy(nm, e->name, tl);
+            nm[tl] = '/';
+            memcpy(nm + tl + 1, flag == '=' ? e->name + tl + 2 : "*", kl);
+            all[n++] = (coord_feed_info){.name = nm, .name_len = tl + 1 + kl, .count = e->count,
+                                         .owner = m->node_id, .owner_ttl_ms = -1};
+        }
+    qsort(all, n, sizeof(*all), info_cmp);
+    size_t from = offset < n ? offset : n;
+    coord_feed_list l = {.total = n, .offset = offset, .feeds = all + from, .n = n - from < limit ? n - from : limit};
+    cb(cb_data, &l);
+    for (size_t i = 0; i < n; i++) free((char *)all[i].name);
+    free(all);
+}
+
 static const coord_backend memory_backend;
 
 long coord_memory_count(coord *c, const coord_feed *f) {
@@ -252,7 +284,7 @@ static void mem_free(coord *c) {
 
 static const coord_backend memory_backend = {
     "memory", mem_acquire, mem_release, mem_claim, mem_own, mem_disown, mem_assert,
-    mem_relay, mem_resign, mem_watch, mem_up, mem_topic_in_use, mem_free,
+    mem_relay, mem_resign, mem_watch, mem_up, mem_topic_in_use, mem_list_feeds, mem_free,
 };
 
 coord *coord_memory_new(const char *node_id) {

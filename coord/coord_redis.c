@@ -540,7 +540,7 @@ static void r_free(coord *base) {
 
 static const coord_backend redis_backend = {
     "redis", r_acquire, r_release, r_claim, r_renew, r_disown, r_assert,
-    r_relay, r_resign, coord_redis_watch, r_up, r_topic_in_use, r_free,
+    r_relay, r_resign, coord_redis_watch, r_up, r_topic_in_use, coord_redis_list_feeds, r_free,
 };
 
 coord *coord_redis_new(struct event_base *base, const coord_redis_opts *o, char *errstr, size_t errlen) {

@@ -158,4 +158,9 @@ void coord_redis_watch_resubscribe(coord_redis *r);
 /* Frees every watch. */
 void coord_redis_watch_free(coord_redis *r);
 
+/* ---- coord_redis_list.c */
+
+/* The backend's list_feeds: see coord_list_feeds. */
+void coord_redis_list_feeds(coord *base, size_t offset, size_t limit, coord_list_cb *cb, void *cb_data);
+
 #endif

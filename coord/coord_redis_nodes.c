@@ -31,7 +31,7 @@
 #include "coord/coord_cmd.h"
 #include "coord/coord_redis_int.h"
 
-#define NODES_KEY "subway:nodes"  /* registered node -> incarnation: what reapers scan */
+#define NODES_KEY COORD_NODES_KEY
 
 /* ------------------------------------------------------------ sessions */
 

@@ -8,7 +8,7 @@ import subprocess
 import urllib.parse
 
 import harness
-from harness import NodeCase
+from harness import NodeCase, TestCase, wait_until
 
 
 class FeedPageTest(NodeCase):
@@ -140,3 +140,59 @@ class FeedPageHtmlTest(NodeCase):
         self.assertEqual(len(self.rows(dom)), 1)
         self.assertIn('href="/feeds?page=1&amp;per_page=1"', dom)
         self.assertIn('href="/feeds?page=3&amp;per_page=1"', dom)
+
+
+class ClusterFeedsTest(TestCase):
+    """GET /cluster/feeds: the cluster's feed table, read from Redis by any node."""
+
+    def test_every_nodes_feeds_with_counts_and_owners(self):
+        c = self.cluster({"cf": 2}, nodes=2, haproxy=False, node_args=("--linger-ms", "200"))
+        n1, n2 = c.nodes
+        a = self.client(n1)
+        b = self.client(n2)
+        a.subscribe("cf", "k1")
+        b.subscribe("cf", "k1")
+        b.subscribe("cf", "k2")
+        a.subscribe("cf", "*")
+
+        def table(node, query=""):
+            code, body = node.http_get("/cluster/feeds" + query)
+            self.assertEqual(code, 200, body)
+            return json.loads(body)
+
+        def rows(t):
+            return {(r["topic"], r["key"]): r for r in t["results"]}
+        wait_until(lambda: table(n2)["total"] == 3 and all(r["owner"] for r in table(n2)["results"]),
+                   timeout=10, what="three feeds with owners in the cluster table")
+        for node in (n1, n2):               # the same table from either node
+            t = rows(table(node))
+            self.assertEqual(set(t), {("cf", None), ("cf", "k1"), ("cf", "k2")})
+            self.assertEqual((t[("cf", "k1")]["count"], t[("cf", "k2")]["count"], t[("cf", None)]["count"]),
+                             (2, 1, 1))
+            self.assertTrue(t[("cf", "k2")]["owner"].startswith(n2.node_id + ":"), t)
+            self.assertGreater(t[("cf", "k1")]["owner_ttl_ms"], 0)
+        # Pages are slices of the sorted table.
+        p1, p2 = table(n1, "?per_page=2"), table(n1, "?per_page=2&page=2")
+        self.assertEqual(([(r["topic"], r["key"]) for r in p1["results"]],
+                          [(r["topic"], r["key"]) for r in p2["results"]], p2["total"]),
+                         ([("cf", None), ("cf", "k1")], [("cf", "k2")], 3))
+        self.assertEqual(n1.http_get("/cluster/feeds?page=0")[0], 400)
+        # A feed released everywhere leaves the table.
+        b.close()
+        wait_until(lambda: rows(table(n1)).get(("cf", "k2")) is None, timeout=10, what="cf/k2 gone")
+        self.assertEqual(rows(table(n1))[("cf", "k1")]["count"], 1)
+        # Redis down: 503 with the reason, not a stale table.
+        c.redis.down()
+        wait_until(lambda: n1.http_get("/cluster/feeds")[0] == 503, timeout=10, what="503 while Redis is down")
+        self.assertIn("unreachable", json.loads(n1.http_get("/cluster/feeds")[1])["error"])
+
+    def test_a_single_node_lists_its_own(self):
+        k = self.mock_kafka({"solo": 1})
+        n = self.node(k.bootstrap)
+        c = self.client(n)
+        c.subscribe("solo", "x")
+        code, body = n.http_get("/cluster/feeds")
+        self.assertEqual(code, 200, body)
+        t = json.loads(body)
+        self.assertEqual([(r["topic"], r["key"], r["count"]) for r in t["results"]], [("solo", "x", 1)])
+        self.assertEqual(t["results"][0]["owner"], n.stats()["node_id"])

@@ -2253,6 +2253,8 @@ static void test_err_names(void **state) {
     /* The node's codes, as subway.h spells them for programs without proto.h. */
     assert_string_equal(subway_err_name(SUBWAY_E_UNKNOWN_TOPIC), "UNKNOWN_TOPIC");
     assert_string_equal(subway_err_name(SUBWAY_E_INTERNAL), "INTERNAL");
+    assert_string_equal(subway_err_name(SUBWAY_E_UNAUTHORIZED), "UNAUTHORIZED");
+    assert_string_equal(subway_err_name(SUBWAY_E_FORBIDDEN), "FORBIDDEN");
     assert_string_equal(subway_version(), SUBWAY_VERSION);
 }
 
