@@ -8,6 +8,14 @@
 
 int log_level = LOG_INFO;
 
+/* "subway", then "subway[NODE]" once the node knows its id: lines of
+ * several nodes in one journal or terminal say whose they are. */
+static char log_tag[128] = "subway";
+
+void log_set_node(const char *node_id) {
+    snprintf(log_tag, sizeof(log_tag), "subway[%s]", node_id);
+}
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int log_level_parse(const char *s) {
@@ -43,7 +51,7 @@ void log_msg(int level, const char *fmt, ...) {
     va_end(ap);
     /* info lines carry no tag so the common ones read naturally. */
     if (level == LOG_INFO)
-        fprintf(stderr, "subway: %s\n", line);
+        fprintf(stderr, "%s: %s\n", log_tag, line);
     else
-        fprintf(stderr, "subway: %s: %s\n", level_names[level], line);
+        fprintf(stderr, "%s: %s: %s\n", log_tag, level_names[level], line);
 }

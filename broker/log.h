@@ -15,6 +15,9 @@ int log_level_parse(const char *s);
 /* Prints "subway: [level: ]message\n" to stderr when level >= log_level. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* From now on every line starts "subway[node_id]: " instead of "subway: ". */
+void log_set_node(const char *node_id);
+
 /* A call site's budget of LOG_LIMIT_PER_S lines a second: a state change
  * that hits thousands of feeds at once (a takeover) logs a sample and how
  * many lines it left out, not thousands of lines. */

@@ -201,6 +201,7 @@ int main(int argc, char **argv) {
             if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p)) *p = '_';
         snprintf(b.node_id, sizeof(b.node_id), "%s-%d", host, (int)getpid());
     }
+    log_set_node(b.node_id);
 
     rc = 1;
     if (cfg.dev) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "broker/histogram.h"
+#include "broker/log.h"
 #include "broker/xmalloc.h"
 #include "coord/coord.h"
 #include "coord/coord_cmd.h"
@@ -245,7 +246,7 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     } else if (rep && r->replays > 0 && c->seq <= r->replay_fence && ac == r->cmd) {
         /* This call ran before an earlier one still being re-sent. */
-        fprintf(stderr, "subway: warn: redis: scripts ran out of order after NOSCRIPT; reconnecting to re-assert\n");
+        log_warn("redis: scripts ran out of order after NOSCRIPT; reconnecting to re-assert");
         redisAsyncDisconnect(ac);
     }
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
@@ -257,7 +258,7 @@ static void script_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     if (c->kind == CALL_RELAY) {
         if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
             r->relays_fenced++;
-            fprintf(stderr, "subway: warn: redis: relay of %s/%s refused: this session no longer owns it\n",
+            log_warn("redis: relay of %s/%s refused: this session no longer owns it",
                     c->f.topic, c->f.wildcard ? "*" : c->f.key);
         }
         call_free(c);
@@ -282,7 +283,7 @@ static void load_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40) {
         memcpy(sha, rep->str, 41);
     } else if (rep) {
-        fprintf(stderr, "subway: warn: redis SCRIPT LOAD %s failed: %s\n",
+        log_warn("redis SCRIPT LOAD %s failed: %s",
                 coord_script_name[(sha - r->sha[0]) / (int)sizeof(r->sha[0])],
                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
         r->load_failed = 1;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "broker/log.h"
 #include "broker/timeval.h"
 #include "coord/coord_redis_int.h"
 
@@ -55,8 +56,8 @@ static void role_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         coord_redis_load_scripts(r);
         return;
     }
-    fprintf(stderr, "subway: warn: redis: %s:%d is not the master of %s (a failover under way?); asking again\n",
-            r->host, r->port, r->master);
+    log_warn("redis: %s:%d is not the master of %s (a failover under way?); asking again", r->host, r->port,
+             r->master);
     redisAsyncDisconnect(ac);
 }
 
@@ -64,7 +65,7 @@ static void auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     coord_redis *r = privdata;
     redisReply *rep = reply;
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "subway: warn: redis AUTH failed: %s\n", rep ? rep->str : "connection lost");
+        log_warn("redis AUTH failed: %s", rep ? rep->str : "connection lost");
         return;
     }
     if (ac == r->cmd) {
@@ -162,7 +163,7 @@ void coord_redis_schedule_reconnect(coord_redis *r) {
 }
 
 void coord_redis_conn_drop(coord_redis *r, const char *why) {
-    fprintf(stderr, "subway: warn: redis: %s; dropping the connections\n", why);
+    log_warn("redis: %s; dropping the connections", why);
     /* Freed, not disconnected: a disconnect would wait for the replies. The
      * disconnect callbacks (conn_lost) fail what was pending. */
     redisAsyncContext *cmd = r->cmd, *sub = r->sub;

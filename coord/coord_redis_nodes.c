@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/log.h"
 #include "broker/timeval.h"
 #include "broker/xmalloc.h"
 #include "coord/coord_cmd.h"
@@ -112,7 +113,7 @@ static void session_up(coord_redis *r) {
     r->starting = 0;
     r->had_session = 1;
     r->sessions++;
-    fprintf(stderr, "subway: coordination: session %s started\n", r->token);
+    log_info("coordination: session %s started", r->token);
     coord_redis_set_up(r, r->cmd_ready && r->sub_ready);
 }
 
@@ -161,7 +162,7 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
     coord_redis *r = x->r;
     redisReply *rep = reply;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || !r->cmd_ready) {
-        if (rep && rep->type == REDIS_REPLY_ERROR) fprintf(stderr, "subway: warn: redis: reaping %s failed: %s\n", x->node, rep->str);
+        if (rep && rep->type == REDIS_REPLY_ERROR) log_warn("redis: reaping %s failed: %s", x->node, rep->str);
         reap_done(x);
         return;
     }
@@ -174,7 +175,7 @@ static void reap_feeds(redisAsyncContext *ac, void *reply, void *privdata) {
         own_index_clear(x, rep);
         return;
     }
-    fprintf(stderr, "subway: coordination: node %s reaps node %s (session %s, silent past its TTL): %zu feeds\n",
+    log_info("coordination: node %s reaps node %s (session %s, silent past its TTL): %zu feeds",
             r->node_id, x->node, x->dead_inc, rep->elements);
     coord_cmd b;
     coord_cmd_init(&b);
@@ -216,7 +217,7 @@ static void prev_inc(redisAsyncContext *ac, void *reply, void *privdata) {
     }
     if (rep->type == REDIS_REPLY_STRING) snprintf(x->dead_inc, sizeof(x->dead_inc), "%s", rep->str);
     if (rep->type == REDIS_REPLY_ERROR)
-        fprintf(stderr, "subway: error: redis: %s is not a hash (%s): is an older subway using this Redis?\n",
+        log_error("redis: %s is not a hash (%s): is an older subway using this Redis?",
                 NODES_KEY, rep->str);
     register_node(x->r);
     node_cmd(x, "SMEMBERS", "feeds", reap_feeds);
@@ -249,8 +250,8 @@ void coord_redis_session_start(coord_redis *r) {
 
 static void beat_reply(coord_redis *r, const redisReply *rep, void *data) {
     if (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer != 0 || !r->up || r->starting) return;
-    fprintf(stderr, "subway: warn: coordination: this node's registration lapsed (paused or cut off past "
-            "--node-ttl-ms; others may have reaped it): starting a new session and re-asserting\n");
+    log_warn("coordination: this node's registration lapsed (paused or cut off past "
+            "--node-ttl-ms; others may have reaped it): starting a new session and re-asserting");
     coord_redis_set_up(r, 0);
     coord_redis_session_start(r);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/log.h"
 #include "broker/xmalloc.h"
 #include "coord/coord_redis_int.h"
 #include "proto/addr.h"
@@ -54,13 +55,13 @@ static void sentinel_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         rep->element[1]->type == REDIS_REPLY_STRING && strlen(rep->element[0]->str) < sizeof(r->host)) {
         int port = atoi(rep->element[1]->str);
         if (strcmp(r->host, rep->element[0]->str) != 0 || r->port != port)
-            fprintf(stderr, "subway: redis: Sentinel %s:%d says master %s is at %s:%d\n", s->host, s->port,
+            log_info("redis: Sentinel %s:%d says master %s is at %s:%d", s->host, s->port,
                     r->master, rep->element[0]->str, port);
         snprintf(r->host, sizeof(r->host), "%s", rep->element[0]->str);
         r->port = port;
         r->master_known = 1;
     } else if (rep) {
-        fprintf(stderr, "subway: warn: redis: Sentinel %s:%d does not know master %s (%s)\n", s->host, s->port,
+        log_warn("redis: Sentinel %s:%d does not know master %s (%s)", s->host, s->port,
                 r->master, rep->type == REDIS_REPLY_ERROR ? rep->str : "no address");
         next_sentinel(r);
     }
@@ -72,7 +73,7 @@ static void sentinel_connected(const redisAsyncContext *cac, int status) {
     coord_redis *r = ac->data;
     if (status != REDIS_OK) {
         const coord_redis_sentinel *s = &r->sentinels[r->sentinel_i];
-        fprintf(stderr, "subway: warn: redis: Sentinel %s:%d unreachable: %s\n", s->host, s->port, ac->errstr);
+        log_warn("redis: Sentinel %s:%d unreachable: %s", s->host, s->port, ac->errstr);
         r->sentinel_ac = NULL;    /* freed by hiredis, with no disconnect callback */
         next_sentinel(r);
         coord_redis_schedule_reconnect(r);

@@ -80,12 +80,13 @@ node_pid=$!
 show_log() { sed 's/^/  | /' "$log" >&2; }
 bootstrap="" listen="" admin=""
 for ((i = 0; i < BOOT_WAIT_S * 10; i++)); do
-    line=$(grep -m1 '^subway: dev: embedded Kafka bootstrap ' "$log" || true)
+    # Lines start "subway[NODE]: " (just "subway: " before the node knows its id).
+    line=$(grep -m1 -E '^subway(\[[^]]+\])?: dev: embedded Kafka bootstrap ' "$log" || true)
     bootstrap=${line##* }
-    line=$(grep -m1 '^subway: listening on ' "$log" || true)
-    listen=${line#subway: listening on }
-    line=$(grep -m1 '^subway: admin on http://' "$log" || true)
-    admin=${line#subway: admin on }
+    line=$(grep -m1 -E '^subway(\[[^]]+\])?: listening on ' "$log" || true)
+    listen=${line##* }
+    line=$(grep -m1 -E '^subway(\[[^]]+\])?: admin on http://' "$log" || true)
+    admin=${line##*admin on }
     [ -n "$bootstrap" ] && [ -n "$listen" ] && break
     if ! kill -0 "$node_pid" 2>/dev/null; then
         wait "$node_pid" && rc=0 || rc=$?
@@ -97,8 +98,8 @@ for ((i = 0; i < BOOT_WAIT_S * 10; i++)); do
     sleep 0.1
 done
 if [ -z "$bootstrap" ] || [ -z "$listen" ]; then
-    echo "run-dev: subway --dev did not log 'subway: dev: embedded Kafka bootstrap ADDR' and" \
-         "'subway: listening on ADDR' within ${BOOT_WAIT_S}s; its log:" >&2
+    echo "run-dev: subway --dev did not log 'subway[NODE]: dev: embedded Kafka bootstrap ADDR' and" \
+         "'subway[NODE]: listening on ADDR' within ${BOOT_WAIT_S}s; its log:" >&2
     show_log
     exit 1
 fi

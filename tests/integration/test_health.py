@@ -22,14 +22,14 @@ class ReadinessTest(TestCase):
         kafka = self.mock_kafka({"h": 1})
         n = self.node(kafka.bootstrap)
         wait_until(lambda: readyz(n) == (200, "ready"), 15, "ready once Kafka answered")
-        n.proc.wait_log(r"^subway: kafka: reachable", timeout=5)
+        n.proc.wait_log(r"^subway\[[^]]+\]: kafka: reachable", timeout=5)
         kafka.proc.pause()
         try:
             wait_until(lambda: readyz(n)[0] == 503, 20, "not ready while Kafka is silent")
             status, body = readyz(n)
             self.assertRegex(body, r"^not ready: kafka: unreachable: ")
             self.assertEqual(n.http_get("/healthz")[0], 200, "alive all the same")
-            n.proc.wait_log(r"^subway: warn: kafka: unreachable", timeout=5)
+            n.proc.wait_log(r"^subway\[[^]]+\]: warn: kafka: unreachable", timeout=5)
         finally:
             kafka.proc.resume()
         wait_until(lambda: readyz(n) == (200, "ready"), 20, "ready again once Kafka answers")
@@ -95,7 +95,7 @@ class StateLogTest(TestCase):
         self.assertEqual({cl.owner("many", k) for k in keys}, {a.node_id})
         a.kill9()
         wait_until(lambda: {cl.owner("many", k) for k in keys} == {b.node_id}, 30, "every feed taken over")
-        b.proc.wait_log(r"^subway: coordination: node %s reaps node %s " % (b.node_id, a.node_id), timeout=10)
+        b.proc.wait_log(r"^subway\[[^]]+\]: coordination: node %s reaps node %s " % (b.node_id, a.node_id), timeout=10)
         lines = [l for l in b.proc.stderr().splitlines() if "this node (%s) is the owner now" % b.node_id in l]
         self.assertLess(len(lines), 100, "one line per feed")
         b.proc.wait_log(r"more lines like the last one left out this second", timeout=5)

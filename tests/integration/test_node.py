@@ -41,13 +41,13 @@ class CommandLineTest(TestCase):
 
     def test_logs_listening(self):
         n = self.node(self.kafka.bootstrap)
-        n.proc.wait_log(r"^subway: listening on 127\.0\.0\.1:%d$" % n.port, timeout=5)
+        n.proc.wait_log(r"^subway\[[^]]+\]: listening on 127\.0\.0\.1:%d$" % n.port, timeout=5)
 
     def test_admin_off(self):
         port = free_port()
         p = self.proc([harness.bin_path("subway"), "--listen", "127.0.0.1:%d" % port, "--admin", "off",
                        "--kafka", self.kafka.bootstrap], name="subway-admin-off")
-        p.wait_log(r"^subway: listening on 127\.0\.0\.1:%d$" % port, timeout=15)
+        p.wait_log(r"^subway\[[^]]+\]: listening on 127\.0\.0\.1:%d$" % port, timeout=15)
         with wire.RawClient(("127.0.0.1", port)) as c:
             self.assertEqual(c.hello().version, wire.PROTO_VERSION)
 
@@ -101,8 +101,8 @@ class CommandLineTest(TestCase):
     def test_dev_mode(self):
         port, admin = free_port(), free_port()
         n = self.node(None, ["--dev"], listen_port=port, admin_port=admin)
-        m = n.proc.wait_log(r"^subway: dev: embedded Kafka bootstrap (\S+)$", timeout=5)
-        n.proc.wait_log(r"^subway: listening on 127\.0\.0\.1:%d$" % port, timeout=5)
+        m = n.proc.wait_log(r"^subway\[[^]]+\]: dev: embedded Kafka bootstrap (\S+)$", timeout=5)
+        n.proc.wait_log(r"^subway\[[^]]+\]: listening on 127\.0\.0\.1:%d$" % port, timeout=5)
         boot = m.group(1)
         # make run's flow: a producer creates the topic (4 partitions in the mock)
         produce(boot, "demo", [("user-1", "first")])
