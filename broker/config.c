@@ -84,6 +84,8 @@ static const opt opts[] = {
      "GET /metrics: series of their own for this many feeds, those with the most subscribers (0: none)"},
     {"linger-ms", OPT_UINT, F(linger_ms), 0, "5000", "keep an unused feed's Kafka partitions this long"},
     {"metadata-refresh-ms", OPT_UINT, F(metadata_refresh_ms), 0, "30000", "how often topics in use are checked for added partitions"},
+    {"goaway-grace-ms", OPT_UINT, F(goaway_grace_ms), 0, "1000",
+     "after GOAWAY, a client's requests get SHUTTING_DOWN this long before it is closed (at most --drain-timeout-ms)"},
     {"drain-timeout-ms", OPT_UINT, F(drain_timeout_ms), 0, "5000", "on SIGTERM, wait this long for GOAWAYs to flush"},
     {"dev-partitions", OPT_UINT, F(dev_partitions), 0, "4", "partitions of topics the --dev Kafka creates"},
     {"default-partitioner", OPT_STR, F(default_partitioner), 0, "murmur2", "murmur2 (Java client), crc32 (librdkafka consistent_random) or all"},

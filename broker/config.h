@@ -51,6 +51,7 @@ typedef struct config {
     uint64_t linger_ms;
     uint64_t metadata_refresh_ms; /* how often topics in use are checked for new partitions */
     uint64_t drain_timeout_ms;    /* SIGTERM: how long to flush GOAWAY */
+    uint64_t goaway_grace_ms;     /* after GOAWAY: requests answered SHUTTING_DOWN this long, then closed */
     uint64_t dev_partitions;      /* partitions of topics the dev Kafka creates */
     char *redis;                  /* HOST:PORT of the coordination Redis, NULL for single node */
     char *redis_password;

@@ -24,7 +24,6 @@
 #define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
 #define CONN_FRAMES_PER_EVENT 1024 /* fairness: frames handled before the others' turn */
 #define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
-#define CONN_GOAWAY_GRACE_MS 1000 /* after GOAWAY, requests still get their SHUTTING_DOWN this long */
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -648,7 +647,7 @@ void conn_goaway(conn *c, const char *text) {
     c->flags |= CONN_GOAWAY;
     /* Its subscriptions end; PUBLISHes in flight still get their answer. */
     while (c->nsubs > 0) feed_unsubscribe(c->b->feeds, c->subs[c->nsubs - 1]);
-    uint64_t grace = c->b->cfg->drain_timeout_ms < CONN_GOAWAY_GRACE_MS ? c->b->cfg->drain_timeout_ms
-                                                                          : CONN_GOAWAY_GRACE_MS;
+    const config *cfg = c->b->cfg;
+    uint64_t grace = cfg->drain_timeout_ms < cfg->goaway_grace_ms ? cfg->drain_timeout_ms : cfg->goaway_grace_ms;
     c->close_deadline_ms = broker_now_ms() + grace;
 }

@@ -2,6 +2,7 @@
 
 import re
 import signal
+import time
 
 import harness
 from harness import (MockKafka, NodeCase, TestCase, class_fixture, crc32_partition, free_port,
@@ -187,3 +188,21 @@ class ShutdownTest(TestCase):
         late.expect_closed(5)
         a.expect_closed(5)            # it did not hang up: closed after the grace
         self.assertEqual(n.proc.wait_exit(5), 0, n.proc.tail())
+
+    def test_goaway_grace_is_an_option(self):
+        """--goaway-grace-ms 4000: a request 2 s after GOAWAY (past the
+        default grace of 1 s) is still answered SHUTTING_DOWN."""
+        n = self.node(self.kafka.bootstrap, ["--drain-timeout-ms", 8000, "--goaway-grace-ms", 4000])
+        a = self.client(n)
+        a.subscribe("bye", "*")
+        n.proc.signal(signal.SIGTERM)
+        a.expect(wire.GOAWAY, timeout=5)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:     # past the default grace, answering PINGs
+            self.assertEqual(a.ping(int((time.monotonic() - t0) * 1000) + 1).type, wire.PONG)
+            time.sleep(0.25)
+        a.send(wire.SUBSCRIBE, 78, "bye", b"later")
+        err = a.expect(wire.ERROR, timeout=5)
+        self.assertEqual((err.req_id, err.code), (78, wire.E_SHUTTING_DOWN))
+        a.expect_closed(5)
+        self.assertEqual(n.proc.wait_exit(8), 0, n.proc.tail())
