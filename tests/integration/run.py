@@ -5,8 +5,10 @@
 
 Ends with one line "integration: N passed, M failed" (N, M = test methods;
 errors, skips and unexpected successes count as failed: this suite never
-skips) and exits non-zero when any failed. SUBWAY_DURATIONS=FILE writes every
-test's time there, slowest first. -k selects tests whose id
+skips) and exits non-zero when any failed. --after-plain (the sanitizer pass
+of make test) leaves out the tests marked PLAIN_ONLY and says how many.
+SUBWAY_DURATIONS=FILE writes every test's time there, slowest first. -k
+selects tests whose id
 (module.Class.test_name) contains PATTERN, or matches it as a shell-style
 pattern when it has wildcards (* ? [). On a failure the tails of the logs of
 the processes the test used are printed; SUBWAY_KEEP_TMP=1 keeps the whole
@@ -110,12 +112,34 @@ def select(suite, patterns):
     return out
 
 
+def plain_only(t):
+    """Why t is left to the plain pass (a PLAIN_ONLY on its class or
+    module), or None."""
+    return getattr(type(t), "PLAIN_ONLY", None) or getattr(sys.modules.get(type(t).__module__), "PLAIN_ONLY", None)
+
+
+def leave_plain_only(suite):
+    """The suite without the PLAIN_ONLY tests, and their count by reason."""
+    out, left = unittest.TestSuite(), {}
+    for t in iter_tests(suite):
+        why = plain_only(t)
+        if why:
+            left[why] = left.get(why, 0) + 1
+        else:
+            out.addTest(t)
+    return out, left
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(harness.REPO, "bin"),
                     help="directory with subway, subway-cli and tests/mock_kafka (default: bin)")
     ap.add_argument("-k", dest="patterns", action="append", default=[],
                     help="run only tests whose id contains PATTERN (repeatable)")
+    ap.add_argument("--after-plain", action="store_true",
+                    help="a second pass (under a sanitizer) after a plain one: leave out the tests marked "
+                         "PLAIN_ONLY, which check Kafka's, a script's or a Python client's behaviour rather "
+                         "than the node's memory; they are listed, not counted")
     ap.add_argument("-v", dest="verbose", action="store_true", help="one line per test")
     args = ap.parse_args()
 
@@ -130,6 +154,10 @@ def main():
     loader = unittest.TestLoader()
     suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
     suite = select(suite, args.patterns)
+    if args.after_plain:
+        suite, left = leave_plain_only(suite)
+        for why, n in sorted(left.items()):
+            print("left to the plain pass: %d test%s (%s)" % (n, "" if n == 1 else "s", why))
     total = suite.countTestCases()
 
     runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2 if args.verbose else 1,

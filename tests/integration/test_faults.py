@@ -249,6 +249,7 @@ class PauseTest(FaultCase):
 class ApacheKafkaFaultTest(FaultCase):
     """The two hardest faults again, on Apache Kafka itself (one broker,
     KRaft): the nodes' consumers re-read and repair from a real log."""
+    PLAIN_ONLY = "Apache Kafka's behaviour (the sanitizers see the same node code with the mock)"
 
     @classmethod
     def setUpClass(cls):

@@ -22,6 +22,10 @@ PONG = b"+PONG\r\n"
 SILENCE = 1.0
 
 
+# The sanitizer pass of make test leaves these to the plain pass (run.py --after-plain).
+PLAIN_ONLY = 'the test harness itself'
+
+
 def connect(port, timeout=5.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
