@@ -10,18 +10,11 @@
 #include <string.h>
 
 #include "broker/log.h"
+#include "proto/tlserr.h"
 
 /* The plaintext one SSL_write turns into a record: after WANT_WRITE, at
  * most this much of the slice is inside OpenSSL and must be offered again. */
 #define TLS_RECORD_MAX SSL3_RT_MAX_PLAIN_LENGTH
-
-/* OpenSSL's reason for the last error, or fallback; clears the queue. */
-static const char *tls_reason(const char *fallback) {
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    ERR_clear_error();
-    return r ? r : fallback;
-}
 
 /* ---------------------------------------------------------------- context */
 
@@ -36,7 +29,7 @@ int tls_start(broker *b, char *errstr, size_t errlen) {
     if (!cfg->tls_listen) return 0;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(errstr, errlen, "TLS: cannot create a context: %s", tls_reason("out of memory"));
+        snprintf(errstr, errlen, "TLS: cannot create a context: %s", proto_tls_reason("out of memory"));
         return -1;
     }
     b->tls_ctx = ctx;
@@ -53,23 +46,23 @@ int tls_start(broker *b, char *errstr, size_t errlen) {
      * WANT_WRITE and the retry of the same bytes. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
-        snprintf(errstr, errlen, "--tls-cert-file %s: %s", cfg->tls_cert_file, tls_reason("cannot read"));
+        snprintf(errstr, errlen, "--tls-cert-file %s: %s", cfg->tls_cert_file, proto_tls_reason("cannot read"));
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1) {
-        snprintf(errstr, errlen, "--tls-key-file %s: %s", cfg->tls_key_file, tls_reason("cannot read"));
+        snprintf(errstr, errlen, "--tls-key-file %s: %s", cfg->tls_key_file, proto_tls_reason("cannot read"));
         return -1;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(errstr, errlen, "--tls-key-file %s does not match --tls-cert-file %s: %s", cfg->tls_key_file,
-                 cfg->tls_cert_file, tls_reason("mismatch"));
+                 cfg->tls_cert_file, proto_tls_reason("mismatch"));
         return -1;
     }
     if (cfg->tls_ca_file) {
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_ca_file);
         if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL) != 1 || !names) {
             sk_X509_NAME_pop_free(names, X509_NAME_free);
-            snprintf(errstr, errlen, "--tls-ca-file %s: %s", cfg->tls_ca_file, tls_reason("no certificates in it"));
+            snprintf(errstr, errlen, "--tls-ca-file %s: %s", cfg->tls_ca_file, proto_tls_reason("no certificates in it"));
             return -1;
         }
         SSL_CTX_set_client_CA_list(ctx, names); /* tells clients which of their certificates to pick */
@@ -136,7 +129,7 @@ tls_status tls_handshake(struct ssl_st *s, char *why, size_t whylen) {
     else if (ERR_peek_last_error() == 0)
         snprintf(why, whylen, "handshake: %s", strerror(errno));
     else
-        snprintf(why, whylen, "handshake: %s", tls_reason("failed"));
+        snprintf(why, whylen, "handshake: %s", proto_tls_reason("failed"));
     if (SSL_get_verify_result(s) != X509_V_OK)
         snprintf(why + strlen(why), whylen - strlen(why), " (%s)",
                  X509_verify_cert_error_string(SSL_get_verify_result(s)));

@@ -6,15 +6,21 @@ shared node takes client certificates optionally, so one node serves
 clients with and without them; a second node requires them.
 """
 
+import asyncio
 import os
 import socket
 import ssl
-import struct
+import sys
+
+import harness
 
 from harness import (MockKafka, Node, TestCase, class_fixture, cli_argv, free_port, make_tls_certs, produce, run,
                      wait_until)
 import wire
 from wire import DROPPED, MESSAGE
+
+sys.path.insert(0, os.path.join(harness.REPO, "proto", "python"))
+import subway  # noqa: E402
 
 _pki = None
 
@@ -169,6 +175,44 @@ class TlsTest(TestCase):
         self.assertRegex(text, r"(?m)^subway_tls_handshake_failures_total \d+$")
 
 
+    # ---- the clients
+
+    def cli(self, *args, env=None, addr=None):
+        return run(cli_argv(addr or "localhost:%d" % self.n.tls_port, *args), timeout=20, env=env)
+
+    def test_cli_over_tls(self):
+        """subway-cli --ca checks the node against that CA and the host of
+        -s; the same command that speaks plain TCP otherwise."""
+        p = pki()
+        r = self.cli("--ca", p["ca"], "pub", "tlspub", "cli-k", "from cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.cli("--ca", p["ca"], "-o", "beginning", "-c", "1", "sub", "tlspub", "cli-k")
+        self.assertEqual((r.returncode, r.stdout), (0, "cli-k\tfrom cli\n"), r.stderr)
+        # SUBWAY_TLS=1 with the system's CAs: ours is not one of them
+        r = self.cli("pub", "tlspub", "cli-k", "x", env={"SUBWAY_TLS": "1"})
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("certificate", r.stderr)
+        # a name the certificate does not carry
+        r = self.cli("--ca", p["ca"], "--server-name", "elsewhere.example", "pub", "tlspub", "cli-k", "x")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("hostname mismatch", r.stderr)
+        # TLS to the plain port
+        r = self.cli("--ca", p["ca"], "pub", "tlspub", "cli-k", "x", addr=self.n.addr_str)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("TLS handshake", r.stderr)
+
+    def test_python_client_over_tls(self):
+        async def main():
+            async with subway.connect("127.0.0.1:%d" % self.n.tls_port, ssl=client_context(), timeout=10) as c:
+                sub = c.subscribe("tlspub", "py-k")
+                await sub.wait_live()
+                ack = await c.publish("tlspub", "py-k", "from python")
+                async for r in sub:
+                    return ack, r
+        ack, r = asyncio.run(asyncio.wait_for(main(), 20))
+        self.assertEqual((r.value, r.partition, r.offset), (b"from python", ack.partition, ack.offset))
+
+
 class TlsClientCertRequiredTest(TestCase):
     @classmethod
     def setUpClass(cls):
@@ -186,6 +230,14 @@ class TlsClientCertRequiredTest(TestCase):
             c.hello(timeout=5)
         self.n.wait_stats(lambda st: st["counters"]["tls_handshake_failed"] == before + 1, timeout=5,
                           what="the missing certificate counted")
+
+    def test_cli_with_a_client_certificate(self):
+        p = pki()
+        argv = cli_argv("127.0.0.1:%d" % self.n.tls_port, "--ca", p["ca"], "pub", "req", "c", "cli cert")
+        r = run(argv, timeout=20)
+        self.assertEqual(r.returncode, 3, "refused without --cert")
+        r = run(argv[:3] + ["--cert", p["client_cert"], "--key", p["client_key"]] + argv[3:], timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_with_a_client_certificate_served(self):
         c = self.n.tls_client(cert=True)
