@@ -14,8 +14,8 @@ import sys
 
 import harness
 
-from harness import (MockKafka, Node, TestCase, class_fixture, cli_argv, free_port, make_tls_certs, produce, run,
-                     wait_until)
+from harness import (HAPROXY_BACKEND, HAPROXY_TLS_BACKEND, MockKafka, Node, TestCase, class_fixture, cli_argv,
+                     free_port, make_tls_certs, produce, run)
 import wire
 from wire import DROPPED, MESSAGE
 
@@ -282,3 +282,33 @@ class TlsSlowConsumerTest(TestCase):
         self.assertEqual(frames[-1].type, wire.ERROR)
         node.wait_stats(lambda st: st["connections"] == 1, timeout=5, what="the plain client kept")
         self.assertTrue(all(f.type in (MESSAGE, DROPPED, wire.ERROR, wire.PING) for f in frames))
+
+
+class HAProxyTlsTest(TestCase):
+    """deploy/haproxy.cfg's "#tls" sections, live: TLS terminated in HAProxy
+    (plain to the node's --listen) and passed through to --tls-listen."""
+
+    def test_terminated_and_passthrough(self):
+        kafka = self.mock_kafka({"lbtls": 1})
+        node = TlsNode(kafka.bootstrap, ["--node-id", "tls1"])
+        self.addCleanup(node.stop)
+        lb = self.haproxy([("tls1", node.port, node.admin_port)], tls_crt=pki()["pem"],
+                          tls_servers=[("tls1", node.tls_port, node.admin_port)])
+        lb.proc.wait_ready(lambda: all(lb.stats_rows()[(b, "tls1")]["status"] == "UP"
+                                       for b in (HAPROXY_BACKEND, HAPROXY_TLS_BACKEND)), 15,
+                           "both backends' server UP")
+        before = node.stats()["counters"]["tls_handshakes"]
+        terminated = wire.RawClient(lb.tls_addr, ssl=client_context())
+        self.addCleanup(terminated.close)
+        passthrough = wire.RawClient(lb.passthrough_addr, ssl=client_context(cert=True))
+        self.addCleanup(passthrough.close)
+        feeds = []
+        for c in (terminated, passthrough):
+            c.hello()
+            self.assertEqual(c.welcome.node_id, "tls1")
+            feeds.append(c.subscribe("lbtls", "*").feed)
+        # only the passthrough client did a handshake with the node
+        self.assertEqual(node.stats()["counters"]["tls_handshakes"], before + 1)
+        produce(kafka.bootstrap, "lbtls", [("k", "through haproxy, encrypted")])
+        for c, f in zip((terminated, passthrough), feeds):
+            self.assertEqual(c.messages(1, feed=f)[0].value, b"through haproxy, encrypted")
