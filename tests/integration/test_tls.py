@@ -158,6 +158,22 @@ class TlsTest(TestCase):
         self.assertEqual(after["hello_closed"], before["hello_closed"] + 1)
         self.assertEqual(after["tls_handshake_failed"], before["tls_handshake_failed"])
 
+    def test_input_openssl_holds_is_read(self):
+        """PINGs filling one TLS record (16 KiB) in one write, on a fresh
+        connection: the node's first reads take 512 bytes, then more, four
+        reads a turn, so OpenSSL is left holding decrypted bytes the socket
+        will not announce again. Every PING is answered, with nothing more
+        sent."""
+        c = self.tls_client()
+        base = 1 << 40                # 15-byte frames: fewer than the 1024 a turn handles
+        n = 1000
+        c.send_raw(b"".join(wire.encode(wire.PING, base + i) for i in range(n)))
+        tokens = []
+        while len(tokens) < n:
+            f = c.expect(wire.PONG, timeout=5)
+            tokens.append(f.token)
+        self.assertEqual(tokens, list(range(base, base + n)))
+
     def test_protocol_errors_inside_tls_are_coded(self):
         c = self.tls_client(hello=False)
         c.send(wire.PING, 1)
