@@ -71,7 +71,7 @@ int tls_start(broker *b, char *errstr, size_t errlen) {
     /* Resumed sessions must come back to a context that verified them. */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"subway", 6);
     log_info("TLS: client certificates %s%s", cfg->tls_verify_client,
-             cfg->tls_ktls ? "; kernel TLS asked for (each connection logs whether it took)" : "");
+             cfg->tls_ktls ? "; kernel TLS asked for (the first TLS connection logs whether it took)" : "");
     return 0;
 }
 

@@ -328,3 +328,26 @@ class HAProxyTlsTest(TestCase):
         produce(kafka.bootstrap, "lbtls", [("k", "through haproxy, encrypted")])
         for c, f in zip((terminated, passthrough), feeds):
             self.assertEqual(c.messages(1, feed=f)[0].value, b"through haproxy, encrypted")
+
+
+class TlsRefusalAndKtlsTest(TestCase):
+    def test_refused_connection_hears_why_over_tls_and_ktls_is_optional(self):
+        """Over --max-conns, a TLS client still gets its TOO_MANY_CONNS:
+        the handshake runs for the refusal. --tls-ktls logs whether the
+        kernel took the keys; this machine has no tls module, and the node
+        works either way."""
+        kafka = self.mock_kafka({"k": 1})
+        node = TlsNode(kafka.bootstrap, ["--max-conns", "1", "--tls-ktls"])
+        self.addCleanup(node.stop)
+        first = node.tls_client()
+        self.addCleanup(first.close)
+        node.proc.wait_log(r"TLS: kernel TLS (took|did not take)")
+        second = wire.RawClient(node.tls_addr, ssl=client_context())
+        self.addCleanup(second.close)
+        second.send(wire.HELLO, wire.PROTO_VERSION, "second", None)
+        e = second.expect_error(timeout=5)
+        self.assertEqual(e.code, wire.E_TOO_MANY_CONNS, e)
+        second.expect_closed(timeout=5)
+        sub = first.subscribe("k", "*")
+        produce(kafka.bootstrap, "k", [("a", "ktls or not")])
+        self.assertEqual(first.messages(1, feed=sub.feed)[0].value, b"ktls or not")
