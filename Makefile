@@ -65,7 +65,10 @@ else
   say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client_requests.c proto/client_feeds.c proto/client_reconnect.c proto/client_sync.c proto/addr.c
+LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client_requests.c proto/client_feeds.c proto/client_reconnect.c proto/client_sync.c proto/client_tls.c proto/tlserr.c proto/addr.c
+# What libsubway itself links: msgpack-c, and OpenSSL for TLS (subway.pc.in
+# says the same in Libs.private).
+LIBSUBWAY_LIBS := -lmsgpackc -lssl -lcrypto
 CLI_SRC := proto/cli.c
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -128,7 +131,7 @@ $(LIB)/libsubway.a: $(call objs,$(LIBSUBWAY_SRC))
 $(LIB)/libsubway.so: $(call objs,$(LIBSUBWAY_SRC))
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(ALL_LDFLAGS) $(LIBSUBWAY_LIBS)
 
 $(OBJ)/libbroker.a: $(call objs,$(BROKER_SRC))
 	$(call say,AR,$@)
@@ -142,7 +145,7 @@ $(BIN)/subway: $(call objs,broker/main.c) $(OBJ)/libbroker.a $(LIB)/libsubway.a
 $(BIN)/subway-cli: $(call objs,$(CLI_SRC)) $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) -lmsgpackc
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBSUBWAY_LIBS)
 
 $(call objs,$(UNIT_SRC)): | test-deps-check
 

@@ -93,7 +93,8 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         "\"lost\":%llu,\"slow_closed\":%llu,\"heartbeat_closed\":%llu,\"hello_closed\":%llu,"
                         "\"input_paused\":%llu,\"auth_refused\":%llu,\"forbidden\":%llu,\"protocol_errors\":%llu,"
                         "\"conns_accepted\":%llu,\"conns_refused\":%llu,\"catchup_records\":%llu,"
-                        "\"catchup_missing\":%llu,\"catchup_yields\":%llu,\"headers_cut\":%llu,\"oversize\":%llu}}\n",
+                        "\"catchup_missing\":%llu,\"catchup_yields\":%llu,\"headers_cut\":%llu,\"oversize\":%llu,"
+                        "\"tls_handshakes\":%llu,\"tls_handshake_failed\":%llu}}\n",
                         (unsigned long long)k->records_in, (unsigned long long)k->bytes_in, (unsigned long long)k->records_out,
                         (unsigned long long)k->dropped, (unsigned long long)k->lost, (unsigned long long)k->slow_closed,
                         (unsigned long long)k->heartbeat_closed, (unsigned long long)k->hello_closed,
@@ -101,7 +102,8 @@ static void stats_cb(struct evhttp_request *req, void *arg) {
                         (unsigned long long)k->forbidden, (unsigned long long)k->protocol_errors,
                         (unsigned long long)k->conns_accepted, (unsigned long long)k->conns_refused,
                         (unsigned long long)k->catchup_records, (unsigned long long)k->catchup_missing,
-                        (unsigned long long)k->catchup_yields, (unsigned long long)k->headers_cut, (unsigned long long)k->oversize);
+                        (unsigned long long)k->catchup_yields, (unsigned long long)k->headers_cut, (unsigned long long)k->oversize,
+                        (unsigned long long)k->tls_handshakes, (unsigned long long)k->tls_handshake_failed);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, HTTP_OK, "OK", out);
     evbuffer_free(out);

@@ -48,6 +48,8 @@ typedef struct broker_counters {
     uint64_t input_paused;        /* times a client's input waited: answers unread, PUBLISH limits */
     uint64_t conns_accepted;
     uint64_t conns_refused;       /* over --max-conns */
+    uint64_t tls_handshakes;      /* TLS handshakes completed */
+    uint64_t tls_handshake_failed; /* TLS connections closed for a failed handshake (not for a slow one: hello_closed) */
     uint64_t catchup_records;     /* MESSAGE frames of catch-ups queued to clients */
     uint64_t catchup_missing;     /* records catch-ups asked for that Kafka no longer held (DROPPED) */
     uint64_t catchup_yields;      /* readers sent to the back of the queue for others */
@@ -63,6 +65,8 @@ typedef struct broker {
     uint64_t start_ms;
 
     struct evconnlistener *listener;
+    struct evconnlistener *tls_listener; /* --tls-listen, or NULL */
+    struct ssl_ctx_st *tls_ctx;   /* tls.c's server context, NULL without --tls-listen */
     struct evhttp *admin;
     int auth_mode;                /* an auth_mode (auth.h) */
     struct jwt_keys *keys;        /* --auth-*-key-file, NULL with --auth off */

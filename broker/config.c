@@ -23,6 +23,15 @@ typedef struct opt {
 #define F(x) offsetof(config, x)
 static const opt opts[] = {
     {"listen", OPT_STR, F(listen), 0, "127.0.0.1:7700", "address clients connect to"},
+    {"tls-listen", OPT_STR, F(tls_listen), 0, NULL,
+     "also take clients speaking TLS (1.2 or 1.3) on this HOST:PORT, with --tls-cert-file and --tls-key-file"},
+    {"tls-cert-file", OPT_STR, F(tls_cert_file), 0, NULL, "PEM certificate (chain) of --tls-listen"},
+    {"tls-key-file", OPT_STR, F(tls_key_file), 0, NULL, "PEM private key of --tls-cert-file"},
+    {"tls-ca-file", OPT_STR, F(tls_ca_file), 0, NULL, "PEM CA certificates client certificates must chain to"},
+    {"tls-verify-client", OPT_STR, F(tls_verify_client), 0, "off",
+     "client certificates: off (not asked for), optional (checked when shown), required (no certificate: refused)"},
+    {"tls-ktls", OPT_FLAG, F(tls_ktls), 0, NULL,
+     "ask OpenSSL for kernel TLS, so records go out with writev from the shared blocks (needs the kernel's tls module)"},
     {"admin", OPT_STR, F(admin), 0, "127.0.0.1:7701", "HTTP admin address (GET /stats, /metrics, /healthz, /readyz, /feeds, /cluster/feeds), or off"},
     {"admin-token-file", OPT_STR, F(admin_token_file), 0, NULL,
      "file holding the bearer token the admin's pages (all but /healthz, /readyz) ask for; needed when --admin is not on loopback"},
@@ -312,6 +321,24 @@ int config_validate(const config *c, char *err, size_t errlen) {
     }
     if (strcmp(c->auth, "off") && strcmp(c->auth, "optional") && strcmp(c->auth, "required")) {
         snprintf(err, errlen, "--auth: '%s' is not off, optional or required", c->auth);
+        return -1;
+    }
+    if (strcmp(c->tls_verify_client, "off") && strcmp(c->tls_verify_client, "optional") &&
+        strcmp(c->tls_verify_client, "required")) {
+        snprintf(err, errlen, "--tls-verify-client: '%s' is not off, optional or required", c->tls_verify_client);
+        return -1;
+    }
+    if (c->tls_listen && (!c->tls_cert_file || !c->tls_key_file)) {
+        snprintf(err, errlen, "--tls-listen needs --tls-cert-file and --tls-key-file");
+        return -1;
+    }
+    if (!c->tls_listen && (c->tls_cert_file || c->tls_key_file || c->tls_ca_file || c->tls_ktls)) {
+        snprintf(err, errlen, "--tls-cert-file, --tls-key-file, --tls-ca-file and --tls-ktls need --tls-listen");
+        return -1;
+    }
+    if (strcmp(c->tls_verify_client, "off") && !c->tls_ca_file) {
+        snprintf(err, errlen, "--tls-verify-client %s needs --tls-ca-file to check certificates against",
+                 c->tls_verify_client);
         return -1;
     }
     if (c->max_publish_inflight < 1 || c->publish_rate > 1000000000 || c->publish_bytes_rate > (1ull << 40)) {

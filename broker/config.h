@@ -17,6 +17,12 @@ typedef struct config_kv {
 
 typedef struct config {
     char *listen;                 /* HOST:PORT for clients */
+    char *tls_listen;             /* HOST:PORT for clients speaking TLS, NULL for none */
+    char *tls_cert_file;          /* PEM certificate chain of the TLS listener */
+    char *tls_key_file;           /* its PEM private key */
+    char *tls_ca_file;            /* PEM CAs client certificates are checked against */
+    char *tls_verify_client;      /* "off", "optional" or "required" */
+    int tls_ktls;                 /* ask OpenSSL for kernel TLS */
     char *admin;                  /* HOST:PORT for the HTTP admin, or "off" */
     char *admin_token_file;       /* bearer token for its pages, NULL for none */
     char *kafka;                  /* bootstrap brokers; NULL with dev */

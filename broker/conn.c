@@ -17,6 +17,7 @@
 #include "broker/log.h"
 #include "broker/producer.h"
 #include "broker/sub.h"
+#include "broker/tls.h"
 #include "broker/xmalloc.h"
 
 #define CONN_IN_INITIAL 512       /* most clients send little: memory per connection counts */
@@ -30,7 +31,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ------------------------------------------------------------- lifecycle */
 
-conn *conn_new(broker *b, int fd, const char *peer) {
+conn *conn_new(broker *b, int fd, const char *peer, int tls) {
     conn *c = xcalloc(1, sizeof(*c));
     c->b = b;
     c->fd = fd;
@@ -51,6 +52,11 @@ conn *conn_new(broker *b, int fd, const char *peer) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (tls) {
+        /* The read event, armed below, brings the client's hello. */
+        c->tls = tls_session_new(b, fd);
+        c->flags |= CONN_TLS_HANDSHAKE;
+    }
     c->accepted_ms = c->last_rx_ms = c->last_ping_ms = broker_now_ms();
     ratelimit_init(&c->pub_rate, b->cfg->publish_rate, c->accepted_ms);
     ratelimit_init(&c->pub_bytes, b->cfg->publish_bytes_rate, c->accepted_ms);
@@ -124,6 +130,7 @@ void conn_free(conn *c) {
     outq_clear(&c->out);
     proto_buf_free(&c->scratch);
     proto_decoder_free(c->dec);
+    tls_session_free(c->tls);
     auth_conn_free(c);
     free(c->subs);
     free(c->in);
@@ -136,6 +143,7 @@ void conn_free(conn *c) {
  * the client reads it. */
 static void conn_linger(conn *c) {
     c->flags |= CONN_LINGER;
+    if (c->tls && !(c->flags & CONN_TLS_HANDSHAKE)) tls_close_notify(c->tls);
     shutdown(c->fd, SHUT_WR);
     event_add(c->read_ev, NULL);
 }
@@ -250,6 +258,67 @@ static void conn_report_drops(conn *c) {
     }
 }
 
+/* Arms the write event (once): the socket must take more before going on. */
+static void conn_want_write(conn *c) {
+    if (c->flags & CONN_WANT_WRITE) return;
+    event_add(c->write_ev, NULL);
+    c->flags |= CONN_WANT_WRITE;
+}
+
+/* Takes one step of a TLS connection's handshake, waiting on the event it
+ * needs. Once it is done the connection reads and writes frames as a
+ * plain one does; a failed one is closed and counted. */
+static void conn_tls_handshake(conn *c) {
+    static int ktls_said;
+    broker *b = c->b;
+    char what[512];
+    switch (tls_handshake(c->tls, what, sizeof(what))) {
+    case TLS_WANT_READ:
+        if (c->flags & CONN_WANT_WRITE) {
+            event_del(c->write_ev);
+            c->flags &= ~CONN_WANT_WRITE;
+        }
+        event_add(c->read_ev, NULL); /* even on a refused connection: its ERROR goes out over TLS */
+        return;
+    case TLS_WANT_WRITE:
+        conn_want_write(c);
+        return;
+    case TLS_DONE:
+        c->flags &= ~CONN_TLS_HANDSHAKE;
+        b->ctr.tls_handshakes++;
+        log_debug("conn %llu from %s: %s", (unsigned long long)c->id, c->peer, what);
+        if (b->cfg->tls_ktls && !ktls_said) {
+            ktls_said = 1;
+            log_info("TLS: kernel TLS %s (first TLS connection; Linux needs the tls module, OpenSSL a kTLS build)",
+                     tls_ktls_send(c->tls) ? "took: records go out with writev" : "did not take: OpenSSL encrypts");
+        }
+        if (c->flags & CONN_CLOSE_AFTER_FLUSH)
+            event_del(c->read_ev);
+        else
+            event_active(c->read_ev, EV_READ, 0); /* HELLO may be in already */
+        broker_schedule_flush(b, c);
+        return;
+    case TLS_EOF:
+    case TLS_FAILED:
+        b->ctr.tls_handshake_failed++;
+        log_info_limited("conn %llu from %s: TLS %s", (unsigned long long)c->id, c->peer, what);
+        conn_close(c, what);
+        return;
+    }
+}
+
+/* Writes queued output: writev on a plain connection, SSL_write from the
+ * same shared blocks on a TLS one. Returns NULL, or why the connection
+ * failed. */
+static const char *conn_write_out(conn *c) {
+    if (!c->tls) return outq_write(&c->out, c->fd) < 0 ? strerror(errno) : NULL;
+    tls_status st;
+    tls_write(c->tls, &c->out, c->fd, &st);
+    if (st == TLS_FAILED || st == TLS_EOF) return "TLS write failed";
+    if (st == TLS_WANT_READ) c->flags |= CONN_TLS_WRITE_WANTS_READ; /* the read event brings it back */
+    return NULL;
+}
+
 void conn_flush(conn *c) {
     if (c->flags & CONN_CLOSED) return;
     if (c->flags & CONN_KILL) {
@@ -257,9 +326,14 @@ void conn_flush(conn *c) {
         conn_close_with_error(c, PROTO_E_SLOW_CONSUMER, "output above the hard limit: closing a slow consumer");
         return;
     }
+    if (c->flags & CONN_TLS_HANDSHAKE) {
+        conn_tls_handshake(c);    /* output waits for it */
+        return;
+    }
     for (int round = 0; round < 2; round++) {
-        if (outq_write(&c->out, c->fd) < 0) {
-            conn_close(c, strerror(errno));
+        const char *err = conn_write_out(c);
+        if (err) {
+            conn_close(c, err);
             return;
         }
         if (c->out.bytes > 0 || !c->has_dropped) break;
@@ -275,14 +349,18 @@ void conn_flush(conn *c) {
             c->flags &= ~CONN_WANT_WRITE;
         }
         if ((c->flags & CONN_CLOSE_AFTER_FLUSH) && !(c->flags & CONN_LINGER)) conn_linger(c);
-    } else if (!(c->flags & CONN_WANT_WRITE)) {
-        event_add(c->write_ev, NULL);
-        c->flags |= CONN_WANT_WRITE;
+    } else if (!(c->flags & CONN_TLS_WRITE_WANTS_READ)) {
+        conn_want_write(c);
     }
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg) {
-    conn_flush(arg);
+    conn *c = arg;
+    if (c->flags & CONN_TLS_READ_WANTS_WRITE) {
+        c->flags &= ~CONN_TLS_READ_WANTS_WRITE;
+        event_active(c->read_ev, EV_READ, 0);
+    }
+    conn_flush(c);
 }
 
 /* ----------------------------------------------------------------- input */
@@ -545,21 +623,42 @@ static int conn_process_input(conn *c) {
     return more;
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
-    conn *c = arg;
-    if (c->flags & CONN_LINGER) {
-        char sink[4096];
-        ssize_t n;
-        while ((n = read(fd, sink, sizeof(sink))) > 0) {}
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c, "closed after the last frame");
-        return;
+/* Reads into buf as read(2) does: the count, 0 at the peer's end, or -1
+ * with errno (EAGAIN: nothing now). A TLS connection reads through its
+ * session. */
+static ssize_t conn_recv(conn *c, void *buf, size_t len) {
+    if (!c->tls) return read(c->fd, buf, len);
+    tls_status st;
+    size_t n = tls_read(c->tls, buf, len, &st);
+    switch (st) {
+    case TLS_DONE:
+        return (ssize_t)n;
+    case TLS_EOF:
+        return 0;
+    case TLS_WANT_WRITE:
+        c->flags |= CONN_TLS_READ_WANTS_WRITE; /* the write event brings it back */
+        conn_want_write(c);
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case TLS_FAILED:
+        break;
     }
+    errno = EPROTO;
+    return -1;
+}
+
+/* Reads and handles input until the socket is drained, the connection must
+ * wait, or it has had its turn. */
+static void conn_read_input(conn *c) {
     if (c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
     /* Frames left from a turn cut short, or from a pause, go first. */
     if (c->in_len > 0 && conn_process_input(c)) return;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
         if (c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) return;
-        ssize_t n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t n = conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == 0) {
             conn_close(c, "closed by peer");
             return;
@@ -581,6 +680,31 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
+    conn *c = arg;
+    if (c->flags & CONN_LINGER) {
+        /* Raw bytes, TLS or not: they are thrown away. */
+        char sink[4096];
+        ssize_t n;
+        while ((n = read(fd, sink, sizeof(sink))) > 0) {}
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c, "closed after the last frame");
+        return;
+    }
+    if (c->flags & CONN_TLS_HANDSHAKE) {
+        conn_tls_handshake(c);
+        return;
+    }
+    if (c->flags & CONN_TLS_WRITE_WANTS_READ) {
+        c->flags &= ~CONN_TLS_WRITE_WANTS_READ;
+        broker_schedule_flush(c->b, c);
+    }
+    conn_read_input(c);
+    /* Bytes OpenSSL already took from the socket (a record bigger than the
+     * room left) do not make the socket readable again: come back for them. */
+    if (c->tls && !(c->flags & (CONN_PAUSED | CONN_CLOSED | CONN_CLOSE_AFTER_FLUSH)) && tls_has_pending(c->tls))
+        event_active(c->read_ev, EV_READ, 0);
+}
+
 /* --------------------------------------------------------------- timers */
 
 void conn_tick(conn *c, uint64_t now) {
@@ -596,6 +720,10 @@ void conn_tick(conn *c, uint64_t now) {
     }
     if (!(c->flags & CONN_HELLO) && now - c->accepted_ms >= cfg->hello_timeout_ms) {
         c->b->ctr.hello_closed++;
+        if (c->flags & CONN_TLS_HANDSHAKE) {
+            conn_close(c, "TLS handshake not finished within --hello-timeout-ms"); /* no way to say why */
+            return;
+        }
         char text[96];
         snprintf(text, sizeof(text), "no HELLO within %llu ms of connecting", (unsigned long long)cfg->hello_timeout_ms);
         conn_close_with_error(c, PROTO_E_HELLO_REQUIRED, text);

@@ -10,6 +10,7 @@
 #include "proto/proto.h"
 
 struct event;
+struct ssl_st;
 
 enum {
     CONN_HELLO = 1 << 0,          /* HELLO received */
@@ -22,6 +23,9 @@ enum {
     CONN_REFUSED = 1 << 7,        /* over --max-conns: not counted in nconns */
     CONN_GOAWAY = 1 << 8,         /* GOAWAY sent: no records; requests refused; closed at close_deadline_ms */
     CONN_PAUSED = 1 << 9,         /* input not read: answers unread, or PUBLISH over its limits (conn_input_blocked) */
+    CONN_TLS_HANDSHAKE = 1 << 10, /* TLS handshake not finished: no frame in or out yet */
+    CONN_TLS_READ_WANTS_WRITE = 1 << 11, /* SSL_read waits for the socket to be writable */
+    CONN_TLS_WRITE_WANTS_READ = 1 << 12, /* SSL_write waits for the socket to be readable */
 };
 
 /* The largest frame before HELLO: a HELLO with a token fits; more is refused. */
@@ -37,6 +41,7 @@ struct conn {
     int version;                  /* protocol version, from HELLO (0 before) */
     conn_auth *auth;              /* the token's identity and permissions; NULL: none shown (auth.c) */
     char peer[64];
+    struct ssl_st *tls;           /* TLS session (--tls-listen), NULL on the plain port */
     struct event *read_ev;
     struct event *write_ev;
     char *in;                     /* input buffer, at most max_frame + header */
@@ -66,10 +71,11 @@ struct conn {
     conn *next_free;              /* broker's free list */
 };
 
-/* Takes ownership of the accepted socket fd. Returns the connection, or NULL
- * (fd closed) on out of memory. Sends ERROR TOO_MANY_CONNS and closes when
- * the node is at --max-conns. */
-conn *conn_new(broker *b, int fd, const char *peer);
+/* Takes ownership of the accepted socket fd; tls: it came to --tls-listen,
+ * and speaks TLS (the handshake is driven by the connection's events, and
+ * must end before --hello-timeout-ms). Returns the connection. Sends ERROR
+ * TOO_MANY_CONNS and closes when the node is at --max-conns. */
+conn *conn_new(broker *b, int fd, const char *peer, int tls);
 
 /* Queues a control frame. Returns 0, or -1 when the connection is closing or
  * was closed for going over the hard output limit. */

@@ -24,6 +24,7 @@
 #include "broker/partition.h"
 #include "broker/producer.h"
 #include "broker/server.h"
+#include "broker/tls.h"
 #include "broker/upstream.h"
 #include "broker/xmalloc.h"
 
@@ -148,6 +149,7 @@ static void broker_cleanup(broker *b) {
     server_stop(b);
     admin_stop(b);
     auth_stop(b);
+    tls_stop(b);
     health_stop(b);
     if (b->feeds && b->coord) cluster_resign_all(b->feeds);
     coord_free(b->coord);
@@ -255,6 +257,7 @@ int main(int argc, char **argv) {
     if (!(b.history = upstream_new(&b, UPSTREAM_HISTORY, &hev, err, sizeof(err)))) goto fail;
     if (!(b.prod = producer_new(&b, err, sizeof(err)))) goto fail;
     if (auth_start(&b, err, sizeof(err)) < 0) goto fail;
+    if (tls_start(&b, err, sizeof(err)) < 0) goto fail;
     if (server_start(&b, err, sizeof(err)) < 0) goto fail;
     if (admin_start(&b, err, sizeof(err)) < 0) goto fail;
     if (health_start(&b) < 0) {

@@ -119,6 +119,11 @@ void metrics_write(broker *b, struct evbuffer *out) {
                         (unsigned long long)k->slow_closed, (unsigned long long)k->heartbeat_closed,
                         (unsigned long long)k->protocol_errors, (unsigned long long)k->hello_closed,
                         (unsigned long long)k->auth_refused);
+    single(out, "subway_tls_handshakes_total", "counter", "TLS handshakes completed on --tls-listen.",
+           k->tls_handshakes);
+    single(out, "subway_tls_handshake_failures_total", "counter",
+           "TLS connections closed for a failed handshake (bad bytes, unknown CA, no client certificate).",
+           k->tls_handshake_failed);
     single(out, "subway_forbidden_total", "counter", "SUBSCRIBEs and PUBLISHes refused as not allowed (FORBIDDEN).",
            k->forbidden);
     single(out, "subway_input_paused_total", "counter",

@@ -95,11 +95,11 @@ void outq_push_copy(outq *q, const void *data, size_t len) {
 void outq_cut_after_frame(outq *q) {
     if (q->count == 0) return;
     outq_ref *r = &q->ring[q->head];
-    size_t cut = r->off;
-    if (r->off > r->start) {
+    size_t cut = r->off + q->pinned;   /* pinned bytes are as good as written */
+    if (cut > r->start) {
         /* Mid-way through the head: find the end of the frame it is in. */
         size_t f = r->start;
-        while (f < r->off) f += PROTO_HEADER_SIZE + proto_peek_length(r->block->data + f);
+        while (f < cut) f += PROTO_HEADER_SIZE + proto_peek_length(r->block->data + f);
         cut = f;
     }
     for (size_t i = 1; i < q->count; i++) outq_block_unref(q->ring[(q->head + i) % q->cap].block);
@@ -111,6 +111,35 @@ void outq_cut_after_frame(outq *q) {
         q->count = 0;
         q->head = 0;
     }
+}
+
+size_t outq_peek(const outq *q, const char **data) {
+    if (q->count == 0) return 0;
+    const outq_ref *r = &q->ring[q->head];
+    *data = r->block->data + r->off;
+    return r->end - r->off;
+}
+
+void outq_consume(outq *q, size_t n) {
+    q->bytes -= n;
+    q->pinned = 0;
+    while (n > 0) {
+        outq_ref *r = &q->ring[q->head];
+        size_t avail = r->end - r->off;
+        if (n < avail) {
+            r->off += n;
+            break;
+        }
+        n -= avail;
+        outq_block_unref(r->block);
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+    if (q->count == 0) q->head = 0;
+}
+
+void outq_pin(outq *q, size_t n) {
+    q->pinned = n;
 }
 
 ssize_t outq_write(outq *q, int fd) {
@@ -131,21 +160,7 @@ ssize_t outq_write(outq *q, int fd) {
             return -1;
         }
         total += w;
-        q->bytes -= (size_t)w;
-        size_t left = (size_t)w;
-        while (left > 0) {
-            outq_ref *r = &q->ring[q->head];
-            size_t avail = r->end - r->off;
-            if (left < avail) {
-                r->off += left;
-                break;
-            }
-            left -= avail;
-            outq_block_unref(r->block);
-            q->head = (q->head + 1) % q->cap;
-            q->count--;
-        }
-        if (q->count == 0) q->head = 0;
+        outq_consume(q, (size_t)w);
         /* A short write means the socket buffer is full: stop here. */
         size_t asked = 0;
         for (int i = 0; i < n; i++) asked += iov[i].iov_len;

@@ -44,6 +44,8 @@ typedef struct outq {
     size_t count;
     size_t cap;
     size_t bytes;
+    size_t pinned;                /* bytes at the head's off promised to a writer (a TLS record
+                                     encrypted but not yet sent): outq_cut_after_frame keeps them */
 } outq;
 
 void outq_init(outq *q);
@@ -65,6 +67,21 @@ void outq_push_copy(outq *q, const void *data, size_t len);
  * last frame queued now goes out right after it (a closing ERROR must not
  * wait behind megabytes a slow client will never read). */
 void outq_cut_after_frame(outq *q);
+
+/* Points *data at the unwritten bytes of the head reference and returns how
+ * many there are (0 when the queue is empty). Valid until the queue changes:
+ * a writer that cannot use writev (TLS) writes the queue slice by slice. */
+size_t outq_peek(const outq *q, const char **data);
+
+/* Marks n bytes written: drops the references they finish, counts them off
+ * q->bytes, and clears the pin. n is at most q->bytes. */
+void outq_consume(outq *q, size_t n);
+
+/* Promises the first n unwritten bytes of the head to a write in progress
+ * that must be retried with them (SSL_write after WANT_WRITE): until
+ * outq_consume, outq_cut_after_frame keeps them. n is at most what
+ * outq_peek returns. */
+void outq_pin(outq *q, size_t n);
 
 /* Writes as much as the fd takes with writev(). Returns the bytes written
  * (0 when the socket is full), or -1 with errno on a write error. */

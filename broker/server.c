@@ -71,21 +71,33 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
-    broker *b = arg;
-    char peer[64] = "?";
+/* "ip:port" of an accepted peer into peer[len]. */
+static void peer_name(const struct sockaddr *sa, char *peer, size_t len) {
+    snprintf(peer, len, "?");
     if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(peer, sizeof(peer), "%s:%d", ip, ntohs(in->sin_port));
+        snprintf(peer, len, "%s:%d", ip, ntohs(in->sin_port));
     } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         char ip[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(peer, sizeof(peer), "[%s]:%d", ip, ntohs(in6->sin6_port));
+        snprintf(peer, len, "[%s]:%d", ip, ntohs(in6->sin6_port));
     }
-    conn_new(b, fd, peer);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
+    char peer[64];
+    peer_name(sa, peer, sizeof(peer));
+    conn_new(arg, fd, peer, 0);
+}
+
+/* --tls-listen's: the same connection, with a TLS session under it. */
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
+    char peer[64];
+    peer_name(sa, peer, sizeof(peer));
+    conn_new(arg, fd, peer, 1);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg) {
@@ -120,12 +132,14 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     broker_drain(arg);
 }
 
-/* Resolves --listen into a socket address to bind. 0, or -1 with errstr. */
-static int listen_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sslen, char *errstr, size_t errlen) {
+/* Resolves an address option (opt names it in errors) into a socket
+ * address to bind. 0, or -1 with errstr. */
+static int listen_addr(const char *opt, const char *addr, struct sockaddr_storage *ss, socklen_t *sslen, char *errstr,
+                       size_t errlen) {
     char host[256], why[300], port[8];
     int p;
     if (proto_addr_split(addr, host, sizeof(host), &p, why, sizeof(why)) < 0) {
-        snprintf(errstr, errlen, "--listen: %s", why);
+        snprintf(errstr, errlen, "%s: %s", opt, why);
         return -1;
     }
     snprintf(port, sizeof(port), "%d", p);
@@ -134,7 +148,7 @@ static int listen_addr(const char *addr, struct sockaddr_storage *ss, socklen_t 
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(errstr, errlen, "--listen: %s: %s", addr, gai_strerror(rc));
+        snprintf(errstr, errlen, "%s: %s: %s", opt, addr, gai_strerror(rc));
         return -1;
     }
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
@@ -143,18 +157,30 @@ static int listen_addr(const char *addr, struct sockaddr_storage *ss, socklen_t 
     return 0;
 }
 
-int server_start(broker *b, char *errstr, size_t errlen) {
+/* Binds a client listener on addr (option opt) that hands sockets to cb.
+ * Returns it, or NULL with errstr. */
+static struct evconnlistener *listen_on(broker *b, const char *opt, const char *addr, evconnlistener_cb cb,
+                                        char *errstr, size_t errlen) {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (listen_addr(b->cfg->listen, &ss, &sslen, errstr, errlen) < 0) return -1;
-    b->listener = evconnlistener_new_bind(b->base, accept_cb, b,
-                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
-                                          (struct sockaddr *)&ss, (int)sslen);
-    if (!b->listener) {
-        snprintf(errstr, errlen, "cannot listen on %s: %s", b->cfg->listen, strerror(errno));
-        return -1;
+    if (listen_addr(opt, addr, &ss, &sslen, errstr, errlen) < 0) return NULL;
+    struct evconnlistener *l = evconnlistener_new_bind(b->base, cb, b,
+                                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                                       4096, (struct sockaddr *)&ss, (int)sslen);
+    if (!l) {
+        snprintf(errstr, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+        return NULL;
     }
-    evconnlistener_set_error_cb(b->listener, accept_error_cb);
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    log_info("listening on %s%s", addr, cb == accept_tls_cb ? " (TLS)" : "");
+    return l;
+}
+
+int server_start(broker *b, char *errstr, size_t errlen) {
+    if (!(b->listener = listen_on(b, "--listen", b->cfg->listen, accept_cb, errstr, errlen))) return -1;
+    if (b->cfg->tls_listen &&
+        !(b->tls_listener = listen_on(b, "--tls-listen", b->cfg->tls_listen, accept_tls_cb, errstr, errlen)))
+        return -1;
     b->flush_ev = event_new(b->base, -1, 0, flush_cb, b);
     b->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
     b->drain_ev = event_new(b->base, -1, 0, drain_timeout_cb, b);
@@ -166,7 +192,6 @@ int server_start(broker *b, char *errstr, size_t errlen) {
         snprintf(errstr, errlen, "cannot set up the event loop");
         return -1;
     }
-    log_info("listening on %s", b->cfg->listen);
     return 0;
 }
 
@@ -179,7 +204,8 @@ void server_stop(broker *b) {
         conn_free(c);
     }
     if (b->listener) evconnlistener_free(b->listener);
-    b->listener = NULL;
+    if (b->tls_listener) evconnlistener_free(b->tls_listener);
+    b->listener = b->tls_listener = NULL;
     struct event **evs[] = {&b->flush_ev, &b->tick_ev, &b->drain_ev, &b->sig_ev[0], &b->sig_ev[1]};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (*evs[i]) {

@@ -6,7 +6,7 @@
 
 #include "broker/broker.h"
 
-/* Binds --listen and installs the flush, tick and signal events on b->base.
+/* Binds --listen (and --tls-listen) and installs the flush, tick and signal events on b->base.
  * Returns 0 or -1 with errstr. */
 int server_start(broker *b, char *errstr, size_t errlen);
 

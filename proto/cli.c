@@ -71,6 +71,14 @@ static void usage(FILE *out) {
 "  -t, --timeout MS        connect/handshake and per-reply timeout (default %d)\n"
 "      --token TOKEN       show this token (a JWT) to the node (default: $SUBWAY_TOKEN)\n"
 "      --token-file FILE   the same, read from FILE's first line (keeps it out of ps)\n"
+"      --tls               speak TLS to the node's --tls-listen port (default: on when\n"
+"                          $SUBWAY_TLS is 1); the node's certificate must name the\n"
+"                          host of -s (or --server-name) and chain to --ca\n"
+"      --ca FILE           PEM CAs to check the node with (default: the system's)\n"
+"      --cert FILE         PEM client certificate, for --tls-verify-client nodes\n"
+"      --key FILE          its private key (default: in --cert's file)\n"
+"      --server-name NAME  the name the node's certificate must carry\n"
+"                          (--ca, --cert, --key and --server-name imply --tls)\n"
 "  -o, --offset START      sub: where every feed starts, as kcat's -o (needs a\n"
 "                          protocol-2 node):\n"
 "                            end           new records only (the default)\n"
@@ -132,6 +140,8 @@ typedef struct pub_slot {
 typedef struct cli {
     const char *addr;
     const char *token;               /* --token, --token-file or $SUBWAY_TOKEN; NULL: none */
+    bool tls;                        /* --tls, or $SUBWAY_TLS=1 */
+    subway_tls tls_opts;             /* --ca, --cert, --key, --server-name */
     int timeout_ms;
     long long count;                 /* 0 = no limit */
     const char *format;
@@ -642,6 +652,7 @@ bad:
 }
 
 enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME, OPT_TOKEN, OPT_TOKEN_FILE };
+enum { OPT_TLS = 320, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME };
 
 /* --token-file: the first line of FILE, in a static buffer (tokens are
  * well under 16 KiB). Returns NULL with a message printed. */
@@ -674,6 +685,11 @@ int main(int argc, char **argv) {
         { "no-resume", no_argument, NULL, OPT_NO_RESUME },
         { "token", required_argument, NULL, OPT_TOKEN },
         { "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+        { "tls", no_argument, NULL, OPT_TLS },
+        { "ca", required_argument, NULL, OPT_CA },
+        { "cert", required_argument, NULL, OPT_CERT },
+        { "key", required_argument, NULL, OPT_KEY },
+        { "server-name", required_argument, NULL, OPT_SERVER_NAME },
         { "no-key", no_argument, NULL, OPT_NO_KEY },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -683,6 +699,7 @@ int main(int argc, char **argv) {
     a.addr = getenv("SUBWAY_ADDR");
     a.token = getenv("SUBWAY_TOKEN");
     if (a.token && a.token[0] == '\0') a.token = NULL;
+    a.tls = getenv("SUBWAY_TLS") && strcmp(getenv("SUBWAY_TLS"), "1") == 0;
     if (a.addr == NULL || a.addr[0] == '\0') a.addr = DEFAULT_ADDR;
     bool have_count = false, have_format = false;
     const char *start_arg = NULL;    /* -o, parsed once the command is known good */
@@ -729,6 +746,17 @@ int main(int argc, char **argv) {
             break;
         case OPT_NO_KEY:
             a.no_key = true;
+            break;
+        case OPT_TLS:
+            a.tls = true;
+            break;
+        case OPT_CA:
+        case OPT_CERT:
+        case OPT_KEY:
+        case OPT_SERVER_NAME:
+            *(ch == OPT_CA ? &a.tls_opts.ca_file : ch == OPT_CERT ? &a.tls_opts.cert_file
+              : ch == OPT_KEY ? &a.tls_opts.key_file : &a.tls_opts.server_name) = optarg;
+            a.tls = true;
             break;
         case 'h':
             usage(stdout);
@@ -808,7 +836,7 @@ int main(int argc, char **argv) {
         opt.reconnect_max_ms = RESUME_MAX_MS;
     }
 
-    a.c = subway_connect_token(a.addr, &opt, a.token);
+    a.c = subway_connect_tls(a.addr, &opt, a.token, a.tls ? &a.tls_opts : NULL);
     if (a.c == NULL) {
         fprintf(stderr, "subway-cli: out of memory\n");
         free(a.subs);

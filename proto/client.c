@@ -144,6 +144,7 @@ void client_fail(subway_client *c, int code, const char *fmt, ...) {
 }
 
 void client_drop_connection(subway_client *c) {
+    client_tls_drop(c);
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->flags &= ~(F_WELCOMED | F_GOAWAY | F_CONN_ERROR);
@@ -178,6 +179,16 @@ static bool io_error_is_hangup(const subway_client *c, int err) {
  * Returns the bytes moved, 0 when the socket would block, or -1 when the
  * connection failed (an error, or the node's EOF on a read). */
 static ssize_t sock_io(subway_client *c, bool out, char *buf, size_t len) {
+    if (c->ssl) {
+        char why[256];
+        ssize_t n = client_tls_io(c, out, buf, len, why, sizeof(why));
+        if (n >= 0) return n;
+        if (n == CLIENT_TLS_EOF || (n == CLIENT_TLS_SYSCALL && io_error_is_hangup(c, errno)))
+            client_eof(c);
+        else
+            client_fail(c, SUBWAY_E_IO, "%s: %s", out ? "write" : "read", why);
+        return -1;
+    }
     for (;;) {
         ssize_t n = out ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
         if (n == 0 && !out) {
@@ -276,10 +287,11 @@ int client_release_held(subway_client *c) {
 
 /* ================================================================ socket */
 
-/* Completes a non-blocking connect if it has. Returns 1 when connected, 0
- * while still in progress, -1 when it failed (connection failed). */
+/* Completes a non-blocking connect, and then a TLS handshake, if they
+ * have. Returns 1 when connected, 0 while still in progress, -1 when it
+ * failed (connection failed). */
 static int check_connected(subway_client *c) {
-    if (c->state == STATE_CONNECTED) return 1;
+    if (c->state == STATE_CONNECTED) return c->flags & F_TLS_HANDSHAKE ? client_tls_handshake(c) : 1;
     if (c->state != STATE_CONNECTING) return -1;
     int soerr = 0;
     socklen_t len = sizeof(soerr);
@@ -296,7 +308,7 @@ static int check_connected(subway_client *c) {
         return -1;
     }
     c->state = STATE_CONNECTED;
-    return 1;
+    return c->flags & F_TLS_HANDSHAKE ? client_tls_handshake(c) : 1;
 }
 
 /* Writes queued output until the socket would block. Returns 0 or -1. */
@@ -364,8 +376,9 @@ int client_read(subway_client *c, int *frames) {
         c->in_len += (size_t)n;
         c->last_rx_ms = client_now_ms();
         if (client_decode_input(c, frames) < 0) return -1;
-        /* A short read means the socket was drained just now. */
-        if ((size_t)n < room) break;
+        /* A short read means the socket was drained just now (TLS reads
+         * a record at a time: it reads on until it must wait). */
+        if ((size_t)n < room && !c->ssl) break;
     }
     /* Answer PINGs (and send whatever callbacks queued) right away. */
     return client_write(c);
@@ -505,6 +518,14 @@ int client_open(subway_client *c, char *errbuf, size_t errsize) {
     }
     client_state was = c->state;
     c->fd = fd;
+    if (c->tls_ctx) {
+        int code = client_tls_start(c, host, errbuf, errsize);
+        if (code != 0) {
+            close(fd);
+            c->fd = -1;
+            return code;
+        }
+    }
     c->state = in_progress ? STATE_CONNECTING : STATE_CONNECTED;
     c->connect_ms = c->last_rx_ms = client_now_ms();
 
@@ -514,6 +535,7 @@ int client_open(subway_client *c, char *errbuf, size_t errsize) {
     int code = client_out_frame(c, &hello, true, errbuf, errsize);
     if (code != 0) {
         /* Nothing can have been queued yet: no request, no callback to run. */
+        client_tls_drop(c);
         close(fd);
         c->fd = -1;
         c->state = was;
@@ -548,7 +570,9 @@ int subway_client_fd(const subway_client *c) {
 
 int subway_client_want_write(const subway_client *c) {
     if (c->state == STATE_CONNECTING) return 1;
-    return c->state == STATE_CONNECTED && out_queued(c) > 0;
+    if (c->state != STATE_CONNECTED) return 0;
+    if (c->flags & F_TLS_WANT_WRITE) return 1;
+    return !(c->flags & F_TLS_HANDSHAKE) && out_queued(c) > 0;
 }
 
 /* What a public call returns after an I/O step: 0 while the client lives
@@ -591,6 +615,7 @@ static void client_destroy(subway_client *c) {
     c->depth++;
     c->flags |= F_FREE;
     client_fail(c, SUBWAY_E_CLOSED, "client freed");
+    client_tls_free(c);
     if (c->fd >= 0) close(c->fd);
     client_requests_free(c);
     client_feeds_free(c);

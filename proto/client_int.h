@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef enum client_state {
     STATE_NEW,                       /* not connected yet */
@@ -37,6 +38,8 @@ typedef enum client_state {
 #define F_CONN_ERROR 8               /* a req_id 0 ERROR arrived: an EOF follows it */
 #define F_WAS_WELCOMED 16            /* some connection reached WELCOME: a loss may be retried */
 #define F_RECONNECTING 32            /* lost, and no WELCOME since: requests fail with LOST */
+#define F_TLS_HANDSHAKE 64           /* this connection's TLS handshake is not done */
+#define F_TLS_WANT_WRITE 128         /* TLS waits for the socket to take bytes (handshake, or a read) */
 
 /* One request awaiting its reply. type 0 marks an answered slot not yet
  * reclaimed, so the array stays sorted by req_id without moving memory on
@@ -103,6 +106,9 @@ struct subway_client {
     /* limits and identity, from subway_options */
     char *client_name;
     char *token;                     /* subway_set_token(): sent in HELLO and AUTH; NULL: none */
+    struct ssl_ctx_st *tls_ctx;      /* subway_set_tls(): every connection speaks TLS; NULL: plain */
+    char *tls_server_name;           /* the name the node's certificate must carry; NULL: the address's host */
+    struct ssl_st *ssl;              /* this connection's TLS session; NULL: plain, or no connection */
     size_t max_frame;
     size_t max_output;
     size_t max_pending;
@@ -254,6 +260,22 @@ int client_out_frame(subway_client *c, const proto_frame *f, bool control, char 
 /* Moves the requests held until WELCOME behind what is queued. Returns 0,
  * or -1 when out of memory (connection failed). */
 int client_release_held(subway_client *c);
+
+/* client_tls.c. client_tls_start: a TLS session on c->fd for a node at
+ * host (checked against its certificate unless a server name was set);
+ * returns 0 or a SUBWAY_E_* code with errbuf. client_tls_handshake: one
+ * step; 1 done, 0 waiting (F_TLS_WANT_WRITE says for what), -1 failed
+ * (connection failed). client_tls_io: sock_io's TLS half; the bytes moved,
+ * 0 when it must wait, or a CLIENT_TLS_* with why (SYSCALL: errno kept).
+ * client_tls_drop frees the session, client_tls_free the context too. */
+#define CLIENT_TLS_EOF (-1)
+#define CLIENT_TLS_SYSCALL (-2)
+#define CLIENT_TLS_ERROR (-3)
+int client_tls_start(subway_client *c, const char *host, char *errbuf, size_t errsize);
+int client_tls_handshake(subway_client *c);
+ssize_t client_tls_io(subway_client *c, bool out, char *buf, size_t len, char *why, size_t whylen);
+void client_tls_drop(subway_client *c);
+void client_tls_free(subway_client *c);
 
 /* Writes queued output until the socket would block. Returns 0 or -1. */
 int client_write(subway_client *c);

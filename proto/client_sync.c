@@ -58,12 +58,18 @@ subway_client *subway_connect(const char *addr, const subway_options *opt) {
 }
 
 subway_client *subway_connect_token(const char *addr, const subway_options *opt, const char *token) {
+    return subway_connect_tls(addr, opt, token, NULL);
+}
+
+subway_client *subway_connect_tls(const char *addr, const subway_options *opt, const char *token,
+                                  const subway_tls *tls) {
     subway_client *c = subway_client_new(opt);
     if (c == NULL) return NULL;
     if (token && subway_set_token(c, token) < 0) {
         subway_client_free(c);
         return NULL;
     }
+    if (tls && subway_set_tls(c, tls) < 0) return c; /* the sticky error says why */
     client_enter(c);
     if (subway_client_connect(c, addr) == 0) {
         int frames = 0;

@@ -312,6 +312,17 @@ typedef struct subway_options {
     subway_callbacks cb;
 } subway_options;
 
+/* TLS to a node's --tls-listen port (README "TLS"). Zero-initialise, then
+ * set what you need; NULL fields take the default. */
+typedef struct subway_tls {
+    const char *ca_file;             /* PEM CAs the node's certificate must chain to; NULL: the system's */
+    const char *cert_file;           /* PEM client certificate (chain) for --tls-verify-client; NULL: none */
+    const char *key_file;            /* its PEM private key; NULL: in cert_file */
+    const char *server_name;         /* name the node's certificate must carry (and SNI); NULL: the
+                                      * host of the address connected to (a name, or an IP address) */
+    void *reserved[4];               /* NULL: room for later fields without an ABI break */
+} subway_tls;
+
 /* --------------------------------------------------------- event-loop API */
 
 /* Returns a new, unconnected client configured from opt (NULL = defaults;
@@ -427,6 +438,13 @@ subway_client *subway_connect(const char *addr, const subway_options *opt);
 /* subway_connect() showing a token (a JWT) in HELLO; see subway_set_token(). */
 subway_client *subway_connect_token(const char *addr, const subway_options *opt, const char *token);
 
+/* subway_connect_token() over TLS (see subway_set_tls()); token and tls may
+ * be NULL (none, plain TCP). A TLS failure (unknown CA, a certificate not
+ * naming the node) is the sticky error: SUBWAY_E_ARG for files that cannot
+ * be read, SUBWAY_E_IO with OpenSSL's reason for the handshake. */
+subway_client *subway_connect_tls(const char *addr, const subway_options *opt, const char *token,
+                                  const subway_tls *tls);
+
 /* Blocking requests: queue the request, then dispatch incoming frames (all
  * callbacks run as usual) until its reply or options.timeout_ms. Return 0
  * and fill the out parameters (each may be NULL), or -1 with the reason in
@@ -480,6 +498,15 @@ uint64_t subway_max_frame(const subway_client *c);
  * clears it. Copies token. Returns 0, or -1 when out of memory or the AUTH
  * could not be queued. */
 int subway_set_token(subway_client *c, const char *token);
+
+/* Makes every connection c opens speak TLS 1.2 or 1.3, checking the node's
+ * certificate against tls->ca_file and the server name (README "TLS");
+ * NULL goes back to plain TCP. Call before subway_client_connect(). Reads
+ * the files now; keeps nothing of tls itself. Returns 0, or -1: with the
+ * sticky error set and the client closed when a file cannot be used
+ * (SUBWAY_E_ARG, OpenSSL's reason in subway_errstr()), or with c untouched
+ * when it was already connected. libsubway links OpenSSL for this. */
+int subway_set_tls(subway_client *c, const subway_tls *tls);
 
 /* When the node says the token expires, in ms since 1970 (from WELCOME or
  * the last AUTH's answer); 0 when it never does or no token was shown. */

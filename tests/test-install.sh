@@ -81,6 +81,13 @@ read -r -a cflags <<<"$(pkg-config --cflags subway)"
 read -r -a libs <<<"$(pkg-config --libs subway)"
 read -r -a static_libs <<<"$(pkg-config --static --libs subway)"
 [ "${cflags[*]}" = "-I$stage/usr/include" ] || fail "pkg-config --cflags subway: '${cflags[*]}'"
+# libsubway speaks TLS with OpenSSL: the .so needs it, and a static link
+# is told to add it.
+for l in libssl libcrypto libmsgpackc; do
+    objdump -p "$lib/libsubway.so.$VERSION" | grep -q "NEEDED *$l\.so" || fail "libsubway.so does not need $l"
+done
+[ "${static_libs[*]}" = "-L$stage/usr/lib -lsubway -lmsgpackc -lssl -lcrypto" ] ||
+    fail "pkg-config --static --libs subway: '${static_libs[*]}'"
 
 # ----------------------------------------------------------------- programs
 cat >"$tmp/prog.c" <<'PROG'

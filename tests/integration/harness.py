@@ -91,6 +91,46 @@ def tmp_path(name):
     return path
 
 
+# ------------------------------------------------------------------------ TLS
+
+
+def make_tls_certs(name="tls"):
+    """A throwaway PKI made with the openssl command in a fresh temp dir:
+    {"ca": CA cert, "cert"/"key": a server certificate for localhost and
+    127.0.0.1, "client_cert"/"client_key": a client certificate (CN
+    subway-test-client) from the same CA, "other_ca": an unrelated CA,
+    "pem": cert + key in one file (HAProxy's crt), "dir"}. EC P-256 keys:
+    made in milliseconds."""
+    d = tmp_path(name)
+    os.makedirs(d)
+    p = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca_key", "other_ca", "other_ca_key", "cert", "key",
+                                                   "client_cert", "client_key", "pem")}
+    p["dir"] = d
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+    def ossl(*args):
+        r = run(["openssl"] + list(args), timeout=30)
+        if r.returncode != 0:
+            raise AssertionError("openssl %s: %s" % (" ".join(args), r.stderr))
+
+    for ca in ("ca", "other_ca"):
+        ossl("req", "-x509", *ec, "-keyout", p[ca + "_key"], "-out", p[ca], "-days", "2",
+             "-subj", "/CN=subway test %s" % ca)
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("[srv]\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n[cli]\nextendedKeyUsage=clientAuth\n")
+    for who, cn, sect in (("", "localhost", "srv"), ("client_", "subway-test-client", "cli")):
+        csr = os.path.join(d, who + "req.csr")
+        ossl("req", *ec, "-keyout", p[who + "key"], "-out", csr, "-subj", "/CN=" + cn)
+        ossl("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca_key"], "-CAcreateserial",
+             "-out", p[who + "cert"], "-days", "2", "-extfile", ext, "-extensions", sect)
+    with open(p["pem"], "w") as out:
+        for k in ("cert", "key"):
+            with open(p[k]) as f:
+                out.write(f.read())
+    return p
+
+
 # -------------------------------------------------------------------- waiting
 
 
@@ -967,14 +1007,26 @@ HAPROXY_BACKEND = "subway_nodes"
 HAPROXY_FRONTEND = "subway"
 
 
-def haproxy_config(servers, port, stats_port, src=HAPROXY_CFG):
+HAPROXY_TLS_FRONTEND = "subway_tls"                 # TLS terminated in HAProxy
+HAPROXY_PASSTHROUGH_FRONTEND = "subway_tls_passthrough"
+HAPROXY_TLS_BACKEND = "subway_nodes_tls"             # the nodes' --tls-listen ports
+
+
+def haproxy_config(servers, port, stats_port, src=HAPROXY_CFG, tls=None):
     """The text of deploy/haproxy.cfg with the frontend bound to
     127.0.0.1:port, the stats page to 127.0.0.1:stats_port, and one server
     line per (name, listen_port, admin_port) in place of the file's servers
     (their options, checks and all, copied from the file's first server
-    line). Fails when the file no longer has the shape this relies on."""
+    line). Fails when the file no longer has the shape this relies on.
+
+    tls: also the file's "#tls " sections, uncommented, with
+    {"crt": PEM of cert and key, "port": the terminating frontend's port,
+    "passthrough_port": the passthrough frontend's, "servers": [(name,
+    tls_port, admin_port)] for the passthrough backend}."""
     with open(src) as f:
         lines = f.read().split("\n")
+    if tls is not None:
+        lines = [l[5:] if l.startswith("#tls ") else "" if l == "#tls" else l for l in lines]
 
     def is_header(line):
         return bool(line) and not line[0].isspace() and not line.startswith("#")
@@ -988,33 +1040,46 @@ def haproxy_config(servers, port, stats_port, src=HAPROXY_CFG):
         owner.append(cur)
         if line.strip() == "stats enable":
             stats_sections.add(cur)
-    bind_rx = re.compile(r"^(\s*)bind\s+127\.0\.0\.1:\d+\s*$")
+    bind_ports = {"frontend " + HAPROXY_FRONTEND: port}
+    section_servers = {"backend " + HAPROXY_BACKEND: servers}
+    if tls is not None:
+        bind_ports["frontend " + HAPROXY_TLS_FRONTEND] = tls["port"]
+        bind_ports["frontend " + HAPROXY_PASSTHROUGH_FRONTEND] = tls["passthrough_port"]
+        section_servers["backend " + HAPROXY_TLS_BACKEND] = tls["servers"]
+    bind_rx = re.compile(r"^(\s*)bind\s+127\.0\.0\.1:\d+(\s.*)?$")
     server_rx = re.compile(r"^(\s*)server\s+\S+\s+127\.0\.0\.1:\d+(\s.*)?$")
-    out, binds, servers_done = [], [], False
+    out, binds, servers_done = [], [], set()
     for i, line in enumerate(lines):
+        sec = owner[i]
+        name = " ".join(lines[sec].split()) if sec is not None else None
         m = bind_rx.match(line)
         if m:
-            sec = owner[i]
-            which = ("stats" if sec in stats_sections else
-                     "frontend" if sec is not None and lines[sec].split()[0] == "frontend" else None)
-            if which is None or which in binds:
+            which = "stats" if sec in stats_sections else name
+            if which not in bind_ports and which != "stats" or which in binds:
                 raise AssertionError("%s:%d: a bind harness.haproxy_config() does not know: %r" % (src, i + 1, line))
             binds.append(which)
-            out.append("%sbind 127.0.0.1:%d" % (m.group(1), stats_port if which == "stats" else port))
+            rest = m.group(2) or ""
+            if tls is not None:
+                rest = re.sub(r"\bcrt \S+", "crt " + tls["crt"], rest)
+            out.append("%sbind 127.0.0.1:%d%s" % (m.group(1), stats_port if which == "stats" else bind_ports[which],
+                                                 rest))
             continue
         m = server_rx.match(line)
         if m:
             indent, rest = m.group(1), m.group(2) or ""
+            if name not in section_servers:
+                raise AssertionError("%s:%d: a server line harness.haproxy_config() does not know" % (src, i + 1))
             if not re.search(r"\bport \d+\b", rest):
                 raise AssertionError("%s:%d: a server line without 'check port N'" % (src, i + 1))
-            if not servers_done:
-                for name, lport, aport in servers:
+            if name not in servers_done:
+                for sname, lport, aport in section_servers[name]:
                     out.append("%sserver %s 127.0.0.1:%d%s" % (
-                        indent, name, lport, re.sub(r"\bport \d+\b", "port %d" % aport, rest)))
-                servers_done = True
+                        indent, sname, lport, re.sub(r"\bport \d+\b", "port %d" % aport, rest)))
+                servers_done.add(name)
             continue
         out.append(line)
-    missing = [w for w in ("frontend", "stats") if w not in binds] + ([] if servers_done else ["server lines"])
+    missing = ([w for w in list(bind_ports) + ["stats"] if w not in binds] +
+               ["server lines of " + b for b in section_servers if b not in servers_done])
     if missing:
         raise AssertionError("%s no longer has the shape harness.haproxy_config() rewrites "
                              "(no %s)" % (src, ", ".join(missing)))
@@ -1034,15 +1099,24 @@ class HAProxy:
     (haproxy_config), or the text given as config. Ready when its stats page
     shows the frontend open."""
 
-    def __init__(self, servers, port=None, stats_port=None, config=None, wait=True):
+    def __init__(self, servers, port=None, stats_port=None, config=None, wait=True, tls_crt=None,
+                 tls_servers=None):
         self.servers = [(str(n), int(p), int(a)) for n, p, a in servers]
         self.port = port or free_port()
         self.stats_port = stats_port or free_port()
         self.addr = ("127.0.0.1", self.port)
+        tls = None
+        if tls_crt is not None:
+            # the file's "#tls" sections too: .tls_addr terminates TLS,
+            # .passthrough_addr hands it to tls_servers [(name, tls_port, admin_port)]
+            tls = {"crt": tls_crt, "port": free_port(), "passthrough_port": free_port(),
+                   "servers": [(str(n), int(p), int(a)) for n, p, a in tls_servers or ()]}
+            self.tls_addr = ("127.0.0.1", tls["port"])
+            self.passthrough_addr = ("127.0.0.1", tls["passthrough_port"])
         self.cfg_path = tmp_path("haproxy.cfg")
         with open(self.cfg_path, "w") as f:
             f.write(config if config is not None else
-                    haproxy_config(self.servers, self.port, self.stats_port))
+                    haproxy_config(self.servers, self.port, self.stats_port, tls=tls))
         self.proc = Proc([_haproxy(), "-f", self.cfg_path, "-db"], name="haproxy")
         if wait:
             self.proc.wait_ready(

@@ -338,6 +338,26 @@ class HAProxyConfigTest(TestCase):
         self.assertNotIn("[WARNING]", out)
         self.assertNotIn("[ALERT]", out)
 
+    def test_tls_sections_are_valid(self):
+        """The "#tls" sections (TLS terminated in HAProxy, and passed
+        through to the nodes), uncommented with a real certificate."""
+        path = harness.tmp_path("haproxy-tls.cfg")
+        with open(path, "w") as f:
+            f.write(harness.haproxy_config(
+                [("a", 1001, 1002)], 5000, 5001,
+                tls={"crt": harness.make_tls_certs()["pem"], "port": 5002, "passthrough_port": 5003,
+                     "servers": [("a", 1011, 1002)]}))
+        rc, out = self.haproxy_check(path)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("[WARNING]", out)
+        self.assertNotIn("[ALERT]", out)
+        sections = haproxy_sections(path)
+        self.assertRegex(sections["frontend subway_tls"][0], r"^bind 127\.0\.0\.1:5002 ssl crt \S+ ssl-min-ver TLSv1\.2$")
+        self.assertEqual(sections["frontend subway_tls"][1:], ["default_backend subway_nodes"])
+        self.assertEqual(sections["frontend subway_tls_passthrough"], ["bind 127.0.0.1:5003",
+                                                                       "default_backend subway_nodes_tls"])
+        self.assertIn("server a 127.0.0.1:1011 check port 1002", sections["backend subway_nodes_tls"])
+
     def test_compose_config_is_valid(self):
         rc, out = self.haproxy_check(HAPROXY_COMPOSE_CFG)
         self.assertEqual(rc, 0, out)

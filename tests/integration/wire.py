@@ -25,6 +25,7 @@ once it follows the live feed:
 import collections
 import os
 import select
+import ssl as _ssl
 import sys
 import socket
 import struct
@@ -491,13 +492,17 @@ class RawClient:
     read_frame()/expect() calls. PINGs are answered with PONG automatically
     unless auto_pong is False; answered PINGs are still recorded in .pings.
 
+    ssl (an ssl.SSLContext) speaks TLS, for a node's --tls-listen: the
+    handshake is done in the constructor (server_hostname defaults to the
+    address's host), and the frames go inside it unchanged.
+
     version is what hello() says by default: PROTO_VERSION (3), or 1 for a
     connection without start and LIVE (NodeCase.client(node, version=1)
     passes it through). token goes into HELLO (version 3).
     """
 
     def __init__(self, addr, timeout=10.0, rcvbuf=None, auto_pong=True, max_frame=64 << 20,
-                 version=PROTO_VERSION, token=None):
+                 version=PROTO_VERSION, token=None, ssl=None, server_hostname=None):
         self.addr = tuple(addr)
         self.version = version
         self.token = token
@@ -516,6 +521,8 @@ class RawClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
         self.sock.connect(self.addr)
+        if ssl is not None:
+            self.sock = ssl.wrap_socket(self.sock, server_hostname=server_hostname or self.addr[0])
         self.sock.setblocking(False)
 
     # ---- lifetime
@@ -561,13 +568,17 @@ class RawClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no data from node within the timeout")
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                continue
+            # Bytes the TLS layer decrypted already do not make the socket readable.
+            if not (isinstance(self.sock, _ssl.SSLSocket) and self.sock.pending()):
+                r, _, _ = select.select([self.sock], [], [], left)
+                if not r:
+                    continue
             try:
                 data = self.sock.recv(1 << 20)
-            except BlockingIOError:
+            except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
                 continue
+            except _ssl.SSLEOFError:
+                data = b""
             except (ConnectionResetError, BrokenPipeError) as e:
                 self.closed = True
                 self.close_reason = "reset"

@@ -101,6 +101,41 @@ static void test_bad_values(void **state) {
     config_free(&c);
 }
 
+/* The TLS options come as a set: each refusal names what is missing. */
+static void test_tls_combinations(void **state) {
+    static const struct {
+        const char *args[8];
+        const char *err;          /* NULL: valid */
+    } cases[] = {
+        {{"--tls-listen", "127.0.0.1:7702"}, "--tls-listen needs --tls-cert-file and --tls-key-file"},
+        {{"--tls-listen", "127.0.0.1:7702", "--tls-cert-file", "c.pem"}, "--tls-listen needs --tls-cert-file and --tls-key-file"},
+        {{"--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"},
+         "--tls-cert-file, --tls-key-file, --tls-ca-file and --tls-ktls need --tls-listen"},
+        {{"--tls-ktls"}, "--tls-cert-file, --tls-key-file, --tls-ca-file and --tls-ktls need --tls-listen"},
+        {{"--tls-listen", "127.0.0.1:7702", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"}, NULL},
+        {{"--tls-listen", "127.0.0.1:7702", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem",
+          "--tls-verify-client", "required"},
+         "--tls-verify-client required needs --tls-ca-file to check certificates against"},
+        {{"--tls-verify-client", "sometimes"}, "--tls-verify-client: 'sometimes' is not off, optional or required"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[12] = {"subway", "--dev"};
+        int argc = 2;
+        for (size_t j = 0; j < 8 && cases[i].args[j]; j++) argv[argc++] = (char *)cases[i].args[j];
+        config c;
+        char err[256] = "";
+        assert_int_equal(parse(&c, err, sizeof(err), argc, argv), 0);
+        int rc = config_validate(&c, err, sizeof(err));
+        if (cases[i].err) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(err, cases[i].err);
+        } else {
+            assert_int_equal(rc, 0);
+        }
+        config_free(&c);
+    }
+}
+
 static void test_config_file_then_flags(void **state) {
     char path[] = "/tmp/subway-test-config-XXXXXX";
     int fd = mkstemp(path);
@@ -136,6 +171,7 @@ int main(void) {
         cmocka_unit_test(test_flags_both_forms),
         cmocka_unit_test(test_no_kafka_names_both_choices),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_tls_combinations),
         cmocka_unit_test(test_config_file_then_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

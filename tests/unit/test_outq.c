@@ -1,4 +1,4 @@
-/* test_outq.c -- output queues: shared blocks, reference counts, partial writes over a real socket. */
+/* test_outq.c -- output queues: shared blocks, reference counts, partial writes over a real socket, slices for TLS. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,6 +136,70 @@ static void test_write_error_reported(void **state) {
     close(fds[0]);
 }
 
+
+/* Three frames of 6, 2 and 6 body bytes: 10 + 6 + 10 bytes in one block. */
+static outq_block *three_frames(void) {
+    static const char f[] = "\0\0\0\6abcdef" "\0\0\0\2gh" "\0\0\0\6ijklmn";
+    char *d = malloc(sizeof(f) - 1);
+    memcpy(d, f, sizeof(f) - 1);
+    return outq_block_adopt(d, sizeof(f) - 1, sizeof(f) - 1, 3);
+}
+
+static void test_peek_and_consume_walk_slices(void **state) {
+    outq q;
+    outq_init(&q);
+    outq_block *blk = three_frames();
+    outq_push_slice(&q, blk, 10, 6);   /* the middle frame only */
+    outq_push(&q, blk);
+    outq_block_unref(blk);
+    const char *p;
+    assert_int_equal(outq_peek(&q, &p), 6);
+    assert_memory_equal(p, "\0\0\0\2gh", 6);
+    outq_consume(&q, 4);
+    assert_int_equal(outq_peek(&q, &p), 2);
+    assert_memory_equal(p, "gh", 2);
+    outq_consume(&q, 2 + 10);          /* the rest of one reference and part of the next */
+    assert_int_equal(q.count, 1);
+    assert_int_equal(q.bytes, 16);
+    assert_int_equal(outq_peek(&q, &p), 16);
+    assert_memory_equal(p, "\0\0\0\2gh", 6);
+    outq_consume(&q, 16);
+    assert_int_equal(outq_peek(&q, &p), 0);
+    assert_int_equal(q.count, 0);
+    outq_clear(&q);
+}
+
+/* After a WANT_WRITE the pinned bytes must survive a cut: a closing ERROR
+ * goes after the end of the last frame they touch, not before. */
+static void test_cut_keeps_pinned_bytes(void **state) {
+    static const struct {
+        size_t consumed, pinned, left; /* left: bytes queued after the cut (the ERROR not counted) */
+    } cases[] = {
+        {0, 0, 0},                    /* nothing started: everything goes */
+        {0, 5, 10},                   /* pinned inside frame 1: frame 1 stays */
+        {0, 10, 10},                  /* pinned exactly frame 1 */
+        {0, 11, 16},                  /* one byte into frame 2: frame 2 stays too */
+        {3, 0, 7},                    /* mid frame 1, nothing pinned: its rest */
+        {3, 10, 13},                  /* mid frame 1, pinned into frame 2 */
+        {10, 16, 16},                 /* frames 2 and 3 pinned whole */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        outq q;
+        outq_init(&q);
+        outq_block *blk = three_frames();
+        outq_push(&q, blk);
+        outq_block_unref(blk);
+        outq_push_copy(&q, "more", 4);
+        outq_consume(&q, cases[i].consumed);
+        outq_pin(&q, cases[i].pinned);
+        outq_cut_after_frame(&q);
+        if (q.bytes != cases[i].left) fail_msg("case %zu: %zu bytes left, want %zu", i, q.bytes, cases[i].left);
+        outq_consume(&q, q.bytes);
+        assert_int_equal(q.pinned, 0);
+        outq_clear(&q);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_block_refcount),
@@ -143,6 +207,8 @@ int main(void) {
         cmocka_unit_test(test_ring_growth_keeps_order),
         cmocka_unit_test(test_partial_writes_resume),
         cmocka_unit_test(test_write_error_reported),
+        cmocka_unit_test(test_peek_and_consume_walk_slices),
+        cmocka_unit_test(test_cut_keeps_pinned_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 import asyncio
 import collections
 import random
+import ssl as _ssl
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from . import codec
@@ -194,9 +195,13 @@ class AsyncClient:
                  reconnect: bool = True, reconnect_base: float = 0.1, reconnect_max: float = 10.0,
                  timeout: float = 10.0, max_frame: int = codec.DEFAULT_MAX_MESSAGE,
                  on_dropped: Optional[DroppedCallback] = None, on_reconnect: Optional[ReconnectCallback] = None,
-                 max_queue: int = 10000):
+                 max_queue: int = 10000, ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None):
         self.addr = addr
         self.host, self.port = split_addr(addr)
+        # True: the system's CAs and the address's host name (asyncio checks both)
+        self.ssl = _ssl.create_default_context() if ssl is True else (ssl or None)
+        self.server_hostname = server_hostname if self.ssl is not None else None
         self.token = token
         self.client_name = client_name
         self.reconnect = reconnect
@@ -485,7 +490,8 @@ class AsyncClient:
         self._conn_error = None
         try:
             _, wire = await asyncio.wait_for(
-                self._loop.create_connection(lambda: _Wire(self), self.host, self.port), self.timeout)
+                self._loop.create_connection(lambda: _Wire(self), self.host, self.port, ssl=self.ssl,
+                                             server_hostname=self.server_hostname), self.timeout)
         except asyncio.TimeoutError:
             raise ConnectionLost(ErrorCode.TIMEOUT, "connect %s: timed out after %s s" % (self.addr, self.timeout)) from None
         except OSError as e:
@@ -766,5 +772,12 @@ def connect(addr: str, **options: Any) -> AsyncClient:
                             "connected" once a new connection is up
       max_queue=10000       items a subscription holds unread before the
                             client stops reading the socket
+      ssl=None              TLS to a node's --tls-listen port: an ssl.SSLContext
+                            (ssl.create_default_context(cafile=...), plus
+                            load_cert_chain() for a client certificate), or
+                            True for the system's CAs; the protocol inside is
+                            unchanged
+      server_hostname=None  the name the node's certificate must carry
+                            (default: the host of addr)
     """
     return AsyncClient(addr, **options)
