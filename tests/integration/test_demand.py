@@ -79,15 +79,21 @@ class DemandTest(TestCase):
         a.unsubscribe(w.feed)
 
     def test_example_producer_follows_demand(self):
-        c = self.cluster({"search.dogs": 3}, nodes=1, node_args=["--linger-ms", "100"], haproxy=False)
-        prod = self.proc([sys.executable, EXAMPLE, "--redis", c.redis.addr_str, "--kafka", c.kafka.bootstrap,
-                          "--topics", "search.*", "--interval", "0.05"], name="demand-producer")
+        """The example producer follows the node's --demand-topic through
+        subway and publishes through subway while the feed is demanded."""
+        c = self.cluster({"search.dogs": 3, "subway.demand": 1}, nodes=1, haproxy=False,
+                         node_args=["--linger-ms", "100", "--demand-topic", "subway.demand"])
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "proto", "python"))
+        prod = self.proc([sys.executable, EXAMPLE, "--subway", c.nodes[0].addr_str, "--topics", "search.*",
+                          "--interval", "0.05"], name="demand-producer", env=env)
         prod.wait_log("ready", stream="stdout")
         cl = self.client(c.nodes[0])
         sub = cl.subscribe("search.dogs", b"beagle")
         prod.wait_log("producing search.dogs/beagle", stream="stdout")
         got = cl.messages(3, timeout=10, feed=sub.feed)       # records appear because of the demand
         self.assertTrue(all(m.key == b"beagle" for m in got))
+        self.assertEqual([json.loads(m.value)["seq"] for m in got], [1, 2, 3])
+        self.assertIn("dogs", json.loads(got[0].value)["text"])
         cl.unsubscribe(sub.feed)
         prod.wait_log("stopped search.dogs/beagle", stream="stdout")
         # once stopped, the topic stops growing
