@@ -66,7 +66,7 @@ else
 endif
 
 LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client_requests.c proto/client_feeds.c proto/client_reconnect.c proto/client_sync.c proto/addr.c
-CLI_SRC := proto/cli.c
+CLI_SRC := proto/cli.c proto/cli_split.c
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 TOOL_SRC := $(wildcard tests/tools/*.c)
@@ -77,7 +77,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench \
+	example-search example-csv example-uniques example-fanout
 all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Every compile waits for these checks, so a missing library is reported
@@ -174,6 +175,14 @@ run:
 	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bash deploy/run-dev.sh $(BIN) $(ARGS)
+
+# The examples of deploy/examples (README "Examples"): each starts a node
+# (and Redis) of its own and its programs, until Ctrl-C. ARGS go to run.py
+# (e.g. ARGS='--http-port 8090').
+example-search example-csv example-uniques example-fanout: example-%:
+	$(Q)bash deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)python3 deploy/examples/run.py $* --bin $(BIN) $(ARGS)
 
 # Benchmarks print figures; they assert nothing (see tests/bench/RESULTS.md).
 bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka

@@ -1,0 +1,113 @@
+"""test_examples.py -- the applications of deploy/examples end to end, against real nodes: csv-split, unique-users, fanout, search."""
+
+import asyncio
+import json
+import os
+import sys
+
+import harness
+from harness import TestCase, class_fixture, wait_until
+
+sys.path.insert(0, os.path.join(harness.REPO, "proto", "python"))
+import subway  # noqa: E402
+
+EXAMPLES = os.path.join(harness.REPO, "deploy", "examples")
+PY_ENV = {"PYTHONPATH": os.path.join(harness.REPO, "proto", "python")}
+
+
+def example(*parts):
+    """argv running the example script deploy/examples/PARTS."""
+    return [sys.executable, os.path.join(EXAMPLES, *parts)]
+
+
+def publish_all(addr, records):
+    """Publishes (topic, key, value) records through subway, one after the other (so in order)."""
+    async def go():
+        async with subway.connect(addr) as c:
+            for topic, key, value in records:
+                await c.publish(topic, key, value)
+    asyncio.run(go())
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ================================================================ csv-split
+
+class CsvSplitTest(TestCase):
+    """subway-cli sub --split-by-key DIR, fed by csv-split/abalone.py."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kafka = class_fixture(cls, harness.MockKafka({"abalone": 3, "hostile": 2}))
+        cls.n = class_fixture(cls, harness.Node(cls.kafka.bootstrap))
+
+    def split_cli(self, topic, out, *extra):
+        cli = self.proc(harness.cli_argv(self.n.addr_str, "-v", "sub", topic, "*", "--split-by-key", out, *extra),
+                        name="subway-cli-split")
+        cli.wait_log(r"^subscribed %s/\*" % topic)
+        return cli
+
+    def test_rows_land_in_their_key_files_flushed(self):
+        out = harness.tmp_path("abalone-by-sex")
+        header = harness.run(example("csv-split", "abalone.py") + ["--header"], env=PY_ENV).stdout.strip()
+        self.assertEqual(header, "sex,length,diameter,height,whole,shucked,viscera,shell,rings")
+        cli = self.split_cli("abalone", out, "--header", header)
+        pub = harness.run(example("csv-split", "abalone.py") + ["--subway", self.n.addr_str, "--rows", "90"],
+                          env=PY_ENV)
+        self.assertEqual(pub.returncode, 0, pub.stderr)
+        want = {}
+        for line in pub.stdout.splitlines():
+            key, row = line.split("\t")
+            want.setdefault(key, []).append(row)
+        self.assertEqual(set(want), {"M", "F", "I"})
+        self.assertEqual(sum(len(v) for v in want.values()), 90)
+        expect = {k: ("\n".join([header] + rows) + "\n").encode() for k, rows in want.items()}
+        # Read while the CLI still runs: each row is flushed as it is written.
+        wait_until(lambda: all(os.path.exists(os.path.join(out, k)) and read(os.path.join(out, k)) == v
+                               for k, v in expect.items()), 15, "every row in its key's file")
+        self.assertTrue(cli.alive())
+        self.assertEqual(sorted(os.listdir(out)), ["F", "I", "M"])
+
+    def test_hostile_keys_stay_inside_dir(self):
+        base = harness.tmp_path("hostile")
+        out = os.path.join(base, "out")
+        os.makedirs(out)
+        cli = self.split_cli("hostile", out)
+        long_key = b"k" * 300
+        cases = [                               # key -> the file name the documented rule gives
+            (b"../escape", "%2E.%2Fescape"),
+            (b"/etc/passwd", "%2Fetc%2Fpasswd"),
+            (b"..", "%2E."),
+            (b".", "%2E"),
+            (b".hidden", "%2Ehidden"),
+            (b"a/b", "a%2Fb"),
+            (b"nul\x00byte", "nul%00byte"),
+            (b"ctl\x01\n\x7f", "ctl%01%0A%7F"),
+            (b"sp ace%41", "sp%20ace%2541"),
+            ("café".encode(), "caf%C3%A9"),
+            (b"", "%empty"),
+            (None, "%nil"),
+            (b"plain.csv", "plain.csv"),
+            (long_key, None),                   # a prefix, then %% and a hash
+        ]
+        publish_all(self.n.addr_str, [("hostile", k, b"row of %r" % (k,)) for k, _ in cases])
+        names = {name for _, name in cases if name}
+        wait_until(lambda: len(os.listdir(out)) == len(cases), 15, "one file per key")
+        got = set(os.listdir(out))
+        self.assertEqual(got - names, {n for n in got if n.startswith("k" * 180 + "%%")})
+        self.assertEqual(len(got - names), 1)
+        for key, name in cases:
+            if name:
+                self.assertEqual(read(os.path.join(out, name)), b"row of %r\n" % (key,), name)
+        self.assertEqual(os.listdir(base), ["out"])     # nothing outside DIR
+        self.assertTrue(all(len(n) <= 200 for n in got))
+        # A symlink planted in DIR is not followed: the CLI stops with the reason.
+        os.symlink(os.path.join(base, "target"), os.path.join(out, "trap"))
+        publish_all(self.n.addr_str, [("hostile", b"trap", b"x")])
+        cli.wait_exit(15)
+        self.assertEqual(cli.returncode, 1)
+        self.assertIn("--split-by-key %s: trap: " % out, cli.stderr())
+        self.assertFalse(os.path.exists(os.path.join(base, "target")))
