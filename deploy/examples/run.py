@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -143,6 +143,11 @@ def main() -> int:
     ap.add_argument("--http-port", type=int, default=8080, help="search and fanout: the web page's port")
     args = ap.parse_args()
     st = Stack(args.bin)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt          # SIGTERM stops everything as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, on_term)
     print("run: logs in %s; Ctrl-C stops" % st.tmp)
     try:
         last = run(args.example, st, args.http_port)

@@ -111,3 +111,54 @@ class CsvSplitTest(TestCase):
         self.assertEqual(cli.returncode, 1)
         self.assertIn("--split-by-key %s: trap: " % out, cli.stderr())
         self.assertFalse(os.path.exists(os.path.join(base, "target")))
+
+
+# ============================================================= unique-users
+
+def collect(addr, topic, n, timeout=20.0):
+    """The first n records of topic (every key, from the beginning), as (key, JSON value)."""
+    async def go():
+        async with subway.connect(addr) as c:
+            out = []
+            async for r in c.subscribe(topic, "*", start=subway.Start.beginning()):
+                out.append((r.key.decode(), json.loads(r.value)))
+                if len(out) == n:
+                    return out
+    return asyncio.run(asyncio.wait_for(go(), timeout))
+
+
+class UniqueUsersTest(TestCase):
+    """unique-users/uniques.py on a deterministic event stream (event
+    times, no wall clock): an empty minute, late events within the allowed
+    lateness (30 s), one too late."""
+
+    def test_exact_counts_per_minute(self):
+        kafka = self.mock_kafka({"uu.events": 1, "uu.counts": 1})
+        n = self.node(kafka.bootstrap)
+        t0 = 1_800_000_000_000                 # 2027-01-15T08:00Z, a minute's start
+
+        def at(m, s):
+            return t0 + m * 60_000 + s * 1000
+        events = [("a", at(0, 1)), ("b", at(0, 5)), ("a", at(0, 10)),      # minute 0: a, b
+                  ("c", at(1, 1)), ("d", at(1, 2)),                          # minute 1: c, d
+                  ("e", at(0, 50)),                 # late for minute 0, within 30 s of lateness: counted
+                  ("c", at(1, 30)),                 # c again: distinct users
+                  ("f", at(3, 5)),                  # watermark 2:35 closes minutes 0 and 1
+                  ("g", at(1, 59)),                 # minute 1 is closed: too late, reported
+                  ("h", at(3, 20)),
+                  ("x", at(2, 55)),                 # minute 2 still open (watermark 2:50): counted, late
+                  ("z", at(6, 0))]                  # watermark 5:30 closes 2, 3 and the empty 4
+        publish_all(n.addr_str, [("uu.events", u, json.dumps({"uid": u, "ts": ts})) for u, ts in events])
+        app = self.proc(example("unique-users", "uniques.py") + [
+            "--subway", n.addr_str, "--topic", "uu.events", "--out-topic", "uu.counts", "--lateness", "30"],
+            name="uniques", env=PY_ENV)
+        got = collect(n.addr_str, "uu.counts", 6)
+        counts = [(v["start_ms"] - t0) // 60_000 for k, v in got if k == "minute"]
+        self.assertEqual(counts, [0, 1, 2, 3, 4])
+        self.assertEqual([(v["users"], v["late"]) for k, v in got if k == "minute"],
+                         [(3, 1), (2, 0), (1, 1), (2, 0), (0, 0)])
+        self.assertEqual([k for k, _ in got], ["minute", "minute", "late", "minute", "minute", "minute"])
+        late = got[2][1]
+        self.assertEqual((late["uid"], late["ts"], late["watermark"]), ("g", at(1, 59), at(2, 35)))
+        self.assertEqual([v["minute"] for k, v in got if k == "minute"][:2], ["2027-01-15T08:00Z", "2027-01-15T08:01Z"])
+        self.assertTrue(app.alive())
