@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Dict, Optional
 
+import program
 import subway
 from subway import Live, Record, Start
 
@@ -106,17 +107,11 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--subway", default="127.0.0.1:7700", help="a node (or HAProxy) HOST:PORT")
+    ap = program.parser(__doc__)
     ap.add_argument("--demand-topic", default="subway.demand", help="the nodes' --demand-topic")
     ap.add_argument("--topics", default="*", help="glob of topics this producer fills")
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between records of one feed")
-    args = ap.parse_args()
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return program.run("demand-producer", run(ap.parse_args()))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """abalone.py -- publishes CSV rows shaped like the UCI abalone data through subway, keyed by one column."""
 
-import argparse
 import asyncio
+import os
 import random
 import sys
+
 from typing import List
 
-import subway
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # program.py
+
+import program  # noqa: E402
+import subway  # noqa: E402
 
 COLUMNS = ("sex", "length", "diameter", "height", "whole", "shucked", "viscera", "shell", "rings")
 HEADER = ",".join(COLUMNS)
@@ -43,8 +47,7 @@ async def publish_rows(addr: str, topic: str, key_column: str, rows: int, seed: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--subway", default="127.0.0.1:7700", help="a node HOST:PORT")
+    ap = program.parser(__doc__)
     ap.add_argument("--topic", default="abalone")
     ap.add_argument("--key", default="sex", choices=COLUMNS, help="the column whose value is the record's key")
     ap.add_argument("--rows", type=int, default=100)
@@ -55,14 +58,8 @@ def main() -> int:
     if args.header:
         print(HEADER)
         return 0
-    try:
-        asyncio.run(publish_rows(args.subway, args.topic, args.key, args.rows, args.seed, args.interval))
-    except subway.SubwayError as e:
-        print("abalone: %s: %s" % (e.name, e.text), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return program.run("abalone", publish_rows(args.subway, args.topic, args.key, args.rows, args.seed,
+                                               args.interval))
 
 
 if __name__ == "__main__":

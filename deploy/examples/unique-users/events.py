@@ -4,11 +4,15 @@
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
 
-import subway
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # program.py
+
+import program  # noqa: E402
+import subway  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -26,20 +30,14 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--subway", default="127.0.0.1:7700", help="a node HOST:PORT")
+    ap = program.parser(__doc__)
     ap.add_argument("--topic", default="events")
     ap.add_argument("--users", type=int, default=50, help="uids u1..uN")
     ap.add_argument("--rate", type=float, default=5.0, help="events per second, on average")
     ap.add_argument("--late", type=float, default=0.05, help="share of events sent late")
     ap.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
     ap.add_argument("--seed", type=int, default=None)
-    args = ap.parse_args()
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return program.run("events", run(ap.parse_args()))
 
 
 if __name__ == "__main__":

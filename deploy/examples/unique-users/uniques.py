@@ -5,13 +5,18 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import sys
 import time
+
 from typing import Optional
 
-import subway
-from subway import Record, Start
-from windows import Count, MinuteWindows, Output
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # program.py
+
+import program  # noqa: E402
+import subway  # noqa: E402
+from subway import Record, Start  # noqa: E402
+from windows import Count, MinuteWindows, Output  # noqa: E402
 
 
 def iso_minute(start_ms: int) -> str:
@@ -63,23 +68,14 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--subway", default="127.0.0.1:7700", help="a node HOST:PORT")
+    ap = program.parser(__doc__)
     ap.add_argument("--topic", default="events", help="events, JSON {\"uid\": ..., \"ts\": ms since the epoch}")
     ap.add_argument("--out-topic", default="uniques.counts", help="where the counts go (keys minute and late)")
     ap.add_argument("--lateness", type=float, default=10.0, help="seconds an event may come after a later one")
     ap.add_argument("--start", choices=("beginning", "live"), default="beginning", help="where to read --topic from")
     ap.add_argument("--idle", type=float, default=0.0,
                     help="after this many seconds without events, close minutes by the wall clock (0: never)")
-    args = ap.parse_args()
-    try:
-        asyncio.run(run(args))
-    except subway.SubwayError as e:
-        print("uniques: %s: %s" % (e.name, e.text), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return program.run("uniques", run(ap.parse_args()))
 
 
 if __name__ == "__main__":
