@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import socket
 import sys
 
 import harness
@@ -162,3 +163,108 @@ class UniqueUsersTest(TestCase):
         self.assertEqual((late["uid"], late["ts"], late["watermark"]), ("g", at(1, 59), at(2, 35)))
         self.assertEqual([v["minute"] for k, v in got if k == "minute"][:2], ["2027-01-15T08:00Z", "2027-01-15T08:01Z"])
         self.assertTrue(app.alive())
+
+
+# =================================================================== fanout
+
+class SlowWebSocket:
+    """A browser that stops reading: a raw WebSocket with a tiny receive
+    buffer that subscribes, reads the answer, and then reads nothing."""
+
+    def __init__(self, port, spec):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.settimeout(15)
+        self.sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.sock.recv(4096)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        data = spec.encode()
+        mask = b"\x01\x02\x03\x04"
+        self.sock.sendall(bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        frame = self.frame()
+        assert b'"subscribed"' in frame[1], frame
+
+    def frame(self):
+        """(opcode, payload) of the next frame from the server (unmasked)."""
+        def need(n):
+            while len(self.buf) < n:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed")
+                self.buf += chunk
+        need(2)
+        op, ln, at = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+        if ln == 126:
+            need(4)
+            ln, at = int.from_bytes(self.buf[2:4], "big"), 4
+        elif ln == 127:
+            need(10)
+            ln, at = int.from_bytes(self.buf[2:10], "big"), 10
+        need(at + ln)
+        payload, self.buf = self.buf[at:at + ln], self.buf[at + ln:]
+        return op, payload
+
+    def close_frame(self):
+        """Reads on to the close frame: (code, reason)."""
+        while True:
+            op, payload = self.frame()
+            if op == 0x8:
+                return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+
+class FanoutTest(TestCase):
+    """fanout/gateway.py: two browsers keep getting every record while a
+    third stops reading; that one is closed with 1008 "too slow"."""
+
+    RECORDS = 2000
+
+    def test_slow_browser_does_not_stall_the_others(self):
+        import aiohttp
+        kafka = self.mock_kafka({"fan": 2})
+        n = self.node(kafka.bootstrap)
+        port = harness.free_port()
+        gw = self.proc(example("fanout", "gateway.py") + ["--subway", n.addr_str, "--port", str(port),
+                                                          "--max-queue", "50"], name="gateway", env=PY_ENV)
+        gw.wait_log("gateway: listening on", stream="stdout")
+        slow = SlowWebSocket(port, "fan/k1")
+        self.addCleanup(slow.sock.close)
+        pad = "x" * 4000            # 8 MB in all: more than the kernel buffers a stalled socket
+
+        async def fast(session, ready):
+            ws = await session.ws_connect("http://127.0.0.1:%d/ws" % port)
+            await ws.send_str("fan/k1")
+            self.assertIn("subscribed", json.loads((await ws.receive()).data))
+            ready.set_result(None)
+            seqs = []
+            while len(seqs) < self.RECORDS:
+                msg = await ws.receive()
+                self.assertEqual(msg.type, aiohttp.WSMsgType.TEXT, msg)
+                seqs.append(json.loads(json.loads(msg.data)["value"])["seq"])
+            await ws.close()
+            return seqs
+
+        async def go():
+            async with aiohttp.ClientSession() as session:
+                ready = [asyncio.get_running_loop().create_future() for _ in range(2)]
+                readers = [asyncio.ensure_future(fast(session, r)) for r in ready]
+                await asyncio.gather(*ready)
+                async with subway.connect(n.addr_str) as c:
+                    for i in range(0, self.RECORDS, 100):
+                        await asyncio.gather(*(c.publish("fan", "k1", json.dumps({"seq": j, "pad": pad}))
+                                               for j in range(i, i + 100)))
+                return await asyncio.wait_for(asyncio.gather(*readers), 30)
+
+        got = asyncio.run(asyncio.wait_for(go(), 60))
+        # Every record, in order, to both readers (one partition: Kafka's order is the publish order per batch).
+        for seqs in got:
+            self.assertEqual(sorted(seqs), list(range(self.RECORDS)))
+            self.assertEqual(seqs, sorted(seqs))
+        gw.wait_log(r"gateway: dropping slow client 127\.0\.0\.1:\d+: 50 frames unsent")
+        code, reason = slow.close_frame()
+        self.assertEqual((code, reason), (1008, "too slow: 50 frames unsent"))
+        self.assertTrue(gw.alive())
