@@ -105,7 +105,7 @@ def run(example: str, st: Stack, http_port: int) -> Optional[subprocess.Popen]:
         node = st.node(["--redis", redis, "--node-id", "n1", "--free-topic", "search.*", "--free-topic-grace-ms",
                         "10000", "--linger-ms", "1000", "--demand-topic", "subway.demand"])
         st.start("demand-producer", py("demand-producer.py") + ["--subway", node, "--topics", "search.*"])
-        st.start("search", py("search", "app.py") + ["--subway", node, "--redis", redis, "--port", str(http_port)])
+        st.start("search", py("search", "app.py") + ["--subway", node, "--port", str(http_port)])
         print("search: open http://127.0.0.1:%d/ (redis-cli -p %s --scan --pattern 'subway:feed:*:count')"
               % (http_port, redis.rsplit(":", 1)[1]))
         return None

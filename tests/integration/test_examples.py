@@ -3,6 +3,8 @@
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import sys
 
@@ -268,3 +270,127 @@ class FanoutTest(TestCase):
         code, reason = slow.close_frame()
         self.assertEqual((code, reason), (1008, "too slow: 50 frames unsent"))
         self.assertTrue(gw.alive())
+
+
+# =================================================================== search
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol (a WebSocket):
+    open and close tabs, evaluate JavaScript in them."""
+
+    def __init__(self, test):
+        exe = shutil.which("chromium")
+        if exe is None:
+            raise AssertionError("chromium is not installed (deploy/install-deps.sh installs it)")
+        self.port = harness.free_port()
+        self.proc = test.proc([exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                               "--remote-debugging-port=%d" % self.port,
+                               "--user-data-dir=" + harness.tmp_path("chromium-search"), "about:blank"],
+                              name="chromium")
+        wait_until(lambda: harness.port_open(self.port), 30, "chromium's DevTools port")
+        self.loop = asyncio.new_event_loop()
+        test.addCleanup(self.loop.close)
+        self.ws = self.loop.run_until_complete(self._connect())
+        self.next_id = 0
+
+    async def _connect(self):
+        import aiohttp
+        self.session = aiohttp.ClientSession()
+        async with self.session.get("http://127.0.0.1:%d/json/version" % self.port) as r:
+            url = (await r.json())["webSocketDebuggerUrl"]
+        return await self.session.ws_connect(url, max_msg_size=0)
+
+    def call(self, method, session=None, **params):
+        """Sends a DevTools command; returns its result (events in between are skipped)."""
+        async def go():
+            self.next_id += 1
+            msg = {"id": self.next_id, "method": method, "params": params}
+            if session:
+                msg["sessionId"] = session
+            await self.ws.send_json(msg)
+            while True:
+                m = await self.ws.receive_json()
+                if m.get("id") == self.next_id:
+                    if "error" in m:
+                        raise AssertionError("%s: %s" % (method, m["error"]))
+                    return m["result"]
+        return self.loop.run_until_complete(asyncio.wait_for(go(), 20))
+
+    def open(self, url):
+        """Opens url in a new tab; returns (target id, session id)."""
+        target = self.call("Target.createTarget", url=url)["targetId"]
+        return target, self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def eval(self, tab, expr):
+        r = self.call("Runtime.evaluate", session=tab[1], expression=expr, returnByValue=True)
+        return r["result"].get("value")
+
+    def close_tab(self, tab):
+        self.call("Target.closeTarget", targetId=tab[0])
+
+    def stop(self):
+        async def go():
+            await self.ws.close()
+            await self.session.close()
+        self.loop.run_until_complete(go())
+
+
+class SearchTest(TestCase):
+    """search/app.py in headless Chromium, on Apache Kafka (which really
+    creates and deletes the free topic; the mock creates any topic and
+    deletes none), with Redis for the cluster-wide feed count, and the
+    demand producer filling the topic while the feed is wanted."""
+
+    TERM = "Tabby Cats"
+    TOPIC = "search.tabby-cats"
+
+    def test_tabs_share_the_feed_and_release_it(self):
+        from kafka_real import ApacheKafka
+        kafka = ApacheKafka(brokers=1)
+        self.addCleanup(kafka.stop)
+        kafka.create_topic("subway.demand", 1)
+        c = self.cluster(kafka=kafka, nodes=1, haproxy=False, node_args=[
+            "--free-topic", "search.*", "--free-topic-partitions", "2", "--free-topic-grace-ms", "500",
+            "--linger-ms", "200", "--demand-topic", "subway.demand", "--metadata-refresh-ms", "300"])
+        node = c.nodes[0].addr_str
+        prod = self.proc(example("demand-producer.py") + ["--subway", node, "--topics", "search.*",
+                                                          "--interval", "0.1"], name="demand-producer", env=PY_ENV)
+        port = harness.free_port()
+        app = self.proc(example("search", "app.py") + ["--subway", node, "--port", str(port), "--ping", "0.3"],
+                        name="search", env=PY_ENV)
+        prod.wait_log("ready", stream="stdout")
+        app.wait_log("search: listening on", stream="stdout")
+        self.assertNotIn(self.TOPIC, self.topics(kafka))
+        count_key = harness.feed_key(self.TOPIC, None, "count")
+
+        def count():
+            return c.redis.call("GET", count_key)
+
+        def shown(tab):
+            return browser.eval(tab, "[...document.querySelectorAll('#results li')].map(li => li.textContent)") or []
+
+        browser = Chromium(self)
+        self.addCleanup(browser.stop)
+        url = "http://127.0.0.1:%d/?q=%s" % (port, self.TERM.replace(" ", "+"))
+        one = browser.open(url)
+        wait_until(lambda: len(shown(one)) >= 3, 30, "results in the first tab")
+        self.assertTrue(all(re.fullmatch(r"\w+ tabby-cats [\w ]+ #\d+", t) for t in shown(one)), shown(one))
+        self.assertEqual(browser.eval(one, "document.getElementById('status').dataset.topic"), self.TOPIC)
+        self.assertIn(self.TOPIC, self.topics(kafka))                 # created on demand
+        self.assertEqual(count(), "1")
+        two = browser.open(url)
+        wait_until(lambda: count() == "2", 10, "count 2 with two tabs")
+        wait_until(lambda: len(shown(two)) >= 3, 20, "results in the second tab")
+        browser.close_tab(two)
+        wait_until(lambda: count() == "1", 10, "count 1 after closing a tab")
+        self.assertEqual(prod.stdout().count("producing %s/*" % self.TOPIC), 1)   # one feed for both tabs
+        n = len(shown(one))
+        wait_until(lambda: len(shown(one)) > n, 10, "the first tab still gets results")
+        browser.close_tab(one)
+        wait_until(lambda: count() in (None, "0"), 10, "the feed released with the last tab")
+        prod.wait_log("stopped %s/*" % self.TOPIC, stream="stdout")
+        wait_until(lambda: self.TOPIC not in self.topics(kafka), 20, "the topic deleted after the grace period")
+
+    @staticmethod
+    def topics(kafka):
+        return [t["topic"] for t in kafka.metadata()["topics"]]

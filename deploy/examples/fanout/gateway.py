@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import program  # noqa: E402
 import subway  # noqa: E402
+import webserve  # noqa: E402
 from subway import Dropped, Record  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -176,21 +177,12 @@ async def serve(addr: str, host: str, port: int, max_queue: int, close_timeout: 
     app.router.add_get("/ws", ws_handler)
     async with subway.connect(addr, client_name="fanout-gateway") as c:
         app["feeds"] = Feeds(c)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        print("gateway: listening on http://%s:%d/" % (host, port), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
+        await webserve.serve("gateway", app, host, port)
 
 
 def main() -> int:
     ap = program.parser(__doc__)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8081)
+    webserve.add_options(ap, 8081)
     ap.add_argument("--max-queue", type=int, default=1000, help="frames a browser may have unsent before it is dropped")
     ap.add_argument("--close-timeout", type=float, default=5.0, help="seconds a dropped browser gets to take the close")
     args = ap.parse_args()
