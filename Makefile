@@ -152,6 +152,9 @@ $(call objs,$(UNIT_SRC)): | test-deps-check
 $(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
 
 
+# subway-cli's --split-by-key is tested on its own: cli_split.o is in no library.
+$(BIN)/tests/test_cli_split: $(OBJ)/proto/cli_split.o
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)

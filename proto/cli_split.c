@@ -105,6 +105,7 @@ static int open_append(int dirfd, const char *name, bool *created) {
     int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL, 0644);
     *created = fd >= 0;
     if (fd < 0 && errno == EEXIST) fd = openat(dirfd, name, flags);
+    if (fd < 0 && errno == ENXIO) errno = EINVAL;   /* a FIFO without a reader */
     if (fd < 0) return -1;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
