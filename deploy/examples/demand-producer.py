@@ -26,7 +26,7 @@ import json
 import random
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import program
 import subway
@@ -49,23 +49,27 @@ def fake_result(about: str, seq: int, rnd: random.Random) -> str:
 
 
 async def feed(c: subway.AsyncClient, feed_name: str, topic: str, key: Optional[str], about: str,
-               interval: float) -> None:
-    """Publishes the feed's records until cancelled (or the node refuses one)."""
+               interval: float, stop: asyncio.Event) -> None:
+    """Publishes the feed's records until stop is set (or the node refuses
+    one). Each is acknowledged before the next, so none is in flight once it returns."""
     rnd = random.Random(feed_name)
     seq = 0
-    while True:
+    while not stop.is_set():
         seq += 1
         value = {"feed": feed_name, "seq": seq, "ts": int(time.time() * 1000), "text": fake_result(about, seq, rnd)}
         try:
-            await c.publish(topic, key if key is not None else "r%d" % seq, json.dumps(value))
+            await c.publish(topic, key if key is not None else "r%d" % seq, json.dumps(value), timeout=10)
         except subway.SubwayError as e:
             print("demand-producer: publish to %s: %s: %s" % (feed_name, e.name, e.text), file=sys.stderr, flush=True)
             return
-        await asyncio.sleep(interval)   # the pace of the fake source, not a wait for an event
+        try:
+            await asyncio.wait_for(stop.wait(), interval)   # the pace of the fake source, or the stop
+        except asyncio.TimeoutError:
+            pass
 
 
 async def run(args: argparse.Namespace) -> None:
-    feeders: Dict[str, asyncio.Task] = {}
+    feeders: Dict[str, Tuple[asyncio.Task, asyncio.Event]] = {}
     demanded: Dict[str, dict] = {}      # feed -> its last "demand" event, while catching up
     live = False
     async with subway.connect(args.subway, client_name="demand-producer") as c:
@@ -74,14 +78,16 @@ async def run(args: argparse.Namespace) -> None:
             name = ev["feed"]
             if name in feeders or not fnmatch.fnmatchcase(ev["topic"], args.topics):
                 return
-            feeders[name] = asyncio.ensure_future(
-                feed(c, name, ev["topic"], ev["key"], subject(ev["topic"], args.topics), args.interval))
+            halt = asyncio.Event()
+            feeders[name] = (asyncio.ensure_future(
+                feed(c, name, ev["topic"], ev["key"], subject(ev["topic"], args.topics), args.interval, halt)), halt)
             print("producing %s" % name, flush=True)
 
-        def stop(name: str) -> None:
-            t = feeders.pop(name, None)
-            if t is not None:
-                t.cancel()
+        async def stop(name: str) -> None:
+            f = feeders.pop(name, None)
+            if f is not None:
+                f[1].set()
+                await f[0]              # its last record acknowledged: nothing more will land
                 print("stopped %s" % name, flush=True)
 
         events = c.subscribe(args.demand_topic, "*", start=Start.beginning(), live_marker=True)
@@ -103,7 +109,7 @@ async def run(args: argparse.Namespace) -> None:
             elif ev["event"] == "demand":
                 start(ev)
             elif ev["event"] == "release":
-                stop(ev["feed"])
+                await stop(ev["feed"])
 
 
 def main() -> int:
