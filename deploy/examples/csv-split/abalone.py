@@ -5,7 +5,6 @@ import asyncio
 import os
 import random
 import sys
-
 from typing import List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # program.py
