@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # program.py
