@@ -69,7 +69,7 @@ LIBSUBWAY_SRC := proto/codec.c proto/client.c proto/client_frames.c proto/client
 # What libsubway itself links: msgpack-c, and OpenSSL for TLS (subway.pc.in
 # says the same in Libs.private).
 LIBSUBWAY_LIBS := -lmsgpackc -lssl -lcrypto
-CLI_SRC := proto/cli.c
+CLI_SRC := proto/cli.c proto/cli_split.c
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c)) $(wildcard coord/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 TOOL_SRC := $(wildcard tests/tools/*.c)
@@ -80,7 +80,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BIN)/tests/%,$(TOOL_SRC))
 
 .SECONDARY:
-.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench
+.PHONY: all deps deps-check test-deps-check run test model test-unit test-python test-integration test-bench test-install test-one check install uninstall clean cluster bench \
+	example-search example-csv example-uniques example-fanout
 all: $(BIN)/subway $(BIN)/subway-cli $(LIB)/libsubway.a $(LIB)/libsubway.so
 
 # Every compile waits for these checks, so a missing library is reported
@@ -154,6 +155,9 @@ $(call objs,$(UNIT_SRC)): | test-deps-check
 $(OBJ)/tests/unit/test_proto.o: ALL_CFLAGS += -DVECTORS_JSON='"$(CURDIR)/proto/vectors.json"'
 
 
+# subway-cli's --split-by-key is tested on its own: cli_split.o is in no library.
+$(BIN)/tests/test_cli_split: $(OBJ)/proto/cli_split.o
+
 $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/libbroker.a $(LIB)/libsubway.a
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(dir $@)
@@ -177,6 +181,14 @@ run:
 	$(Q)bash deploy/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bash deploy/run-dev.sh $(BIN) $(ARGS)
+
+# The examples of deploy/examples (README "Examples"): each starts a node
+# (and Redis) of its own and its programs, until Ctrl-C. ARGS go to run.py
+# (e.g. ARGS='--http-port 8090').
+example-search example-csv example-uniques example-fanout: example-%:
+	$(Q)bash deploy/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)python3 deploy/examples/run.py $* --bin $(BIN) $(ARGS)
 
 # Benchmarks print figures; they assert nothing (see tests/bench/RESULTS.md).
 bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka

@@ -28,6 +28,7 @@ PACKAGES=(
     prometheus       # promtool, which checks GET /metrics (tests/integration/test_metrics.py)
     python3
     python3-msgpack  # the Python client (proto/python) and its tests, for Debian's python3
+    python3-aiohttp  # the web examples (deploy/examples/search, fanout) and their tests, likewise
     curl
     chromium         # test_feedpage.py renders the /feeds HTML headless
     systemd          # systemd-analyze, which checks deploy/subway.service
@@ -50,13 +51,18 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 # The python3 that runs the tests may not be Debian's (a pyenv or venv one
-# first on PATH): it gets msgpack, the Python client's one dependency, from
-# PyPI. Debian's own python3 has it from python3-msgpack above, so pip never
-# touches the system's packages (PEP 668).
+# first on PATH): it gets msgpack, the Python client's one dependency, and
+# aiohttp, the web examples', from PyPI. Debian's own python3 has them from
+# python3-msgpack and python3-aiohttp above, so pip never touches the
+# system's packages (PEP 668).
 python_deps() {
-    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import msgpack' 2>/dev/null; then
-        echo "install-deps: pip installing msgpack for $(command -v python3)" >&2
-        python3 -m pip install --quiet --disable-pip-version-check 'msgpack>=1.0'
+    command -v python3 >/dev/null 2>&1 || return 0
+    local want=()
+    python3 -c 'import msgpack' 2>/dev/null || want+=('msgpack>=1.0')
+    python3 -c 'import aiohttp' 2>/dev/null || want+=('aiohttp>=3.8')
+    if [ "${#want[@]}" -gt 0 ]; then
+        echo "install-deps: pip installing ${want[*]} for $(command -v python3)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check "${want[@]}"
     fi
 }
 

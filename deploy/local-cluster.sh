@@ -19,6 +19,7 @@
 #   haproxy        127.0.0.1:7600        deploy/haproxy.cfg; stats http://127.0.0.1:7601/
 #
 # The nodes also run with --free-topic 'search.*' --free-topic-partitions 3
+# and --demand-topic subway.demand, a topic (1 partition) made with the others
 # (README: Free topics, Demand events).
 #
 # Pids and logs live in .cache/cluster/ at the top of the repository
@@ -32,7 +33,7 @@
 #   KAFKA=mock      librdkafka's mock cluster (bin/tests/mock_kafka) instead: starts in
 #                   a blink, but creates any topic a client names (so free topics and
 #                   UNKNOWN_TOPIC cannot be seen)
-#   KAFKA=BROKERS   use this Kafka (its topics must exist)
+#   KAFKA=BROKERS   use this Kafka (its topics must exist: demo, orders, subway.demand)
 #   PORT_OFFSET=N   add N to every port above, to run a second cluster beside the
 #                   first (haproxy then runs a copy of haproxy.cfg with the ports moved)
 #   CLUSTER_DIR=DIR where pids and logs go (default: .cache/cluster)
@@ -58,7 +59,8 @@ STATS_PORT=$((7601 + OFF))
 NODES=(node1 node2 node3)
 node_port() { echo $((7700 + ${1#node} * 10 + OFF)); }        # node1 -> 7710
 admin_port() { echo $((7701 + ${1#node} * 10 + OFF)); }       # node1 -> 7711
-TOPICS=(demo:4 orders:6)
+TOPICS=(demo:4 orders:6 subway.demand:1)
+DEMAND_TOPIC=subway.demand   # the nodes' --demand-topic (deploy/examples/demand-producer.py reads it)
 KAFKA_PORT=$((19092 + OFF))   # and the controller on KAFKA_PORT+1
 KAFKA_MODE=${KAFKA:-apache}
 case "$KAFKA_MODE" in apache|mock) EXTERNAL="" ;; *) EXTERNAL=$KAFKA_MODE; KAFKA_MODE=external ;; esac
@@ -257,7 +259,7 @@ start_apache_kafka() {  # one KRaft node in STATE/kafka, fresh, with TOPICS; pri
 launch_node() {  # launch_node NAME BOOTSTRAP
     launch "$1" "$BIN/subway" --listen "127.0.0.1:$(node_port "$1")" --admin "127.0.0.1:$(admin_port "$1")" \
         --kafka "$2" --redis "127.0.0.1:$REDIS_PORT" --node-id "$1" \
-        --free-topic "$FREE_TOPIC" --free-topic-partitions 3
+        --free-topic "$FREE_TOPIC" --free-topic-partitions 3 --demand-topic "$DEMAND_TOPIC"
 }
 
 wait_node() {  # wait_node NAME: until it is ready and registered in Redis

@@ -1,5 +1,6 @@
 /* cli.c -- subway-cli: subscribe to feeds and print their records, or publish records, through libsubway. */
 #include "subway.h"
+#include "cli_split.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -46,7 +47,7 @@ static void on_signal(int sig) {
 static void usage(FILE *out) {
     fprintf(out,
 "usage: subway-cli [-s HOST:PORT] [-t MS] sub TOPIC KEY [TOPIC KEY ...] [-o START] [-c COUNT]\n"
-"                  [-f FORMAT] [-v] [--no-resume]\n"
+"                  [-f FORMAT] [-v] [--no-resume] [--split-by-key DIR [--header LINE]]\n"
 "       subway-cli [-s HOST:PORT] [-t MS] pub TOPIC KEY VALUE|-\n"
 "       subway-cli [-s HOST:PORT] [-t MS] pub --no-key TOPIC VALUE|-\n"
 "\n"
@@ -99,6 +100,13 @@ static void usage(FILE *out) {
 "  -v, --verbose           sub: report SUBSCRIBED replies, LIVE, DROPPED, GOAWAY\n"
 "                          and reconnect attempts on stderr\n"
 "      --no-resume         sub: exit on connection loss or GOAWAY, as pub does\n"
+"      --split-by-key DIR  sub: append each record to DIR/NAME instead of stdout\n"
+"                          (format default '%%s\\n'), flushed per record; NAME is\n"
+"                          the key with every byte but A-Z a-z 0-9 _ - and a\n"
+"                          non-leading . written %%XX (so no /, .., NUL or control\n"
+"                          byte), %%empty for \"\", %%nil for no key, a hash past\n"
+"                          200 bytes; DIR is created if missing\n"
+"      --header LINE       sub --split-by-key: first line of every file created\n"
 "      --no-key            pub: publish with a nil key (see above)\n"
 "  -h, --help              this text\n"
 "      --version           print the version\n"
@@ -158,6 +166,9 @@ typedef struct cli {
     size_t nsubs;
     size_t acked;
     int64_t ack_deadline;            /* all SUBSCRIBED by then, or exit; -1 = none */
+    const char *split_dir;           /* --split-by-key; NULL: records go to stdout */
+    const char *header;              /* --header */
+    cli_split *split;                /* owned; files per key (cli_split.c) */
 } cli;
 
 static int64_t now_ms(void) {
@@ -253,10 +264,16 @@ static void format_record(const char *fmt, const subway_message *m, FILE *out) {
 static void sub_on_message(subway_client *c, void *cb_data, const subway_message *m) {
     cli *a = cb_data;
     if (a->finished) return;
-    format_record(a->format, m, stdout);
-    /* A program reading the pipe must see each record at once. */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_fail(a, EXIT_FAIL, "stdout: %s", strerror(errno));
+    char why[512];
+    FILE *out = a->split ? cli_split_file(a->split, m->key, m->key_len, why, sizeof(why)) : stdout;
+    if (out == NULL) {
+        cli_fail(a, EXIT_FAIL, "--split-by-key %s: %s", a->split_dir, why);
+        return;
+    }
+    format_record(a->format, m, out);
+    /* A program reading the pipe (or the file) must see each record at once. */
+    if (fflush(out) != 0 || ferror(out)) {
+        cli_fail(a, EXIT_FAIL, "%s: %s", a->split ? a->split_dir : "stdout", strerror(errno));
         return;
     }
     a->received++;
@@ -651,7 +668,7 @@ bad:
     return -1;
 }
 
-enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME, OPT_TOKEN, OPT_TOKEN_FILE };
+enum { OPT_NO_KEY = 256, OPT_VERSION, OPT_NO_RESUME, OPT_TOKEN, OPT_TOKEN_FILE, OPT_SPLIT, OPT_HEADER };
 enum { OPT_TLS = 320, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME };
 
 /* --token-file: the first line of FILE, in a static buffer (tokens are
@@ -691,6 +708,8 @@ int main(int argc, char **argv) {
         { "key", required_argument, NULL, OPT_KEY },
         { "server-name", required_argument, NULL, OPT_SERVER_NAME },
         { "no-key", no_argument, NULL, OPT_NO_KEY },
+        { "split-by-key", required_argument, NULL, OPT_SPLIT },
+        { "header", required_argument, NULL, OPT_HEADER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
         { NULL, 0, NULL, 0 },
@@ -758,6 +777,12 @@ int main(int argc, char **argv) {
               : ch == OPT_KEY ? &a.tls_opts.key_file : &a.tls_opts.server_name) = optarg;
             a.tls = true;
             break;
+        case OPT_SPLIT:
+            a.split_dir = optarg;
+            break;
+        case OPT_HEADER:
+            a.header = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_OK;
@@ -792,6 +817,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "subway-cli: --no-key is for pub; sub uses KEY * for every key\n");
             return EXIT_USAGE;
         }
+        if (a.header && !a.split_dir) {
+            fprintf(stderr, "subway-cli: --header goes with --split-by-key\n");
+            return EXIT_USAGE;
+        }
+        if (a.split_dir && !have_format) a.format = "%s\\n";
         const char *why = format_check(a.format);
         if (why) {
             fprintf(stderr, "subway-cli: -f '%s': %s\n", a.format, why);
@@ -809,8 +839,8 @@ int main(int argc, char **argv) {
                     a.no_key ? "" : "KEY ");
             return EXIT_USAGE;
         }
-        if (have_count || have_format || a.verbose || start_arg || a.no_resume) {
-            fprintf(stderr, "subway-cli: -c, -f, -o, -v and --no-resume are for sub\n");
+        if (have_count || have_format || a.verbose || start_arg || a.no_resume || a.split_dir || a.header) {
+            fprintf(stderr, "subway-cli: -c, -f, -o, -v, --no-resume, --split-by-key and --header are for sub\n");
             return EXIT_USAGE;
         }
     }
@@ -859,7 +889,11 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     int rc;
-    if (is_sub) {
+    char why[512];
+    if (is_sub && a.split_dir && (a.split = cli_split_new(a.split_dir, a.header, why, sizeof(why))) == NULL) {
+        fprintf(stderr, "subway-cli: %s\n", why);
+        rc = EXIT_FAIL;
+    } else if (is_sub) {
         rc = run_sub(&a);
     } else if (strcmp(args[nargs - 1], "-") == 0) {
         rc = pub_stdin(&a, args[0], a.no_key ? NULL : args[1]);
@@ -868,6 +902,7 @@ int main(int argc, char **argv) {
     }
     a.finished = true;
     subway_client_free(a.c);
+    cli_split_free(a.split);
     free(a.subs);
     free(a.start_pos);
     return rc;

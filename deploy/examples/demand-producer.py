@@ -1,156 +1,123 @@
 #!/usr/bin/env python3
-"""demand-producer.py -- an example upstream: produces a feed's records only while subway says it is demanded.
+"""demand-producer.py -- an example upstream: fills a feed's topic through subway only while the feed is demanded.
 
-It listens to subway's demand events on the Redis channel subway:demand
-(JSON: {"event": "demand"|"release", "feed": "topic/key", "topic", "key",
-"node", "ts_ms"}), and for every demanded feed whose topic matches --topics
-(a glob), runs a kcat producer writing one record for that key every
---interval seconds, until the feed is released. Feeds demanded before it
-started are picked up from the subway:feed:*:count keys.
+It follows the node's demand events (README "Demand events") on the Kafka
+topic the node writes them to (--demand-topic), read through subway with the
+Python client from the beginning, so feeds demanded before it started are
+found by replaying their last event. For every demanded feed whose topic
+matches --topics (a glob) it publishes, through subway, one record every
+--interval seconds until the feed is released: for a feed TOPIC/KEY under
+KEY, for the every-key feed TOPIC/* under keys r1, r2, ... Each value is JSON
+{"feed", "seq", "ts" (ms), "text"}, the text a fake search result about the
+topic's name past the glob's fixed prefix ("cats" in search.cats).
 
-    deploy/examples/demand-producer.py --redis 127.0.0.1:6390 --kafka 127.0.0.1:9092 --topics 'search.*'
+    bin/subway --dev --demand-topic subway.demand --free-topic 'search.*'
+    deploy/examples/demand-producer.py --subway 127.0.0.1:7700 --topics 'search.*'
 
-Standard library only; it speaks RESP itself.
+Prints "ready" once it has caught up with the events, then "producing FEED"
+and "stopped FEED" as they come. Needs the Python client: pip install
+./proto/python, or PYTHONPATH=proto/python as make's example targets set.
 """
 
 import argparse
+import asyncio
 import fnmatch
 import json
-import socket
-import subprocess
+import random
 import sys
-import threading
 import time
+from typing import Dict, Optional, Tuple
+
+import program
+import subway
+from subway import Live, Record, Start
+
+WORDS = ("fresh", "classic", "rare", "popular", "local", "vintage", "tiny", "giant", "quiet", "famous")
+THINGS = ("guide", "photos", "forum thread", "shop", "map", "video", "recipe", "review", "news", "FAQ")
 
 
-def resp_command(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+def subject(topic: str, glob: str) -> str:
+    """What a feed's topic is about: the topic past the glob's fixed prefix."""
+    cut = min([i for i, ch in enumerate(glob) if ch in "*?["] or [len(glob)])
+    prefix = glob[:cut]
+    return topic[len(prefix):] if topic.startswith(prefix) and len(topic) > len(prefix) else topic
 
 
-class Resp:
-    """Reads RESP replies from a socket."""
-
-    def __init__(self, sock):
-        self.f = sock.makefile("rb")
-
-    def read(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("redis closed the connection")
-        kind, rest = line[:1], line[1:-2]
-        if kind in (b"+", b"-"):
-            return rest.decode()
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            return data
-        if kind == b"*":
-            return [self.read() for _ in range(int(rest))]
-        raise ValueError("bad RESP: %r" % line)
+def fake_result(about: str, seq: int, rnd: random.Random) -> str:
+    """A made-up search result line that mentions `about`."""
+    return "%s %s %s #%d" % (rnd.choice(WORDS).capitalize(), about, rnd.choice(THINGS), seq)
 
 
-def connect(addr):
-    host, port = addr.rsplit(":", 1)
-    return socket.create_connection((host, int(port)))
-
-
-class Feeder:
-    """One kcat producer for one key, fed from a thread."""
-
-    def __init__(self, kafka, topic, key, interval):
-        self.topic, self.key = topic, key
-        self.stop = threading.Event()
-        self.proc = subprocess.Popen(
-            ["kcat", "-P", "-b", kafka, "-t", topic, "-K", "\t", "-X", "partitioner=murmur2_random",
-             "-X", "linger.ms=5"], stdin=subprocess.PIPE)
-        self.thread = threading.Thread(target=self.run, args=(interval,), daemon=True)
-        self.thread.start()
-
-    def run(self, interval):
-        seq = 0
-        while not self.stop.is_set():
-            seq += 1
-            line = "%s\t%s\n" % (self.key, json.dumps({"key": self.key, "seq": seq, "ts": time.time()}))
-            try:
-                self.proc.stdin.write(line.encode())
-                self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                return
-            self.stop.wait(interval)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--redis", default="127.0.0.1:6390")
-    ap.add_argument("--kafka", required=True)
-    ap.add_argument("--topics", default="*", help="glob of topics this producer fills")
-    ap.add_argument("--interval", type=float, default=0.1, help="seconds between records of one key")
-    args = ap.parse_args()
-
-    feeders = {}
-
-    def start(feed, topic, key):
-        if feed in feeders or key is None or not fnmatch.fnmatchcase(topic, args.topics):
+async def feed(c: subway.AsyncClient, feed_name: str, topic: str, key: Optional[str], about: str,
+               interval: float, stop: asyncio.Event) -> None:
+    """Publishes the feed's records until stop is set (or the node refuses
+    one). Each is acknowledged before the next, so none is in flight once it returns."""
+    rnd = random.Random(feed_name)
+    seq = 0
+    while not stop.is_set():
+        seq += 1
+        value = {"feed": feed_name, "seq": seq, "ts": int(time.time() * 1000), "text": fake_result(about, seq, rnd)}
+        try:
+            await c.publish(topic, key if key is not None else "r%d" % seq, json.dumps(value), timeout=10)
+        except subway.SubwayError as e:
+            print("demand-producer: publish to %s: %s: %s" % (feed_name, e.name, e.text), file=sys.stderr, flush=True)
             return
-        feeders[feed] = Feeder(args.kafka, topic, key, args.interval)
-        print("producing %s" % feed, flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)   # the pace of the fake source, or the stop
+        except asyncio.TimeoutError:
+            pass
 
-    def stop(feed):
-        f = feeders.pop(feed, None)
-        if f:
-            f.close()
-            print("stopped %s" % feed, flush=True)
 
-    sub = connect(args.redis)
-    sub.sendall(resp_command("SUBSCRIBE", "subway:demand"))
-    reader = Resp(sub)
-    reader.read()  # subscribe confirmation: events from here on reach us
+async def run(args: argparse.Namespace) -> None:
+    feeders: Dict[str, Tuple[asyncio.Task, asyncio.Event]] = {}
+    demanded: Dict[str, dict] = {}      # feed -> its last "demand" event, while catching up
+    live = False
+    async with subway.connect(args.subway, client_name="demand-producer") as c:
 
-    # Feeds demanded before we listened.
-    cmd = connect(args.redis)
-    cr = Resp(cmd)
-    cursor = b"0"
-    while True:
-        cmd.sendall(resp_command("SCAN", cursor, "MATCH", "subway:feed:*:count", "COUNT", "1000"))
-        cursor, keys = cr.read()
-        for k in keys:
-            name = k[len(b"subway:feed:{"):-len(b"}:count")].decode(errors="replace")
-            topic, _, key = name.partition("/")
-            start(name, topic, None if key == "*" else key)
-        if cursor == b"0":
-            break
-    cmd.close()
-    print("ready", flush=True)
+        def start(ev: dict) -> None:
+            name = ev["feed"]
+            if name in feeders or not fnmatch.fnmatchcase(ev["topic"], args.topics):
+                return
+            halt = asyncio.Event()
+            feeders[name] = (asyncio.ensure_future(
+                feed(c, name, ev["topic"], ev["key"], subject(ev["topic"], args.topics), args.interval, halt)), halt)
+            print("producing %s" % name, flush=True)
 
-    try:
-        while True:
-            msg = reader.read()
-            if not isinstance(msg, list) or msg[0] != b"message":
+        async def stop(name: str) -> None:
+            f = feeders.pop(name, None)
+            if f is not None:
+                f[1].set()
+                await f[0]              # its last record acknowledged: nothing more will land
+                print("stopped %s" % name, flush=True)
+
+        events = c.subscribe(args.demand_topic, "*", start=Start.beginning(), live_marker=True)
+        async for item in events:
+            if isinstance(item, Live) and not live:
+                live = True
+                for ev in demanded.values():
+                    start(ev)
+                demanded.clear()
+                print("ready", flush=True)
+            if not isinstance(item, Record) or item.value is None:
                 continue
-            ev = json.loads(msg[2])
-            if ev["event"] == "demand":
-                start(ev["feed"], ev["topic"], ev["key"])
+            ev = json.loads(item.value)
+            if not live:
+                if ev["event"] == "demand":
+                    demanded[ev["feed"]] = ev
+                else:
+                    demanded.pop(ev["feed"], None)
+            elif ev["event"] == "demand":
+                start(ev)
             elif ev["event"] == "release":
-                stop(ev["feed"])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for feed in list(feeders):
-            stop(feed)
+                await stop(ev["feed"])
+
+
+def main() -> int:
+    ap = program.parser(__doc__)
+    ap.add_argument("--demand-topic", default="subway.demand", help="the nodes' --demand-topic")
+    ap.add_argument("--topics", default="*", help="glob of topics this producer fills")
+    ap.add_argument("--interval", type=float, default=0.1, help="seconds between records of one feed")
+    return program.run("demand-producer", run(ap.parse_args()))
 
 
 if __name__ == "__main__":

@@ -79,17 +79,33 @@ class DemandTest(TestCase):
         a.unsubscribe(w.feed)
 
     def test_example_producer_follows_demand(self):
-        c = self.cluster({"search.dogs": 3}, nodes=1, node_args=["--linger-ms", "100"], haproxy=False)
-        prod = self.proc([sys.executable, EXAMPLE, "--redis", c.redis.addr_str, "--kafka", c.kafka.bootstrap,
-                          "--topics", "search.*", "--interval", "0.05"], name="demand-producer")
-        prod.wait_log("ready", stream="stdout")
+        """The example producer follows the node's --demand-topic through
+        subway and publishes through subway while the feed is demanded."""
+        c = self.cluster({"search.dogs": 3, "search.cats": 1, "subway.demand": 1}, nodes=1, haproxy=False,
+                         node_args=["--linger-ms", "100", "--demand-topic", "subway.demand"])
         cl = self.client(c.nodes[0])
+        # Before the producer starts: one feed demanded, one demanded and
+        # released, one outside its glob. It replays the events to find them.
+        early = cl.subscribe("search.dogs", b"early")
+        cl.unsubscribe(cl.subscribe("search.dogs", b"gone").feed)
+        cl.subscribe("search.cats", b"x")
+        wait_until(lambda: len(consume(c.kafka.bootstrap, "subway.demand")) == 4, 10, "4 events in subway.demand")
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "proto", "python"))
+        prod = self.proc([sys.executable, EXAMPLE, "--subway", c.nodes[0].addr_str, "--topics", "search.dogs",
+                          "--interval", "0.05"], name="demand-producer", env=env)
+        prod.wait_log("ready", stream="stdout")
+        self.assertEqual(prod.stdout().splitlines(), ["producing search.dogs/early", "ready"])
+        self.assertEqual(cl.messages(1, timeout=10, feed=early.feed)[0].key, b"early")
         sub = cl.subscribe("search.dogs", b"beagle")
         prod.wait_log("producing search.dogs/beagle", stream="stdout")
         got = cl.messages(3, timeout=10, feed=sub.feed)       # records appear because of the demand
         self.assertTrue(all(m.key == b"beagle" for m in got))
+        self.assertEqual([json.loads(m.value)["seq"] for m in got], [1, 2, 3])
+        self.assertIn("dogs", json.loads(got[0].value)["text"])
         cl.unsubscribe(sub.feed)
+        cl.unsubscribe(early.feed)
         prod.wait_log("stopped search.dogs/beagle", stream="stdout")
+        prod.wait_log("stopped search.dogs/early", stream="stdout")
         # once stopped, the topic stops growing
         n1 = len(consume(c.kafka.bootstrap, "search.dogs"))
         n2 = len(consume(c.kafka.bootstrap, "search.dogs"))

@@ -717,8 +717,9 @@ class LocalClusterApacheTest(TestCase):
         # topics while they are demanded; the node creates the topic
         demand = test_demand.DemandListener(self.port(6390))
         self.addCleanup(demand.close)
-        prod = self.proc([sys.executable, test_demand.EXAMPLE, "--redis", "127.0.0.1:%d" % self.port(6390),
-                          "--kafka", bootstrap, "--topics", "search.*"], name="demand-producer")
+        prod = self.proc([sys.executable, test_demand.EXAMPLE, "--subway", "127.0.0.1:%d" % self.port(7600),
+                          "--topics", "search.*"], name="demand-producer",
+                         env={"PYTHONPATH": os.path.join(REPO, "proto", "python")})
         prod.wait_log("ready", stream="stdout")
         c = wire.RawClient(lb)
         self.addCleanup(c.close)
