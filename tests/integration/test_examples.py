@@ -18,6 +18,10 @@ EXAMPLES = os.path.join(harness.REPO, "deploy", "examples")
 PY_ENV = {"PYTHONPATH": os.path.join(harness.REPO, "proto", "python")}
 
 
+# The sanitizer pass of make test leaves these to the plain pass (run.py --after-plain).
+PLAIN_ONLY = "the example applications"
+
+
 def example(*parts):
     """argv running the example script deploy/examples/PARTS."""
     return [sys.executable, os.path.join(EXAMPLES, *parts)]
