@@ -280,8 +280,12 @@ int jwt_verify(const jwt_keys *k, const char *token, size_t len, uint64_t now_ms
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     size_t sub_len = sub ? strlen(sub) : 0;
     int printable = sub_len > 0 && sub_len <= JWT_MAX_SUB;
-    for (size_t i = 0; printable && i < sub_len; i++)
-        printable = (unsigned char)sub[i] >= 0x20 && sub[i] != 0x7f;
+    /* No C0 controls, DEL, or C1 controls (U+0080..U+009F: 0xC2 0x80..0x9F,
+     * jansson having checked the UTF-8): sub goes to logs and pages. */
+    for (size_t i = 0; printable && i < sub_len; i++) {
+        unsigned char ch = (unsigned char)sub[i];
+        printable = ch >= 0x20 && ch != 0x7f && !(ch == 0xc2 && i + 1 < sub_len && (unsigned char)sub[i + 1] <= 0x9f);
+    }
     if (has_exp < 0 || has_nbf < 0) {
         failf(err, errlen, "token exp and nbf must be NumericDates (seconds since 1970)");
     } else if (!printable) {

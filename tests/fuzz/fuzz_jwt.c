@@ -20,7 +20,7 @@
  *   odd   the rest is HEADER-JSON '\n' PAYLOAD-JSON: the harness encodes
  *         and signs them with the HS256 key, so the fuzzer reaches the
  *         claims (exp, nbf, sub, the subway ACL) past the signature.
- * Checked: what verifies is sound (sub 1..128 bytes of no control
+ * Checked: what verifies is sound (sub 1..128 bytes of no C0/C1 control
  * characters, exp in the future, HS256 in the header when the harness
  * signed it), a signature changed in one character never verifies, and
  * nothing crashes or leaks.
@@ -67,7 +67,11 @@ static void check_verified(jwt_token *t) {
     CHECK(t->claims && t->sub);
     size_t n = strlen(t->sub);
     CHECK(n >= 1 && n <= JWT_MAX_SUB);
-    for (size_t i = 0; i < n; i++) CHECK((unsigned char)t->sub[i] >= 0x20 && t->sub[i] != 0x7f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t->sub[i];
+        CHECK(ch >= 0x20 && ch != 0x7f);
+        CHECK(!(ch == 0xc2 && i + 1 < n && (unsigned char)t->sub[i + 1] < 0xa0));   /* no C1 control */
+    }
     CHECK(t->exp_ms == 0 || t->exp_ms > NOW_MS);
     CHECK(t->nbf_ms <= NOW_MS + JWT_LEEWAY_MS);
     json_t *exp = json_object_get(t->claims, "exp");

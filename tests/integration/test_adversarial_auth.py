@@ -94,6 +94,15 @@ class AdversarialTokenTest(NodeCase):
             with self.subTest(exp=exp):
                 self.refused(self.token(('{"sub":"z","exp":%s}' % exp).encode()), "expired")
 
+    def test_sub_with_c1_controls_is_refused(self):
+        """sub must be printable: the C1 controls (U+0080..U+009F, e.g. CSI,
+        which some terminals obey) were let through to logs and pages."""
+        for sub in ("a\u009b31mred", "a\u0085b", "\u0080"):
+            with self.subTest(sub=ascii(sub)):
+                self.refused(self.token({"sub": sub, "exp": EXP}), "printable")
+        c = self.client(self.n, token=self.token({"sub": "caf\u00e9 \u00a0\u2603", "exp": EXP}))
+        self.assertEqual(c.welcome.client, "caf\u00e9 \u00a0\u2603")
+
     # ---- forms and confusions
 
     def test_confused_and_malformed_tokens_are_refused(self):
