@@ -22,7 +22,7 @@ import threading
 import time
 import unittest
 
-from harness import NodeCase, REPO, tmp_path
+from harness import MockKafka, Node, NodeCase, REPO, class_fixture, tmp_path
 import wire
 from wire import frame, packb
 
@@ -233,3 +233,31 @@ class AdversarialTokenTest(NodeCase):
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.close()
         self.assertLess(worst, 0.3, "a watcher's PING waited %.2f s behind AUTH floods" % worst)
+
+
+class AdminTokenFileTest(NodeCase):
+    """README: the admin's bearer token is the first line of
+    --admin-token-file. The whole file was taken, so a file with a note
+    under the token locked every client of the admin out."""
+
+    TOPICS = {"t": 1}
+
+    @classmethod
+    def setUpClass(cls):
+        path = tmp_path("admin-token-with-note")
+        with open(path, "w") as f:
+            f.write("s3cret-admin \n# rotated by ops, next rotation in March\n")
+        super(NodeCase, cls).setUpClass()
+        cls.kafka = class_fixture(cls, MockKafka(cls.TOPICS))
+        cls.bootstrap = cls.kafka.bootstrap
+        cls.node_ = class_fixture(cls, Node(cls.bootstrap, ("--admin-token-file", path), wait=False))
+        cls.node_.admin_token = "s3cret-admin"     # what http_get() sends, readiness checks included
+        cls.node_.wait_ready(timeout=10)
+
+    def test_the_token_is_the_first_line(self):
+        bearer = lambda t: {"Authorization": "Bearer " + t}
+        self.assertEqual(self.n.http_get("/stats", headers=bearer("s3cret-admin"))[0], 200)
+        for wrong in ("s3cret-admi", "s3cret-admin x", "s3cret-admin\t# rotated", ""):
+            with self.subTest(token=wrong):
+                self.assertEqual(self.n.http_get("/stats", headers=bearer(wrong))[0], 401)
+        self.assertEqual(self.n.http_get("/healthz", headers={})[0], 200)
