@@ -9,6 +9,8 @@
 #   make test SANITIZER=address|undefined   one pass, under that sanitizer
 #   make test-python     the Python client's unit tests (proto/python/tests)
 #   make model           model-checks the coordination protocol with spin (coord/model/check.sh)
+#   make fuzz            each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS (60), clang with ASan+UBSan
+#   make test-fuzz       each fuzz target over its seed corpus only (part of make test)
 #   make install PREFIX=/usr/local DESTDIR=
 #   V=1 shows the commands, WERROR= drops -Werror.
 
@@ -236,7 +238,7 @@ test-bench: all $(BIN)/subway-bench $(BIN)/tests/mock_kafka
 test-install: all
 	$(Q)MAKE="$(MAKE)" CC="$(CC)" SANITIZER="$(SANITIZER)" bash tests/test-install.sh
 
-test-one: test-unit test-python test-integration test-bench test-install
+test-one: test-unit test-python test-integration test-bench test-install test-fuzz
 
 # The plain pass, then the same suite under AddressSanitizer+UBSan, each
 # once. The installer runs first even when the libraries are there: the
@@ -259,6 +261,52 @@ check: test
 # minute; coord/model/README.md).
 model:
 	$(Q)bash coord/model/check.sh
+
+# ------------------------------------------------------------------- fuzzing
+# libFuzzer targets, one file each in tests/fuzz/, always built with clang
+# under ASan+UBSan in their own tree (build/fuzz), whatever SANITIZER says.
+# Seeds (proto/vectors.json's frames, tokens signed with tests/fuzz/keys/)
+# are tests/fuzz/corpus/TARGET, made by tests/fuzz/seeds.py, plus the
+# regression inputs of bugs the fuzzers found. make fuzz adds what it
+# finds to build/fuzz/corpus/TARGET (not in git) and writes crashes to
+# build/fuzz/crash-TARGET-*: copy one into tests/fuzz/corpus/TARGET with
+# its fix. make test-fuzz replays the seeds only, in a few seconds.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := proto jwt acl
+FUZZ_DIR := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -I. $(PKG_CFLAGS) \
+               -DFUZZ_KEYS_DIR='"$(CURDIR)/tests/fuzz/keys"'
+fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
+FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/obj/%.o: %.c | deps-check
+	$(call say,FUZZCC,$<)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_proto: $(call fuzz_objs,tests/fuzz/fuzz_proto.c proto/codec.c)
+$(FUZZ_DIR)/fuzz_jwt: $(call fuzz_objs,tests/fuzz/fuzz_jwt.c broker/jwt.c broker/acl.c broker/keyfile.c broker/xmalloc.c)
+$(FUZZ_DIR)/fuzz_acl: $(call fuzz_objs,tests/fuzz/fuzz_acl.c broker/acl.c broker/xmalloc.c)
+$(FUZZ_BINS):
+	$(call say,LD,$@)
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(PKG_LIBS)
+
+.PHONY: fuzz test-fuzz
+fuzz: $(FUZZ_BINS)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t && \
+		$(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/crash-$$t- $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+test-fuzz: $(FUZZ_BINS)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_DIR)/fuzz_$$t -runs=0 -artifact_prefix=$(FUZZ_DIR)/crash-$$t- tests/fuzz/corpus/$$t 2>$(FUZZ_DIR)/test-$$t.log \
+			|| { tail -n 40 $(FUZZ_DIR)/test-$$t.log; echo "test-fuzz: fuzz_$$t failed on its corpus" >&2; exit 1; }; \
+		echo "  FUZZ   $$t: $$(ls tests/fuzz/corpus/$$t | wc -l) inputs replayed"; \
+	done
 
 # ------------------------------------------------------------------ installing
 # The one public header goes to include/subway/, so programs say

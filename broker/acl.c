@@ -12,12 +12,12 @@
 static int glob_match(const char *p, size_t plen, const char *s, size_t slen) {
     size_t pi = 0, si = 0, star = (size_t)-1, mark = 0;
     while (si < slen) {
-        if (pi < plen && (p[pi] == '?' || p[pi] == s[si])) {
-            pi++;
-            si++;
-        } else if (pi < plen && p[pi] == '*') {
+        if (pi < plen && p[pi] == '*') {  /* before the literal test: a '*' in the key is no excuse */
             star = pi++;
             mark = si;
+        } else if (pi < plen && (p[pi] == '?' || p[pi] == s[si])) {
+            pi++;
+            si++;
         } else if (star != (size_t)-1) {
             pi = star + 1;
             si = ++mark;

@@ -210,6 +210,17 @@ int admin_start(broker *b, char *errstr, size_t errlen) {
             snprintf(errstr, errlen, "--admin-token-file: %s", why);
             return -1;
         }
+        /* The token is the first line (README): a note below it is no part
+         * of it, and no HTTP header could carry a line break anyway. */
+        size_t n = strcspn(b->admin_token, "\r\n");
+        while (n > 0 && (b->admin_token[n - 1] == ' ' || b->admin_token[n - 1] == '\t')) n--;
+        b->admin_token[n] = '\0';
+        b->admin_token_len = n;
+        if (n == 0) {
+            snprintf(errstr, errlen, "--admin-token-file %s: its first line (the token) is empty",
+                     b->cfg->admin_token_file);
+            return -1;
+        }
     } else if (!loopback_host(host)) {
         snprintf(errstr, errlen,
                  "--admin %s is reachable from other hosts: give --admin-token-file FILE (the bearer token "

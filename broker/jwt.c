@@ -178,14 +178,18 @@ static json_t *json_part(const char *s, size_t len, const char *what, char *err,
     return j;
 }
 
-/* A NumericDate claim in ms: 0 when absent, -1 when not a number. */
-static int64_t numeric_date_ms(json_t *claims, const char *name) {
+/* A NumericDate claim: 1 with *ms set when present, 0 when absent, -1
+ * when not a number of seconds in 0..1e13. Present is not the same as
+ * nonzero: "exp": 0 expired in 1970, it does not mean "never". */
+static int numeric_date_ms(json_t *claims, const char *name, uint64_t *ms) {
     json_t *v = json_object_get(claims, name);
+    *ms = 0;
     if (!v) return 0;
     if (!json_is_number(v)) return -1;
     double s = json_number_value(v);
-    if (s < 0 || s > 1e13) return -1;
-    return (int64_t)(s * 1000.0);
+    if (!(s >= 0 && s <= 1e13)) return -1;
+    *ms = (uint64_t)(s * 1000.0);
+    return 1;
 }
 
 /* ------------------------------------------------------------- verifying */
@@ -271,25 +275,30 @@ int jwt_verify(const jwt_keys *k, const char *token, size_t len, uint64_t now_ms
 
     json_t *claims = json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), "payload", err, errlen);
     if (!claims) return -1;
-    int64_t exp = numeric_date_ms(claims, "exp"), nbf = numeric_date_ms(claims, "nbf");
+    uint64_t exp, nbf;
+    int has_exp = numeric_date_ms(claims, "exp", &exp), has_nbf = numeric_date_ms(claims, "nbf", &nbf);
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     size_t sub_len = sub ? strlen(sub) : 0;
     int printable = sub_len > 0 && sub_len <= JWT_MAX_SUB;
-    for (size_t i = 0; printable && i < sub_len; i++)
-        printable = (unsigned char)sub[i] >= 0x20 && sub[i] != 0x7f;
-    if (exp < 0 || nbf < 0) {
+    /* No C0 controls, DEL, or C1 controls (U+0080..U+009F: 0xC2 0x80..0x9F,
+     * jansson having checked the UTF-8): sub goes to logs and pages. */
+    for (size_t i = 0; printable && i < sub_len; i++) {
+        unsigned char ch = (unsigned char)sub[i];
+        printable = ch >= 0x20 && ch != 0x7f && !(ch == 0xc2 && i + 1 < sub_len && (unsigned char)sub[i + 1] <= 0x9f);
+    }
+    if (has_exp < 0 || has_nbf < 0) {
         failf(err, errlen, "token exp and nbf must be NumericDates (seconds since 1970)");
     } else if (!printable) {
         failf(err, errlen, "token needs a \"sub\" of 1..%d printable characters", JWT_MAX_SUB);
-    } else if (exp && (uint64_t)exp <= now_ms) {
-        failf(err, errlen, "token expired %llu s ago", (unsigned long long)((now_ms - (uint64_t)exp) / 1000));
-    } else if (nbf && (uint64_t)nbf > now_ms + JWT_LEEWAY_MS) {
-        failf(err, errlen, "token not valid for %llu s more (nbf)", (unsigned long long)(((uint64_t)nbf - now_ms) / 1000));
+    } else if (has_exp && exp <= now_ms) {
+        failf(err, errlen, "token expired %llu s ago", (unsigned long long)((now_ms - exp) / 1000));
+    } else if (has_nbf && nbf > now_ms + JWT_LEEWAY_MS) {
+        failf(err, errlen, "token not valid for %llu s more (nbf)", (unsigned long long)((nbf - now_ms) / 1000));
     } else {
         out->claims = claims;
         out->sub = sub;
-        out->exp_ms = (uint64_t)exp;
-        out->nbf_ms = (uint64_t)nbf;
+        out->exp_ms = exp;        /* > 0 when present: it is in the future */
+        out->nbf_ms = nbf;
         return 0;
     }
     json_decref(claims);

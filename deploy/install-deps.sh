@@ -32,6 +32,7 @@ PACKAGES=(
     curl
     chromium         # test_feedpage.py renders the /feeds HTML headless
     systemd          # systemd-analyze, which checks deploy/subway.service
+    clang            # libFuzzer and its sanitizers: make fuzz, make test-fuzz (tests/fuzz/)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
