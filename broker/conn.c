@@ -24,6 +24,7 @@
 #define CONN_IN_STEADY 65536      /* a buffer a read fills doubles up to this */
 #define CONN_READS_PER_EVENT 4    /* fairness: then let other connections run */
 #define CONN_FRAMES_PER_EVENT 1024 /* fairness: frames handled before the others' turn */
+#define CONN_AUTH_PER_S 1         /* AUTHs a second per connection (each costs a signature check); more wait */
 #define CONN_LINGER_CLOSE_MS 2000 /* how long an ERROR-then-close waits to flush */
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
@@ -60,6 +61,7 @@ conn *conn_new(broker *b, int fd, const char *peer, int tls) {
     c->accepted_ms = c->last_rx_ms = c->last_ping_ms = broker_now_ms();
     ratelimit_init(&c->pub_rate, b->cfg->publish_rate, c->accepted_ms);
     ratelimit_init(&c->pub_bytes, b->cfg->publish_bytes_rate, c->accepted_ms);
+    ratelimit_init(&c->auth_rate, CONN_AUTH_PER_S, c->accepted_ms);
     c->next = b->conns;
     if (b->conns) b->conns->prev = c;
     b->conns = c;
@@ -382,11 +384,22 @@ static void conn_unauthorized(conn *c, uint64_t req_id, const char *why) {
     conn_close_after_flush(c);
 }
 
+/* Up to n bytes of s into out (NUL-terminated), each byte outside printable
+ * ASCII as '?': a refusal names what was asked, without a NUL cutting the
+ * name short into one that looks allowed. */
+static const char *printable(const char *s, size_t n, char *out, size_t outlen) {
+    size_t i = 0;
+    for (; i < n && i + 1 < outlen; i++) out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[i] = '\0';
+    return out;
+}
+
 static void forbidden(conn *c, uint64_t req_id, const char *what, const proto_frame *f) {
     c->b->ctr.forbidden++;
-    const char *key = f->key.ptr;
-    conn_send_error(c, req_id, PROTO_E_FORBIDDEN, "%s may not %s %.*s/%.*s", auth_who(c), what, (int)f->topic.len,
-                    f->topic.ptr, key ? (int)(f->key.len > 128 ? 128 : f->key.len) : 1, key ? key : "*");
+    char tbuf[256], kbuf[129];
+    conn_send_error(c, req_id, PROTO_E_FORBIDDEN, "%s may not %s %s/%s", auth_who(c), what,
+                    printable(f->topic.ptr, f->topic.len, tbuf, sizeof(tbuf)),
+                    f->key.ptr ? printable(f->key.ptr, f->key.len, kbuf, sizeof(kbuf)) : "*");
 }
 
 static void handle_subscribe(conn *c, const proto_frame *f) {
@@ -436,6 +449,9 @@ static void handle_unsubscribe(conn *c, const proto_frame *f) {
 static void handle_auth(conn *c, const proto_frame *f) {
     proto_err code;
     char why[256];
+    /* A signature check is dear: a client pipelining AUTHs waits (input
+     * paused) rather than taking the loop from everyone else. */
+    ratelimit_take(&c->auth_rate, 1, broker_now_ms());
     if (auth_refresh(c, f->auth, &code, why, sizeof(why)) < 0) {
         if (code == PROTO_E_UNAUTHORIZED)
             conn_unauthorized(c, f->req_id, why);
@@ -546,6 +562,7 @@ static const char *conn_input_blocked(conn *c, uint64_t now) {
     if (c->out.bytes >= cfg->out_soft_limit) return "answers unread";
     if (c->npubs >= cfg->max_publish_inflight) return "PUBLISHes awaiting Kafka";
     if (ratelimit_wait_ms(&c->pub_rate, now) || ratelimit_wait_ms(&c->pub_bytes, now)) return "PUBLISH rate";
+    if (ratelimit_wait_ms(&c->auth_rate, now)) return "AUTH rate";
     return NULL;
 }
 

@@ -66,6 +66,7 @@ struct conn {
     size_t npubs;                 /* how many: at --max-publish-inflight, input waits */
     ratelimit pub_rate;           /* --publish-rate */
     ratelimit pub_bytes;          /* --publish-bytes-rate */
+    ratelimit auth_rate;          /* AUTH frames (CONN_AUTH_PER_S) */
     conn *prev, *next;            /* broker's list of connections */
     conn *next_flush;             /* broker's flush list */
     conn *next_free;              /* broker's free list */

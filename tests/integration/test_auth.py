@@ -156,6 +156,10 @@ class AuthRequiredTest(NodeCase):
         self.assertEqual(cm.exception.code, wire.E_FORBIDDEN)
         self.assertEqual(c.ping(5).token, 5)               # the connection stays
         self.assertGreaterEqual(self.n.stats()["counters"]["forbidden"], 5)
+        # A NUL does not cut the name in the refusal into one that looks allowed.
+        with self.assertRaises(wire.ServerError) as cm:
+            c.subscribe("orders\x00", "cust-42")
+        self.assertIn("subscribe to orders?/cust-42", cm.exception.frame.text)
 
     def test_different_tokens_share_one_feed(self):
         a = self.connect(self.keys.mint(sub="alice", subscribe=["orders/*"]))
