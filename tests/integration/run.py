@@ -18,6 +18,7 @@ logs (the temp dir's path is printed at the end).
 import argparse
 import fnmatch
 import os
+import signal
 import sys
 import time
 import unittest
@@ -131,6 +132,10 @@ def leave_plain_only(suite):
 
 
 def main():
+    # Started in the background by a non-interactive shell, this process has
+    # SIGINT ignored, and so would every process it starts: a script's Ctrl-C
+    # trap (run-dev.sh) could not even be set. Take it back to the default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(harness.REPO, "bin"),
                     help="directory with subway, subway-cli and tests/mock_kafka (default: bin)")
