@@ -338,7 +338,9 @@ class RealKafkaLeaderChangeTest(TestCase):
         kafka = ApacheKafka(brokers=3)
         self.addCleanup(kafka.stop)
         kafka.create_topic("rep", 3, rf=3)
-        n = self.node(kafka.bootstrap, ["--linger-ms", "200"])
+        # The test's one thread answers PINGs only while it reads, and a
+        # broker restarting can take longer than the default 15 s timeout.
+        n = self.node(kafka.bootstrap, ["--linger-ms", "200", "--heartbeat-ms", "20000"])
         c = self.client(n)
         s = c.subscribe("rep", b"key-1")
         p = java_partition(b"key-1", 3)
