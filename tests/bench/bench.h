@@ -262,7 +262,9 @@ size_t pool_live(const pool *p);
 /* First SUBSCRIBE sent and last SUBSCRIBED received (now_s() clock). */
 double pool_sub_first(const pool *p);
 double pool_sub_last(const pool *p);
-/* Latency histogram of the records received since the last reset, when on. */
+/* Latency on: from now on, records produced from now on (by their stamp)
+ * are counted (pool_windowed) and their latency kept (pool_hist); records
+ * produced before, a warm-up's backlog, are not. Resets both. */
 void pool_latency(pool *p, int on);
 /* The least and the greatest per-connection mean latency since the last
  * pool_latency(): how far apart one node write pass puts the subscribers. */
@@ -321,6 +323,10 @@ typedef struct pacer_conf {
 pacer *pacer_start(const pacer_conf *conf, char *errstr, size_t errlen);
 void pacer_set_accounted(pacer *pc, uint64_t min_accounted);
 uint64_t pacer_produced(const pacer *pc);
+/* Closes the window: records stamped at or after to_ns (wall ns) no longer count. */
+void pool_latency_until(pool *p, uint64_t to_ns);
+/* Records received that were produced inside the window. */
+uint64_t pool_windowed(const pool *p);
 /* Stops and joins the thread; returns records produced. Frees pc. */
 uint64_t pacer_stop(pacer *pc);
 
@@ -391,6 +397,12 @@ int scenario_amplification(void);
 int scenario_connscale(void);
 int scenario_relay(void);
 int scenario_catchup(void);
+/* From now on only records stamped in [from_ns, to_ns) (wall ns) go into the
+ * histogram and kcons_windowed(); resets both. from_ns 0: every record. */
+void kcons_window(kcons *c, uint64_t from_ns, uint64_t to_ns);
+/* Closes the window at to_ns, keeping what it holds. */
+void kcons_window_until(kcons *c, uint64_t to_ns);
+uint64_t kcons_windowed(kcons *c);
 
 /* Child process entry points (subway-bench --child KIND ...). */
 int child_consumers(int argc, char **argv);
