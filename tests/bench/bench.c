@@ -60,6 +60,7 @@ static const scenario scenarios[] = {
     {"amplification", scenario_amplification, "exact-key feeds on a 12-partition topic: bytes read vs topic bytes"},
     {"connscale", scenario_connscale, "as many connections as the fd limit allows over 1000 feeds, Redis-coordinated"},
     {"relay", scenario_relay, "3 nodes with Redis: subscribers on other nodes vs on the owner"},
+    {"coord", scenario_coord, "Redis coordination alone, simulated nodes and feeds: subscribes/s ceilings, steady-state Redis load per feed"},
     {"catchup", scenario_catchup, "a catch-up from 1,000,000 records back joining a feed 1000 live subscribers share: their latency before, during, after"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
