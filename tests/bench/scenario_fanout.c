@@ -248,8 +248,8 @@ int scenario_fanout(void) {
     tab_note(t, "Latency columns are produce-to-client under saturation (queueing included), not the latency scenario's.");
     tab_note(t, "server = subway node (Kafka: %s, its CPU in the JSON) or redis-server; bench CPU = this process, "
              "all threads.", kafka_name());
-    tab_note(t, "delivered rec/s depends on the bench's receiving thread as much as on the server (subway's node "
-             "idles while the bench reads); CPU s per M deliveries does not: it is the server's cost of a delivery.");
+    tab_note(t, "delivered rec/s is bounded by the bench's one receiving thread as much as by the server (see bench "
+             "CPU); CPU s per M deliveries is not: it is the server's own cost of a delivery.");
     prev_note(t, prev_find("fanout", "subway", (const char *)NULL));
     tab_print(t);
     kafka_stop(&k);
