@@ -29,7 +29,7 @@
  * connections from SRC_IP, connection i following TOPIC/f-((FIRST+i) % FEEDS).
  * Says "connected OK FAILED" once all are welcomed; then serves commands:
  * "subscribe" (answer: "subscribed OK FAILED T_FIRST T_LAST" in CLOCK_MONOTONIC
- * seconds), "latency" (start measuring), "count" (answer: "count TOTAL MIN
+ * seconds), "latency" (start measuring; answer: "latency"), "count" (answer: "count TOTAL MIN
  * P50_NS P99_NS MAX_NS"), "quit". */
 int child_pool(int argc, char **argv) {
     if (argc != 7) {
@@ -84,7 +84,9 @@ int child_pool(int argc, char **argv) {
                 subscribing = 1;
                 last_progress = now_s();
             } else if (strcmp(cmd, "latency") == 0) {
-                pool_latency(p, 1);
+                pool_latency(p, 1);   /* records stamped from now on count: say so before any is produced */
+                printf("latency\n");
+                fflush(stdout);
             } else if (strcmp(cmd, "count") == 0) {
                 hist *h = pool_hist(p);
                 printf("count %llu %llu %llu %llu %llu\n", (unsigned long long)pool_total(p),
@@ -315,8 +317,14 @@ int scenario_connscale(void) {
     settled_rss(n.p.pid, &sub_ps);
     long long node_conns = node_counter(&n, "conns_accepted");
 
-    /* Fan-out at this scale: a few records for every feed. */
+    /* Fan-out at this scale: a few records for every feed, produced once
+     * every child measures (a record stamped before would not count). */
     send_all(ch, nch, "latency\n");
+    for (int i = 0; i < nch; i++)
+        if (read_line(ch[i].from, line, sizeof(line), 10) < 0 || strcmp(line, "latency") != 0) {
+            fprintf(stderr, "bench: connscale: child %d did not start measuring\n", i);
+            goto out;
+        }
     char err[512];
     kprod *kp = kprod_new(k.bootstrap, SCALE_TOPIC, "5", err, sizeof(err));
     if (!kp) {
