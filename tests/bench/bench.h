@@ -479,7 +479,7 @@ void health_note(tab *t, const char *what, const struct health *h);
 int prev_open(const char *path);
 void prev_close(void);
 /* The last published line of scenario and measurement on the same Kafka,
- * full size, whose numeric fields match: pairs of (const char *key, double
+ * full size, not marked unhealthy, whose numeric fields match: pairs of (const char *key, double
  * value), then NULL. NULL when there is none. */
 const char *prev_find(const char *scenario, const char *measurement, ...);
 /* The same with a string field equal to str_val and one numeric pair. */

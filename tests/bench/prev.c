@@ -90,14 +90,14 @@ const char *prev_str(const char *line, const char *key) {
 }
 
 /* The last line of scenario and measurement on this run's Kafka, full size,
- * with str_key equal to str_val (str_key NULL: any) and the numeric pairs of ap. */
+ * not marked unhealthy (lines from before the health checks count), with str_key equal to str_val (str_key NULL: any) and the numeric pairs of ap. */
 static const char *find(const char *scenario, const char *measurement, const char *str_key, const char *str_val,
                         va_list ap0) {
     const char *kafka = g_opts.kafka_apache ? "apache" : "mock";
     for (size_t i = prev_nlines; i-- > 0;) {
         const char *l = prev_lines[i];
         if (strcmp(prev_str(l, "scenario"), scenario) != 0 || strcmp(prev_str(l, "measurement"), measurement) != 0 ||
-            strcmp(prev_str(l, "kafka"), kafka) != 0 || prev_num(l, "tiny") != 0 ||
+            strcmp(prev_str(l, "kafka"), kafka) != 0 || prev_num(l, "tiny") != 0 || prev_num(l, "healthy") == 0 ||
             (str_key && strcmp(prev_str(l, str_key), str_val) != 0))
             continue;
         va_list ap;
@@ -138,7 +138,7 @@ const char *prev_find_str(const char *scenario, const char *measurement, const c
 
 void prev_note(tab *t, const char *line) {
     if (!line) {
-        tab_note(t, "previous: no published figures for this scenario and size%s%s.", prev_path[0] ? " in " : "",
+        tab_note(t, "previous: no published healthy figures for this scenario and size%s%s.", prev_path[0] ? " in " : "",
                  prev_path);
         return;
     }
