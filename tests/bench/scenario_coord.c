@@ -408,18 +408,13 @@ out:
 
 static int coord_tables(void);
 
-static const char *prev_fmt(const char *line, const char *key, const char *fmtf) {
-    double v = prev_num(line, key);
-    return isnan(v) ? "" : fmt_f(fmtf, v);
-}
-
 static void ceiling_row(tab *t, const char *what, ceiling *c) {
     const char *pl = prev_find("coord", "ceiling", "nodes", (double)c->nodes, "repeat", (double)c->repeat,
                                (const char *)NULL);
     tab_row(t, what, fmt_int(c->nodes), fmt_int((double)c->nodes * c->feeds_per_node),
-            fmt_f(c->h.ok ? "%.0f" : "%.0f (UNHEALTHY)", c->rate), fmt_f("%.0f%%", c->redis_pct),
+            fmt_str("%s%s", fmt_int(c->rate), c->h.ok ? "" : " (UNHEALTHY)"), fmt_f("%.0f%%", c->redis_pct),
             fmt_f("%.1f us", c->redis_us), c->redis_us > 0 ? fmt_int(1e6 / c->redis_us) : "",
-            fmt_f("%.1f", c->cmds_per_sub), fmt_f("%.0f%%", c->bench_pct), prev_fmt(pl, "subscribes_per_s", "%.0f"));
+            fmt_f("%.1f", c->cmds_per_sub), fmt_f("%.0f%%", c->bench_pct), pl ? fmt_int(prev_num(pl, "subscribes_per_s")) : "");
     jrec *j = jr_begin("coord", "ceiling");
     jr_int(j, "nodes", c->nodes);
     jr_int(j, "feeds_per_node", c->feeds_per_node);
@@ -515,7 +510,7 @@ static int coord_tables(void) {
             tab_row(t, fmt_int(s.nodes), fmt_int(s.feeds), fmt_int(s.scripts_per_s), fmt_int(s.calls_per_s), fmt_f("%.3f", s.scripts_per_s / nf),
                     fmt_f(s.h.ok ? "%.1f%%" : "%.1f%% (UNHEALTHY)", s.redis_pct),
                     fmt_f("%.2f%% of a core", s.redis_pct * 1000 / nf), fmt_f("%.0f%%", 100 * s.owned_frac),
-                    fmt_int((double)s.lost), prev_fmt(pl, "scripts_per_s", "%.0f"));
+                    fmt_int((double)s.lost), pl ? fmt_int(prev_num(pl, "scripts_per_s")) : "");
             jrec *j = jr_begin("coord", "steady");
             jr_int(j, "nodes", s.nodes);
             jr_int(j, "feeds_per_node", s.feeds);
