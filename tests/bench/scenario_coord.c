@@ -288,13 +288,18 @@ static int run_ceiling(int redis_port, pid_t redis_pid, ceiling *c) {
     procstat_read(redis_pid, &s0);
     if (redis_read(rc_info, &r0) < 0) goto out;
     double b0 = self_cpu_s(), t0 = now_s();
-    for (int l = 0; l < nloops; l++)
-        if (pthread_create(&loops[l].th, NULL, ceiling_main, &loops[l]) != 0) goto out;
+    int started = 0;
     rc = 0;
-    for (int l = 0; l < nloops; l++) {
+    for (; started < nloops; started++)
+        if (pthread_create(&loops[started].th, NULL, ceiling_main, &loops[started]) != 0) {
+            rc = -1;
+            break;
+        }
+    for (int l = 0; l < started; l++) {
         pthread_join(loops[l].th, NULL);
         if (loops[l].rc < 0) rc = -1;
     }
+    if (rc < 0) goto out;
     c->secs = now_s() - t0;
     c->bench_pct = 100.0 * (self_cpu_s() - b0) / c->secs;
     procstat_read(redis_pid, &s1);
