@@ -142,8 +142,9 @@ void health_init(health *h);
 void health_require(health *h, int cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The machine was quiet enough: others and steal under their limits. */
 void health_machine(health *h, const machine_use *u);
-/* The direct consumer (fetch.wait.max.ms fetch_wait) had a p50 of a few ms
- * and a p99 of tens (the mock: plus its fetch wait); else Kafka itself is slow. */
+/* The direct consumer (fetch.wait.max.ms fetch_wait) had a p50 of at most
+ * 5 ms and a p99 of at most 10 ms (the mock: plus its fetch wait); else
+ * Kafka itself, or the machine, is slow. */
 void health_direct(health *h, const hist *hd, int fetch_wait);
 /* got/want within 1 +- 0.001. */
 void health_ratio(health *h, const char *who, uint64_t got, uint64_t want);
