@@ -423,6 +423,7 @@ typedef struct baseline_probe {
     void (*begin)(void *arg);
     void (*judge)(void *arg, health *h);
     void *arg;
+    double max_s;                 /* most extra warm-up; 0: --health-wait */
 } baseline_probe;
 
 /* Seconds of one probe window (2 s; tiny 0.1 s). */
@@ -430,8 +431,9 @@ double health_probe_s(void);
 
 /* After the warm-up: drives p against pc (p NULL: just waits) in probe
  * windows until the machine and bp find the baseline healthy, or
- * --health-wait seconds are spent. h holds the last probe's verdict,
- * *warmed_s the time spent. Returns -1 when delivery stalled. */
+ * --health-wait seconds (at most bp->max_s, when set) are spent. h holds
+ * the last probe's verdict, *warmed_s the time spent. Returns -1 when
+ * delivery stalled. */
 int warm_until_healthy(pool *p, pacer *pc, const baseline_probe *bp, health *h, double *warmed_s);
 
 /* This process's CPU seconds (every thread). */

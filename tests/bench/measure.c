@@ -51,6 +51,7 @@ double health_probe_s(void) { return g_opts.tiny ? 0.1 : 2.0; }
 
 int warm_until_healthy(pool *p, pacer *pc, const baseline_probe *bp, health *h, double *warmed_s) {
     double t0 = now_s(), budget = g_opts.health_wait_s;
+    if (bp && bp->max_s > 0 && bp->max_s < budget) budget = bp->max_s;
     int probes = 0;
     for (;;) {
         machine_snapshot a, b;
