@@ -34,7 +34,8 @@ typedef struct lat_window {
     procstat s0, s1;              /* the server's, around the window */
     double warmed_s;              /* warm-up spent waiting for a healthy baseline */
     health h;                     /* the window's baseline: machine, direct consumer */
-    double gc_ms, gc_max_ms;      /* Apache Kafka's GC pauses in the window */
+    double gc_ms;                 /* Apache Kafka's GC pauses in the window: their sum */
+    long gc_n;                    /* and how many */
 } lat_window;
 
 typedef struct lat_probe {
@@ -73,9 +74,9 @@ static int lat_measure(pool *p, pacer **pcp, kcons *kc, hist *hd, const kafka_sv
     baseline_probe bp = {lat_probe_begin, lat_probe_judge, &lp, g_opts.kafka_apache ? 0 : LAT_MOCK_HEALTH_WAIT_S};
     if (drive(p, *pcp, g_opts.warmup_s) < 0) return -1;
     if (warm_until_healthy(p, *pcp, &bp, &w->h, &w->warmed_s) < 0) return -1;
-    double gc0 = 0, gcmax0 = 0, gc1 = 0, gcmax1 = 0;
-    long gcn = 0;
-    if (k) kafka_gc_pauses(k, &gc0, &gcmax0, &gcn);
+    double gc0 = 0, gc1 = 0, gcmax = 0;
+    long gcn0 = 0, gcn1 = 0;
+    if (k) kafka_gc_pauses(k, &gc0, &gcmax, &gcn0);
     machine_snapshot m0, m1;
     machine_snap(&m0);
     procstat_read(server, &w->s0);
@@ -94,9 +95,9 @@ static int lat_measure(pool *p, pacer **pcp, kcons *kc, hist *hd, const kafka_sv
     machine_snap(&m1);
     w->server_pct = 100.0 * (w->s1.cpu_s - w->s0.cpu_s) / w->secs;
     w->bench_pct = 100.0 * (self_cpu_s() - b0) / w->secs;
-    if (k && kafka_gc_pauses(k, &gc1, &gcmax1, &gcn) == 0) {
+    if (k && kafka_gc_pauses(k, &gc1, &gcmax, &gcn1) == 0) {
         w->gc_ms = gc1 - gc0;
-        w->gc_max_ms = gcmax1 > gcmax0 ? gcmax1 : 0;
+        w->gc_n = gcn1 - gcn0;
     }
     pacer_stop(*pcp);
     *pcp = NULL;
@@ -180,7 +181,7 @@ static int lat_run(const kafka_svc *k, const char *topic, int subs, int fetch_wa
                  what, diff_ms, fmt_us(hist_pct(hs, 99)), fmt_us(spread_lo), fmt_us(spread_hi));
     if (w.warmed_s > health_probe_s() + 0.5 || w.gc_ms > 0)
         tab_note(t, "%s: %.1f s of extra warm-up for a healthy baseline; Kafka's GC paused %.0f ms in the window "
-                 "(longest %.0f ms).", what, w.warmed_s, w.gc_ms, w.gc_max_ms);
+                 "(%ld pauses).", what, w.warmed_s, w.gc_ms, w.gc_n);
 
     jrec *j = jr_begin("latency", "subway");
     jr_int(j, "subscribers", subs);
