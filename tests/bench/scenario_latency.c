@@ -180,7 +180,7 @@ static int lat_run(const kafka_svc *k, const char *topic, int subs, int fetch_wa
                  "per-subscriber mean latency from %s (best subscriber) to %s (worst).",
                  what, diff_ms, fmt_us(hist_pct(hs, 99)), fmt_us(spread_lo), fmt_us(spread_hi));
     if (w.warmed_s > health_probe_s() + 0.5 || w.gc_ms > 0)
-        tab_note(t, "%s: %.1f s of extra warm-up for a healthy baseline; Kafka's GC paused %.0f ms in the window "
+        tab_note(t, "%s: %.1f s of extra warm-up waiting for a healthy baseline; Kafka's GC paused %.0f ms in the window "
                  "(%ld pauses).", what, w.warmed_s, w.gc_ms, w.gc_n);
 
     jrec *j = jr_begin("latency", "subway");
