@@ -131,8 +131,12 @@ static int wanted(const char *name) {
     return 0;
 }
 
+static void cleanup(void);
+
+/* Interrupted (Ctrl-C, timeout): clean up as at exit, then die of the
+ * signal. Apache Kafka's data is in /dev/shm, which nothing else frees. */
 static void on_signal(int sig) {
-    svc_stop_all();
+    cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
 }
