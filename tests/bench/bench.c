@@ -60,6 +60,7 @@ static const scenario scenarios[] = {
     {"amplification", scenario_amplification, "exact-key feeds on a 12-partition topic: bytes read vs topic bytes"},
     {"connscale", scenario_connscale, "as many connections as the fd limit allows over 1000 feeds, Redis-coordinated"},
     {"relay", scenario_relay, "3 nodes with Redis: subscribers on other nodes vs on the owner"},
+    {"coord", scenario_coord, "Redis coordination alone, simulated nodes and feeds: subscribes/s ceilings, steady-state Redis load per feed"},
     {"catchup", scenario_catchup, "a catch-up from 1,000,000 records back joining a feed 1000 live subscribers share: their latency before, during, after"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -80,6 +81,12 @@ static void usage(FILE *out) {
             "  --duration S         seconds per measurement (default 6, tiny 1)\n"
             "  --warmup S           seconds before each measurement (default 1, tiny 0.3;\n"
             "                       catchup on Apache Kafka: at least 15)\n"
+            "  --previous FILE      published figures printed beside this run's (default\n"
+            "                       tests/bench/RESULTS.jsonl, with --kafka apache\n"
+            "                       tests/bench/RESULTS-apache.jsonl; '-': none)\n"
+            "  --health-wait S      then warm on in 2 s probes while the baseline is unhealthy\n"
+            "                       (machine busy, direct consumer slow, ...), at most S seconds\n"
+            "                       (default 30, tiny 0: one probe); still unhealthy: no verdict\n"
             "  --subs N,N           fanout subscriber counts (default 100,1000)\n"
             "  --window N           fanout: most records in flight (default 2e6/subscribers,\n"
             "                       1000..8000)\n"
@@ -102,6 +109,8 @@ static void usage(FILE *out) {
             "                       mock cluster, the default) or one Apache Kafka broker\n"
             "                       started by --kafka-script (fetched on first use)\n"
             "  --kafka-script PATH  kafka-local.sh (default deploy/kafka-local.sh)\n"
+            "  --kafka-jvm OPTS     Apache Kafka's JVM flags (default: G1, 20 ms pause goal,\n"
+            "                       heap pre-touched; see services.c)\n"
             "  --node-arg ARG       pass ARG to every subway node (repeatable), e.g.\n"
             "                       --node-arg=--kafka-opt=fetch.wait.max.ms=1\n"
             "  --verbose            progress and services' command lines on stderr\n"
@@ -122,8 +131,12 @@ static int wanted(const char *name) {
     return 0;
 }
 
+static void cleanup(void);
+
+/* Interrupted (Ctrl-C, timeout): clean up as at exit, then die of the
+ * signal. Apache Kafka's data is in /dev/shm, which nothing else frees. */
 static void on_signal(int sig) {
-    svc_stop_all();
+    cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -133,6 +146,12 @@ static void cleanup(void) {
     if (!g_opts.keep && g_opts.tmpdir[0]) {
         char cmd[400];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_opts.tmpdir);
+        if (system(cmd) != 0) {}
+    }
+    if (g_opts.tmpdir[0]) {
+        /* Apache Kafka's data, in memory (services.c), whatever --keep says. */
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf /dev/shm/'%s'-kafka-*", strrchr(g_opts.tmpdir, '/') + 1);
         if (system(cmd) != 0) {}
     }
 }
@@ -183,6 +202,8 @@ int main(int argc, char **argv) {
         {"json", required_argument, NULL, 'j'},
         {"duration", required_argument, NULL, 'd'},
         {"warmup", required_argument, NULL, 'w'},
+        {"health-wait", required_argument, NULL, 'X'},
+        {"previous", required_argument, NULL, 'Y'},
         {"subs", required_argument, NULL, 'n'},
         {"window", required_argument, NULL, 'W'},
         {"linger", required_argument, NULL, 'G'},
@@ -198,6 +219,7 @@ int main(int argc, char **argv) {
         {"redis-server", required_argument, NULL, 'R'},
         {"kafka", required_argument, NULL, 'K'},
         {"kafka-script", required_argument, NULL, 'S'},
+        {"kafka-jvm", required_argument, NULL, 'J'},
         {"node-arg", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},
         {"keep", no_argument, NULL, 'k'},
@@ -219,6 +241,7 @@ int main(int argc, char **argv) {
     g_opts.kafka_script = "deploy/kafka-local.sh";
     g_opts.duration_s = -1;
     g_opts.warmup_s = -1;
+    g_opts.health_wait_s = -1;
     g_opts.value_len = 100;
     g_opts.fan_linger = "5";
     double lat_rate = 0;
@@ -231,6 +254,8 @@ int main(int argc, char **argv) {
         case 'j': g_opts.json_path = strcmp(optarg, "-") == 0 ? NULL : optarg; break;
         case 'd': g_opts.duration_s = atof(optarg); break;
         case 'w': g_opts.warmup_s = atof(optarg); break;
+        case 'X': g_opts.health_wait_s = atof(optarg); break;
+        case 'Y': g_opts.prev_path = strcmp(optarg, "-") == 0 ? "" : optarg; break;
         case 'n':
             g_opts.nfanout_subs = parse_list(optarg, g_opts.fanout_subs, 4);
             if (g_opts.nfanout_subs < 1) {
@@ -264,6 +289,7 @@ int main(int argc, char **argv) {
             g_opts.kafka_apache = strcmp(optarg, "apache") == 0;
             break;
         case 'S': g_opts.kafka_script = optarg; break;
+        case 'J': g_opts.kafka_jvm = optarg; break;
         case 'A':
             if (g_opts.nnode_args >= 16) {
                 fprintf(stderr, "subway-bench: at most 16 --node-arg\n");
@@ -297,6 +323,7 @@ int main(int argc, char **argv) {
     int tiny = g_opts.tiny;
     if (g_opts.duration_s <= 0) g_opts.duration_s = tiny ? 1.0 : 6.0;
     if (g_opts.warmup_s < 0) g_opts.warmup_s = tiny ? 0.3 : 1.0;
+    if (g_opts.health_wait_s < 0) g_opts.health_wait_s = tiny ? 0.0 : 30.0;
     if (g_opts.nfanout_subs == 0) {
         g_opts.fanout_subs[0] = tiny ? 2 : 100;
         g_opts.fanout_subs[1] = tiny ? 3 : 1000;
@@ -341,6 +368,9 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (report_open(g_opts.json_path) < 0) return 2;
+    if (!g_opts.prev_path)
+        g_opts.prev_path = g_opts.kafka_apache ? "tests/bench/RESULTS-apache.jsonl" : "tests/bench/RESULTS.jsonl";
+    if (g_opts.prev_path[0] && prev_open(g_opts.prev_path) < 0) return 2;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     print_machine();
@@ -363,5 +393,6 @@ int main(int argc, char **argv) {
     printf("\nsubway-bench: %d scenario(s) run, %d failed, %.1f s%s%s\n", ran, failed, now_s() - t0,
            g_opts.json_path ? "; results appended to " : "", g_opts.json_path ? g_opts.json_path : "");
     report_close();
+    prev_close();
     return failed ? 1 : 0;
 }

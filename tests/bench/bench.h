@@ -13,12 +13,15 @@ typedef struct bench_opts {
     const char *bin;              /* directory holding subway and tests/mock_kafka */
     const char *scenarios;        /* comma-separated names, or "all" */
     const char *json_path;        /* JSON lines file; NULL: none (stdout only) */
+    const char *prev_path;        /* published figures to print beside ours; NULL: none */
     const char *redis_server;     /* redis-server binary */
     int kafka_apache;             /* --kafka apache: a real broker from deploy/kafka-local.sh */
     const char *kafka_script;     /* deploy/kafka-local.sh */
+    const char *kafka_jvm;        /* Apache Kafka's collector and compiler flags (NULL: the bench's) */
     int tiny;                     /* a couple of subscribers, ~1 s per measurement */
     double duration_s;            /* per measurement */
     double warmup_s;              /* before each measurement */
+    double health_wait_s;         /* most extra warm-up while the baseline is unhealthy */
     int verbose;
     int keep;                     /* keep the temp dir with the services' logs */
     /* scenario sizes (0: scenario default) */
@@ -90,12 +93,61 @@ typedef struct procstat {
     long threads;
 } procstat;
 
+/* pid's parent, CPU ticks (utime + stime) and its reaped children's ticks
+ * (cutime + cstime); any pointer may be NULL. Returns 0, or -1 when gone. */
+int procstat_ticks(pid_t pid, pid_t *ppid, unsigned long long *ticks, unsigned long long *child_ticks);
 /* Fills *ps for pid. Returns 0, or -1 when the process is gone. */
 int procstat_read(pid_t pid, procstat *ps);
 
 /* Counts pid's established TCP sockets whose remote port is one of ports[]
  * (loopback), read from /proc/PID/fd and /proc/net/tcp{,6}. -1 on error. */
 int procstat_tcp_conns(pid_t pid, const int *ports, int nports);
+
+/* ----------------------------------------------------------- machine load */
+
+/* CPU counters of the whole machine and of this bench's processes (this
+ * one, its descendants, and the ones registered with machine_own_pid()). */
+typedef struct machine_snapshot {
+    double at;                    /* now_s() */
+    unsigned long long tasks_ticks;   /* /proc/stat user + nice + system */
+    unsigned long long steal_ticks, iowait_ticks;
+    unsigned long long ours_ticks;    /* utime + stime of ours, reaped children included */
+    unsigned long long kernel_ticks;  /* kernel threads (ksoftirqd and co.), not counted as others */
+} machine_snapshot;
+
+/* What happened between two snapshots, in cores (1.0: one core busy). */
+typedef struct machine_use {
+    double secs;
+    double ours_cores;            /* the bench and every service it started */
+    double other_cores;           /* everyone else: other engineers' test suites */
+    double steal_cores, iowait_cores;
+} machine_use;
+
+/* A process of the bench that is not its descendant (Apache Kafka's JVM,
+ * started with setsid); disown it when stopped. */
+void machine_own_pid(pid_t pid);
+void machine_disown_pid(pid_t pid);
+void machine_snap(machine_snapshot *s);
+void machine_usage(const machine_snapshot *a, const machine_snapshot *b, machine_use *u);
+
+/* Whether a measurement's baseline was sound, and if not why, in words. */
+typedef struct health {
+    int ok;
+    char why[600];                /* "; "-separated reasons */
+    machine_use use;              /* of the window judged */
+} health;
+
+void health_init(health *h);
+/* Not ok when cond is false; the reason is added to why. */
+void health_require(health *h, int cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The machine was quiet enough: others and steal under their limits. */
+void health_machine(health *h, const machine_use *u);
+/* The direct consumer (fetch.wait.max.ms fetch_wait) had a p50 of at most
+ * 5 ms and a p99 of at most 10 ms (the mock: plus its fetch wait); else
+ * Kafka itself, or the machine, is slow. */
+void health_direct(health *h, const hist *hd, int fetch_wait);
+/* got/want within 1 +- 0.001. */
+void health_ratio(health *h, const char *who, uint64_t got, uint64_t want);
 
 /* --------------------------------------------------------------- services */
 
@@ -113,6 +165,9 @@ typedef struct kafka_svc {
     int ports[8];                 /* brokers' ports */
     int nports;
     char apache_dir[300];         /* Apache Kafka: kafka-local.sh --dir; "" for the mock */
+    char gc_log[300];             /* Apache Kafka: its JVM's GC log */
+    double warm_s;                /* Apache Kafka: warm-up until a direct consumer was healthy */
+    health warm_health;           /* and the last warm-up probe's verdict */
 } kafka_svc;
 
 typedef struct node_svc {
@@ -139,6 +194,9 @@ int kafka_start(kafka_svc *k, const char *const *topics);
 void kafka_stop(kafka_svc *k);
 /* "librdkafka's mock Kafka" or "Apache Kafka", for notes. */
 const char *kafka_name(void);
+/* Apache Kafka's GC pauses so far (from its JVM's log): their sum, the
+ * longest, how many. Returns 0, or -1 for the mock or an unreadable log. */
+int kafka_gc_pauses(const kafka_svc *k, double *total_ms, double *max_ms, long *count);
 /* The broker's process (mock_kafka, or Apache Kafka's JVM), or 0. */
 pid_t kafka_pid(const kafka_svc *k);
 
@@ -262,8 +320,14 @@ size_t pool_live(const pool *p);
 /* First SUBSCRIBE sent and last SUBSCRIBED received (now_s() clock). */
 double pool_sub_first(const pool *p);
 double pool_sub_last(const pool *p);
-/* Latency histogram of the records received since the last reset, when on. */
+/* Latency on: from now on, records produced from now on (by their stamp)
+ * are counted (pool_windowed) and their latency kept (pool_hist); records
+ * produced before, a warm-up's backlog, are not. Resets both. */
 void pool_latency(pool *p, int on);
+/* Closes the window: records stamped at or after to_ns (wall ns) no longer count. */
+void pool_latency_until(pool *p, uint64_t to_ns);
+/* Records received that were produced inside the window. */
+uint64_t pool_windowed(const pool *p);
 /* The least and the greatest per-connection mean latency since the last
  * pool_latency(): how far apart one node write pass puts the subscribers. */
 void pool_lat_spread(const pool *p, uint64_t *lo, uint64_t *hi);
@@ -334,6 +398,12 @@ uint64_t kcons_records(kcons *c);
 uint64_t kcons_bytes(kcons *c);
 /* Copies and resets the latency histogram. */
 void kcons_take_hist(kcons *c, hist *out);
+/* From now on only records stamped in [from_ns, to_ns) (wall ns) go into the
+ * histogram and kcons_windowed(); resets both. from_ns 0: every record. */
+void kcons_window(kcons *c, uint64_t from_ns, uint64_t to_ns);
+/* Closes the window at to_ns, keeping what it holds. */
+void kcons_window_until(kcons *c, uint64_t to_ns);
+uint64_t kcons_windowed(kcons *c);
 void kcons_stop(kcons *c);
 
 /* ---------------------------------------------------------------- measure */
@@ -345,6 +415,26 @@ int pool_setup(pool *p, int port, const char *what);
 /* Runs p for secs while feeding pc (may be NULL) the least accounted count.
  * Returns -1 when delivery stalled for 5 s with records outstanding. */
 int drive(pool *p, pacer *pc, double secs);
+
+/* What a scenario checks of its baseline in each probe window: begin()
+ * starts the probe's own figures, judge() adds its reasons to h (the
+ * machine's are already in). Either may be NULL. */
+typedef struct baseline_probe {
+    void (*begin)(void *arg);
+    void (*judge)(void *arg, health *h);
+    void *arg;
+    double max_s;                 /* most extra warm-up; 0: --health-wait */
+} baseline_probe;
+
+/* Seconds of one probe window (2 s; tiny 0.1 s). */
+double health_probe_s(void);
+
+/* After the warm-up: drives p against pc (p NULL: just waits) in probe
+ * windows until the machine and bp find the baseline healthy, or
+ * --health-wait seconds (at most bp->max_s, when set) are spent. h holds
+ * the last probe's verdict, *warmed_s the time spent. Returns -1 when
+ * delivery stalled. */
+int warm_until_healthy(pool *p, pacer *pc, const baseline_probe *bp, health *h, double *warmed_s);
 
 /* This process's CPU seconds (every thread). */
 double self_cpu_s(void);
@@ -367,6 +457,9 @@ void jr_proc(jrec *j, const char *prefix, const procstat *before, const procstat
 void jr_end(jrec *j);
 int report_open(const char *path);
 void report_close(void);
+/* "healthy", the reasons and the machine's figures into a JSON line. */
+struct health;
+void health_json(jrec *j, const struct health *h);
 
 /* Markdown tables: tab_new(title, column names...), rows of cells, print. */
 typedef struct tab tab;
@@ -377,8 +470,30 @@ void tab_print(tab *t);           /* prints and frees */
 /* Formatting helpers into rotating static buffers. */
 const char *fmt_int(double v);    /* 1234567 -> "1,234,567" */
 const char *fmt_f(const char *fmt, double v);
+const char *fmt_str(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* up to 63 chars */
 const char *fmt_us(uint64_t ns);  /* "123 us", "4.56 ms" */
 const char *fmt_kb(long kb);      /* "12.3 MiB" */
+/* "WHAT: baseline healthy (...)" or "WHAT: NO VERDICT, the baseline was unhealthy: WHY." */
+void health_note(tab *t, const char *what, const struct health *h);
+
+/* ---------------------------------------------------- previous figures */
+
+/* Loads the published run's JSON lines (missing file: none). Returns 0 or -1. */
+int prev_open(const char *path);
+void prev_close(void);
+/* The last published line of scenario and measurement on the same Kafka,
+ * full size, not marked unhealthy, whose numeric fields match: pairs of (const char *key, double
+ * value), then NULL. NULL when there is none. */
+const char *prev_find(const char *scenario, const char *measurement, ...);
+/* The same with a string field equal to str_val and one numeric pair. */
+const char *prev_find_str(const char *scenario, const char *measurement, const char *str_key, const char *str_val,
+                          const char *num_key, double num_val);
+/* A field of such a line: a number (NAN when absent or line is NULL), or a
+ * string ("" likewise; a rotating static buffer). */
+double prev_num(const char *line, const char *key);
+const char *prev_str(const char *line, const char *key);
+/* A table note naming the published run compared with (or saying there is none). */
+void prev_note(tab *t, const char *line);
 
 /* -------------------------------------------------------------- scenarios */
 
@@ -391,6 +506,7 @@ int scenario_amplification(void);
 int scenario_connscale(void);
 int scenario_relay(void);
 int scenario_catchup(void);
+int scenario_coord(void);
 
 /* Child process entry points (subway-bench --child KIND ...). */
 int child_consumers(int argc, char **argv);

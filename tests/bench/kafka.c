@@ -212,8 +212,10 @@ struct kcons {
     _Atomic int stop;
     _Atomic uint64_t records;
     _Atomic uint64_t bytes;
-    pthread_mutex_t lock;         /* guards h */
+    pthread_mutex_t lock;         /* guards h and the window */
     hist h;
+    uint64_t win_from, win_to;    /* production stamps that count; from 0: all */
+    uint64_t win_records;         /* records received stamped in the window */
 };
 
 static void *kcons_main(void *arg) {
@@ -225,7 +227,10 @@ static void *kcons_main(void *arg) {
             uint64_t now = wall_ns(), ts = 0;
             if (m->len >= 8) memcpy(&ts, m->payload, 8);
             pthread_mutex_lock(&c->lock);
-            if (ts > 0 && now >= ts) hist_add(&c->h, now - ts);
+            if (ts > 0 && ts >= c->win_from && ts < c->win_to) {
+                c->win_records++;
+                if (now >= ts) hist_add(&c->h, now - ts);
+            }
             pthread_mutex_unlock(&c->lock);
             atomic_fetch_add(&c->records, 1);
             atomic_fetch_add(&c->bytes, m->len + m->key_len);
@@ -245,6 +250,7 @@ kcons *kcons_start(const char *bootstrap, const char *topic, int nparts, int fet
     }
     pthread_mutex_init(&c->lock, NULL);
     hist_reset(&c->h);
+    c->win_to = UINT64_MAX;
     snprintf(wait, sizeof(wait), "%d", fetch_wait_ms);
     snprintf(group, sizeof(group), "subway-bench-direct-%d", svc_free_port());
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -307,6 +313,28 @@ void kcons_take_hist(kcons *c, hist *out) {
     *out = c->h;
     hist_reset(&c->h);
     pthread_mutex_unlock(&c->lock);
+}
+
+void kcons_window(kcons *c, uint64_t from_ns, uint64_t to_ns) {
+    pthread_mutex_lock(&c->lock);
+    hist_reset(&c->h);
+    c->win_from = from_ns;
+    c->win_to = to_ns;
+    c->win_records = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void kcons_window_until(kcons *c, uint64_t to_ns) {
+    pthread_mutex_lock(&c->lock);
+    c->win_to = to_ns;
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t kcons_windowed(kcons *c) {
+    pthread_mutex_lock(&c->lock);
+    uint64_t n = c->win_records;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 void kcons_stop(kcons *c) {

@@ -1,4 +1,4 @@
-/* measure.c -- what every scenario does: subscribe a pool, drive it against a producer, pick keys. */
+/* measure.c -- what every scenario does: subscribe a pool, drive it against a producer until its baseline is healthy, pick keys. */
 #include "tests/bench/bench.h"
 
 #include <stdio.h>
@@ -44,6 +44,32 @@ int drive(pool *p, pacer *pc, double secs) {
             return -1;
         }
     }
+    return 0;
+}
+
+double health_probe_s(void) { return g_opts.tiny ? 0.1 : 2.0; }
+
+int warm_until_healthy(pool *p, pacer *pc, const baseline_probe *bp, health *h, double *warmed_s) {
+    double t0 = now_s(), budget = g_opts.health_wait_s;
+    if (bp && bp->max_s > 0 && bp->max_s < budget) budget = bp->max_s;
+    int probes = 0;
+    for (;;) {
+        machine_snapshot a, b;
+        machine_use u;
+        if (bp && bp->begin) bp->begin(bp->arg);
+        machine_snap(&a);
+        if (p ? drive(p, pc, health_probe_s()) < 0 : (sleep_s(health_probe_s()), 0)) return -1;
+        machine_snap(&b);
+        machine_usage(&a, &b, &u);
+        health_init(h);
+        health_machine(h, &u);
+        if (bp && bp->judge) bp->judge(bp->arg, h);
+        probes++;
+        if (h->ok || now_s() - t0 >= budget) break;
+        vlog("baseline not healthy yet (%s); warming on", h->why);
+    }
+    *warmed_s = now_s() - t0;
+    if (!h->ok) vlog("baseline still unhealthy after %.1f s (%d probes): %s", *warmed_s, probes, h->why);
     return 0;
 }
 

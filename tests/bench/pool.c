@@ -68,6 +68,8 @@ struct pool {
     proto_decoder *dec;
     proto_buf enc;
     int lat_on;
+    uint64_t win_from, win_to;    /* production stamps (wall ns) that count: [from, to) */
+    uint64_t win_msgs;            /* records received stamped in the window */
     hist h;
     size_t nconnected, nsubscribed, nfailed, nlive;
     double sub_first, sub_last;
@@ -350,7 +352,11 @@ static void record_latency(pool *p, pconn *c, const uint8_t *value, size_t len, 
     uint64_t ts;
     if (!p->lat_on || !value || len < 8) return;
     memcpy(&ts, value, 8);
-    if (ts > 0 && now >= ts) {
+    /* Produced before the window (a backlog of the warm-up) or after it:
+     * neither its latency nor its count belongs to the measurement. */
+    if (ts < p->win_from || ts >= p->win_to) return;
+    p->win_msgs++;
+    if (now >= ts) {
         hist_add(&p->h, now - ts);
         c->lat_sum += now - ts;
         c->lat_n++;
@@ -732,9 +738,14 @@ double pool_sub_first(const pool *p) { return p->sub_first; }
 double pool_sub_last(const pool *p) { return p->sub_last; }
 const char *pool_err(const pool *p) { return p->err[0] ? p->err : "no error"; }
 hist *pool_hist(pool *p) { return &p->h; }
+void pool_latency_until(pool *p, uint64_t to_ns) { p->win_to = to_ns; }
+uint64_t pool_windowed(const pool *p) { return p->win_msgs; }
 
 void pool_latency(pool *p, int on) {
     p->lat_on = on;
+    p->win_from = on ? wall_ns() : 0;
+    p->win_to = UINT64_MAX;
+    p->win_msgs = 0;
     hist_reset(&p->h);
     for (size_t i = 0; i < p->n; i++) p->c[i].lat_sum = p->c[i].lat_n = 0;
 }

@@ -7,9 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* utime and stime are fields 14 and 15 of /proc/PID/stat; the command
- * (field 2) may hold spaces, so counting starts after its closing ')'. */
-static int read_cpu(pid_t pid, double *cpu_s) {
+/* /proc/PID/stat: field 4 is the parent, 14-17 utime, stime, cutime,
+ * cstime; the command (field 2) may hold spaces, so counting starts after
+ * its closing ')'. */
+int procstat_ticks(pid_t pid, pid_t *ppid, unsigned long long *ticks, unsigned long long *child_ticks) {
     char path[64], buf[2048];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
@@ -19,28 +20,22 @@ static int read_cpu(pid_t pid, double *cpu_s) {
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
     if (!p) return -1;
-    p++;
-    /* p points at " S ppid ...": field 3 is the state. */
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14) ut = strtoull(tok, NULL, 10);
-        if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 15) return -1;
-    *cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    int pp = 0;
+    unsigned long long ut, st, cut, cst;
+    if (sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &pp, &ut, &st, &cut, &cst) != 5)
+        return -1;
+    if (ppid) *ppid = pp;
+    if (ticks) *ticks = ut + st;
+    if (child_ticks) *child_ticks = cut + cst;
     return 0;
 }
 
 int procstat_read(pid_t pid, procstat *ps) {
     char path[64], line[256];
     memset(ps, 0, sizeof(*ps));
-    if (read_cpu(pid, &ps->cpu_s) < 0) return -1;
+    unsigned long long ticks;
+    if (procstat_ticks(pid, NULL, &ticks, NULL) < 0) return -1;
+    ps->cpu_s = (double)ticks / (double)sysconf(_SC_CLK_TCK);
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;

@@ -131,7 +131,7 @@ void jr_end(jrec *j) {
 
 #define TAB_MAX_COLS 16
 #define TAB_MAX_ROWS 64
-#define TAB_MAX_NOTES 16
+#define TAB_MAX_NOTES 40
 
 struct tab {
     char title[200];
@@ -231,6 +231,15 @@ const char *fmt_int(double v) {
 const char *fmt_f(const char *fmt, double v) {
     char *out = slot();
     snprintf(out, 64, fmt, v);
+    return out;
+}
+
+const char *fmt_str(const char *fmt, ...) {
+    char *out = slot();
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, 64, fmt, ap);
+    va_end(ap);
     return out;
 }
 

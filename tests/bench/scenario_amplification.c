@@ -84,7 +84,8 @@ int scenario_amplification(void) {
     snprintf(topic_spec, sizeof(topic_spec), "%s:%d", AMP_TOPIC, nparts);
     const char *const topics[] = {topic_spec, NULL};
     static const char *const cols[] = {"subscription", "partitions read", "records produced", "topic bytes",
-                                       "node bytes read", "read / topic", "goal", "received/expected"};
+                                       "node bytes read", "read / topic", "goal", "received/expected",
+                                       "previous read / topic"};
     const amp_case cases[] = {
         {"1 exact-key feed", 1},
         {"3 exact-key feeds (3 partitions)", 3},
@@ -102,19 +103,21 @@ int scenario_amplification(void) {
     char title[160];
     snprintf(title, sizeof(title), "amplification: %d-partition topic, %d keys evenly spread (murmur2), %d-byte values",
              nparts, nparts * AMP_KEYS_PER_PART, g_opts.value_len);
-    tab *t = tab_new(title, 8, cols);
+    tab *t = tab_new(title, 9, cols);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         amp_result r;
         if (amp_run(&k, &cases[i], keys, nparts, &r) < 0) {
             rc = -1;
-            tab_row(t, cases[i].name, "FAILED", "", "", "", "", "", "");
+            tab_row(t, cases[i].name, "FAILED", "", "", "", "", "", "", "");
             continue;
         }
         double ratio = r.topic_bytes ? (double)r.read_bytes / (double)r.topic_bytes : 0;
         double goal = (double)r.partitions_read / nparts;
+        const char *pl = prev_find("amplification", cases[i].name, "partitions", (double)nparts, (const char *)NULL);
         tab_row(t, cases[i].name, fmt_int(r.partitions_read), fmt_int((double)r.records), fmt_int((double)r.topic_bytes),
                 fmt_int((double)r.read_bytes), fmt_f("%.4f", ratio), fmt_f("%.4f", goal),
-                fmt_f("%.4f", r.expected ? (double)r.received / (double)r.expected : 0));
+                fmt_f("%.4f", r.expected ? (double)r.received / (double)r.expected : 0),
+                pl ? fmt_f("%.4f", prev_num(pl, "ratio")) : "");
         jrec *j = jr_begin("amplification", cases[i].name);
         jr_int(j, "partitions", nparts);
         jr_int(j, "keys", nparts * AMP_KEYS_PER_PART);
@@ -131,7 +134,9 @@ int scenario_amplification(void) {
         jr_end(j);
     }
     tab_note(t, "Bytes are key + value bytes (the node's /stats counters.bytes_in; Kafka's batch framing not "
-             "counted). A direct consumer filtering by key reads every partition: ratio 1.");
+             "counted). A direct consumer filtering by key reads every partition: ratio 1. Byte counts do not "
+             "depend on the machine's load: no health check.");
+    prev_note(t, prev_find("amplification", cases[0].name, "partitions", (double)nparts, (const char *)NULL));
     tab_print(t);
     kafka_stop(&k);
     free(keys);

@@ -2,6 +2,7 @@
 #include "tests/bench/bench.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "proto/proto.h"
 
 #define CU_TOPIC "bench-catchup"
+#define CU_FETCH_WAIT_MS 10       /* the direct consumer's, as the node's default */
 #define CU_LIVE_LINGER "0"        /* live records go one by one, as in the latency scenario */
 #define CU_FILL_LINGER "20"       /* history goes in full batches */
 /* The mock keeps about 5 MiB of batches per partition and drops the oldest
@@ -168,6 +170,7 @@ typedef struct cu_window {
     procstat s0, s1;              /* the node's */
     procstat k0, k1;              /* Kafka's */
     hist h, hd;                   /* subscribers', the direct consumer's */
+    health hl;                    /* machine; the baseline's direct consumer too */
 } cu_window;
 
 typedef struct cu_run {
@@ -189,6 +192,9 @@ typedef struct cu_run {
  * clients are LIVE or failed. */
 static int cu_window_run(cu_run *r, cu_clients *cc, double secs, cu_window *w) {
     pid_t kpid = kafka_pid(&r->k);
+    machine_snapshot m0, m1;
+    machine_use u;
+    machine_snap(&m0);
     procstat_read(r->n.p.pid, &w->s0);
     if (kpid) procstat_read(kpid, &w->k0);
     double b0 = self_cpu_s(), t0 = now_s();
@@ -218,6 +224,11 @@ static int cu_window_run(cu_run *r, cu_clients *cc, double secs, cu_window *w) {
     w->got_direct = kcons_records(r->kc) - c0;
     w->h = *pool_hist(r->live);
     kcons_take_hist(r->kc, &w->hd);
+    machine_snap(&m1);
+    machine_usage(&m0, &m1, &u);
+    health_init(&w->hl);
+    health_machine(&w->hl, &u);
+    if (w == &r->w[0]) health_direct(&w->hl, &w->hd, CU_FETCH_WAIT_MS); /* the baseline; during is the effect */
     return 0;
 }
 
@@ -241,11 +252,15 @@ static void cu_window_report(tab *t, const cu_window *w, int subs, double warm_s
         const hist *h = hs[i];
         uint64_t got = i ? w->got_direct : w->got, expect = i ? w->produced : want;
         snprintf(who, sizeof(who), i ? "direct consumer" : "%d subscribers", subs);
-        tab_row(t, i ? "" : w->name, who, fmt_f("%.1f", w->secs), fmt_int((double)w->produced / w->secs),
+        const char *pl = prev_find("catchup", w->key, "subscribers", (double)subs, "history_records",
+                                   (double)g_opts.cu_records, (const char *)NULL);
+        double pp99 = prev_num(pl, i ? "direct_latency_p99_us" : "latency_p99_us");
+        tab_row(t, i ? "" : fmt_str("%s%s", w->name, w->hl.ok ? "" : " (UNHEALTHY)"), who, fmt_f("%.1f", w->secs), fmt_int((double)w->produced / w->secs),
                 fmt_us(hist_pct(h, 50)), fmt_us(hist_pct(h, 99)), fmt_us(hist_pct(h, 99.9)), fmt_us(hist_pct(h, 100)),
                 fmt_int((double)h->n), fmt_f("%.4f", expect ? (double)got / (double)expect : 0),
                 i ? "" : fmt_f("%.0f%%", w->node_pct), i ? "" : fmt_kb(w->s1.hwm_kb),
-                i || w->kafka_pct < 0 ? "" : fmt_f("%.0f%%", w->kafka_pct), i ? "" : fmt_f("%.0f%%", w->bench_pct));
+                i || w->kafka_pct < 0 ? "" : fmt_f("%.0f%%", w->kafka_pct), i ? "" : fmt_f("%.0f%%", w->bench_pct),
+                isnan(pp99) ? "" : fmt_us((uint64_t)(pp99 * 1000)));
     }
     jrec *j = jr_begin("catchup", w->key);
     jr_int(j, "subscribers", subs);
@@ -263,6 +278,7 @@ static void cu_window_report(tab *t, const cu_window *w, int subs, double warm_s
     jr_proc(j, "node", &w->s0, &w->s1);
     if (w->kafka_pct >= 0) jr_proc(j, "kafka", &w->k0, &w->k1);
     jr_num(j, "bench_cpu_pct", w->bench_pct);
+    health_json(j, &w->hl);
     jr_end(j);
 }
 
@@ -341,7 +357,7 @@ static int cu_drain(cu_run *r, int nparts) {
 static void cu_report(cu_run *r, int nparts, int *bad) {
     static const char *const lcols[] = {"live feed", "receiver", "seconds", "records/s", "p50", "p99", "p99.9",
                                         "max", "samples", "received/expected", "node CPU", "node peak RSS",
-                                        "Kafka CPU", "bench CPU"};
+                                        "Kafka CPU", "bench CPU", "previous p99"};
     static const char *const ccols[] = {"catch-up", "records before LIVE", "first record after", "LIVE after",
                                         "records/s", "MiB/s of values", "client CPU", "every record exactly once"};
     int subs = g_opts.cu_subs;
@@ -351,9 +367,14 @@ static void cu_report(cu_run *r, int nparts, int *bad) {
              "(Kafka: %s)",
              subs, CU_TOPIC, g_opts.lat_rate, g_opts.cu_clients, g_opts.cu_clients == 1 ? "" : "s",
              fmt_int((double)g_opts.cu_records), nparts, nparts == 1 ? "" : "s", kafka_name());
-    tab *t = tab_new(title, 14, lcols);
+    tab *t = tab_new(title, 15, lcols);
     for (int i = 0; i < 3; i++) cu_window_report(t, &r->w[i], subs, r->warm_s);
-    for (int i = 0; i < 2; i++) {
+    health hl;
+    health_init(&hl);
+    for (int i = 0; i < 3; i++)
+        if (!r->w[i].hl.ok) health_require(&hl, 0, "%s: %s", r->w[i].name, r->w[i].hl.why);
+    health_note(t, "before, during and after", &hl);
+    for (int i = 0; i < 2 && hl.ok; i++) {
         const hist *b = i ? &r->w[0].hd : &r->w[0].h, *d = i ? &r->w[1].hd : &r->w[1].h,
                    *a = i ? &r->w[2].hd : &r->w[2].h;
         tab_note(t, "%s p99: %s before the catch-up, %s during it (%+.2f ms), %s after its LIVE.",
@@ -379,6 +400,8 @@ static void cu_report(cu_run *r, int nparts, int *bad) {
                                  : " The mock answers a fetch with one record batch per partition, and each live "
                                    "record is a batch of its own, so the catch-up crosses the live records one fetch "
                                    "each.");
+    prev_note(t, prev_find("catchup", "live-before", "subscribers", (double)subs, "history_records",
+                           (double)g_opts.cu_records, (const char *)NULL));
     tab_print(t);
 
     t = tab_new("catchup: the catch-up subscribers (start BEGINNING, on a thread of their own)", 8, ccols);
@@ -450,7 +473,7 @@ int scenario_catchup(void) {
     if (!(r->live = pool_new(POOL_SUBWAY, (size_t)subs))) goto out;
     for (int i = 0; i < subs; i++) pool_set_feed(r->live, (size_t)i, CU_TOPIC, NULL);
     if (pool_setup(r->live, r->n.port, "catchup/live") < 0) goto out;
-    if (!(r->kc = kcons_start(r->k.bootstrap, CU_TOPIC, nparts, 10, err, sizeof(err))) ||
+    if (!(r->kc = kcons_start(r->k.bootstrap, CU_TOPIC, nparts, CU_FETCH_WAIT_MS, err, sizeof(err))) ||
         !(r->kp = kprod_new(r->k.bootstrap, CU_TOPIC, CU_LIVE_LINGER, err, sizeof(err)))) {
         fprintf(stderr, "bench: catchup: %s\n", err);
         goto out;

@@ -3,12 +3,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "broker/partitioner.h"
 
 #define SCALE_TOPIC "bench-scale"
 #define SCALE_PARTS 12
@@ -18,6 +21,7 @@
 #define SCALE_RECORDS_PER_FEED 2
 #define SCALE_TIMEOUT_S 60.0
 #define SCALE_STUCK_S 10.0        /* no SUBSCRIBED for this long: report what there is */
+#define PREV_S(v) fmt_f("%.2f s", v)
 
 /* ------------------------------------------------------------ the child */
 
@@ -25,7 +29,7 @@
  * connections from SRC_IP, connection i following TOPIC/f-((FIRST+i) % FEEDS).
  * Says "connected OK FAILED" once all are welcomed; then serves commands:
  * "subscribe" (answer: "subscribed OK FAILED T_FIRST T_LAST" in CLOCK_MONOTONIC
- * seconds), "latency" (start measuring), "count" (answer: "count TOTAL MIN
+ * seconds), "latency" (start measuring; answer: "latency"), "count" (answer: "count TOTAL MIN
  * P50_NS P99_NS MAX_NS"), "quit". */
 int child_pool(int argc, char **argv) {
     if (argc != 7) {
@@ -80,7 +84,9 @@ int child_pool(int argc, char **argv) {
                 subscribing = 1;
                 last_progress = now_s();
             } else if (strcmp(cmd, "latency") == 0) {
-                pool_latency(p, 1);
+                pool_latency(p, 1);   /* records stamped from now on count: say so before any is produced */
+                printf("latency\n");
+                fflush(stdout);
             } else if (strcmp(cmd, "count") == 0) {
                 hist *h = pool_hist(p);
                 printf("count %llu %llu %llu %llu %llu\n", (unsigned long long)pool_total(p),
@@ -99,6 +105,53 @@ int child_pool(int argc, char **argv) {
 }
 
 /* ----------------------------------------------------------- the parent */
+
+/* The node's RSS once it stops moving (two reads 0.5 s apart within
+ * 64 KiB), or after 5 s; at once in tiny runs. */
+static void settled_rss(pid_t pid, procstat *ps) {
+    procstat_read(pid, ps);
+    if (g_opts.tiny) return;      /* toy sizes: the figures mean nothing, only that the steps run */
+    for (double end = now_s() + 5; now_s() < end;) {
+        procstat prev = *ps;
+        sleep_s(0.5);
+        procstat_read(pid, ps);
+        if (labs(ps->rss_kb - prev.rss_kb) <= 64) break;
+    }
+}
+
+/* Memory the node holds before the measured connections: Kafka's share
+ * (every partition assigned, nothing produced), then every feed created
+ * once, by a pool of one connection per feed. */
+typedef struct primer {
+    pool *p;
+    int kafka_feeds;              /* connections [0, kafka_feeds): one feed per partition */
+    procstat conns, kafka, feeds; /* settled RSS after each step */
+} primer;
+
+static int primer_run(primer *pr, const node_svc *n, int feeds) {
+    if (!(pr->p = pool_new(POOL_SUBWAY, (size_t)feeds))) return -1;
+    int first = 0, rest = feeds - 1, seen[SCALE_PARTS] = {0};
+    char key[32];
+    /* Feeds on a partition no earlier feed reads go first. */
+    for (int f = 0; f < feeds; f++) {
+        int len = snprintf(key, sizeof(key), "f-%d", f);
+        int32_t part = partitioner_partition(PARTITIONER_MURMUR2, key, (size_t)len, SCALE_PARTS);
+        int slot = part >= 0 && !seen[part] ? first++ : rest--;
+        if (part >= 0) seen[part] = 1;
+        pool_set_feed(pr->p, (size_t)slot, SCALE_TOPIC, key);
+    }
+    pr->kafka_feeds = first;
+    pool_connect(pr->p, n->port, "127.0.0.9");
+    if (pool_wait_connected(pr->p, SCALE_TIMEOUT_S) < 0) return -1;
+    settled_rss(n->p.pid, &pr->conns);
+    pool_subscribe_range(pr->p, 0, (size_t)first);
+    if (pool_wait_subscribed_n(pr->p, (size_t)first, SCALE_TIMEOUT_S) < 0) return -1;
+    settled_rss(n->p.pid, &pr->kafka);
+    pool_subscribe_range(pr->p, (size_t)first, (size_t)feeds);
+    if (pool_wait_subscribed(pr->p, SCALE_TIMEOUT_S) < 0) return -1;
+    settled_rss(n->p.pid, &pr->feeds);
+    return 0;
+}
 
 typedef struct child {
     pid_t pid;
@@ -158,7 +211,6 @@ static int count_all(child *c, int n, uint64_t *total, uint64_t *min, uint64_t *
 }
 
 int scenario_connscale(void) {
-    static const char *const cols[] = {"measure", "value", "goal"};
     char topic_spec[64], redis_addr[64];
     snprintf(topic_spec, sizeof(topic_spec), "%s:%d", SCALE_TOPIC, SCALE_PARTS);
     const char *const topics[] = {topic_spec, NULL};
@@ -166,6 +218,7 @@ int scenario_connscale(void) {
     redis_svc rs = {0};
     node_svc n = {0};
     child ch[SCALE_MAX_CHILDREN];
+    primer pr = {0};
     int nch = 0, rc = -1, feeds = g_opts.scale_feeds;
     memset(ch, 0, sizeof(ch));
 
@@ -178,7 +231,13 @@ int scenario_connscale(void) {
     procstat_read(n.p.pid, &idle);
     long limit = fd_limit(n.p.pid), used = count_fds(n.p.pid);
     int conns = g_opts.scale_conns;
-    if (limit > 0 && used >= 0 && conns > limit - used - SCALE_FD_MARGIN) conns = (int)(limit - used - SCALE_FD_MARGIN);
+    if (limit > 0 && used >= 0 && conns > limit - used - feeds - SCALE_FD_MARGIN)
+        conns = (int)(limit - used - feeds - SCALE_FD_MARGIN);
+    if (primer_run(&pr, &n, feeds) < 0) {
+        fprintf(stderr, "bench: connscale: priming the node with its %d feeds failed (%s)\n", feeds,
+                pr.p ? pool_err(pr.p) : "out of memory");
+        goto out;
+    }
     vlog("connscale: node fd limit %ld, %ld in use: %d connections", limit, used, conns);
 
     /* Children, each with its own source address so no port range runs out. */
@@ -211,9 +270,10 @@ int scenario_connscale(void) {
         failed += bad;
     }
     double connect_s = now_s() - t0;
-    sleep_s(0.5);
-    procstat_read(n.p.pid, &conn_ps);
+    settled_rss(n.p.pid, &conn_ps);
 
+    machine_snapshot m0, m1;
+    machine_snap(&m0);
     send_all(ch, nch, "subscribe\n");
     size_t subscribed = 0;
     double first_t = 1e300, last_t = 0;
@@ -246,14 +306,25 @@ int scenario_connscale(void) {
                 "node stats in %s%s\n", connected - subscribed - failed, SCALE_STUCK_S, path,
                 g_opts.keep ? "" : " (removed at exit; run with --keep to keep it)");
     }
+    machine_snap(&m1);
+    machine_use use;
+    machine_usage(&m0, &m1, &use);
+    health hl;
+    health_init(&hl);
+    health_machine(&hl, &use);
     double sub_s = last_t > first_t ? last_t - first_t : 0;
     double subs_per_s = sub_s > 0 ? (double)subscribed / sub_s : 0;
-    sleep_s(0.5);
-    procstat_read(n.p.pid, &sub_ps);
+    settled_rss(n.p.pid, &sub_ps);
     long long node_conns = node_counter(&n, "conns_accepted");
 
-    /* Fan-out at this scale: a few records for every feed. */
+    /* Fan-out at this scale: a few records for every feed, produced once
+     * every child measures (a record stamped before would not count). */
     send_all(ch, nch, "latency\n");
+    for (int i = 0; i < nch; i++)
+        if (read_line(ch[i].from, line, sizeof(line), 10) < 0 || strcmp(line, "latency") != 0) {
+            fprintf(stderr, "bench: connscale: child %d did not start measuring\n", i);
+            goto out;
+        }
     char err[512];
     kprod *kp = kprod_new(k.bootstrap, SCALE_TOPIC, "5", err, sizeof(err));
     if (!kp) {
@@ -272,39 +343,69 @@ int scenario_connscale(void) {
     uint64_t want = (uint64_t)connected * SCALE_RECORDS_PER_FEED, total = 0, min = 0, p50 = 0, p99 = 0, max = 0;
     double deadline = now_s() + (subscribed < connected ? 5 : 30);
     while (now_s() < deadline) {
+        pool_run(pr.p, 0);
         if (count_all(ch, nch, &total, &min, &p50, &p99, &max) < 0) goto out;
         if (total >= want) break;
         sleep_s(0.2);
     }
     procstat_read(n.p.pid, &end_ps);
 
-    double per_conn = connected ? (double)(conn_ps.rss_kb - idle.rss_kb) * 1024.0 / (double)connected : 0;
-    double per_sub = subscribed ? (double)(sub_ps.rss_kb - idle.rss_kb) * 1024.0 / (double)subscribed : 0;
+    /* Per connection: above the node with every feed already there and
+     * Kafka assigned, so neither the feeds nor librdkafka's buffers count. */
+    double per_conn = connected ? (double)(conn_ps.rss_kb - pr.feeds.rss_kb) * 1024.0 / (double)connected : 0;
+    double per_sub = subscribed ? (double)(sub_ps.rss_kb - pr.feeds.rss_kb) * 1024.0 / (double)subscribed : 0;
+    double kafka_kb = (double)(pr.kafka.rss_kb - pr.conns.rss_kb);
+    int more_feeds = feeds - pr.kafka_feeds;
+    double per_feed = more_feeds > 0 ? (double)(pr.feeds.rss_kb - pr.kafka.rss_kb) * 1024.0 / more_feeds : 0;
     char title[200];
     snprintf(title, sizeof(title), "connscale: %d connections over %d feeds (%d-partition topic), node with --redis",
              conns, feeds, SCALE_PARTS);
-    tab *t = tab_new(title, 3, cols);
-    tab_row(t, "connections subscribed / tried", fmt_f("%.0f", (double)subscribed), fmt_int(conns));
+    static const char *const cols4[] = {"measure", "value", "goal", "previous"};
+    const char *pl = prev_find("connscale", "subway+redis", "feeds", (double)feeds, (const char *)NULL);
+#define PREV(key, fmtf) (pl && !isnan(prev_num(pl, key)) ? fmtf(prev_num(pl, key)) : "")
+#define PREV_B(v) fmt_f("%.0f B", v)
+#define PREV_KB(v) fmt_kb((long)(v))
+    tab *t = tab_new(title, 4, cols4);
+    tab_row(t, "connections subscribed / tried", fmt_f("%.0f", (double)subscribed), fmt_int(conns), PREV("subscribed", fmt_int));
     if (subscribed + failed < connected)
-        tab_row(t, "SUBSCRIBEs never answered", fmt_int((double)(connected - subscribed - failed)),
-                "0");
-    tab_row(t, "node fd limit / fds before connecting", fmt_f("%.0f", (double)limit), fmt_int((double)used));
-    tab_row(t, "connect + HELLO, all connections", fmt_f("%.2f s", connect_s), "");
-    tab_row(t, "subscribes/s (first SUBSCRIBE to last SUBSCRIBED)", fmt_int(subs_per_s), ">= 20,000");
-    tab_row(t, "node RSS idle", fmt_kb(idle.rss_kb), "");
-    tab_row(t, "node RSS connected (welcomed, no subscription)", fmt_kb(conn_ps.rss_kb), "");
-    tab_row(t, "node RSS subscribed", fmt_kb(sub_ps.rss_kb), "");
-    tab_row(t, "node RSS per connection above idle, connected", fmt_f("%.0f B", per_conn), "");
-    tab_row(t, "node RSS per connection above idle, subscribed", fmt_f("%.0f B", per_sub), "<= 4096 B");
-    tab_row(t, "node peak RSS", fmt_kb(end_ps.hwm_kb), "");
-    tab_row(t, "fan-out: records received / expected", fmt_f("%.4f", want ? (double)total / (double)want : 0), "1.0000");
-    tab_row(t, "fan-out: least records on one subscribed connection", fmt_int((double)min), fmt_int(SCALE_RECORDS_PER_FEED));
+        tab_row(t, "SUBSCRIBEs never answered", fmt_int((double)(connected - subscribed - failed)), "0", "");
+    tab_row(t, "node fd limit / fds before connecting", fmt_f("%.0f", (double)limit), fmt_int((double)used), "");
+    tab_row(t, "connect + HELLO, all connections", fmt_f("%.2f s", connect_s), "", PREV("connect_s", PREV_S));
+    tab_row(t, "subscribes/s (first SUBSCRIBE to last SUBSCRIBED)", fmt_int(subs_per_s),
+            hl.ok ? ">= 20,000" : "no verdict: machine busy", PREV("subscribes_per_s", fmt_int));
+    tab_row(t, "node RSS idle", fmt_kb(idle.rss_kb), "", PREV("node_idle_rss_kb", PREV_KB));
+    tab_row(t, "Kafka's share: every partition assigned, nothing produced", fmt_kb((long)kafka_kb), "",
+            PREV("node_kafka_kb", PREV_KB));
+    tab_row(t, "node RSS per feed (the other feeds, one subscriber each)", fmt_f("%.0f B", per_feed), "",
+            PREV("rss_bytes_per_feed", PREV_B));
+    tab_row(t, "node RSS before the connections (every feed there)", fmt_kb(pr.feeds.rss_kb), "", "");
+    tab_row(t, "node RSS connected (welcomed, no subscription)", fmt_kb(conn_ps.rss_kb), "",
+            PREV("node_connected_rss_kb", PREV_KB));
+    tab_row(t, "node RSS subscribed", fmt_kb(sub_ps.rss_kb), "", PREV("node_subscribed_rss_kb", PREV_KB));
+    tab_row(t, "node RSS per connection, connected", fmt_f("%.0f B", per_conn), "",
+            PREV("rss_bytes_per_conn_connected", PREV_B));
+    tab_row(t, "node RSS per connection, subscribed", fmt_f("%.0f B", per_sub), "<= 4096 B",
+            PREV("rss_bytes_per_conn_subscribed", PREV_B));
+    tab_row(t, "node peak RSS", fmt_kb(end_ps.hwm_kb), "", PREV("node_peak_rss_kb", PREV_KB));
+    tab_row(t, "fan-out: records received / expected", fmt_f("%.4f", want ? (double)total / (double)want : 0), "1.0000", "");
+    tab_row(t, "fan-out: least records on one subscribed connection", fmt_int((double)min), fmt_int(SCALE_RECORDS_PER_FEED), "");
     char lat[128];
     snprintf(lat, sizeof(lat), "%s / %s / %s", fmt_us(p50), fmt_us(p99), fmt_us(max));
-    tab_row(t, "fan-out: produce -> client p50 / p99 / max (worst child)", lat, "");
+    tab_row(t, "fan-out: produce -> client p50 / p99 / max (worst child)", lat, "", "");
+    tab_note(t, "Memory in steps, each read once the node's RSS settles, nothing produced meanwhile: idle; %d primer "
+             "connections; %d of them subscribe, one feed per partition (Kafka's share: librdkafka's assignment "
+             "and fetch buffers); the other %d subscribe (a feed each); then the %zu measured connections connect and "
+             "subscribe to those feeds. So per connection is the node's own cost of a connection and a subscription.",
+             feeds, pr.kafka_feeds, more_feeds, connected);
     tab_note(t, "Fan-out: %d records per feed produced at once (%d in all); %d child processes hold the client sockets.",
              SCALE_RECORDS_PER_FEED, SCALE_RECORDS_PER_FEED * feeds, nch);
-    tab_note(t, "%zu connections failed; node counted %lld accepted.", failed, node_conns);
+    tab_note(t, "%zu connections failed; node counted %lld accepted (the primer's %d included).", failed, node_conns,
+             feeds);
+    health_note(t, "subscribe phase", &hl);
+    prev_note(t, pl);
+    if (pl && isnan(prev_num(pl, "node_kafka_kb")))
+        tab_note(t, "The previous per-connection figures were taken above idle, Kafka's and the feeds' memory "
+                 "included.");
     tab_print(t);
 
     jrec *j = jr_begin("connscale", "subway+redis");
@@ -325,6 +426,11 @@ int scenario_connscale(void) {
     jr_int(j, "node_peak_rss_kb", end_ps.hwm_kb);
     jr_num(j, "rss_bytes_per_conn_connected", per_conn);
     jr_num(j, "rss_bytes_per_conn_subscribed", per_sub);
+    jr_num(j, "node_kafka_kb", kafka_kb);
+    jr_num(j, "rss_bytes_per_feed", per_feed);
+    jr_int(j, "node_primed_rss_kb", pr.feeds.rss_kb);
+    jr_str(j, "per_conn_base", "every feed subscribed once, Kafka assigned");
+    health_json(j, &hl);
     jr_int(j, "fanout_expected", (long long)want);
     jr_int(j, "fanout_received", (long long)total);
     jr_num(j, "fanout_p50_us", (double)p50 / 1000);
@@ -341,6 +447,7 @@ out:
         close(ch[i].to);
         close(ch[i].from);
     }
+    pool_free(pr.p);
     svc_stop(&n.p);
     svc_stop(&rs.p);
     kafka_stop(&k);

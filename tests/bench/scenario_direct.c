@@ -24,6 +24,7 @@ typedef struct side {
     double cpu_s, secs;
     uint64_t received, expected;
     long base_rss_kb, base_threads;  /* direct: the child before any consumer */
+    health h;                     /* the machine during the window */
 } side;
 
 /* ------------------------------------------------------------ the child */
@@ -143,12 +144,19 @@ static int direct_window(const kafka_svc *k, pool *p, pid_t pid, side *s, uint64
     procstat a, b;
     if (p) rc = drive(p, pc, g_opts.warmup_s);
     else sleep_s(g_opts.warmup_s);
+    machine_snapshot m0, m1;
+    machine_use u;
+    machine_snap(&m0);
     procstat_read(pid, &a);
     double t0 = now_s();
     if (p && rc == 0) rc = drive(p, pc, g_opts.duration_s);
     else if (!p) sleep_s(g_opts.duration_s);
     s->secs = now_s() - t0;
     procstat_read(pid, &b);
+    machine_snap(&m1);
+    machine_usage(&m0, &m1, &u);
+    health_init(&s->h);
+    health_machine(&s->h, &u);
     *produced = pacer_stop(pc);
     kprod_free(kp);
     s->cpu_s = b.cpu_s - a.cpu_s;
@@ -220,10 +228,18 @@ out:
     return rc;
 }
 
+/* "RSS, CPU" of a published line, or "". */
+static const char *direct_prev(const char *line) {
+    if (!line) return "";
+    double secs = prev_num(line, "duration_s");
+    return fmt_str("%s, %.1f%%", fmt_kb((long)prev_num(line, "rss_kb")),
+                   secs > 0 ? 100 * prev_num(line, "cpu_s") / secs : 0);
+}
+
 int scenario_direct(void) {
     static const char *const topics[] = {DIRECT_TOPIC ":1", NULL};
     static const char *const cols[] = {"design", "clients", "RSS", "peak RSS", "threads", "Kafka TCP conns",
-                                       "CPU", "received/expected"};
+                                       "CPU", "received/expected", "previous RSS, CPU"};
     kafka_svc k;
     side sw = {0}, dc = {0};
     int rc = 0;
@@ -245,22 +261,30 @@ int scenario_direct(void) {
     long x_conn = (long)(per_conn * target + 0.5);
     double x_cpu = per_cpu * target;
 
-    tab *t = tab_new("direct: subscribers through one node vs one librdkafka consumer each", 8, cols);
+    tab *t = tab_new("direct: subscribers through one node vs one librdkafka consumer each", 9, cols);
+    const char *ps = prev_find("direct", "subway", "clients", (double)sw.clients, (const char *)NULL);
+    const char *pd = prev_find("direct", "consumers", "clients", (double)dc.clients, (const char *)NULL);
     if (sw.secs > 0)
         tab_row(t, "subway node", fmt_int(sw.clients), fmt_kb(sw.rss_kb), fmt_kb(sw.hwm_kb), fmt_int((double)sw.threads),
                 fmt_int(sw.kafka_conns), fmt_f("%.1f%%", 100 * sw.cpu_s / sw.secs),
-                fmt_f("%.4f", sw.expected ? (double)sw.received / (double)sw.expected : 0));
+                fmt_f("%.4f", sw.expected ? (double)sw.received / (double)sw.expected : 0), direct_prev(ps));
     if (dc.secs > 0) {
         tab_row(t, "direct consumers (measured)", fmt_int(dc.clients), fmt_kb(dc.rss_kb), fmt_kb(dc.hwm_kb),
                 fmt_int((double)dc.threads), fmt_int(dc.kafka_conns), fmt_f("%.1f%%", 100 * dc.cpu_s / dc.secs),
-                fmt_f("%.4f", dc.expected ? (double)dc.received / (double)dc.expected : 0));
+                fmt_f("%.4f", dc.expected ? (double)dc.received / (double)dc.expected : 0), direct_prev(pd));
         if (target != dc.clients)
             tab_row(t, "direct consumers (EXTRAPOLATED, linear)", fmt_int(target), fmt_kb(x_rss), "", fmt_int((double)x_thr),
-                    fmt_int((double)x_conn), fmt_f("%.1f%%", 100 * x_cpu), "");
+                    fmt_int((double)x_conn), fmt_f("%.1f%%", 100 * x_cpu), "", "");
     }
+    health hl;
+    health_init(&hl);
+    if (!sw.h.ok) health_require(&hl, 0, "subway's window: %s", sw.h.why);
+    if (!dc.h.ok) health_require(&hl, 0, "the consumers' window: %s", dc.h.why);
+    if (!hl.ok) health_note(t, "CPU comparison", &hl);
     if (sw.secs > 0 && dc.secs > 0) {
         char cpu[64] = "n/a (node CPU below the clock tick)";
-        if (sw.cpu_s > 0.02) snprintf(cpu, sizeof(cpu), "%.1fx", x_cpu / (sw.cpu_s / sw.secs));
+        if (!hl.ok) snprintf(cpu, sizeof(cpu), "no verdict (machine busy)");
+        else if (sw.cpu_s > 0.02) snprintf(cpu, sizeof(cpu), "%.1fx", x_cpu / (sw.cpu_s / sw.secs));
         tab_note(t, "Direct/subway at %d clients: memory %.1fx, threads %.1fx, Kafka connections %.1fx, CPU %s%s.",
                  target, (double)x_rss / (double)(sw.rss_kb ? sw.rss_kb : 1),
                  (double)x_thr / (double)(sw.threads ? sw.threads : 1),
@@ -273,6 +297,7 @@ int scenario_direct(void) {
              "are plain sockets, not counted). Direct side: a child process holding every consumer (librdkafka "
              "defaults, group.id each, partition assigned by hand), %s with 1 broker.",
              DIRECT_RATE, g_opts.value_len, kafka_name());
+    prev_note(t, ps);
     tab_print(t);
 
     jrec *j = jr_begin("direct", "subway");
@@ -286,6 +311,7 @@ int scenario_direct(void) {
     jr_int(j, "received", (long long)sw.received);
     jr_int(j, "expected", (long long)sw.expected);
     jr_int(j, "rate", DIRECT_RATE);
+    health_json(j, &sw.h);
     jr_end(j);
     j = jr_begin("direct", "consumers");
     jr_int(j, "clients", dc.clients);
@@ -300,6 +326,7 @@ int scenario_direct(void) {
     jr_int(j, "base_rss_kb", dc.base_rss_kb);
     jr_int(j, "base_threads", dc.base_threads);
     jr_int(j, "rate", DIRECT_RATE);
+    health_json(j, &dc.h);
     jr_end(j);
     j = jr_begin("direct", "consumers_extrapolated");
     jr_int(j, "clients", target);

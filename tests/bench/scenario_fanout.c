@@ -21,6 +21,8 @@ typedef struct fan_result {
     double kafka_cpu;             /* mock_kafka (subway only) */
     double bench_cpu;
     hist h;
+    health hl;                    /* the machine during the window */
+    double warmed_s;
 } fan_result;
 
 /* The window: enough records in flight to keep the pipeline busy, few
@@ -42,7 +44,11 @@ static uint64_t fan_window(int subs) {
  * server (pid) and mock Kafka (kpid, 0: none) around the window. */
 static int fan_measure(pool *p, pacer *pc, pid_t pid, pid_t kpid, fan_result *r) {
     procstat s0, s1, k0 = {0}, k1 = {0};
+    machine_snapshot m0, m1;
+    machine_use u;
     if (drive(p, pc, g_opts.warmup_s) < 0) return -1;
+    if (warm_until_healthy(p, pc, NULL, &r->hl, &r->warmed_s) < 0) return -1;
+    machine_snap(&m0);
     procstat_read(pid, &s0);
     if (kpid) procstat_read(kpid, &k0);
     double b0 = self_cpu_s(), t0 = now_s();
@@ -61,6 +67,10 @@ static int fan_measure(pool *p, pacer *pc, pid_t pid, pid_t kpid, fan_result *r)
     r->kafka_cpu = k1.cpu_s - k0.cpu_s;
     r->h = *pool_hist(p);
     pool_latency(p, 0);
+    machine_snap(&m1);
+    machine_usage(&m0, &m1, &u);
+    health_init(&r->hl);
+    health_machine(&r->hl, &u);
     return rc;
 }
 
@@ -126,6 +136,12 @@ out:
     return rc;
 }
 
+/* Server CPU seconds per million deliveries: what a delivery costs the
+ * server whoever receives it, so a slow receiver cannot flatter either. */
+static double fan_cpu_per_m(double cpu_s, uint64_t delivered) {
+    return delivered ? cpu_s * 1e6 / (double)delivered : 0;
+}
+
 static void fan_report(tab *t, const char *system, int subs, const fan_result *r) {
     double rate = r->secs > 0 ? (double)r->delivered / r->secs : 0;
     jrec *j = jr_begin("fanout", system);
@@ -153,26 +169,35 @@ static void fan_report(tab *t, const char *system, int subs, const fan_result *r
         jr_int(j, "pipeline", REDIS_BATCH);
     }
     jr_hist(j, "latency", &r->h);
+    jr_num(j, "server_cpu_s_per_m", fan_cpu_per_m(r->server_cpu, r->delivered));
+    jr_num(j, "health_warmup_s", r->warmed_s);
+    health_json(j, &r->hl);
     jr_end(j);
     if (!r->ok) {
-        tab_row(t, fmt_int(subs), system, "FAILED", "", "", "", "", "", "", "");
+        tab_row(t, fmt_int(subs), system, "FAILED", "", "", "", "", "", "", "", "", "");
         return;
     }
-    tab_row(t, fmt_int(subs), system, fmt_int(rate), fmt_int((double)r->produced / r->secs),
-            fmt_f("%.0f%%", 100.0 * r->server_cpu / r->secs), fmt_kb(r->server_peak_kb),
-            fmt_f("%.0f%%", 100.0 * r->bench_cpu / r->secs), fmt_us(hist_pct(&r->h, 50)),
-            fmt_us(hist_pct(&r->h, 99)), fmt_int((double)r->dropped));
+    const char *pl = prev_find("fanout", system, "subscribers", (double)subs, (const char *)NULL);
+    const char *prev = pl ? fmt_str("%s/s, %.3f s/M", fmt_int(prev_num(pl, "delivered_per_s")),
+                                    fan_cpu_per_m(prev_num(pl, "server_cpu_s"), (uint64_t)prev_num(pl, "delivered")))
+                          : "";
+    char sys[64];
+    snprintf(sys, sizeof(sys), "%s%s", system, r->hl.ok ? "" : " (UNHEALTHY)");
+    tab_row(t, fmt_int(subs), sys, fmt_int(rate), fmt_int((double)r->produced / r->secs),
+            fmt_f("%.0f%%", 100.0 * r->server_cpu / r->secs), fmt_f("%.3f", fan_cpu_per_m(r->server_cpu, r->delivered)),
+            fmt_kb(r->server_peak_kb), fmt_f("%.0f%%", 100.0 * r->bench_cpu / r->secs), fmt_us(hist_pct(&r->h, 50)),
+            fmt_us(hist_pct(&r->h, 99)), fmt_int((double)r->dropped), prev);
 }
 
 int scenario_fanout(void) {
     static const char *const cols[] = {"subscribers", "system", "delivered rec/s", "feed rec/s", "server CPU",
-                                       "server peak RSS", "bench CPU", "p50 (saturated)", "p99 (saturated)",
-                                       "dropped"};
+                                       "server CPU s per M deliveries", "server peak RSS", "bench CPU",
+                                       "p50 (saturated)", "p99 (saturated)", "dropped", "previous rec/s, CPU s/M"};
     static const char *const topics[] = {FAN_TOPIC ":1", NULL};
     kafka_svc k;
     int failed = 0;
     if (kafka_start(&k, topics) < 0) return -1;
-    tab *t = tab_new("fanout: one feed, 100-byte values, produced as fast as delivery drains", 10, cols);
+    tab *t = tab_new("fanout: one feed, 100-byte values, produced as fast as delivery drains", 12, cols);
     for (int i = 0; i < g_opts.nfanout_subs; i++) {
         int subs = g_opts.fanout_subs[i];
         fan_result *rs = calloc(1, sizeof(*rs)), *rr = calloc(1, sizeof(*rr));
@@ -185,13 +210,36 @@ int scenario_fanout(void) {
         fan_report(t, "redis", subs, rr);
         if (rs->ok && rr->ok) {
             double a = (double)rs->delivered / rs->secs, b = (double)rr->delivered / rr->secs;
-            tab_note(t, "%d subscribers: subway/Redis delivered = %.2f (subway %s/s, Redis %s/s).", subs, a / b,
-                     fmt_int(a), fmt_int(b));
+            double ca = fan_cpu_per_m(rs->server_cpu, rs->delivered), cb = fan_cpu_per_m(rr->server_cpu, rr->delivered);
+            double kafka_m = fan_cpu_per_m(rs->kafka_cpu, rs->delivered);
+            health hl;
+            health_init(&hl);
+            if (!rs->hl.ok) health_require(&hl, 0, "subway's window: %s", rs->hl.why);
+            if (!rr->hl.ok) health_require(&hl, 0, "Redis's window: %s", rr->hl.why);
+            char what[64];
+            snprintf(what, sizeof(what), "%d subscribers", subs);
+            if (hl.ok) {
+                tab_note(t, "%d subscribers: subway/Redis delivered = %.2f (subway %s/s, Redis %s/s); Redis/subway server "
+                         "CPU per delivery = %.1f (subway %.3f s per million, Redis %.3f; with %s's %.3f, subway %.3f).",
+                         subs, a / b, fmt_int(a), fmt_int(b), ca > 0 ? cb / ca : 0, ca, cb, kafka_name(), kafka_m,
+                         ca + kafka_m);
+            } else {
+                health_note(t, what, &hl);
+            }
             jrec *j = jr_begin("fanout", "ratio");
             jr_int(j, "subscribers", subs);
             jr_num(j, "subway_per_s", a);
             jr_num(j, "redis_per_s", b);
-            jr_num(j, "subway_over_redis", a / b);
+            jr_num(j, "subway_cpu_s_per_m", ca);
+            jr_num(j, "redis_cpu_s_per_m", cb);
+            jr_num(j, "kafka_cpu_s_per_m", kafka_m);
+            jr_int(j, "healthy", hl.ok);
+            if (hl.ok) {
+                jr_num(j, "subway_over_redis", a / b);
+                jr_num(j, "redis_over_subway_cpu_per_delivery", ca > 0 ? cb / ca : 0);
+            } else {
+                jr_str(j, "unhealthy_why", hl.why);
+            }
             jr_end(j);
         }
         free(rs);
@@ -200,6 +248,9 @@ int scenario_fanout(void) {
     tab_note(t, "Latency columns are produce-to-client under saturation (queueing included), not the latency scenario's.");
     tab_note(t, "server = subway node (Kafka: %s, its CPU in the JSON) or redis-server; bench CPU = this process, "
              "all threads.", kafka_name());
+    tab_note(t, "delivered rec/s is bounded by the bench's one receiving thread as much as by the server (see bench "
+             "CPU); CPU s per M deliveries is not: it is the server's own cost of a delivery.");
+    prev_note(t, prev_find("fanout", "subway", (const char *)NULL));
     tab_print(t);
     kafka_stop(&k);
     return failed ? -1 : 0;

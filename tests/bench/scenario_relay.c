@@ -16,6 +16,7 @@ typedef struct relay_phase {
     uint64_t delivered, produced;
     double nodes_cpu, redis_cpu;
     hist h;
+    health hl;                    /* the machine during the window */
 } relay_phase;
 
 /* Drives p against a new pacer (rate > 0: fixed rate, else window) and
@@ -37,6 +38,11 @@ static int relay_measure(const kafka_svc *k, pool *p, const node_svc *nodes, con
     }
     vlog("relay: measuring %s", rate > 0 ? "at a fixed rate" : "saturated");
     int rc = drive(p, pc, g_opts.warmup_s);
+    double warmed;
+    if (rc == 0) rc = warm_until_healthy(p, pc, NULL, &r->hl, &warmed);
+    machine_snapshot m0, m1;
+    machine_use u;
+    machine_snap(&m0);
     procstat n0[RELAY_NODES], n1[RELAY_NODES], r0, r1;
     for (int i = 0; i < RELAY_NODES; i++) procstat_read(nodes[i].p.pid, &n0[i]);
     procstat_read(rs->p.pid, &r0);
@@ -55,6 +61,10 @@ static int relay_measure(const kafka_svc *k, pool *p, const node_svc *nodes, con
     r->redis_cpu = r1.cpu_s - r0.cpu_s;
     r->h = *pool_hist(p);
     pool_latency(p, 0);
+    machine_snap(&m1);
+    machine_usage(&m0, &m1, &u);
+    health_init(&r->hl);
+    health_machine(&r->hl, &u);
     pacer_stop(pc);
     kprod_free(kp);
     r->ok = rc == 0 && r->delivered > 0;
@@ -111,14 +121,25 @@ out:
     return rc;
 }
 
+/* "delivered/s, p99" of the published line of placement and phase, or "". */
+static const char *relay_prev(const char *placement, const char *phase) {
+    const char *pl = prev_find_str("relay", placement, "phase", phase, "subscribers",
+                                   (double)(g_opts.relay_subs + 1));
+    if (!pl) return "";
+    return fmt_str("%s/s, %s", fmt_int(prev_num(pl, "delivered_per_s")),
+                   fmt_us((uint64_t)(prev_num(pl, "latency_p99_us") * 1000)));
+}
+
 static void relay_row(tab *t, const char *placement, const char *phase, const relay_phase *r) {
     if (!r->ok) {
-        tab_row(t, placement, phase, "FAILED", "", "", "", "", "", "");
+        tab_row(t, placement, phase, "FAILED", "", "", "", "", "", "", "");
         return;
     }
-    tab_row(t, placement, phase, fmt_int((double)r->delivered / r->secs), fmt_int((double)r->produced / r->secs),
+    tab_row(t, placement, fmt_str("%s%s", phase, r->hl.ok ? "" : " (UNHEALTHY)"),
+            fmt_int((double)r->delivered / r->secs), fmt_int((double)r->produced / r->secs),
             fmt_us(hist_pct(&r->h, 50)), fmt_us(hist_pct(&r->h, 99)), fmt_us(hist_pct(&r->h, 100)),
-            fmt_f("%.0f%%", 100 * r->nodes_cpu / r->secs), fmt_f("%.0f%%", 100 * r->redis_cpu / r->secs));
+            fmt_f("%.0f%%", 100 * r->nodes_cpu / r->secs), fmt_f("%.0f%%", 100 * r->redis_cpu / r->secs),
+            relay_prev(placement, phase));
     jrec *j = jr_begin("relay", placement);
     jr_str(j, "phase", phase);
     jr_int(j, "subscribers", g_opts.relay_subs + 1);
@@ -129,13 +150,14 @@ static void relay_row(tab *t, const char *placement, const char *phase, const re
     jr_num(j, "nodes_cpu_s", r->nodes_cpu);
     jr_num(j, "redis_cpu_s", r->redis_cpu);
     jr_hist(j, "latency", &r->h);
+    health_json(j, &r->hl);
     jr_end(j);
 }
 
 int scenario_relay(void) {
     static const char *const topics[] = {RELAY_TOPIC ":1", NULL};
     static const char *const cols[] = {"subscribers on", "phase", "delivered rec/s", "feed rec/s", "p50", "p99",
-                                       "max", "3 nodes CPU", "Redis CPU"};
+                                       "max", "3 nodes CPU", "Redis CPU", "previous rec/s, p99"};
     kafka_svc k;
     relay_phase *r = calloc(4, sizeof(*r));
     int rc = 0;
@@ -151,11 +173,20 @@ int scenario_relay(void) {
     snprintf(title, sizeof(title), "relay: %d subscribers + 1 on the owner, 3 nodes coordinated through Redis",
              g_opts.relay_subs);
     snprintf(lat, sizeof(lat), "%d rec/s", RELAY_RATE);
-    tab *t = tab_new(title, 9, cols);
+    tab *t = tab_new(title, 10, cols);
     relay_row(t, "owner", lat, &r[0]);
     relay_row(t, "owner", "saturated", &r[1]);
     relay_row(t, "other 2 nodes (relayed)", lat, &r[2]);
     relay_row(t, "other 2 nodes (relayed)", "saturated", &r[3]);
+    health hl;
+    health_init(&hl);
+    for (int i = 0; i < 4; i++)
+        if (r[i].ok && !r[i].hl.ok) health_require(&hl, 0, "%s", r[i].hl.why);
+    if (!hl.ok) {
+        health_note(t, "relay vs owner", &hl);
+        r[0].ok = r[2].ok = 0;  /* no verdicts below */
+        r[1].ok = r[3].ok = 0;
+    }
     if (r[0].ok && r[2].ok)
         tab_note(t, "Relay adds %.2f ms at p50 and %.2f ms at p99 at %d records/s.",
                  ((double)hist_pct(&r[2].h, 50) - (double)hist_pct(&r[0].h, 50)) / 1e6,
@@ -165,6 +196,7 @@ int scenario_relay(void) {
                  ((double)r[3].delivered / r[3].secs) / ((double)r[1].delivered / r[1].secs));
     tab_note(t, "In the relayed placement the owner (node 0) keeps one subscriber, so it owns the feed and relays "
              "its records through Redis to nodes 1 and 2, which hold the other subscribers.");
+    prev_note(t, prev_find("relay", "owner", (const char *)NULL));
     tab_print(t);
     free(r);
     return rc;
