@@ -96,6 +96,10 @@ class FeedPageTest(NodeCase):
 
 class FeedPageHtmlTest(NodeCase):
     TOPICS = {"fhtml": 4, "fhpage": 2}
+    # The test's clients answer PINGs only when read, and a headless
+    # Chromium can take longer than the default 15 s to start on a loaded
+    # machine: closed for silence, their feeds left the page it then showed.
+    NODE_ARGS = ("--heartbeat-ms", "60000")
 
     def chromium_dom(self, path):
         exe = shutil.which("chromium")
