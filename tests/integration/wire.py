@@ -55,27 +55,10 @@ TYPE_NAMES = {
     DROPPED: "DROPPED", GOAWAY: "GOAWAY", LIVE: "LIVE", AUTH: "AUTH", AUTHED: "AUTHED",
 }
 
-# Field names after the type, per frame type (proto.h's table).
-FIELDS = {
-    HELLO: ("version", "client_name", "token"),
-    WELCOME: ("version", "node_id", "heartbeat_ms", "max_frame", "heartbeat_timeout_ms", "max_key",
-              "max_subs", "client", "expires_ms"),
-    SUBSCRIBE: ("req_id", "topic", "key", "start"),
-    SUBSCRIBED: ("req_id", "feed", "partitions"),
-    UNSUBSCRIBE: ("req_id", "feed"),
-    UNSUBSCRIBED: ("req_id", "feed"),
-    MESSAGE: ("feed", "partition", "offset", "timestamp_ms", "key", "value", "headers"),
-    PUBLISH: ("req_id", "topic", "key", "value"),
-    PUBACK: ("req_id", "partition", "offset"),
-    PING: ("token",),
-    PONG: ("token",),
-    ERROR: ("req_id", "code", "text"),
-    DROPPED: ("feed", "count"),
-    GOAWAY: ("text",),
-    LIVE: ("feed", "positions"),
-    AUTH: ("req_id", "token"),
-    AUTHED: ("req_id", "expires_ms"),
-}
+# Field names after the type, per frame type: the Python client's table
+# (proto.h's, written once in Python); only the names, never its decoder.
+from subway.codec import SPEC  # noqa: E402
+FIELDS = {t: names for t, (names, _kinds, _nopt) in SPEC.items()}
 
 # SUBSCRIBE start modes (PROTOCOL.md section 3.3): start is [mode, arg].
 from subway.codec import (  # noqa: E402
